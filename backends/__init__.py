@@ -1,0 +1,1 @@
+"""Backends: GGUF (llama.cpp) and ONNX (onnxruntime) code generators."""

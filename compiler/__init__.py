@@ -1,0 +1,1 @@
+"""The distill compiler: Distillfile -> Spec -> Plan. Imports no torch."""

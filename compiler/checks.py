@@ -1,0 +1,335 @@
+"""Meaning checks: what the schema cannot say about a shape-valid Spec.
+
+Each check yields ``Finding``s addressed by Distillfile path; the front end locates them. Checks
+touch the file system (paths exist, stay inside the Distillfile's folder) but never the network
+and never import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import re
+import string
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from distill.compiler.document import DataPath
+from distill.compiler.errors import Severity
+from distill.compiler.schema import dotted
+from distill.compiler.spec import DatasetSource, Spec, Teacher
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_PROMPT_FIELDS = {"chunk", "n"}
+_GATE_METRIC = {
+    "max_perplexity": "perplexity", "min_exact_match": "exact_match", "min_f1": "f1",
+    "min_token_f1": "token_f1", "min_rouge_l": "rouge_l", "max_latency_ms": "latency",
+    "max_size": "size",
+}
+_CAUSAL_ONLY_METRICS = ("perplexity", "token_f1", "rouge_l")
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: DataPath
+    message: str
+    hint: str | None = None
+    severity: Severity = "error"
+
+
+Check = Callable[[Spec, Path], Iterator[Finding]]
+
+
+def check_meaning(spec: Spec, root: Path) -> list[Finding]:
+    """Run every check; ``root`` is the folder holding the Distillfile."""
+    return [finding for check in CHECKS for finding in check(spec, root)]
+
+
+def looks_like_path(model: str) -> bool:
+    """Hub ids are ``name`` or ``org/name``; these prefixes can only mean a local folder."""
+    return model.startswith(("/", "./", "../", "~")) or model.count("/") > 1 or "\\" in model
+
+
+def resolve_inside(root: Path, pattern: str) -> Path | None:
+    """``root / pattern`` for a relative pattern that stays inside ``root``; the pattern itself
+    when absolute; ``None`` when a relative pattern climbs out (``../``)."""
+    if os.path.isabs(pattern):
+        return Path(pattern)
+    joined = Path(os.path.normpath(root / pattern))
+    try:
+        joined.relative_to(os.path.normpath(root))
+    except ValueError:
+        return None
+    return joined
+
+
+def _outside(path: DataPath, what: str) -> Finding:
+    return Finding(path, f"{dotted(path)} {what} points outside the Distillfile's folder",
+                   "use a path inside the folder, or an absolute path to read files elsewhere")
+
+
+def _check_sources(spec: Spec, root: Path) -> Iterator[Finding]:
+    for i, source in enumerate(spec.sources):
+        path = ("sources", i, dataclasses.fields(source)[0].name)
+        target = resolve_inside(root, source.pattern)
+        if target is None:
+            yield _outside(path, repr(source.pattern))
+            continue
+        matches = sorted(glob.glob(str(target), recursive=True))
+        files = [m for m in matches if os.path.isfile(m)]
+        if not matches:
+            yield Finding(path, f"{dotted(path)} {source.pattern!r} matches no files",
+                          f"paths are relative to {root}")
+        elif not files:
+            yield Finding(path, f"{dotted(path)} {source.pattern!r} matches only folders",
+                          f"use a glob for the files inside, e.g. {source.pattern.rstrip('/')}/**/*")
+        else:
+            yield from _escaped_links(path, root, source.pattern, files)
+        password_env = getattr(source, "password_env", None)
+        if password_env and password_env not in os.environ:
+            yield Finding(("sources", i, "password_env"),
+                          f"environment variable {password_env} is not set here",
+                          "set it before `distill build`; validation does not need it",
+                          "warning")
+
+
+def _escaped_links(path: DataPath, root: Path, pattern: str, files: list[str]) -> Iterator[Finding]:
+    """A relative pattern may match a symlink that leads out of the folder; refuse those too."""
+    if os.path.isabs(pattern):
+        return
+    real_root = root.resolve()
+    for file in files:
+        if not Path(file).resolve().is_relative_to(real_root):
+            yield _outside(path, f"match {os.path.relpath(file, root)!r} (a link)")
+            return
+
+
+def _check_models(spec: Spec, root: Path) -> Iterator[Finding]:
+    for role in ("teacher", "student"):
+        model: Teacher | None = getattr(spec, role)
+        if model is None:
+            continue
+        if model.model is not None:
+            yield from _check_model_ref(role, model, root)
+        if model.random is not None:
+            if model.revision is not None:
+                yield Finding((role, "revision"), f"{role}.revision applies to hub models only",
+                              "remove it; a random model is defined by its config and seed")
+            yield from _check_local_file((role, "random", "config"), root, model.random.config,
+                                         "config.json")
+            if model.random.tokenizer is not None:
+                yield from _check_local_file((role, "random", "tokenizer"), root,
+                                             model.random.tokenizer, "tokenizer.json")
+        if model.chat_template is not None:
+            yield from _check_chat_template((role, "chat_template"), root, model.chat_template)
+
+
+def _check_model_ref(role: str, model: Teacher, root: Path) -> Iterator[Finding]:
+    assert model.model is not None
+    path = (role, "model")
+    local = resolve_inside(root, os.path.expanduser(model.model))
+    if local is None:
+        yield _outside(path, repr(model.model))
+    elif local.is_dir():
+        if not (local / "config.json").is_file():
+            yield Finding(path, f"{role}.model folder {model.model!r} has no config.json",
+                          "point to a folder saved with save_pretrained()")
+        if model.revision is not None:
+            yield Finding((role, "revision"), f"{role}.revision applies to hub models only",
+                          f"{model.model!r} is a local folder; remove the revision")
+    elif looks_like_path(model.model):
+        yield Finding(path, f"{role}.model folder {model.model!r} does not exist",
+                      f"local paths are relative to {root}")
+    elif not _HUB_ID.match(model.model):
+        yield Finding(path, f"{role}.model {model.model!r} is neither a local folder nor a hub id",
+                      "hub ids look like org/name, e.g. Qwen/Qwen2.5-0.5B-Instruct")
+    elif model.revision is None:
+        yield Finding(path, f"{role}.model {model.model!r} has no pinned revision",
+                      "add `revision: <commit sha>`; until then the lock pins what `main` is at plan time",
+                      "warning")
+
+
+def _check_local_file(path: DataPath, root: Path, value: str, inner: str) -> Iterator[Finding]:
+    target = resolve_inside(root, value)
+    if target is None:
+        yield _outside(path, repr(value))
+    elif target.is_dir() and not (target / inner).is_file():
+        yield Finding(path, f"{dotted(path)} folder {value!r} has no {inner}")
+    elif not target.exists():
+        yield Finding(path, f"{dotted(path)} {value!r} does not exist", f"paths are relative to {root}")
+
+
+def _check_chat_template(path: DataPath, root: Path, template: str) -> Iterator[Finding]:
+    from jinja2 import TemplateSyntaxError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    if template.endswith(".jinja") and "\n" not in template:
+        target = resolve_inside(root, template)
+        if target is None or not target.is_file():
+            yield Finding(path, f"{dotted(path)} file {template!r} does not exist"
+                          if target else f"{dotted(path)} {template!r} points outside the folder")
+            return
+        template = target.read_text("utf-8", errors="replace")
+    try:
+        ImmutableSandboxedEnvironment().parse(template)
+    except TemplateSyntaxError as exc:
+        yield Finding(path, f"{dotted(path)} is not a valid Jinja template: {exc.message} "
+                      f"(template line {exc.lineno})")
+
+
+def _check_loss(spec: Spec, root: Path) -> Iterator[Finding]:
+    loss = spec.loss
+    if loss.total_weight <= 0:
+        yield Finding(("loss",), "loss weights sum to 0; nothing would be learned",
+                      "give at least one of ce, kl, hidden a weight > 0")
+    for term in ("kl", "hidden"):
+        if getattr(loss, term) is not None and spec.teacher is None:
+            yield Finding(("loss", term), f"loss.{term} needs a teacher",
+                          "add a teacher, or remove this loss term")
+
+
+def _check_adapter(spec: Spec, root: Path) -> Iterator[Finding]:
+    student = spec.student
+    kind, quant = student.adapter.type, student.quantization
+    if kind == "qlora":
+        if quant in ("none", "8bit"):
+            yield Finding(("student", "quantization"),
+                          f"student.adapter.type qlora needs a 4-bit base, but quantization is {quant}",
+                          "set student.quantization to 4bit or auto, or use adapter type lora")
+        if student.task != "causal-lm":
+            yield Finding(("student", "adapter", "type"), "qlora applies to causal-lm students",
+                          "use adapter type lora or none for extractive-qa")
+    if kind == "none" and quant in ("8bit", "4bit"):
+        yield Finding(("student", "quantization"),
+                      f"a {quant} student cannot be fully fine-tuned (quantized weights get no gradients)",
+                      "use adapter type qlora (4bit) or lora, or set quantization: none")
+    if kind == "lora" and quant == "4bit":
+        yield Finding(("student", "adapter", "type"), "LoRA on a 4-bit base is QLoRA",
+                      "write adapter type qlora so the plan and the lock say what runs")
+
+
+def _check_deploy(spec: Spec, root: Path) -> Iterator[Finding]:
+    seen: dict[str, int] = {}
+    for i, target in enumerate(spec.deploy):
+        if target.kind in seen:
+            yield Finding(("deploy", i), f"a second {target.kind} target (first is deploy[{seen[target.kind]}])",
+                          "list every quantization in one target")
+        seen.setdefault(target.kind, i)
+        if target.kind == "gguf" and spec.student.task != "causal-lm":
+            yield Finding(("deploy", i, "gguf"), "gguf needs a causal-lm student (llama.cpp runs "
+                          "generative models)", "deploy extractive-qa students to onnx")
+
+
+def _check_data(spec: Spec, root: Path) -> Iterator[Finding]:
+    data, student = spec.data, spec.student
+    if data.overlap_tokens >= data.chunk_tokens:
+        yield Finding(("data", "overlap_tokens"), f"data.overlap_tokens ({data.overlap_tokens}) "
+                      f"must be smaller than data.chunk_tokens ({data.chunk_tokens})")
+    if data.split.train <= 0:
+        yield Finding(("data", "split"), "data.split val + test leave nothing to train on")
+    has_qa = any(isinstance(s, DatasetSource) for s in spec.sources)
+    has_docs = not all(isinstance(s, DatasetSource) for s in spec.sources)
+    synthesis = data.synthesis
+    if synthesis is not None:
+        if spec.teacher is None:
+            yield Finding(("data", "synthesis"), "data.synthesis needs a teacher to write examples",
+                          "add a teacher, or remove data.synthesis")
+        if not has_docs:
+            yield Finding(("data", "synthesis"), "data.synthesis needs pdf or text sources to read")
+        if synthesis.prompt is not None:
+            yield from _check_prompt(synthesis.prompt)
+        if synthesis.kind == "conversation" and student.task == "extractive-qa":
+            yield Finding(("data", "synthesis", "kind"), "an extractive-qa student learns from qa "
+                          "pairs, not conversations", "set data.synthesis.kind: qa")
+    if data.augmentation.paraphrases > 0 and spec.teacher is None:
+        yield Finding(("data", "augmentation", "paraphrases"), "paraphrases are written by the "
+                      "teacher; there is none", "add a teacher or set paraphrases: 0")
+    if synthesis is None and not has_qa:
+        if student.task == "extractive-qa":
+            yield Finding(("sources",), "an extractive-qa student needs QA examples: a dataset "
+                          "source or data.synthesis", "add `data: {synthesis: {kind: qa}}`")
+        elif spec.loss.mask == "answer_only":
+            yield Finding(("loss", "mask"), "loss.mask answer_only needs QA examples, but the "
+                          "sources are plain documents and nothing synthesizes questions",
+                          "set loss.mask: all to learn the documents' text, or add data.synthesis")
+
+
+def _check_prompt(prompt: str) -> Iterator[Finding]:
+    path = ("data", "synthesis", "prompt")
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(prompt) if name is not None}
+    except ValueError as exc:
+        yield Finding(path, f"data.synthesis.prompt is not a valid template: {exc}",
+                      "write literal braces as {{ and }}")
+        return
+    if "chunk" not in fields:
+        yield Finding(path, "data.synthesis.prompt must contain {chunk}, where the text goes")
+    for name in sorted(fields - _PROMPT_FIELDS):
+        yield Finding(path, f"data.synthesis.prompt uses unknown placeholder {{{name}}}",
+                      "placeholders are {chunk} and {n}; write literal braces as {{ and }}")
+
+
+def _check_train(spec: Spec, root: Path) -> Iterator[Finding]:
+    train, hardware = spec.train, spec.hardware
+    micro = train.micro_batch_size
+    if micro != "auto":
+        step = micro * hardware.world_size
+        if train.effective_batch_size % step:
+            yield Finding(("train", "micro_batch_size"), f"train.effective_batch_size "
+                          f"({train.effective_batch_size}) is not a multiple of micro_batch_size x "
+                          f"processes ({micro} x {hardware.world_size} = {step})",
+                          "change one of them, or set micro_batch_size: auto")
+    if train.early_stopping is not None and spec.data.split.val <= 0:
+        yield Finding(("train", "early_stopping"), "early stopping needs a validation split",
+                      "set data.split.val > 0")
+    if hardware.device == "cpu":
+        if train.precision == "fp16":
+            yield Finding(("train", "precision"), "fp16 mixed precision needs a GPU",
+                          "use bf16 or fp32 on cpu")
+        if train.optimizer == "paged_adamw_8bit":
+            yield Finding(("train", "optimizer"), "paged optimizers page CUDA memory; the device is cpu",
+                          "use adamw or auto")
+
+
+def _check_hardware(spec: Spec, root: Path) -> Iterator[Finding]:
+    hardware = spec.hardware
+    if hardware.device == "cpu" and hardware.vram is not None:
+        yield Finding(("hardware", "vram"), "hardware.vram is ignored when device is cpu",
+                      "the cpu budget is hardware.ram", "warning")
+    if hardware.strategy == "fsdp" and hardware.world_size == 1:
+        yield Finding(("hardware", "strategy"), "fsdp with one process shards nothing",
+                      "set hardware.gpus > 1, or leave strategy at ddp", "warning")
+
+
+def _check_eval(spec: Spec, root: Path) -> Iterator[Finding]:
+    evaluation, task = spec.eval, spec.student.task
+    metrics = evaluation.metrics
+    if metrics != "auto" and task == "extractive-qa":
+        for i, metric in enumerate(metrics):
+            if metric in _CAUSAL_ONLY_METRICS:
+                yield Finding(("eval", "metrics", i), f"{metric} applies to causal-lm students",
+                              "extractive-qa students are scored with exact_match and f1")
+    gates = evaluation.gates
+    for gate, metric in _GATE_METRIC.items():
+        if getattr(gates, gate) is None:
+            continue
+        if metrics != "auto" and metric not in metrics:
+            yield Finding(("eval", "gates", gate), f"gate {gate} needs metric {metric}, which "
+                          "eval.metrics leaves out", f"add {metric} to eval.metrics")
+        if task == "extractive-qa" and metric in _CAUSAL_ONLY_METRICS:
+            yield Finding(("eval", "gates", gate), f"{metric} applies to causal-lm students")
+    if gates.min_retention is not None and spec.teacher is None:
+        yield Finding(("eval", "gates", "min_retention"), "min_retention compares with a teacher; "
+                      "there is none", "add a teacher or remove this gate")
+    if any(getattr(gates, g) is not None for g in (*_GATE_METRIC, "min_retention")) \
+            and spec.data.split.test <= 0:
+        yield Finding(("eval", "gates"), "gates need a test split to measure on",
+                      "set data.split.test > 0")
+
+
+CHECKS: tuple[Check, ...] = (
+    _check_sources, _check_models, _check_loss, _check_adapter, _check_deploy, _check_data,
+    _check_train, _check_hardware, _check_eval,
+)

@@ -1,0 +1,140 @@
+"""The ``distill`` command line: the compiler's driver.
+
+Commands stay thin; the work lives in the compiler modules. Every error a user can cause is a
+``DistillError``, turned into text and an exit code in ``reported`` alone; ``DISTILL_DEBUG=1``
+shows the traceback instead. Typer itself reports usage errors (exit 2).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+
+from distill.compiler import console
+from distill.compiler.errors import DistillError, ExitCode, UsageError
+
+app = typer.Typer(
+    name="distill",
+    help="Compile a Distillfile into a distilled, deployable model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DistillfileArg = Annotated[Path, typer.Argument(
+    help="Path to a Distillfile, or to a folder holding one named Distillfile.", show_default=False)]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of text.")]
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def reported(command: Command) -> Command:
+    """Turn errors raised by ``command`` into messages and exit codes, in this one place."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except DistillError as error:
+            console.print_error(error)
+            raise typer.Exit(int(error.exit_code)) from None
+        except Exception as error:  # noqa: BLE001 - the one place that turns crashes into text
+            if os.environ.get("DISTILL_DEBUG") == "1":
+                raise
+            console.print_error(DistillError(
+                f"internal error: {type(error).__name__}: {error}",
+                hint="this is a bug in distill; rerun with DISTILL_DEBUG=1 for the traceback"))
+            raise typer.Exit(int(ExitCode.INTERNAL)) from None
+
+    return run  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.stdout().print(f"distill {metadata.version('distill')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    """Compile a Distillfile into a distilled, deployable model."""
+
+
+@app.command()
+@reported
+def validate(file: DistillfileArg, json_output: JsonOption = False) -> None:
+    """Check a Distillfile: YAML, schema and meaning. Exit 0 valid, 1 invalid, 2 usage error."""
+    from distill.compiler.codec import to_data
+    from distill.compiler.frontend import compile_file
+
+    compiled = compile_file(file)
+    console.print_diagnostics(compiled.warnings)
+    if json_output:
+        report = {"valid": True, "file": str(compiled.path), "spec_hash": compiled.hash,
+                  "warnings": [_diagnostic_json(d) for d in compiled.warnings],
+                  "spec": to_data(compiled.spec)}
+        console.stdout().print_json(json.dumps(report))
+    else:
+        console.stdout().print(f"{compiled.path}: valid (spec sha256 {compiled.hash[:12]})")
+
+
+@app.command()
+@reported
+def schema() -> None:
+    """Print the Distillfile JSON Schema (2020-12), for editors and other tools."""
+    from distill.compiler.schema import load_schema
+
+    sys.stdout.write(json.dumps(load_schema(), indent=2) + "\n")
+
+
+@app.command()
+@reported
+def init(
+    from_pdf: Annotated[Optional[Path], typer.Option(
+        "--from-pdf", help="Start from this PDF; otherwise the folder's .pdf/.md/.txt files.")] = None,
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Where to write the Distillfile.")] = Path("Distillfile"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter Distillfile (and the schema beside it) that validates."""
+    from distill.compiler.fsutil import write_atomic
+    from distill.compiler.schema import SCHEMA_FILE, load_schema
+    from distill.compiler.starter import check_starter, starter_text
+
+    if output.exists() and not force:
+        raise UsageError(f"{output} already exists", hint="pass --force to overwrite it")
+    text = starter_text(output.parent, from_pdf)
+    check_starter(text, output)
+    write_atomic(output.parent / SCHEMA_FILE, json.dumps(load_schema(), indent=2) + "\n")
+    write_atomic(output, text)
+    console.stdout().print(f"wrote {output}; next: distill validate {output}")
+
+
+def _diagnostic_json(diagnostic: object) -> dict[str, object]:
+    from dataclasses import asdict
+
+    return asdict(diagnostic)  # type: ignore[call-overload]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``distill`` script; returns the process exit code."""
+    try:
+        app(args=argv, prog_name="distill")
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Shape checks: ``distillfile.schema.json`` via jsonschema, errors turned into located diagnostics.
+
+jsonschema's own messages ("0 is less than or equal to the minimum of 0") name neither the field
+nor a fix, so each validator keyword gets a sentence of ours here. A schema node may carry an
+``errorMessage`` (ignored by jsonschema) describing what is expected, for patterns and unions.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterator
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from distill.compiler.document import DataPath, Document
+from distill.compiler.errors import Diagnostic
+
+SCHEMA_FILE = "distillfile.schema.json"
+
+
+@cache
+def load_schema() -> dict[str, Any]:
+    """The Distillfile JSON Schema shipped with the package."""
+    text = resources.files("distill.compiler").joinpath(SCHEMA_FILE).read_text("utf-8")
+    return json.loads(text)
+
+
+@cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(load_schema())
+
+
+def dotted(path: DataPath) -> str:
+    """``("student", "adapter", "r")`` -> ``student.adapter.r``; list indices as ``sources[0]``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "the Distillfile"
+
+
+def check_shape(doc: Document) -> list[Diagnostic]:
+    """Every schema violation in ``doc``, each located and explained."""
+    errors = list(_validator().iter_errors(doc.data))
+    # A value of the wrong type also fails every other keyword at its path; say only the type.
+    mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
+    found: list[Diagnostic] = []
+    for error in errors:
+        if error.validator == "type" or tuple(error.absolute_path) not in mistyped:
+            found.extend(_explain(error, doc))
+    return found
+
+
+def _explain(error: Any, doc: Document) -> Iterator[Diagnostic]:
+    path: DataPath = tuple(error.absolute_path)
+    kind = error.validator
+    if kind == "additionalProperties":
+        yield from _unknown_keys(error, doc, path)
+    elif kind in ("oneOf", "anyOf"):
+        yield from _union(error, doc, path)
+    elif kind == "required":
+        missing = error.validator_value
+        names = [k for k in missing if k not in error.instance]
+        for name in names:
+            where = "" if not path else f" in {dotted(path)}"
+            yield Diagnostic(doc.locate(path), f"missing required key '{name}'{where}",
+                             _REQUIRED_HINTS.get(name))
+    else:
+        yield Diagnostic(doc.locate(path), _sentence(error, path), _hint(error))
+
+
+_REQUIRED_HINTS = {
+    "version": "add `version: 1` at the top",
+    "name": "add a name such as `name: my-assistant`; outputs go to dist/<name>/",
+    "sources": "add at least one source, e.g. `sources: [{pdf: docs/*.pdf}]`",
+    "student": "add the model to train, e.g. `student: {model: Qwen/Qwen2.5-0.5B-Instruct}`",
+}
+
+
+def _unknown_keys(error: Any, doc: Document, path: DataPath) -> Iterator[Diagnostic]:
+    known = sorted(error.schema.get("properties", {}))
+    for key in error.instance:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}"
+        where = f"in {dotted(path)}" if path else "at the top level"
+        yield Diagnostic(doc.locate(path + (key,)), f"unknown key '{key}' {where}", hint)
+
+
+def _union(error: Any, doc: Document, path: DataPath) -> Iterator[Diagnostic]:
+    """For a union whose branches are objects told apart by a required key, explain the errors of
+    the branch the user meant; otherwise say what the union accepts."""
+    branches = error.schema.get(error.validator, [])
+    meant = _branch_meant(branches, error.instance)
+    if meant is not None:
+        for sub in error.context or []:
+            if sub.relative_schema_path and sub.relative_schema_path[0] == meant:
+                yield from _explain(sub, doc)
+        return
+    expected = error.schema.get("errorMessage", "a valid value")
+    yield Diagnostic(doc.locate(path), f"{dotted(path)} {_expected(expected)} (got {_show(error.instance)})")
+
+
+def _branch_meant(branches: list[dict[str, Any]], instance: Any) -> int | None:
+    """The one branch an instance was meant for: among object branches, the one whose required
+    keys it has; otherwise the one whose declared type it has."""
+    resolved = [_resolve(b) for b in branches]
+    if isinstance(instance, dict):
+        matching = [i for i, b in enumerate(resolved)
+                    if "properties" in b and set(b.get("required", ())) <= set(instance)]
+    else:
+        matching = [i for i, b in enumerate(resolved) if b.get("type") == _json_type(instance)]
+    return matching[0] if len(matching) == 1 else None
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    return {float: "number", str: "string", list: "array", type(None): "null"}.get(type(value), "")
+
+
+def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref", "")
+    if ref.startswith("#/$defs/"):
+        return load_schema()["$defs"][ref.removeprefix("#/$defs/")]
+    return node
+
+
+def _expected(expected: str) -> str:
+    return expected if expected.startswith("needs") else f"must be {expected}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping" if value else "an empty mapping"
+    if isinstance(value, list):
+        return "a list" if value else "an empty list"
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a string",
+               "boolean": "true or false", "object": "a mapping", "array": "a list"}
+
+
+def _sentence(error: Any, path: DataPath) -> str:
+    """``student.adapter.r must be > 0 (got 0)``, phrased per jsonschema keyword."""
+    kind, bound, value = error.validator, error.validator_value, error.instance
+    name, got = dotted(path), _show(value)
+    if kind == "type":
+        wanted = bound if isinstance(bound, list) else [bound]
+        return f"{name} must be {' or '.join(_TYPE_WORDS.get(t, t) for t in wanted)} (got {got})"
+    phrases = {
+        "minimum": f">= {bound}", "maximum": f"<= {bound}",
+        "exclusiveMinimum": f"> {bound}", "exclusiveMaximum": f"< {bound}",
+        "const": f"{_show(bound)}",
+        "enum": "one of " + ", ".join(_show(v) for v in bound),
+        "minItems": f"a list of at least {bound} item{'s' * (bound != 1)}",
+        "uniqueItems": "a list without repeated items",
+        "minLength": "a non-empty string",
+        "minProperties": f"a mapping with at least {bound} key{'s' * (bound != 1)}",
+        "maxProperties": f"a mapping with at most {bound} key{'s' * (bound != 1)}",
+    }
+    if "errorMessage" in error.schema and kind not in ("type", "enum", "const"):
+        return f"{name} {_expected(error.schema['errorMessage'])} (got {got})"
+    if kind in phrases:
+        return f"{name} must be {phrases[kind]} (got {got})"
+    if kind == "pattern":
+        return f"{name} must match {bound} (got {got})"
+    return f"{name}: {error.message}"
+
+
+def _hint(error: Any) -> str | None:
+    if error.validator == "enum" and isinstance(error.instance, str):
+        options = [str(v) for v in error.validator_value]
+        close = difflib.get_close_matches(error.instance, options, n=1, cutoff=0.5)
+        if close:
+            return f"did you mean '{close[0]}'?"
+    if error.validator == "const" and tuple(error.absolute_path) == ("version",):
+        return "this distill understands version 1 only"
+    return None

@@ -1,0 +1,1 @@
+"""Runtime: executes the stages of a Plan. Owns torch, transformers, peft and datasets."""
