@@ -33,17 +33,22 @@ _CAUSAL_ONLY_METRICS = ("perplexity", "token_f1", "rouge_l")
 
 @dataclass(frozen=True)
 class Finding:
+    """A problem at ``path``; when that path is not written in the file (a default), it is
+    reported at ``fallback`` if given, else at the nearest written ancestor."""
+
     path: DataPath
     message: str
     hint: str | None = None
     severity: Severity = "error"
+    fallback: DataPath | None = None
 
 
 Check = Callable[[Spec, Path], Iterator[Finding]]
 
 
 def check_meaning(spec: Spec, root: Path) -> list[Finding]:
-    """Run every check; ``root`` is the folder holding the Distillfile."""
+    """Run every check; ``root`` is the folder holding the Distillfile, as the user wrote it (it
+    appears in messages; relative paths are read from the current directory)."""
     return [finding for check in CHECKS for finding in check(spec, root)]
 
 
@@ -53,16 +58,17 @@ def looks_like_path(model: str) -> bool:
 
 
 def resolve_inside(root: Path, pattern: str) -> Path | None:
-    """``root / pattern`` for a relative pattern that stays inside ``root``; the pattern itself
-    when absolute; ``None`` when a relative pattern climbs out (``../``)."""
+    """The absolute path ``pattern`` names: itself when absolute, else under ``root``; ``None``
+    when a relative pattern climbs out of ``root`` (``../``)."""
     if os.path.isabs(pattern):
         return Path(pattern)
-    joined = Path(os.path.normpath(root / pattern))
-    try:
-        joined.relative_to(os.path.normpath(root))
-    except ValueError:
-        return None
-    return joined
+    base = os.path.normpath(root.absolute())
+    joined = Path(os.path.normpath(os.path.join(base, pattern)))
+    return joined if joined.is_relative_to(base) else None
+
+
+def _relative_hint(root: Path) -> str:
+    return f"relative paths start at the Distillfile's folder ({root})"
 
 
 def _outside(path: DataPath, what: str) -> Finding:
@@ -81,10 +87,11 @@ def _check_sources(spec: Spec, root: Path) -> Iterator[Finding]:
         files = [m for m in matches if os.path.isfile(m)]
         if not matches:
             yield Finding(path, f"{dotted(path)} {source.pattern!r} matches no files",
-                          f"paths are relative to {root}")
+                          _relative_hint(root))
         elif not files:
+            example = Path(os.path.relpath(matches[0], root.absolute())).as_posix()
             yield Finding(path, f"{dotted(path)} {source.pattern!r} matches only folders",
-                          f"use a glob for the files inside, e.g. {source.pattern.rstrip('/')}/**/*")
+                          f"use a glob for the files inside, e.g. {example}/**/*")
         else:
             yield from _escaped_links(path, root, source.pattern, files)
         password_env = getattr(source, "password_env", None)
@@ -141,7 +148,7 @@ def _check_model_ref(role: str, model: Teacher, root: Path) -> Iterator[Finding]
                           f"{model.model!r} is a local folder; remove the revision")
     elif looks_like_path(model.model):
         yield Finding(path, f"{role}.model folder {model.model!r} does not exist",
-                      f"local paths are relative to {root}")
+                      _relative_hint(root))
     elif not _HUB_ID.match(model.model):
         yield Finding(path, f"{role}.model {model.model!r} is neither a local folder nor a hub id",
                       "hub ids look like org/name, e.g. Qwen/Qwen2.5-0.5B-Instruct")
@@ -158,7 +165,7 @@ def _check_local_file(path: DataPath, root: Path, value: str, inner: str) -> Ite
     elif target.is_dir() and not (target / inner).is_file():
         yield Finding(path, f"{dotted(path)} folder {value!r} has no {inner}")
     elif not target.exists():
-        yield Finding(path, f"{dotted(path)} {value!r} does not exist", f"paths are relative to {root}")
+        yield Finding(path, f"{dotted(path)} {value!r} does not exist", _relative_hint(root))
 
 
 def _check_chat_template(path: DataPath, root: Path, template: str) -> Iterator[Finding]:
@@ -253,7 +260,8 @@ def _check_data(spec: Spec, root: Path) -> Iterator[Finding]:
         elif spec.loss.mask == "answer_only":
             yield Finding(("loss", "mask"), "loss.mask answer_only needs QA examples, but the "
                           "sources are plain documents and nothing synthesizes questions",
-                          "set loss.mask: all to learn the documents' text, or add data.synthesis")
+                          "set loss.mask: all to learn the documents' text, or add data.synthesis",
+                          fallback=("sources",))
 
 
 def _check_prompt(prompt: str) -> Iterator[Finding]:

@@ -55,6 +55,8 @@ def _convert(tp: Any, value: Any) -> Any:
 def _pick_member(tp: Any, value: Any) -> Any:
     """The member of a union that schema-valid ``value`` belongs to."""
     members = [m for m in get_args(tp) if m is not type(None)]
+    if len(members) == 1:
+        return members[0]
     for member in members:
         if get_origin(member) is Literal:
             if value in get_args(member) and type(value) in {type(a) for a in get_args(member)}:

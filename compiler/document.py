@@ -47,6 +47,9 @@ class Document:
     key_at: dict[DataPath, Location] = field(default_factory=dict)
     value_at: dict[DataPath, Location] = field(default_factory=dict)
 
+    def is_written(self, path: DataPath) -> bool:
+        return path in self.key_at or path in self.value_at
+
     def locate(self, path: DataPath) -> Location:
         """Where ``path`` is written: its key if it has one, else its value, else its nearest
         written ancestor (a value filled in from a default is reported at its parent's key)."""
@@ -94,6 +97,9 @@ def parse_document(text: str, display: str) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
+        if exc.problem and exc.context and exc.context_mark:
+            start = exc.context_mark
+            problem += f" {exc.context} (started at line {start.line + 1}, column {start.column + 1})"
         raise _fail(display, line, column, f"YAML syntax: {problem}", _syntax_hint(problem)) from None
     except YAMLError as exc:
         raise _fail(display, 1, 1, f"YAML syntax: {exc}", None) from None
@@ -110,7 +116,7 @@ def parse_document(text: str, display: str) -> Document:
 
 
 def _syntax_hint(problem: str) -> str | None:
-    if "tab" in problem:
+    if "'\\t'" in problem:
         return "indent with spaces; YAML does not allow tabs"
     if "mapping values are not allowed" in problem:
         return "a value containing ': ' must be quoted"

@@ -78,4 +78,4 @@ class SpecError(DistillError):
     def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
         self.diagnostics = in_file_order(diagnostics)
         errors = sum(d.severity == "error" for d in self.diagnostics)
-        super().__init__(f"{errors} error{'s' * (errors != 1)}; nothing was written.")
+        super().__init__(f"{errors} error{'s' * (errors != 1)}")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.compiler.checks import check_meaning
+from distill.compiler.checks import Finding, check_meaning
 from distill.compiler.codec import build_spec, spec_hash
-from distill.compiler.document import Document, parse_document, read_text
+from distill.compiler.document import DataPath, Document, parse_document, read_text
 from distill.compiler.errors import Diagnostic, SpecError, UsageError
 from distill.compiler.schema import check_shape
 from distill.compiler.spec import Spec
@@ -59,8 +59,14 @@ def compile_document(doc: Document, path: Path) -> CompiledSpec:
     if shape_errors:
         raise SpecError(shape_errors)
     spec = build_spec(doc.data)
-    found = [Diagnostic(doc.locate(f.path), f.message, f.hint, f.severity)
-             for f in check_meaning(spec, path.parent.absolute())]
+    found = [Diagnostic(doc.locate(_where(doc, f)), f.message, f.hint, f.severity)
+             for f in check_meaning(spec, path.parent)]
     if any(d.severity == "error" for d in found):
         raise SpecError(found)
     return CompiledSpec(path, spec, tuple(found))
+
+
+def _where(doc: Document, finding: Finding) -> DataPath:
+    if finding.fallback is not None and not doc.is_written(finding.path):
+        return finding.fallback
+    return finding.path

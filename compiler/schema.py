@@ -51,7 +51,8 @@ def check_shape(doc: Document) -> list[Diagnostic]:
     for error in errors:
         if error.validator == "type" or tuple(error.absolute_path) not in mistyped:
             found.extend(_explain(error, doc))
-    return found
+    # jsonschema reports one `required` error per missing key, each carrying the whole list.
+    return list(dict.fromkeys(found))
 
 
 def _explain(error: Any, doc: Document) -> Iterator[Diagnostic]:
@@ -102,17 +103,19 @@ def _union(error: Any, doc: Document, path: DataPath) -> Iterator[Diagnostic]:
                 yield from _explain(sub, doc)
         return
     expected = error.schema.get("errorMessage", "a valid value")
-    yield Diagnostic(doc.locate(path), f"{dotted(path)} {_expected(expected)} (got {_show(error.instance)})")
+    yield Diagnostic(doc.locate(path), f"{dotted(path)} {_expected(expected)} "
+                     f"(got {_show(error.instance)})", _wrap_hint(error.schema, error.instance))
 
 
 def _branch_meant(branches: list[dict[str, Any]], instance: Any) -> int | None:
     """The one branch an instance was meant for: among object branches, the one whose required
     keys it has; otherwise the one whose declared type it has."""
     resolved = [_resolve(b) for b in branches]
+    matching = []
     if isinstance(instance, dict):
         matching = [i for i, b in enumerate(resolved)
                     if "properties" in b and set(b.get("required", ())) <= set(instance)]
-    else:
+    if not matching:
         matching = [i for i, b in enumerate(resolved) if b.get("type") == _json_type(instance)]
     return matching[0] if len(matching) == 1 else None
 
@@ -122,7 +125,8 @@ def _json_type(value: Any) -> str:
         return "boolean"
     if isinstance(value, int):
         return "integer"
-    return {float: "number", str: "string", list: "array", type(None): "null"}.get(type(value), "")
+    return {float: "number", str: "string", list: "array", dict: "object",
+            type(None): "null"}.get(type(value), "")
 
 
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:
@@ -138,11 +142,13 @@ def _expected(expected: str) -> str:
 
 def _show(value: Any) -> str:
     if isinstance(value, dict):
-        return "a mapping" if value else "an empty mapping"
-    if isinstance(value, list):
-        return "a list" if value else "an empty list"
+        return f"a mapping with keys {', '.join(value)}" if value else "an empty mapping"
+    if isinstance(value, list) and not value:
+        return "an empty list"
     text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 60 else text[:57] + "..."
+    if len(text) <= 60:
+        return text
+    return f"a list of {len(value)} items" if isinstance(value, list) else text[:57] + "..."
 
 
 _TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a string",
@@ -151,37 +157,76 @@ _TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a strin
 
 def _sentence(error: Any, path: DataPath) -> str:
     """``student.adapter.r must be > 0 (got 0)``, phrased per jsonschema keyword."""
-    kind, bound, value = error.validator, error.validator_value, error.instance
-    name, got = dotted(path), _show(value)
+    kind, bound = error.validator, error.validator_value
+    name, got = dotted(path), _show(error.instance)
     if kind == "type":
         wanted = bound if isinstance(bound, list) else [bound]
         return f"{name} must be {' or '.join(_TYPE_WORDS.get(t, t) for t in wanted)} (got {got})"
-    phrases = {
-        "minimum": f">= {bound}", "maximum": f"<= {bound}",
-        "exclusiveMinimum": f"> {bound}", "exclusiveMaximum": f"< {bound}",
-        "const": f"{_show(bound)}",
-        "enum": "one of " + ", ".join(_show(v) for v in bound),
-        "minItems": f"a list of at least {bound} item{'s' * (bound != 1)}",
-        "uniqueItems": "a list without repeated items",
-        "minLength": "a non-empty string",
-        "minProperties": f"a mapping with at least {bound} key{'s' * (bound != 1)}",
-        "maxProperties": f"a mapping with at most {bound} key{'s' * (bound != 1)}",
-    }
-    if "errorMessage" in error.schema and kind not in ("type", "enum", "const"):
+    if "errorMessage" in error.schema and kind not in ("enum", "const"):
         return f"{name} {_expected(error.schema['errorMessage'])} (got {got})"
-    if kind in phrases:
-        return f"{name} must be {phrases[kind]} (got {got})"
-    if kind == "pattern":
-        return f"{name} must match {bound} (got {got})"
-    return f"{name}: {error.message}"
+    phrase = _phrase(kind, bound)
+    if phrase is None:
+        return f"{name}: {error.message}"
+    return f"{name} must be {phrase} (got {got})"
+
+
+def _phrase(kind: str, bound: Any) -> str | None:
+    plural = "s" if bound != 1 else ""
+    match kind:
+        case "minimum" | "maximum" | "exclusiveMinimum" | "exclusiveMaximum":
+            return f"{_COMPARISONS[kind]} {bound}"
+        case "const":
+            return _show(bound)
+        case "enum":
+            return "one of " + ", ".join(_show(v) for v in bound)
+        case "minItems":
+            return f"a list of at least {bound} item{plural}"
+        case "uniqueItems":
+            return "a list without repeated items"
+        case "minLength":
+            return "a non-empty string"
+        case "minProperties":
+            return f"a mapping with at least {bound} key{plural}"
+        case "maxProperties":
+            return f"a mapping with at most {bound} key{plural}"
+        case "pattern":
+            return f"text matching {bound}"
+    return None
+
+
+_COMPARISONS = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
 
 
 def _hint(error: Any) -> str | None:
     if error.validator == "enum" and isinstance(error.instance, str):
         options = [str(v) for v in error.validator_value]
-        close = difflib.get_close_matches(error.instance, options, n=1, cutoff=0.5)
+        close = difflib.get_close_matches(error.instance, options, n=1, cutoff=0.75)
         if close:
             return f"did you mean '{close[0]}'?"
     if error.validator == "const" and tuple(error.absolute_path) == ("version",):
         return "this distill understands version 1 only"
+    if error.validator == "enum" and True in error.validator_value and \
+            str(error.instance).lower() in _YAML11_BOOLEANS:
+        return "YAML 1.2 reads yes/no/on/off as text; write true or false"
+    if error.validator == "type":
+        return _wrap_hint(error.schema, error.instance)
     return None
+
+
+_YAML11_BOOLEANS = {"yes", "no", "on", "off", "y", "n"}
+
+
+def _wrap_hint(schema: dict[str, Any], value: Any) -> str | None:
+    """For a bare string where a mapping keyed by one of a few names belongs, show the mapping
+    (``teacher: gpt2`` -> ``teacher: {model: gpt2}``)."""
+    if not isinstance(value, str):
+        return None
+    keys = []
+    for branch in map(_resolve, schema.get("oneOf", [])):
+        properties = branch.get("properties") or schema.get("properties", {})
+        keys += [key for key in branch.get("required", [])
+                 if _resolve(properties.get(key, {})).get("type") == "string"]
+    if not keys:
+        return None
+    forms = [f"{{{key}: {value}}}" for key in keys]
+    return "write it as " + (forms[0] if len(forms) == 1 else ", ".join(forms[:-1]) + " or " + forms[-1])
