@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
@@ -19,7 +20,7 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 
 from distill.compiler import console
-from distill.compiler.errors import DistillError, ExitCode, UsageError
+from distill.compiler.errors import DistillError, ExitCode, SpecError, UsageError
 
 app = typer.Typer(
     name="distill",
@@ -78,15 +79,23 @@ def validate(file: DistillfileArg, json_output: JsonOption = False) -> None:
     from distill.compiler.codec import to_data
     from distill.compiler.frontend import compile_file
 
-    compiled = compile_file(file)
+    try:
+        compiled = compile_file(file)
+    except SpecError as error:
+        if json_output:
+            _print_json({"valid": False, "diagnostics": [asdict(d) for d in error.diagnostics]})
+        raise
     console.print_diagnostics(compiled.warnings)
     if json_output:
-        report = {"valid": True, "file": str(compiled.path), "spec_hash": compiled.hash,
-                  "warnings": [_diagnostic_json(d) for d in compiled.warnings],
-                  "spec": to_data(compiled.spec)}
-        console.stdout().print_json(json.dumps(report))
+        _print_json({"valid": True, "file": str(compiled.path), "spec_hash": compiled.hash,
+                     "warnings": [asdict(d) for d in compiled.warnings],
+                     "spec": to_data(compiled.spec)})
     else:
         console.stdout().print(f"{compiled.path}: valid (spec sha256 {compiled.hash[:12]})")
+
+
+def _print_json(report: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
 
 @app.command()
@@ -95,7 +104,7 @@ def schema() -> None:
     """Print the Distillfile JSON Schema (2020-12), for editors and other tools."""
     from distill.compiler.schema import load_schema
 
-    sys.stdout.write(json.dumps(load_schema(), indent=2) + "\n")
+    _print_json(load_schema())
 
 
 @app.command()
@@ -119,12 +128,6 @@ def init(
     write_atomic(output.parent / SCHEMA_FILE, json.dumps(load_schema(), indent=2) + "\n")
     write_atomic(output, text)
     console.stdout().print(f"wrote {output}; next: distill validate {output}")
-
-
-def _diagnostic_json(diagnostic: object) -> dict[str, object]:
-    from dataclasses import asdict
-
-    return asdict(diagnostic)  # type: ignore[call-overload]
 
 
 def main(argv: list[str] | None = None) -> int:
