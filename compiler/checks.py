@@ -7,7 +7,6 @@ and never import torch.
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import os
 import re
@@ -19,7 +18,7 @@ from pathlib import Path
 from distill.compiler.document import DataPath
 from distill.compiler.errors import Severity
 from distill.compiler.schema import dotted
-from distill.compiler.spec import DatasetSource, Spec, Teacher
+from distill.compiler.spec import DatasetSource, Spec, Teacher, source_pattern
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _PROMPT_FIELDS = {"chunk", "n"}
@@ -78,22 +77,23 @@ def _outside(path: DataPath, what: str) -> Finding:
 
 def _check_sources(spec: Spec, root: Path) -> Iterator[Finding]:
     for i, source in enumerate(spec.sources):
-        path = ("sources", i, dataclasses.fields(source)[0].name)
-        target = resolve_inside(root, source.pattern)
+        key, pattern = source_pattern(source)
+        path = ("sources", i, key)
+        target = resolve_inside(root, pattern)
         if target is None:
-            yield _outside(path, repr(source.pattern))
+            yield _outside(path, repr(pattern))
             continue
         matches = sorted(glob.glob(str(target), recursive=True))
         files = [m for m in matches if os.path.isfile(m)]
         if not matches:
-            yield Finding(path, f"{dotted(path)} {source.pattern!r} matches no files",
+            yield Finding(path, f"{dotted(path)} {pattern!r} matches no files",
                           _relative_hint(root))
         elif not files:
             example = Path(os.path.relpath(matches[0], root.absolute())).as_posix()
-            yield Finding(path, f"{dotted(path)} {source.pattern!r} matches only folders",
+            yield Finding(path, f"{dotted(path)} {pattern!r} matches only folders",
                           f"use a glob for the files inside, e.g. {example}/**/*")
         else:
-            yield from _escaped_links(path, root, source.pattern, files)
+            yield from _escaped_links(path, root, pattern, files)
         password_env = getattr(source, "password_env", None)
         if password_env and password_env not in os.environ:
             yield Finding(("sources", i, "password_env"),

@@ -7,7 +7,7 @@ drift. Everything downstream of ``compiler/`` reads these objects, never raw YAM
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Annotated, Literal, Union
 
 from distill.compiler.units import ByteSize, LayerMap
@@ -28,19 +28,11 @@ class PdfSource:
     password_env: str | None = None
     on_error: OnError = "fail"
 
-    @property
-    def pattern(self) -> str:
-        return self.pdf
-
 
 @dataclass(frozen=True)
 class TextSource:
     text: str
     on_error: OnError = "fail"
-
-    @property
-    def pattern(self) -> str:
-        return self.text
 
 
 @dataclass(frozen=True)
@@ -49,13 +41,15 @@ class DatasetSource:
     format: Literal["auto", "squad", "jsonl"] = "auto"
     on_error: OnError = "fail"
 
-    @property
-    def pattern(self) -> str:
-        return self.dataset
-
 
 # The first field of each member is its discriminating key (see ``compiler/codec.py``).
 SourceEntry = Union[PdfSource, TextSource, DatasetSource]
+
+
+def source_pattern(source: SourceEntry) -> tuple[str, str]:
+    """Which key the entry uses (pdf, text or dataset) and its path or glob."""
+    key = fields(source)[0].name
+    return key, getattr(source, key)
 
 
 @dataclass(frozen=True)

@@ -175,4 +175,4 @@ def test_absolute_paths_may_point_anywhere(min_spec: dict[str, Any], tmp_path: P
     elsewhere.mkdir()
     (elsewhere / "a.md").write_text("text")
     spec = with_overrides(min_spec, {"sources": [{"text": str(elsewhere / "*.md")}]})
-    assert compile_file(folder(spec)).spec.sources[0].pattern.endswith("*.md")
+    assert compile_file(folder(spec)).spec.sources[0].text.endswith("*.md")
