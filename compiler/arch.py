@@ -1,0 +1,202 @@
+"""Architectures from config.json alone: shapes, parameter counts, linear-layer inventories.
+
+The planner must size a model before any weight is downloaded, so every count here is arithmetic on
+the config; ``tests/planner/test_arch.py`` checks them against what transformers builds, exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from distill.compiler.errors import DistillError
+
+Head = Literal["causal-lm", "extractive-qa", "masked-lm", "base"]
+
+DECODERS = ("llama", "mistral", "qwen2", "phi3", "gemma", "gemma2", "gpt2")
+ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert")
+SUPPORTED = DECODERS + ENCODERS
+
+
+class UnsupportedArchitecture(DistillError):
+    """A model_type the planner has no shape model for."""
+
+
+@dataclass(frozen=True)
+class Linear:
+    """One weight matrix repeated in every layer: ``count`` matrices of ``fan_in x fan_out``."""
+
+    name: str
+    fan_in: int
+    fan_out: int
+    bias: bool
+
+    @property
+    def params(self) -> int:
+        return self.fan_in * self.fan_out + (self.fan_out if self.bias else 0)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The shapes of a transformer, read from its config."""
+
+    family: str
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    max_positions: int
+    tied_embeddings: bool
+    norm_params: int            # parameters of one norm: h (RMSNorm) or 2h (LayerNorm)
+    norms_per_layer: int
+    linears: tuple[Linear, ...]  # per layer
+    embedding_params: int       # token (+ position, token-type, embedding norm) parameters
+    final_norm: bool
+    gated_mlp: bool
+    is_encoder: bool
+
+    @property
+    def q_dim(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    @property
+    def layer_params(self) -> int:
+        return sum(linear.params for linear in self.linears) + self.norms_per_layer * self.norm_params
+
+    @property
+    def linear_names(self) -> tuple[str, ...]:
+        return tuple(linear.name for linear in self.linears)
+
+    def head_params(self, head: Head) -> int:
+        """Parameters above the last layer: final norm, LM head, QA or MLM head."""
+        final = self.norm_params if self.final_norm else 0
+        if head == "causal-lm":
+            return final + (0 if self.tied_embeddings else self.vocab * self.hidden)
+        if head == "extractive-qa":
+            return final + self.hidden * 2 + 2  # start/end logits
+        if head == "masked-lm":
+            return final + _mlm_head_params(self)
+        return final + (self.hidden * self.hidden + self.hidden if self.family in _POOLED else 0)
+
+    def params(self, head: Head) -> int:
+        """Total parameters of the model with ``head``, counting tied weights once."""
+        return self.embedding_params + self.layers * self.layer_params + self.head_params(head)
+
+    def linear_params(self) -> int:
+        """Parameters in the layers' linear weights: what 8-bit/nf4 quantization and LoRA touch."""
+        return self.layers * sum(linear.fan_in * linear.fan_out for linear in self.linears)
+
+
+_POOLED = ("bert", "roberta", "xlm-roberta")  # their bare model carries a pooler
+
+
+def _mlm_head_params(arch: Architecture) -> int:
+    h, v = arch.hidden, arch.vocab
+    # transform (dense + LayerNorm) then a decoder tied to the embeddings, with its own bias
+    return h * h + h + 2 * h + v
+
+
+def head_of(config: dict[str, Any]) -> Head:
+    """The head the config's ``architectures`` entry names."""
+    name = (config.get("architectures") or [""])[0]
+    if name.endswith("ForCausalLM") or name.endswith("LMHeadModel"):
+        return "causal-lm"
+    if name.endswith("ForQuestionAnswering"):
+        return "extractive-qa"
+    if name.endswith("ForMaskedLM"):
+        return "masked-lm"
+    return "base"
+
+
+def architecture(config: dict[str, Any]) -> Architecture:
+    """Shapes of a supported model from its config.json contents."""
+    family = config.get("model_type", "")
+    builder = _BUILDERS.get(family)
+    if builder is None:
+        raise UnsupportedArchitecture(
+            f"model_type {family!r} is not supported by the planner",
+            hint=f"supported: {', '.join(SUPPORTED)}")
+    return builder(config)
+
+
+def _decoder(config: dict[str, Any], family: str) -> Architecture:
+    h, f = config["hidden_size"], config["intermediate_size"]
+    heads = config["num_attention_heads"]
+    kv = config.get("num_key_value_heads") or heads
+    d = config.get("head_dim") or h // heads
+    qkv_bias = family == "qwen2" or bool(config.get("attention_bias"))
+    o_bias = bool(config.get("attention_bias")) and family != "qwen2"
+    mlp_bias = bool(config.get("mlp_bias"))
+    if family == "phi3":  # fused projections, same parameter count as separate ones
+        linears = (Linear("qkv_proj", h, heads * d + 2 * kv * d, False),
+                   Linear("o_proj", heads * d, h, False),
+                   Linear("gate_up_proj", h, 2 * f, False),
+                   Linear("down_proj", f, h, False))
+    else:
+        linears = (Linear("q_proj", h, heads * d, qkv_bias), Linear("k_proj", h, kv * d, qkv_bias),
+                   Linear("v_proj", h, kv * d, qkv_bias), Linear("o_proj", heads * d, h, o_bias),
+                   Linear("gate_proj", h, f, mlp_bias), Linear("up_proj", h, f, mlp_bias),
+                   Linear("down_proj", f, h, mlp_bias))
+    tied = bool(config.get("tie_word_embeddings", family in ("gemma", "gemma2")))
+    return Architecture(
+        family=family, hidden=h, intermediate=f, layers=config["num_hidden_layers"], heads=heads,
+        kv_heads=kv, head_dim=d, vocab=config["vocab_size"],
+        max_positions=config.get("max_position_embeddings", 0), tied_embeddings=tied,
+        norm_params=h, norms_per_layer=4 if family == "gemma2" else 2, linears=linears,
+        embedding_params=config["vocab_size"] * h, final_norm=True, gated_mlp=True, is_encoder=False)
+
+
+def _gpt2(config: dict[str, Any]) -> Architecture:
+    h, heads = config["n_embd"], config["n_head"]
+    f = config.get("n_inner") or 4 * h
+    positions = config.get("n_positions") or config.get("n_ctx") or 1024
+    linears = (Linear("c_attn", h, 3 * h, True), Linear("c_proj", h, h, True),
+               Linear("c_fc", h, f, True), Linear("mlp.c_proj", f, h, True))
+    return Architecture(
+        family="gpt2", hidden=h, intermediate=f, layers=config["n_layer"], heads=heads,
+        kv_heads=heads, head_dim=h // heads, vocab=config["vocab_size"], max_positions=positions,
+        tied_embeddings=bool(config.get("tie_word_embeddings", True)), norm_params=2 * h,
+        norms_per_layer=2, linears=linears, embedding_params=(config["vocab_size"] + positions) * h,
+        final_norm=True, gated_mlp=False, is_encoder=False)
+
+
+def _bert(config: dict[str, Any]) -> Architecture:
+    h, f, heads = config["hidden_size"], config["intermediate_size"], config["num_attention_heads"]
+    positions = config["max_position_embeddings"]
+    types = config.get("type_vocab_size", 2)
+    linears = (Linear("query", h, h, True), Linear("key", h, h, True), Linear("value", h, h, True),
+               Linear("attention.output.dense", h, h, True), Linear("intermediate.dense", h, f, True),
+               Linear("output.dense", f, h, True))
+    return Architecture(
+        family=config["model_type"], hidden=h, intermediate=f, layers=config["num_hidden_layers"],
+        heads=heads, kv_heads=heads, head_dim=h // heads, vocab=config["vocab_size"],
+        max_positions=positions, tied_embeddings=True, norm_params=2 * h, norms_per_layer=2,
+        linears=linears, embedding_params=(config["vocab_size"] + positions + types) * h + 2 * h,
+        final_norm=False, gated_mlp=False, is_encoder=True)
+
+
+def _distilbert(config: dict[str, Any]) -> Architecture:
+    h, f, heads = config["dim"], config["hidden_dim"], config["n_heads"]
+    positions = config["max_position_embeddings"]
+    linears = (Linear("q_lin", h, h, True), Linear("k_lin", h, h, True), Linear("v_lin", h, h, True),
+               Linear("out_lin", h, h, True), Linear("lin1", h, f, True), Linear("lin2", f, h, True))
+    return Architecture(
+        family="distilbert", hidden=h, intermediate=f, layers=config["n_layers"], heads=heads,
+        kv_heads=heads, head_dim=h // heads, vocab=config["vocab_size"], max_positions=positions,
+        tied_embeddings=True, norm_params=2 * h, norms_per_layer=2, linears=linears,
+        embedding_params=(config["vocab_size"] + positions) * h + 2 * h, final_norm=False,
+        gated_mlp=False, is_encoder=True)
+
+
+_BUILDERS = {
+    **{family: (lambda config, family=family: _decoder(config, family))
+       for family in ("llama", "mistral", "qwen2", "phi3", "gemma", "gemma2")},
+    "gpt2": _gpt2, "bert": _bert, "roberta": _bert, "xlm-roberta": _bert, "distilbert": _distilbert,
+}
