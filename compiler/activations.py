@@ -1,0 +1,78 @@
+"""Activation memory of HF decoder layers in training, per token, in bytes.
+
+Counted from what each module saves for backward in transformers 4.57 with PyTorch 2.13, and
+checked tensor by tensor against traced CPU steps (``benchmarks/planner_accuracy.py``).
+Symbols: h hidden, q = heads x head_dim, kv = kv_heads x head_dim, f intermediate, a heads,
+s sequence length, e bytes of the compute dtype, r LoRA rank.
+
+What the trace showed, and the model below encodes (llama, mistral, qwen2):
+  * residual stream: the post-attention sum and the layer output, e*h each;
+  * RMSNorm computes in fp32: the fp32 copy of x (a copy only when e != 4), rsqrt (4 B), the
+    normalized x in e when the norm weight trains, and the e-sized output;
+  * q after RoPE; k and v as SDPA gets them: HF passes a boolean causal mask, so SDPA cannot use
+    its GQA path and HF repeats k and v to all heads (e*q each, copies when kv < q); SDPA keeps
+    its output and an fp32 logsumexp per head, and turns the boolean mask into an e-typed additive
+    mask per layer (e*s per token);
+  * gated MLP: gate, act(gate), up, act*up (e*f each; act*up only feeds down_proj, kept when
+    down_proj trains);
+  * LoRA: each adapted matrix keeps its fp32 A-output (4*r) and, on a 16-bit base, the fp32 copy
+    of its input that peft casts to the adapter dtype.
+"""
+
+from __future__ import annotations
+
+from distill.compiler.arch import Architecture
+from distill.compiler.trainstep import TrainStep
+
+F32 = 4
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def rms_norm_bytes(hidden: int, e: int, weight_trains: bool, output_saved: bool) -> int:
+    """Per token. HF RMSNorm computes in fp32: x in fp32 (x itself when e = 4, else a copy) and
+    rsqrt are kept for backward; the normalized x in e when the weight trains; the e-sized
+    output when the next linear keeps its input (it trains, or carries an adapter). In fp32 the
+    kept x is the residual stream itself, so no residual term is counted apart."""
+    return F32 * hidden + F32 + (e * hidden if weight_trains else 0) + \
+        (e * hidden if output_saved else 0)
+
+
+def _adapted(step: TrainStep, *names: str) -> bool:
+    return step.adapter != "none" and any(name in step.lora_targets for name in names)
+
+
+def lora_bytes(arch: Architecture, step: TrainStep) -> int:
+    """Per token per layer: each adapted matrix's A-output, and its input's fp32 copy on a
+    16-bit base."""
+    e = DTYPE_BYTES[step.dtype]
+    return sum(F32 * step.lora_r + (F32 * lin.fan_in if e != F32 else 0)
+               for lin in arch.linears if _adapted(step, lin.name))
+
+
+def decoder_layer_bytes(arch: Architecture, step: TrainStep) -> int:
+    """Saved activations of one decoder layer, per token, without checkpointing."""
+    e, h, q, f, a, s = (DTYPE_BYTES[step.dtype], arch.hidden, arch.q_dim, arch.intermediate,
+                        arch.heads, step.seq_len)
+    full = step.adapter == "none"
+    norms = rms_norm_bytes(h, e, full, _input_kept(step, e, "q_proj", "k_proj", "v_proj", "qkv_proj")) + \
+        rms_norm_bytes(h, e, full, _input_kept(step, e, "gate_proj", "up_proj", "gate_up_proj"))
+    if step.attention == "sdpa":
+        scores = F32 * a + e * s               # logsumexp + the additive mask SDPA builds
+    else:  # eager: the fp32 softmax output, its copy in e when e != 4 (fed to the PV matmul)
+        scores = F32 * a * s + (e * a * s if e != F32 else 0)
+    attention = 4 * e * q + scores             # q, k, v (repeated to all heads), output
+    mlp = 3 * e * f + (e * f if _input_kept(step, e, "down_proj") else 0)
+    return norms + attention + mlp + lora_bytes(arch, step)
+
+
+def _input_kept(step: TrainStep, e: int, *consumers: str) -> bool:
+    """Whether a tensor feeding these linears is kept in its own dtype: a trained linear keeps its
+    input; an adapter keeps it too when it is fp32 already (on a 16-bit base the adapter keeps the
+    fp32 copy it casts to, counted in ``lora_bytes``)."""
+    return step.adapter == "none" or (e == F32 and _adapted(step, *consumers))
+
+
+def first_layer_discount(arch: Architecture, step: TrainStep) -> int:
+    """Per token: with a frozen embedding the first layer's input needs no grad, so its first
+    norm keeps neither x nor rsqrt."""
+    return 0 if step.adapter == "none" else F32 * arch.hidden + F32

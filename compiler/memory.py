@@ -1,0 +1,198 @@
+"""Peak memory of one training micro-step, by phase, from shapes alone (no torch).
+
+Every term is bytes. ``e`` is the size of the compute dtype (4 fp32, 2 bf16/fp16); ``t`` is tokens
+in the micro-batch (micro_batch x seq_len). The activation coefficients are what HF's eager
+PyTorch modules save for backward, counted per token and per layer; they were derived from the
+modules' code and checked against real CPU steps traced tensor by tensor
+(``benchmarks/planner_accuracy.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from distill.compiler.arch import Architecture
+from distill.compiler.trainstep import ComputeDtype, TrainStep
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+F32 = 4
+# bitsandbytes nf4 with double quantization: 4 bits per weight, one uint8 absmax per 64-weight
+# block, one fp32 absmax (plus its offset) per 256 blocks: 0.5 + 1/64 + 4/(64 x 256) bytes/weight.
+NF4_BYTES_PER_WEIGHT = 0.5 + 1 / 64 + 4 / (64 * 256)
+# Per quantized matrix: the nf4 code (16 fp32) and the nested 8-bit code (256 fp32).
+NF4_BYTES_PER_MATRIX = (16 + 256) * F32
+# LLM.int8: one int8 per weight plus one fp32 scale per output row.
+INT8_BYTES_PER_WEIGHT = 1
+
+
+@dataclass(frozen=True)
+class Term:
+    """One named amount of memory with the arithmetic that gave it."""
+
+    name: str
+    bytes: int
+    why: str
+
+
+@dataclass(frozen=True)
+class StepMemory:
+    """Peak live bytes of each phase of a micro-step, and the terms each is made of."""
+
+    phases: dict[str, tuple[Term, ...]] = field(default_factory=dict)
+
+    def phase_bytes(self, phase: str) -> int:
+        return sum(term.bytes for term in self.phases[phase])
+
+    @property
+    def peak_phase(self) -> str:
+        return max(self.phases, key=self.phase_bytes)
+
+    @property
+    def peak(self) -> int:
+        return self.phase_bytes(self.peak_phase)
+
+
+def weight_bytes(arch: Architecture, head: str, dtype: ComputeDtype, quant: str) -> Term:
+    """Weights held by a model: linear layers quantized as asked, everything else (embeddings,
+    norms, biases, LM head: bitsandbytes leaves the output head alone) in the compute dtype."""
+    e = DTYPE_BYTES[dtype]
+    total = arch.params(head)
+    if quant == "none":
+        return Term("weights", total * e, f"{total:,} params x {e} B")
+    linear = arch.linear_params()
+    rest = total - linear
+    matrices = arch.layers * len(arch.linears)
+    if quant == "4bit":
+        quantized = int(linear * NF4_BYTES_PER_WEIGHT) + matrices * NF4_BYTES_PER_MATRIX
+        why = f"{linear:,} nf4 weights x {NF4_BYTES_PER_WEIGHT:.4f} B + {rest:,} params x {e} B"
+    else:
+        rows = arch.layers * sum(linear_.fan_out for linear_ in arch.linears)
+        quantized = linear * INT8_BYTES_PER_WEIGHT + rows * F32
+        why = f"{linear:,} int8 weights + {rows:,} fp32 row scales + {rest:,} params x {e} B"
+    return Term("weights", quantized + rest * e, why)
+
+
+def lora_params(arch: Architecture, step: TrainStep) -> int:
+    """Adapter parameters: r x (fan_in + fan_out) for each targeted matrix in each layer."""
+    targets = set(step.lora_targets)
+    per_layer = sum(step.lora_r * (lin.fan_in + lin.fan_out)
+                    for lin in arch.linears if lin.name in targets)
+    return arch.layers * per_layer
+
+
+def trainable_params(arch: Architecture, step: TrainStep, head: str) -> tuple[int, int]:
+    """(trainable parameters, bytes per trainable parameter). peft keeps adapters in fp32 even on a
+    bf16 base (autocast_adapter_dtype), so LoRA grads and optimizer states are fp32."""
+    if step.adapter == "none":
+        return arch.params(head), DTYPE_BYTES[step.dtype]
+    return lora_params(arch, step), F32
+
+
+def optimizer_state_bytes(trainable: int, tensors: int, param_bytes: int, optimizer: str) -> Term:
+    """AdamW keeps two moments per trainable parameter, in the parameter's dtype by default, and
+    a 4-byte step counter per tensor."""
+    if optimizer in ("adamw_8bit", "paged_adamw_8bit"):
+        # bitsandbytes: uint8 moments, one fp32 absmax per 2048-value block per moment
+        per = 2 + 2 * F32 / 2048
+        return Term("optimizer states", int(trainable * per) + tensors * F32,
+                    f"{trainable:,} x 2 moments x 1 B + absmax")
+    per = 2 * (2 if optimizer == "adamw_bf16" else param_bytes)
+    return Term("optimizer states", trainable * per + tensors * F32,
+                f"{trainable:,} trainable x 2 moments x {per // 2} B + {tensors:,} step counters")
+
+
+def trainable_shapes(arch: Architecture, step: TrainStep, head: str) -> list[int]:
+    """Sizes (elements) of the trainable tensors in the order the optimizer visits them."""
+    if step.adapter != "none":
+        per_layer = [size for lin in arch.linears if lin.name in step.lora_targets
+                     for size in (step.lora_r * lin.fan_in, lin.fan_out * step.lora_r)]
+        return per_layer * arch.layers
+    layer = [size for lin in arch.linears
+             for size in ((lin.fan_in * lin.fan_out, lin.fan_out) if lin.bias else (lin.fan_in * lin.fan_out,))]
+    layer += [arch.norm_params] * arch.norms_per_layer
+    head_sizes = [arch.hidden] + ([] if arch.tied_embeddings else [arch.vocab * arch.hidden])
+    return [arch.embedding_params] + layer * arch.layers + head_sizes
+
+
+def cpu_adamw_temporaries(sizes: list[int]) -> int:
+    """Elements of temporaries at the peak of torch's single-tensor AdamW (the CPU default): for
+    each tensor it computes ``exp_avg_sq.sqrt()`` and that over the bias correction (2 x its
+    size) while ``denom`` of the previous tensor is still bound (1 x the previous size)."""
+    return max(prev + 2 * cur for prev, cur in zip([0, *sizes], sizes))
+
+
+def _recompute_phase(arch: Architecture, step: TrainStep, head: str, static: list[Term],
+                     layer: int, shared: int) -> tuple[Term, ...]:
+    """Backward through the first layer, the last one recomputed: every gradient but the
+    embedding's and that layer's (its down_proj's is made first), the layer's activations, and
+    two f-sized gradient buffers in its MLP."""
+    e, t = DTYPE_BYTES[step.dtype], step.tokens
+    trainable, param_bytes = trainable_params(arch, step, head)
+    down = next(lin for lin in arch.linears if lin.name in ("down_proj", "mlp.c_proj", "output.dense", "lin2"))
+    if step.adapter == "none":
+        pending = arch.layer_params - down.params + arch.embedding_params
+    else:
+        pending = sum(step.lora_r * (lin.fan_in + lin.fan_out) for lin in arch.linears
+                      if lin.name in step.lora_targets and lin is not down)
+    return (*static,
+            Term("gradients", (trainable - pending) * param_bytes, "all but the embedding's and the first layer's"),
+            Term("first layer input", e * arch.hidden * t + shared, "its checkpoint input, mask, RoPE"),
+            Term("recompute", layer * t, f"one layer's activations: {t:,} x {layer:,} B"),
+            Term("MLP gradient buffers", 2 * e * arch.intermediate * t, f"2 x {t:,} x {arch.intermediate} x {e} B"))
+
+
+def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = "cpu",
+                  teacher: Architecture | None = None) -> StepMemory:
+    """Peak live bytes of each phase of one micro-step (see ``distill.runtime.memtrace``)."""
+    from distill.compiler import activations as act
+
+    e, t, h, v = DTYPE_BYTES[step.dtype], step.tokens, arch.hidden, arch.vocab
+    full = step.adapter == "none"
+    quant = "4bit" if step.adapter == "qlora" else step.base_quant
+    trainable, param_bytes = trainable_params(arch, step, head)
+    shapes = trainable_shapes(arch, step, head)
+    static = [weight_bytes(arch, head, step.dtype, quant),
+              optimizer_state_bytes(trainable, len(shapes), param_bytes, step.optimizer),
+              Term("inputs", 2 * t * 8, f"input ids and labels: 2 x {t:,} tokens x 8 B"),
+              Term("buffers", arch.head_dim // 2 * F32, "RoPE inverse frequencies, fp32")]
+    if not full:
+        static.append(Term("adapter weights", trainable * F32, f"{trainable:,} LoRA params x 4 B"))
+    if teacher is not None and step.kd == "online":
+        static.append(Term("teacher weights", weight_bytes(teacher, "causal-lm", step.teacher_dtype,
+                                                           step.teacher_quant).bytes, "resident for online KD"))
+    grads = Term("gradients", trainable * param_bytes, f"{trainable:,} trainable x {param_bytes} B")
+
+    layer = act.decoder_layer_bytes(arch, step)
+    rope = 2 * step.seq_len * arch.head_dim * e
+    # The final norm's output is still referenced when the loss is computed, and freed before
+    # backward unless the LM head trains.
+    final_norm = Term("final norm", act.rms_norm_bytes(h, e, full, output_saved=True) * t,
+                      f"{t:,} tokens x {act.rms_norm_bytes(h, e, full, True):,} B")
+    final_norm_kept = Term("final norm", act.rms_norm_bytes(h, e, full, output_saved=full) * t,
+                           "kept for backward")
+    if step.checkpointing:
+        # checkpoint() keeps each layer's inputs: the hidden states, and the boolean causal mask
+        # and position ids that every layer shares.
+        shared = rope + step.micro_batch * step.seq_len ** 2 + 8 * step.seq_len
+        layers = Term("activations", arch.layers * e * h * t + shared,
+                      f"checkpointed: {arch.layers} layer inputs x {t:,} tokens x {e * h} B + mask")
+    else:
+        saved = arch.layers * layer - act.first_layer_discount(arch, step)
+        layers = Term("activations", saved * t + rope,
+                      f"{arch.layers} layers x {t:,} tokens x {layer:,} B/token")
+    logits = Term("logits + loss", t * v * (e + (F32 if e != F32 else 0) + F32) + 8 * (t + step.micro_batch),
+                  f"{t:,} tokens x {v:,} vocab x ({e} logits + 4 log-softmax" + (" + 4 fp32 copy)" if e != F32 else ")"))
+    loss_grad = Term("loss backward", 3 * F32 * t * v, f"log-softmax, its grad and the logits' grad: 3 x {t:,} x {v:,} x 4 B")
+    phases = {"forward": (*static, layers, final_norm, logits),
+              "backward": (*static, layers, final_norm_kept, loss_grad)}
+    if step.checkpointing:
+        phases["recompute"] = _recompute_phase(arch, step, head, static, layer, shared)
+    if full and not step.checkpointing:
+        phases["backward end"] = (*static, grads, Term("input grad", e * h * t, f"{t:,} tokens x {e * h} B"))
+    if device == "cpu":
+        elements = cpu_adamw_temporaries(shapes)
+        why = f"single-tensor AdamW: {elements:,} elements x {param_bytes} B"
+    else:
+        elements, why = trainable, "foreach AdamW: one trainable-sized list of sqrt(v)"
+    phases["optimizer"] = (*static, grads, Term("optimizer temporaries", elements * param_bytes, why))
+    return StepMemory(phases)

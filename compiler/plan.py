@@ -1,0 +1,96 @@
+"""The Plan: every decision the planner made, with its arithmetic, and what it predicts.
+
+A Plan is data: it prints (``compiler/report.py``), serializes into ``Distillfile.lock`` and is
+what ``distill build`` will execute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from distill.compiler.memory import Term
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One choice: what was chosen and why, with the numbers."""
+
+    name: str
+    value: str
+    why: str
+
+
+@dataclass(frozen=True)
+class PhaseMemory:
+    """Predicted peak bytes of one phase, as the sum of its terms."""
+
+    phase: str
+    terms: tuple[Term, ...]
+
+    @property
+    def bytes(self) -> int:
+        return sum(term.bytes for term in self.terms)
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    role: str
+    ref: str
+    revision: str | None
+    family: str
+    params: int
+    trainable: int
+    tokenizer: str
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A time estimate for a stage: FLOPs over throughput, labelled as what it is."""
+
+    stage: str
+    flops: float
+    seconds: float | None
+    why: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``distill build`` will do, and why it fits.
+
+    Attributes:
+        device, budget_bytes, budget_source, processes: the machine planned for.
+        models: the resolved teacher and student.
+        decisions: the settings chosen, in the order they were decided.
+        phases: predicted peak memory per phase.
+        micro_batch, accumulation, checkpointing, kd_mode, kd_chunk_tokens, teacher_quant,
+        student_quant, dtype, optimizer: the chosen settings, for the runtime.
+        examples, tokens_per_epoch, optimizer_steps: data volume (estimated where the data does
+            not exist yet, and said so in ``data_note``).
+        estimates: time per stage (not part of the lock: throughput is measured).
+    """
+
+    device: str
+    budget_bytes: int
+    budget_source: str
+    processes: int
+    models: tuple[ModelSummary, ...]
+    decisions: tuple[Decision, ...]
+    phases: tuple[PhaseMemory, ...]
+    micro_batch: int
+    accumulation: int
+    checkpointing: bool
+    dtype: str
+    optimizer: str
+    teacher_quant: str | None
+    student_quant: str
+    kd_mode: str
+    kd_chunk_tokens: int | None
+    examples: int
+    tokens_per_epoch: int
+    optimizer_steps: int
+    data_note: str
+    estimates: tuple[Estimate, ...]
+
+    @property
+    def peak(self) -> PhaseMemory:
+        return max(self.phases, key=lambda phase: phase.bytes)

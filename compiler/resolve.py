@@ -1,0 +1,200 @@
+"""Resolve teacher and student to config, tokenizer and generation files, without weights.
+
+A model is a local folder, a hub id (looked up in the Hugging Face cache first, then fetched: only
+the small JSON/tokenizer files, never weights), or a ``random`` config. Every file read is recorded
+with its sha256 so the lock pins exactly what was planned. Failures are located ``Finding``s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from distill.compiler.checks import Finding, resolve_inside
+from distill.compiler.digest import FileDigest, digest_file
+from distill.compiler.spec import Spec, Teacher
+
+CONFIG = "config.json"
+# Tokenizer and generation files, in the order their identity is looked for.
+OPTIONAL_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                  "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt", "generation_config.json")
+_TOKENIZER_IDENTITY = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What the planner knows of a model: its config and the digests of the files it came from.
+
+    Attributes:
+        role: "teacher" or "student".
+        kind: "local", "hub" or "random".
+        ref: the hub id, the local folder or the random config path, as written.
+        revision: the commit a hub model resolved to; ``None`` for local and random models.
+        config: config.json contents.
+        files: digests of every file read.
+        tokenizer: an identity of the vocabulary: equal identities mean equal token ids.
+        chat_template: whether the tokenizer (or the Distillfile) supplies a chat template.
+    """
+
+    role: str
+    kind: Literal["local", "hub", "random"]
+    ref: str
+    revision: str | None
+    config: dict[str, Any]
+    files: tuple[FileDigest, ...]
+    tokenizer: str
+    chat_template: bool
+
+
+class ResolveFailed(Exception):
+    """Carries the findings that stopped resolution."""
+
+    def __init__(self, findings: list[Finding]) -> None:
+        super().__init__(f"{len(findings)} model(s) could not be resolved")
+        self.findings = findings
+
+
+def resolve_models(spec: Spec, root: Path, offline: bool) -> dict[str, ResolvedModel]:
+    """Resolve every model the spec names; raises ``ResolveFailed`` with all failures."""
+    resolved: dict[str, ResolvedModel] = {}
+    failures: list[Finding] = []
+    for role in ("teacher", "student"):
+        model: Teacher | None = getattr(spec, role)
+        if model is None:
+            continue
+        try:
+            resolved[role] = _resolve(role, model, root, offline, spec)
+        except _Missing as missing:
+            failures.append(missing.finding)
+    if failures:
+        raise ResolveFailed(failures)
+    return resolved
+
+
+class _Missing(Exception):
+    def __init__(self, finding: Finding) -> None:
+        super().__init__(finding.message)
+        self.finding = finding
+
+
+def _resolve(role: str, model: Teacher, root: Path, offline: bool, spec: Spec) -> ResolvedModel:
+    if model.random is not None:
+        return _resolve_random(role, model, root, spec)
+    assert model.model is not None
+    local = resolve_inside(root, os.path.expanduser(model.model))
+    if local is not None and local.is_dir():
+        files = _local_files(local)
+        return _assemble(role, "local", model.model, None, files, model)
+    files, commit = _hub_files(role, model, offline)
+    return _assemble(role, "hub", model.model, commit, files, model)
+
+
+def _local_files(folder: Path) -> dict[str, Path]:
+    names = (CONFIG, *OPTIONAL_FILES)
+    return {name: folder / name for name in names if (folder / name).is_file()}
+
+
+def _hub_files(role: str, model: Teacher, offline: bool) -> tuple[dict[str, Path], str]:
+    """Config and tokenizer files of a hub model: from the cache, else downloaded (small files
+    only). The snapshot folder's name is the commit the revision resolved to."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    repo, revision = model.model or "", model.revision or "main"
+    offline = offline or os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "yes")
+    files: dict[str, Path] = {}
+    for name in (CONFIG, *OPTIONAL_FILES):
+        try:
+            files[name] = Path(hf_hub_download(repo, name, revision=revision, local_files_only=offline))
+        except EntryNotFoundError:
+            continue  # the repo has no such file: fine for optional ones
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
+            if name != CONFIG:
+                continue
+            raise _Missing(_unreachable(role, repo, revision, offline, exc)) from None
+    commit = files[CONFIG].parent.name
+    return files, commit
+
+
+def _unreachable(role: str, repo: str, revision: str, offline: bool, exc: Exception) -> Finding:
+    why = "the hub is not consulted (offline)" if offline else f"the hub could not be reached ({type(exc).__name__})"
+    return Finding(
+        (role, "model"),
+        f"{role}.model {repo!r} (revision {revision}): config.json is not in the Hugging Face cache "
+        f"and {why}",
+        f"on a machine with access run `huggingface-cli download {repo} config.json tokenizer.json "
+        f"tokenizer_config.json --revision {revision}` (no weights needed to plan), or point "
+        f"{role}.model at a local folder")
+
+
+def _resolve_random(role: str, model: Teacher, root: Path, spec: Spec) -> ResolvedModel:
+    assert model.random is not None
+    config_path = resolve_inside(root, model.random.config)
+    assert config_path is not None  # the meaning checks refused paths outside the folder
+    if config_path.is_dir():
+        config_path = config_path / CONFIG
+    files = {CONFIG: config_path}
+    if model.random.tokenizer is not None:
+        tokenizer = resolve_inside(root, model.random.tokenizer)
+        assert tokenizer is not None
+        files.update(_local_files(tokenizer) if tokenizer.is_dir() else {"tokenizer.json": tokenizer})
+    return _assemble(role, "random", model.random.config, None, files, model, spec)
+
+
+def _assemble(role: str, kind: Literal["local", "hub", "random"], ref: str, commit: str | None,
+              files: dict[str, Path], model: Teacher, spec: Spec | None = None) -> ResolvedModel:
+    if CONFIG not in files:
+        raise _Missing(Finding((role, "model"), f"{role}.model {ref!r} has no config.json"))
+    try:
+        config = json.loads(files[CONFIG].read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _Missing(Finding((role,), f"{role} config.json cannot be read: {exc}")) from None
+    if not isinstance(config, dict):
+        raise _Missing(Finding((role,), f"{role} config.json is not a JSON object"))
+    digests = tuple(digest_file(path, f"{ref}/{name}" if kind != "random" else str(path))
+                    for name, path in sorted(files.items()))
+    identity = tokenizer_identity(files) or _trained_tokenizer_identity(config, spec)
+    template = model.chat_template is not None or _has_chat_template(files)
+    return ResolvedModel(role, kind, ref, commit, config, digests, identity, template)
+
+
+def tokenizer_identity(files: dict[str, Path]) -> str | None:
+    """An identity of the token <-> id mapping, so that tokenizers with equal vocabularies but
+    different packaging (chat template, model name, padding side) compare equal.
+
+    tokenizer.json: sha256 of its model (vocab, merges), added tokens, normalizer and
+    pre-tokenizer, canonicalized; otherwise sha256 of the vocabulary file itself.
+    """
+    for name in _TOKENIZER_IDENTITY:
+        path = files.get(name)
+        if path is None:
+            continue
+        if name == "tokenizer.json":
+            data = json.loads(path.read_text("utf-8"))
+            core = {key: data.get(key) for key in ("model", "added_tokens", "normalizer", "pre_tokenizer")}
+            text = json.dumps(core, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            return "tokenizer.json:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return f"{name}:" + digest_file(path, name).sha256
+    return None
+
+
+def _trained_tokenizer_identity(config: dict[str, Any], spec: Spec | None) -> str:
+    """A random model without a tokenizer gets a byte-level BPE trained on the sources with the
+    config's vocab_size: two such models with one vocab size share one tokenizer."""
+    sources = spec.sources if spec is not None else ()
+    key = json.dumps([repr(s) for s in sources], sort_keys=True)
+    return f"trained-bpe:{config.get('vocab_size')}:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _has_chat_template(files: dict[str, Path]) -> bool:
+    path = files.get("tokenizer_config.json")
+    if path is None:
+        return False
+    try:
+        return bool(json.loads(path.read_text("utf-8")).get("chat_template"))
+    except (OSError, json.JSONDecodeError):
+        return False

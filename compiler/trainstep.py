@@ -1,0 +1,60 @@
+"""What one training step looks like, for memory prediction (compiler) and measurement (runtime).
+
+The planner predicts the peak live bytes of the step a ``TrainStep`` describes;
+``distill.runtime.memtrace`` runs that same step on real tensors and measures it. Keeping one
+description for both is what lets ``benchmarks/planner_accuracy.py`` compare them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ComputeDtype = Literal["float32", "bfloat16", "float16"]
+KdMode = Literal["none", "online", "cached", "sequence"]
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """One optimizer micro-step of the student, and the teacher beside it when KD is online.
+
+    Attributes:
+        micro_batch: sequences per forward pass.
+        seq_len: tokens per sequence (every sequence padded or packed to this length).
+        dtype: dtype of the student's weights and activations.
+        adapter: "none" trains every weight; "lora" adds adapters to ``lora_targets``; "qlora"
+            is lora on an nf4 base (``base_quant`` "4bit").
+        lora_r: adapter rank.
+        lora_targets: names of the adapted linear layers (see ``Architecture.linear_names``).
+        base_quant: bitsandbytes quantization of the frozen base: "none", "8bit" or "4bit" (nf4
+            with double quantization).
+        checkpointing: recompute each layer's activations in backward (non-reentrant).
+        attention: "sdpa" (fused, no s x s score tensor kept) or "eager".
+        optimizer: AdamW with fp32 states, bf16 states, or bitsandbytes 8-bit (paged) states.
+        kd: "none"; "online": the teacher runs in the same step; "cached": top-k teacher logits
+            are read from disk; "sequence": train on teacher-generated text only (no logits).
+        kd_chunk_tokens: tokens per KD loss chunk; ``None`` computes the loss over the whole
+            micro-batch at once (the naive way: 24 bytes x tokens x vocab).
+        top_k: teacher logits kept per token when ``kd`` is "cached".
+        teacher_dtype, teacher_quant: how the resident teacher is held when ``kd`` is "online".
+    """
+
+    micro_batch: int
+    seq_len: int
+    dtype: ComputeDtype = "float32"
+    adapter: Literal["none", "lora", "qlora"] = "none"
+    lora_r: int = 16
+    lora_targets: tuple[str, ...] = ()
+    base_quant: Literal["none", "8bit", "4bit"] = "none"
+    checkpointing: bool = False
+    attention: Literal["sdpa", "eager"] = "sdpa"
+    optimizer: Literal["adamw", "adamw_bf16", "adamw_8bit", "paged_adamw_8bit"] = "adamw"
+    kd: KdMode = "none"
+    kd_chunk_tokens: int | None = None
+    top_k: int = 64
+    teacher_dtype: ComputeDtype = "float32"
+    teacher_quant: Literal["none", "8bit", "4bit"] = "none"
+
+    @property
+    def tokens(self) -> int:
+        return self.micro_batch * self.seq_len

@@ -1,0 +1,103 @@
+"""How much data a build will train on, known before extraction runs: QA datasets are counted
+exactly; documents are estimated from their size (and said to be estimates)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from distill.compiler.checks import resolve_inside
+from distill.compiler.digest import FileDigest, digest_file
+from distill.compiler.spec import DatasetSource, PdfSource, SourceEntry, Spec, source_pattern
+
+# Rough text density, used only for estimates: ~4 bytes of English text per BPE token, and a
+# PDF's text layer is ~1/4 of its file size (fonts, images and structure take the rest).
+BYTES_PER_TOKEN = 4
+PDF_TEXT_SHARE = 0.25
+# Instruction, question and answer framing around a synthesized answer, in tokens.
+QA_EXAMPLE_TOKENS = 96
+
+
+@dataclass(frozen=True)
+class DataVolume:
+    """Examples per epoch (all splits) and their tokens, with how they were obtained."""
+
+    examples: int
+    tokens: int
+    note: str
+    files: tuple[FileDigest, ...]
+
+
+def source_files(spec: Spec, root: Path) -> list[tuple[SourceEntry, Path, str]]:
+    """Every file the sources match: (source entry, absolute path, path as the lock shows it:
+    relative to the Distillfile's folder, or absolute when the pattern was)."""
+    found = []
+    for source in spec.sources:
+        _, pattern = source_pattern(source)
+        target = resolve_inside(root, pattern)
+        assert target is not None  # the meaning checks refused patterns that leave the folder
+        for match in sorted(glob.glob(str(target), recursive=True)):
+            path = Path(match)
+            if path.is_file():
+                shown = str(path) if Path(pattern).is_absolute() else \
+                    path.relative_to(root.absolute()).as_posix()
+                found.append((source, path, shown))
+    return found
+
+
+def measure_volume(spec: Spec, root: Path) -> DataVolume:
+    """Count dataset examples and estimate document chunks -> examples."""
+    examples = tokens = doc_tokens = 0
+    counted, estimated = [], []
+    digests = []
+    for source, path, shown in source_files(spec, root):
+        digests.append(digest_file(path, shown))
+        if isinstance(source, DatasetSource):
+            n, n_tokens = _count_dataset(path, source.format)
+            examples, tokens = examples + n, tokens + n_tokens
+            counted.append(f"{shown}: {n} QA examples")
+        else:
+            share = PDF_TEXT_SHARE if isinstance(source, PdfSource) else 1.0
+            doc_tokens += int(path.stat().st_size * share / BYTES_PER_TOKEN)
+            estimated.append(shown)
+    if doc_tokens:
+        chunks = math.ceil(doc_tokens / (spec.data.chunk_tokens - spec.data.overlap_tokens))
+        synthesis = spec.data.synthesis
+        if synthesis is None:
+            examples += chunks
+            tokens += chunks * spec.data.chunk_tokens
+        else:
+            per_chunk = synthesis.pairs_per_chunk * (1 + spec.data.augmentation.paraphrases)
+            examples += chunks * per_chunk
+            tokens += chunks * per_chunk * (QA_EXAMPLE_TOKENS if synthesis.kind == "qa"
+                                            else QA_EXAMPLE_TOKENS * synthesis.turns)
+        counted.append(f"estimated ~{doc_tokens:,} document tokens in {len(estimated)} file(s) "
+                       f"({BYTES_PER_TOKEN} bytes/token, PDFs {PDF_TEXT_SHARE:.0%} text) -> "
+                       f"~{chunks:,} chunks")
+    return DataVolume(examples, tokens, "; ".join(counted), tuple(digests))
+
+
+def _count_dataset(path: Path, fmt: str) -> tuple[int, int]:
+    """(examples, tokens estimated from question + context + answer bytes). Unreadable files
+    count 0 here; extraction reports them with their reason."""
+    if fmt == "auto":
+        fmt = "jsonl" if path.suffix == ".jsonl" else "squad"
+    try:
+        text = path.read_text("utf-8")
+        if fmt == "jsonl":
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            size = sum(len(json.dumps(row)) for row in rows)
+            return len(rows), size // BYTES_PER_TOKEN
+        data = json.loads(text).get("data", [])
+        n = size = 0
+        for article in data:
+            for paragraph in article.get("paragraphs", []):
+                qas = paragraph.get("qas", [])
+                n += len(qas)
+                size += len(qas) * len(paragraph.get("context", "")) + sum(len(json.dumps(q)) for q in qas)
+        return n, size // BYTES_PER_TOKEN
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return 0, 0
