@@ -121,6 +121,31 @@ def cpu_adamw_temporaries(sizes: list[int]) -> int:
     return max(prev + 2 * cur for prev, cur in zip([0, *sizes], sizes))
 
 
+def _kd_terms(step: TrainStep, t: int, v: int) -> tuple[tuple[Term, ...], tuple[Term, ...]]:
+    """Online KL buffers beside the CE loss's (see ``distill.runtime.memtrace.kd_kl_*``).
+
+    Naive: teacher logits, both fp32 logits over T and their log-softmaxes, and kl_div's
+    difference, exp and product: 32 B x tokens x vocab at fp32 (the teacher's logits in its
+    dtype); backward keeps the student log-softmax, exp(target) and a gradient: 16 B x t x V.
+    Chunked: teacher logits and a gradient buffer the size of the student's logits, plus the
+    chunk's float32 log-probabilities of both, q, log q - log p and their product (5 x chunk x
+    vocab x 4 B); backward keeps only the buffer.
+    """
+    if step.kd != "online":
+        return (), ()
+    e, et = DTYPE_BYTES[step.dtype], DTYPE_BYTES[step.teacher_dtype]
+    teacher_logits = Term("teacher logits", et * t * v, f"{t:,} x {v:,} x {et} B")
+    if step.kd_chunk_tokens is None:
+        upcast = F32 if e != F32 else 0
+        naive = Term("KL buffers (naive)", (upcast + 4 * F32 + 3 * F32) * t * v,
+                     f"{t:,} x {v:,} x {upcast + 28} B: fp32 logits/T, 2 log-softmax, kl_div temporaries")
+        return (teacher_logits, naive), (Term("KL backward", 4 * F32 * t * v, f"4 x {t:,} x {v:,} x 4 B"),)
+    chunk = min(step.kd_chunk_tokens, t)
+    buffer = Term("KL gradient buffer", e * t * v, f"{t:,} x {v:,} x {e} B")
+    temporaries = Term("KL chunk", 5 * F32 * chunk * v, f"5 x {chunk:,} x {v:,} x 4 B")
+    return (teacher_logits, buffer, temporaries), (buffer,)
+
+
 def _recompute_phase(arch: Architecture, step: TrainStep, head: str, static: list[Term],
                      layer: int, shared: int) -> tuple[Term, ...]:
     """Backward through the first layer, the last one recomputed: every gradient but the
@@ -172,10 +197,13 @@ def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = 
                            "kept for backward")
     if step.checkpointing:
         # checkpoint() keeps each layer's inputs: the hidden states, and the boolean causal mask
-        # and position ids that every layer shares.
+        # and position ids that every layer shares. bitsandbytes' int8 matmul keeps its inputs
+        # on ctx, out of checkpoint's reach, so every layer also keeps the distinct inputs of its
+        # matmuls: both norm outputs, the attention output and act*up, (2h + q + f) x e.
         shared = rope + step.micro_batch * step.seq_len ** 2 + 8 * step.seq_len
-        layers = Term("activations", arch.layers * e * h * t + shared,
-                      f"checkpointed: {arch.layers} layer inputs x {t:,} tokens x {e * h} B + mask")
+        int8_inputs = (2 * h + arch.q_dim + arch.intermediate) * e if quant == "8bit" else 0
+        layers = Term("activations", arch.layers * (e * h + int8_inputs) * t + shared,
+                      f"checkpointed: {arch.layers} layer inputs x {t:,} tokens x {e * h + int8_inputs} B + mask")
     else:
         saved = arch.layers * layer - act.first_layer_discount(arch, step)
         layers = Term("activations", saved * t + rope,
@@ -183,8 +211,9 @@ def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = 
     logits = Term("logits + loss", t * v * (e + (F32 if e != F32 else 0) + F32) + 8 * (t + step.micro_batch),
                   f"{t:,} tokens x {v:,} vocab x ({e} logits + 4 log-softmax" + (" + 4 fp32 copy)" if e != F32 else ")"))
     loss_grad = Term("loss backward", 3 * F32 * t * v, f"log-softmax, its grad and the logits' grad: 3 x {t:,} x {v:,} x 4 B")
-    phases = {"forward": (*static, layers, final_norm, logits),
-              "backward": (*static, layers, final_norm_kept, loss_grad)}
+    kd_forward, kd_backward = _kd_terms(step, t, v) if teacher is not None else ((), ())
+    phases = {"forward": (*static, layers, final_norm, logits, *kd_forward),
+              "backward": (*static, layers, final_norm_kept, loss_grad, *kd_backward)}
     if step.checkpointing:
         phases["recompute"] = _recompute_phase(arch, step, head, static, layer, shared)
     if full and not step.checkpointing:

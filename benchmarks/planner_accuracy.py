@@ -1,0 +1,105 @@
+"""Predicted vs measured peak memory of real CPU training steps.
+
+    .venv/bin/python benchmarks/planner_accuracy.py [--quick]
+
+For each configuration the planner's arithmetic (``distill.compiler.memory.estimate_step``, no
+torch) predicts the peak live tensor bytes of one micro-step, and ``distill.runtime.memtrace``
+runs that step on real tensors and measures it. Prints the table and the worst relative error;
+exits 1 if any row is off by more than 5%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+from distill.compiler.arch import architecture
+from distill.compiler.memory import estimate_step
+from distill.compiler.trainstep import TrainStep
+from distill.runtime.memtrace import measure_step
+
+BOUND = 0.05
+LLAMA = dict(model_type="llama", hidden_size=256, intermediate_size=688, num_hidden_layers=2,
+             num_attention_heads=4, num_key_value_heads=2, vocab_size=2000, tie_word_embeddings=False)
+QWEN2 = dict(model_type="qwen2", hidden_size=192, intermediate_size=512, num_hidden_layers=3,
+             num_attention_heads=6, num_key_value_heads=2, vocab_size=3000, tie_word_embeddings=True)
+ALL = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    config: dict
+    step: TrainStep
+    teacher: dict | None = None
+
+
+def _cases() -> list[Case]:
+    teacher = dict(LLAMA, num_hidden_layers=4)
+    lora = dict(adapter="lora", lora_r=8, lora_targets=ALL)
+    rows = [
+        ("llama full b1 s256", LLAMA, dict(micro_batch=1, seq_len=256)),
+        ("llama full b4 s64", LLAMA, dict(micro_batch=4, seq_len=64)),
+        ("llama full b4 s256", LLAMA, dict(micro_batch=4, seq_len=256)),
+        ("llama full ckpt b2 s256", LLAMA, dict(micro_batch=2, seq_len=256, checkpointing=True)),
+        ("llama full eager b2 s128", LLAMA, dict(micro_batch=2, seq_len=128, attention="eager")),
+        ("llama full bf16 b2 s128", LLAMA, dict(micro_batch=2, seq_len=128, dtype="bfloat16")),
+        ("llama lora b1 s256", LLAMA, dict(micro_batch=1, seq_len=256, **lora)),
+        ("llama lora attn-only b4 s128", LLAMA,
+         dict(micro_batch=4, seq_len=128, adapter="lora", lora_r=8, lora_targets=ALL[:4])),
+        ("llama lora ckpt b2 s128", LLAMA, dict(micro_batch=2, seq_len=128, checkpointing=True, **lora)),
+        ("llama lora bf16 b2 s128", LLAMA, dict(micro_batch=2, seq_len=128, dtype="bfloat16", **lora)),
+        ("llama qlora b2 s128", LLAMA, dict(micro_batch=2, seq_len=128, **{**lora, "adapter": "qlora"})),
+        ("llama lora 8bit b2 s128", LLAMA, dict(micro_batch=2, seq_len=128, base_quant="8bit", **lora)),
+        ("qwen2 full b2 s128", QWEN2, dict(micro_batch=2, seq_len=128)),
+        ("qwen2 full ckpt b4 s128", QWEN2, dict(micro_batch=4, seq_len=128, checkpointing=True)),
+        ("qwen2 lora b4 s64", QWEN2, dict(micro_batch=4, seq_len=64, lora_r=16, adapter="lora", lora_targets=ALL)),
+        ("qwen2 full bf16 b1 s512", QWEN2, dict(micro_batch=1, seq_len=512, dtype="bfloat16")),
+    ]
+    cases = [Case(name, config, TrainStep(**step)) for name, config, step in rows]
+    cases += [
+        Case("llama KD naive b1 s256", LLAMA, TrainStep(micro_batch=1, seq_len=256, kd="online"), teacher),
+        Case("llama KD chunked b2 s128", LLAMA,
+             TrainStep(micro_batch=2, seq_len=128, kd="online", kd_chunk_tokens=64), teacher),
+        Case("llama KD chunked lora b2 s128", LLAMA,
+             TrainStep(micro_batch=2, seq_len=128, kd="online", kd_chunk_tokens=32, **lora), teacher),
+    ]
+    return cases
+
+
+QUICK = ("llama full b4 s64", "llama lora ckpt b2 s128", "qwen2 full b2 s128", "llama KD chunked b2 s128")
+
+
+def compare(case: Case) -> tuple[int, int, str]:
+    """(predicted peak, measured peak, predicted peak phase)."""
+    teacher = architecture(case.teacher) if case.teacher else None
+    predicted = estimate_step(architecture(case.config), "causal-lm", case.step, "cpu", teacher)
+    measured = measure_step(case.config, case.step, case.teacher)
+    return predicted.peak, measured.peak_bytes, predicted.peak_phase
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="only the rows the tests run")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    cases = [c for c in _cases() if not args.quick or c.name in QUICK]
+    print(f"{'configuration':<32} {'predicted':>13} {'measured':>13} {'error':>8}  peak phase")
+    worst = 0.0
+    start = time.perf_counter()
+    for case in cases:
+        predicted, measured, phase = compare(case)
+        error = (predicted - measured) / measured
+        worst = max(worst, abs(error))
+        print(f"{case.name:<32} {predicted:>13,} {measured:>13,} {error:>+8.2%}  {phase}")
+    print(f"{len(cases)} configurations, worst error {worst:.2%} (bound {BOUND:.0%}), "
+          f"{time.perf_counter() - start:.0f} s")
+    return 0 if worst <= BOUND else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,579 @@
+"""Measure the peak live tensor bytes of one real training micro-step (CPU), for the planner.
+
+``distill.compiler.trainstep.TrainStep`` describes a step; the planner predicts its memory by
+arithmetic and ``measure_step`` runs it on real tensors. The protocol below is what both sides
+agree on; change one only together with the other.
+
+Protocol:
+  1. ``torch.manual_seed(seed)``; the student is ``AutoModelForCausalLM.from_config`` of
+     ``AutoConfig.for_model(**config)`` with ``use_cache=False``, ``dtype=step.dtype`` and
+     ``attn_implementation=step.attention``, in ``train()`` mode (config dropouts stay active).
+  2. Quantized bases (``adapter="qlora"`` means a 4-bit base; ``base_quant`` "8bit"/"4bit"): the
+     random model is saved as safetensors and reloaded with a bitsandbytes config (nf4 + double
+     quantization, or int8), then ``peft.prepare_model_for_kbit_training`` (non-reentrant
+     checkpointing when asked). Adapters: peft ``LoraConfig(r, alpha=2r, dropout=0)`` on
+     ``step.lora_targets``. Checkpointing: ``gradient_checkpointing_enable`` with
+     ``use_reentrant=False`` (inputs need not require grad then).
+  3. ``torch.optim.AdamW(trainable, lr=1e-4)`` with torch's default implementation (on CPU the
+     single-tensor loop; ``MeasuredStep.optimizer_impl`` records it), or bitsandbytes
+     ``AdamW8bit`` for "adamw_8bit".
+  4. Inputs ``randint(0, vocab, (b, s))`` int64, ``labels = input_ids.clone()``, no attention
+     mask. For online KD the teacher (``teacher_dtype``/``teacher_quant``, eval, frozen) runs
+     first under ``no_grad``; then the student; loss = HF labels loss + T^2-scaled KL at T = 2
+     (``kd_kl_naive`` or ``kd_kl_chunked``). Only the loss tensor outlives the forward (as in
+     HF Trainer), so logits live on only where autograd saved them. kd "sequence" trains on
+     CE alone; "cached" is not measured yet.
+     Note (transformers 4.57): with no mask, the packed-sequence check on ``position_ids``
+     disables the SDPA ``is_causal`` shortcut, so a (b, 1, s, s) bool causal mask is built; K/V
+     are then ``repeat_kv``-ed to all heads and torch's CPU flash kernel saves the mask as float32
+     per layer (4·b·s² bytes). GPT-2's attention dropout sends SDPA to the math path (s x s
+     probabilities kept). Both are measured as they are, not corrected for.
+  5. One unmeasured warm-up step (forward, backward, ``optimizer.step()``,
+     ``zero_grad(set_to_none=True)``) creates the optimizer states; the second, identical step
+     is measured in three phases: "forward" (teacher + student + loss), "backward",
+     "optimizer" (step + zero_grad). Python's cyclic GC is paused while measuring so frees are
+     deterministic (refcounting only); ``end_bytes == baseline_bytes`` checks nothing leaked.
+
+What "live bytes" means: the summed ``nbytes`` of every distinct tensor storage alive at that
+moment (views share their base's storage and count once). Storages that exist before the step
+(weights, bitsandbytes quant states, buffers, optimizer states, teacher, inputs) are found by
+walking the model/optimizer object graphs; new ones are seen as outputs of aten ops through a
+``TorchDispatchMode`` and forgotten when a weakref to the storage fires. Not counted: scratch
+memory a single kernel allocates and frees internally (e.g. GEMM packing buffers) and allocator
+overheads. This is the same definition as ``torch.distributed._tools.mem_tracker.MemTracker``
+(the tests check the two agree byte for byte), without its module hooks, which break on frozen
+parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import tempfile
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from distill.compiler.trainstep import TrainStep
+
+KD_TEMPERATURE = 2.0
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Objects of these libraries are walked attribute by attribute to find tensors that are not
+# parameters or buffers (bitsandbytes QuantState.absmax/code/state2, Int8Params.SCB, ...).
+_WALKED_LIBRARIES = {"torch", "transformers", "peft", "bitsandbytes", "accelerate"}
+# Ops that adopt a tensor created outside the dispatcher (torch.tensor(...) literals).
+_ADOPTING_OPS = {"lift_fresh", "lift_fresh_copy", "lift"}
+
+
+# --------------------------------------------------------------------------- the counter
+
+
+@dataclass
+class _Storage:
+    nbytes: int
+    category: str
+    ref: weakref.ref[Any] | None = None
+
+
+class LiveBytesCounter(TorchDispatchMode):
+    """Counts live tensor-storage bytes by category and keeps the peaks (overall and per phase).
+
+    Register what exists before entering with ``track_existing``; inside the mode every aten op
+    output with an unseen storage is added under the current phase's category ("activations" in
+    the "forward" phase, "temporaries" elsewhere). A storage first seen as an op *input* was
+    missed by ``track_existing`` (or made outside the dispatcher): it is added as "untracked" and
+    its bytes are summed in ``untracked_bytes``, which a complete trace keeps at 0.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._live: dict[int, _Storage] = {}  # keyed by the StorageImpl address (_cdata)
+        self.by_category: dict[str, int] = {}
+        self.current = 0
+        self.peak = 0
+        self.peak_by_category: dict[str, int] = {}
+        self.peak_phase = ""
+        self.peak_op = ""
+        self.phase_name = ""
+        self.phase_peaks: dict[str, int] = {}
+        self.phase_by_category: dict[str, dict[str, int]] = {}
+        self.phase_ends: dict[str, int] = {}
+        self.untracked_bytes = 0
+        self._new_category = "temporaries"
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def track_existing(self, tensors: Iterator[torch.Tensor], category: str) -> int:
+        """Adds storages not yet tracked; returns how many bytes that added."""
+        before = self.current
+        for tensor in tensors:
+            self._add(tensor, category)
+        self._note_peak("<existing>")
+        return self.current - before
+
+    def relabel(self, tensor: torch.Tensor, category: str) -> None:
+        """Moves a tracked storage to another category (gradients are made as temporaries)."""
+        entry = self._live.get(_storage_key(tensor))
+        if entry is not None and entry.category != category:
+            self._shift(entry.category, -entry.nbytes)
+            entry.category = category
+            self._shift(category, entry.nbytes)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Within the block, new storages get the phase's category and peaks are kept per phase."""
+        self.phase_name = name
+        self._new_category = "activations" if name == "forward" else "temporaries"
+        self.phase_peaks[name] = self.current
+        self.phase_by_category[name] = dict(self.by_category)
+        try:
+            yield
+        finally:
+            self.phase_ends[name] = self.current
+            self.phase_name, self._new_category = "", "temporaries"
+
+    def _add(self, tensor: torch.Tensor, category: str) -> bool:
+        storage = _untyped_storage(tensor)
+        if storage is None:
+            return False
+        key = storage._cdata
+        entry = self._live.get(key)
+        if entry is not None:
+            self._resize(entry, storage.nbytes())
+            return False
+        entry = _Storage(storage.nbytes(), category)
+        # The Python storage object lives exactly as long as the C++ StorageImpl (PyObject
+        # preservation), so this weakref fires when the memory is released.
+        entry.ref = weakref.ref(storage, self._forget_callback(key))
+        self._live[key] = entry
+        self._shift(category, entry.nbytes)
+        return True
+
+    def _forget_callback(self, key: int) -> Callable[[weakref.ref[Any]], None]:
+        def forget(_: weakref.ref[Any]) -> None:
+            entry = self._live.pop(key, None)
+            if entry is not None:
+                self._shift(entry.category, -entry.nbytes)
+
+        return forget
+
+    def _resize(self, entry: _Storage, nbytes: int) -> None:
+        # aten resize_/set_ can grow a storage in place; its bytes change, its identity does not.
+        if nbytes != entry.nbytes:
+            self._shift(entry.category, nbytes - entry.nbytes)
+            entry.nbytes = nbytes
+
+    def _shift(self, category: str, nbytes: int) -> None:
+        self.by_category[category] = self.by_category.get(category, 0) + nbytes
+        self.current += nbytes
+
+    def _note_peak(self, op: str) -> None:
+        if self.current > self.peak:
+            self.peak = self.current
+            self.peak_by_category = dict(self.by_category)
+            self.peak_phase, self.peak_op = self.phase_name, op
+        name = self.phase_name
+        if name and self.current > self.phase_peaks[name]:
+            self.phase_peaks[name] = self.current
+            self.phase_by_category[name] = dict(self.by_category)
+
+    # -- the dispatch hook ------------------------------------------------------------------
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        adopting = func.overloadpacket.__name__ in _ADOPTING_OPS
+        for tensor in _tensors_in((args, kwargs)):
+            if adopting:
+                self._add(tensor, self._new_category)
+            elif self._add(tensor, "untracked"):
+                self.untracked_bytes += self._live[_storage_key(tensor)].nbytes
+        out = func(*args, **kwargs)
+        for tensor in _tensors_in(out):
+            self._add(tensor, self._new_category)
+        # Peaks happen right after an allocation, while the op's inputs are still referenced.
+        self._note_peak(str(func))
+        return out
+
+
+def _untyped_storage(tensor: torch.Tensor) -> torch.UntypedStorage | None:
+    if tensor.device.type == "meta":
+        return None
+    try:
+        return tensor.untyped_storage()
+    except (RuntimeError, NotImplementedError):  # sparse or storage-less subclasses
+        return None
+
+
+def _storage_key(tensor: torch.Tensor) -> int:
+    storage = _untyped_storage(tensor)
+    return -1 if storage is None else storage._cdata
+
+
+def _tensors_in(tree: Any) -> Iterator[torch.Tensor]:
+    return (leaf for leaf in tree_leaves(tree) if isinstance(leaf, torch.Tensor))
+
+
+def reachable_tensors(*roots: object) -> Iterator[torch.Tensor]:
+    """Every tensor reachable from ``roots`` through containers, tensor attributes and the
+    ``__dict__`` of torch/transformers/peft/bitsandbytes objects (modules, optimizers, quant
+    states). Parameter gradients are included."""
+    seen: set[int] = set()
+    stack: list[object] = list(roots)
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            yield obj
+            stack.extend(vars(obj).values())  # Params4bit.quant_state, Int8Params.CB/SCB
+            if isinstance(obj, torch.nn.Parameter) and obj.grad is not None:
+                stack.append(obj.grad)
+        elif isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif type(obj).__module__.split(".")[0] in _WALKED_LIBRARIES and hasattr(obj, "__dict__"):
+            stack.extend(vars(obj).values())
+
+
+# --------------------------------------------------------------------------- KD losses
+
+
+def kd_kl_naive(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                temperature: float = KD_TEMPERATURE) -> torch.Tensor:
+    """T^2 * KL(teacher || student) at temperature T over all tokens, in float32, at once.
+
+    Holds several (tokens x vocab) float32 tensors: both log-softmaxes (saved for backward) and
+    the divided logits, which is why DESIGN.md puts it at ~24 bytes x tokens x vocab.
+    """
+    vocab = student_logits.shape[-1]
+    student = student_logits.float().reshape(-1, vocab) / temperature
+    teacher = teacher_logits.float().reshape(-1, vocab) / temperature
+    kl = F.kl_div(F.log_softmax(student, -1), F.log_softmax(teacher, -1), log_target=True,
+                  reduction="batchmean")
+    return kl * temperature * temperature
+
+
+class _ChunkedKL(torch.autograd.Function):
+    """The KD loss chunk by chunk, with its gradient computed in forward.
+
+    Autograd would save every chunk's log-softmax until backward, so the chunks would not free
+    anything; instead each chunk's gradient d(loss)/d(logits) = T * (softmax(s/T) - softmax(t/T))
+    / rows is written into one buffer shaped like the student logits (tokens x vocab x the
+    student's dtype bytes) and the chunk's float32 temporaries (a few x chunk x vocab x 4 bytes)
+    die before the next chunk. Backward scales that buffer in place, so the graph can be
+    backpropagated once only (no ``retain_graph``).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, student: torch.Tensor, teacher: torch.Tensor, temperature: float,
+                chunk: int) -> torch.Tensor:
+        rows = student.shape[0]
+        grad = torch.empty_like(student)
+        total = torch.zeros((), dtype=torch.float32, device=student.device)
+        for start in range(0, rows, chunk):
+            log_p = F.log_softmax(student[start:start + chunk].float() / temperature, -1)
+            log_q = F.log_softmax(teacher[start:start + chunk].float() / temperature, -1)
+            q = log_q.exp()
+            total += (q * (log_q - log_p)).sum()
+            grad[start:start + chunk] = (log_p.exp() - q) * (temperature / rows)
+            del log_p, log_q, q
+        ctx.save_for_backward(grad)
+        ctx.used = False
+        return total * (temperature * temperature / rows)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        if ctx.used:
+            raise RuntimeError("kd_kl_chunked supports a single backward (no retain_graph)")
+        ctx.used = True
+        (grad,) = ctx.saved_tensors
+        return grad.mul_(grad_out), None, None, None
+
+
+def kd_kl_chunked(student_logits: torch.Tensor, teacher_logits: torch.Tensor, chunk_tokens: int,
+                  temperature: float = KD_TEMPERATURE) -> torch.Tensor:
+    """Same value and gradient as ``kd_kl_naive``, over slices of ``chunk_tokens`` rows."""
+    if chunk_tokens <= 0:
+        raise ValueError(f"chunk_tokens must be > 0 (got {chunk_tokens})")
+    vocab = student_logits.shape[-1]
+    return _ChunkedKL.apply(student_logits.reshape(-1, vocab),
+                            teacher_logits.detach().reshape(-1, vocab), temperature, chunk_tokens)
+
+
+# --------------------------------------------------------------------------- building the step
+
+
+@dataclass
+class StepParts:
+    """Everything one step touches; what is alive here at rest is the step's baseline."""
+
+    step: TrainStep
+    student: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    optimizer_impl: str
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    teacher: torch.nn.Module | None = None
+    trainable: list[torch.nn.Parameter] = field(default_factory=list)
+
+
+def build_causal_lm(config: Mapping[str, Any], dtype: str, attention: str,
+                    quant: str = "none") -> torch.nn.Module:
+    """A randomly initialised causal LM from a config.json dict, optionally bitsandbytes-quantized.
+
+    ``from_config`` cannot quantize, so a quantized model is saved (safetensors) and reloaded
+    through ``from_pretrained`` with a ``BitsAndBytesConfig``, as a real checkpoint would be.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.for_model(**dict(config))
+    cfg.use_cache = False
+    torch_dtype = _DTYPES[dtype]
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch_dtype, attn_implementation=attention)
+    if quant == "none":
+        return model
+    with tempfile.TemporaryDirectory(prefix="distill-memtrace-") as folder:
+        model.save_pretrained(folder, safe_serialization=True)
+        del model
+        return AutoModelForCausalLM.from_pretrained(
+            folder, quantization_config=_bnb_config(quant, torch_dtype), dtype=torch_dtype,
+            attn_implementation=attention, device_map="cpu")
+
+
+def _bnb_config(quant: str, compute_dtype: torch.dtype) -> Any:
+    from transformers import BitsAndBytesConfig
+
+    if quant == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=compute_dtype)
+    if quant == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    raise ValueError(f"unknown quantization {quant!r}")
+
+
+def _student_quant(step: TrainStep) -> str:
+    quant = "4bit" if step.adapter == "qlora" else step.base_quant
+    if quant != "none" and step.adapter == "none":
+        raise ValueError("a quantized base cannot be trained without an adapter")
+    return quant
+
+
+def _build_student(config: Mapping[str, Any], step: TrainStep) -> torch.nn.Module:
+    import peft
+
+    quant = _student_quant(step)
+    model = build_causal_lm(config, step.dtype, step.attention, quant)
+    no_reentrant = {"use_reentrant": False}
+    if quant != "none":
+        model = peft.prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=step.checkpointing,
+            gradient_checkpointing_kwargs=no_reentrant)
+    if step.adapter != "none":
+        lora = peft.LoraConfig(r=step.lora_r, lora_alpha=2 * step.lora_r, lora_dropout=0.0,
+                               target_modules=list(step.lora_targets), task_type="CAUSAL_LM")
+        model = peft.get_peft_model(model, lora)
+    if step.checkpointing:
+        # Non-reentrant checkpointing needs no enable_input_require_grads even under peft.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=no_reentrant)
+    model.train()
+    return model
+
+
+def _build_teacher(config: Mapping[str, Any], step: TrainStep) -> torch.nn.Module:
+    teacher = build_causal_lm(config, step.teacher_dtype, step.attention, step.teacher_quant)
+    teacher.eval()
+    teacher.requires_grad_(False)
+    return teacher
+
+
+def _make_optimizer(params: list[torch.nn.Parameter], kind: str
+                    ) -> tuple[torch.optim.Optimizer, str]:
+    """The optimizer and the implementation that will run (torch picks it at step time)."""
+    if kind == "adamw":
+        from torch.optim.optimizer import _default_to_fused_or_foreach
+
+        fused, foreach = _default_to_fused_or_foreach(params, differentiable=False,
+                                                      use_fused=False)
+        impl = "fused" if fused else "foreach" if foreach else "single_tensor"
+        return torch.optim.AdamW(params, lr=1e-4), f"torch.optim.AdamW({impl})"
+    if kind == "adamw_8bit":
+        import bitsandbytes as bnb
+
+        return bnb.optim.AdamW8bit(params, lr=1e-4), "bitsandbytes.optim.AdamW8bit"
+    raise NotImplementedError(
+        f"optimizer {kind!r} is not measured on CPU: paged optimizers need CUDA unified memory "
+        "and torch AdamW has no bf16-state option; use 'adamw' or 'adamw_8bit'")
+
+
+def prepare_step(student_config: Mapping[str, Any], step: TrainStep,
+                 teacher_config: Mapping[str, Any] | None = None, seed: int = 0) -> StepParts:
+    """Builds student, teacher, optimizer and inputs (protocol steps 1-4), nothing run yet."""
+    if step.kd == "cached":
+        raise NotImplementedError("kd='cached' (top-k logits from disk) is not measured yet")
+    if step.kd == "online" and teacher_config is None:
+        raise ValueError("kd='online' needs a teacher_config")
+    torch.manual_seed(seed)
+    student = _build_student(student_config, step)
+    teacher = _build_teacher(teacher_config, step) if step.kd == "online" else None
+    vocab = student.get_input_embeddings().num_embeddings
+    if teacher is not None and teacher.get_input_embeddings().num_embeddings != vocab:
+        raise ValueError("online KD needs the teacher and student vocabularies to agree")
+    trainable = [p for p in student.parameters() if p.requires_grad]
+    optimizer, impl = _make_optimizer(trainable, step.optimizer)
+    input_ids = torch.randint(0, vocab, (step.micro_batch, step.seq_len))
+    return StepParts(step, student, optimizer, impl, input_ids, input_ids.clone(), teacher,
+                     trainable)
+
+
+# --------------------------------------------------------------------------- running and measuring
+
+
+def _forward_loss(parts: StepParts) -> torch.Tensor:
+    """Teacher (no grad), student, loss. Returns only the loss: outputs die with this frame."""
+    step = parts.step
+    teacher_logits = None
+    if step.kd == "online":
+        with torch.no_grad():
+            teacher_logits = parts.teacher(input_ids=parts.input_ids).logits
+    out = parts.student(input_ids=parts.input_ids, labels=parts.labels)
+    if teacher_logits is None:  # "none" and "sequence" (text-only KD) train on CE alone
+        return out.loss
+    if step.kd_chunk_tokens is None:
+        kd = kd_kl_naive(out.logits, teacher_logits)
+    else:
+        kd = kd_kl_chunked(out.logits, teacher_logits, step.kd_chunk_tokens)
+    return out.loss + kd
+
+
+def run_step(parts: StepParts, counter: LiveBytesCounter | None = None) -> float:
+    """One micro-step in the three measured phases; returns the loss value."""
+    phase = counter.phase if counter is not None else lambda name: contextlib.nullcontext()
+    with phase("forward"):
+        loss = _forward_loss(parts)
+    value = float(loss.detach())
+    with phase("backward"):
+        loss.backward()
+        del loss
+    missing = sum(p.grad is None for p in parts.trainable)
+    if missing:
+        raise RuntimeError(f"{missing} trainable parameters got no gradient")
+    with phase("optimizer"):
+        parts.optimizer.step()
+        parts.optimizer.zero_grad(set_to_none=True)
+    return value
+
+
+@dataclass(frozen=True)
+class MeasuredStep:
+    """Live tensor bytes of one measured step (see the module docstring for the protocol).
+
+    Attributes:
+        peak_bytes: max live bytes over the whole step (baseline included).
+        phase_peaks: max live bytes within "forward", "backward" and "optimizer".
+        phase_ends: live bytes when each phase ends; "forward" minus ``baseline_bytes`` is
+            what the forward leaves for backward (saved activations, loss).
+        baseline_bytes: live bytes when the step starts (weights, quant states, buffers,
+            optimizer states, teacher, inputs).
+        end_bytes: live bytes after ``zero_grad``; equal to ``baseline_bytes`` when nothing leaks.
+        by_category: live bytes per category at the peak: parameters (with quant states and
+            other module-held tensors), buffers, optimizer_states, teacher, inputs, gradients,
+            activations (made in forward, incl. teacher logits), temporaries (made in backward
+            or optimizer, incl. checkpoint recomputation), untracked.
+        baseline_by_category: the same split at the start of the step.
+        phase_by_category: the split at each phase's peak.
+        peak_phase, peak_op: where the peak happened (the aten op that allocated it).
+        untracked_bytes: storages first seen as op inputs; 0 when the trace is complete.
+        optimizer_impl: the optimizer implementation that ran.
+        trainable_params: trained elements (numel).
+    """
+
+    peak_bytes: int
+    phase_peaks: dict[str, int]
+    phase_ends: dict[str, int]
+    baseline_bytes: int
+    end_bytes: int
+    by_category: dict[str, int]
+    baseline_by_category: dict[str, int]
+    phase_by_category: dict[str, dict[str, int]]
+    peak_phase: str
+    peak_op: str
+    untracked_bytes: int
+    optimizer_impl: str
+    trainable_params: int
+
+    @property
+    def peak_over_baseline(self) -> int:
+        return self.peak_bytes - self.baseline_bytes
+
+
+def _track_baseline(counter: LiveBytesCounter, parts: StepParts) -> None:
+    # Order matters: a storage keeps the first category it is registered under (the optimizer
+    # references the parameters; tied weights share one storage).
+    counter.track_existing((p for p in parts.student.parameters()), "parameters")
+    counter.track_existing((b for b in parts.student.buffers()), "buffers")
+    counter.track_existing(reachable_tensors(parts.student), "parameters")
+    if parts.teacher is not None:
+        counter.track_existing(reachable_tensors(parts.teacher), "teacher")
+    counter.track_existing(reachable_tensors(parts.optimizer), "optimizer_states")
+    counter.track_existing(iter((parts.input_ids, parts.labels)), "inputs")
+
+
+def measure(parts: StepParts) -> MeasuredStep:
+    """Runs the warm-up step, then measures the next one (protocol step 5)."""
+    run_step(parts)
+    gc.collect()
+    counter = LiveBytesCounter()
+    _track_baseline(counter, parts)
+    baseline, baseline_split = counter.current, dict(counter.by_category)
+    hooks = [p.register_post_accumulate_grad_hook(
+        lambda p: counter.relabel(p.grad, "gradients")) for p in parts.trainable]
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with counter:
+            run_step(parts, counter)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        for hook in hooks:
+            hook.remove()
+    return MeasuredStep(
+        peak_bytes=counter.peak, phase_peaks=dict(counter.phase_peaks),
+        phase_ends=dict(counter.phase_ends), baseline_bytes=baseline,
+        end_bytes=counter.current, by_category=_nonzero(counter.peak_by_category),
+        baseline_by_category=_nonzero(baseline_split),
+        phase_by_category={k: _nonzero(v) for k, v in counter.phase_by_category.items()},
+        peak_phase=counter.peak_phase, peak_op=counter.peak_op,
+        untracked_bytes=counter.untracked_bytes, optimizer_impl=parts.optimizer_impl,
+        trainable_params=sum(p.numel() for p in parts.trainable))
+
+
+def _nonzero(split: Mapping[str, int]) -> dict[str, int]:
+    return {k: v for k, v in split.items() if v}
+
+
+def measure_step(student_config: dict, step: TrainStep, teacher_config: dict | None = None,
+                 seed: int = 0) -> MeasuredStep:
+    """Builds the step ``step`` describes and measures its peak live tensor bytes on CPU.
+
+    Args:
+        student_config: config.json contents of the student (causal LM).
+        step: the micro-step to run.
+        teacher_config: config.json contents of the teacher, required when ``step.kd`` is
+            "online".
+        seed: seeds weights and inputs.
+
+    Returns:
+        The measurement of the second (post-warm-up) step.
+    """
+    return measure(prepare_step(student_config, step, teacher_config, seed))

@@ -1,0 +1,30 @@
+"""A subset of benchmarks/planner_accuracy.py: predicted peaks within 5% of traced CPU steps."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import planner_accuracy  # noqa: E402
+
+CASES = {case.name: case for case in planner_accuracy._cases()}
+
+
+@pytest.mark.parametrize("name", planner_accuracy.QUICK)
+def test_predicted_peak_is_within_bound_of_measured(name: str) -> None:
+    predicted, measured, _ = planner_accuracy.compare(CASES[name])
+    assert abs(predicted - measured) <= planner_accuracy.BOUND * measured, (predicted, measured)
+
+
+def test_the_benchmark_covers_the_matrix_the_issue_asks_for() -> None:
+    steps = [case.step for case in CASES.values()]
+    assert len(CASES) >= 16
+    assert {c.config["model_type"] for c in CASES.values()} >= {"llama", "qwen2"}
+    assert {s.adapter for s in steps} == {"none", "lora", "qlora"}
+    assert {s.checkpointing for s in steps} == {True, False}
+    assert {s.kd for s in steps} == {"none", "online"}
+    assert len({s.micro_batch for s in steps}) >= 3 and len({s.seq_len for s in steps}) >= 3
