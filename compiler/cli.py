@@ -100,6 +100,38 @@ def _print_json(report: dict[str, Any]) -> None:
 
 @app.command()
 @reported
+def plan(
+    file: DistillfileArg,
+    json_output: JsonOption = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Write nothing; exit 5 when Distillfile.lock is missing or stale.")] = False,
+    offline: Annotated[bool, typer.Option(
+        "--offline", help="Never contact the hub: resolve models from the local cache only.")] = False,
+) -> None:
+    """Resolve models, predict peak memory, fit the budget and write Distillfile.lock."""
+    from distill.compiler.codec import to_data
+    from distill.compiler.lock import build_lock, check_lock, lock_path, write_lock
+    from distill.compiler.pipeline import plan_file
+
+    planned = plan_file(file, offline=offline)
+    console.print_diagnostics(planned.compiled.warnings)
+    lock = build_lock(planned.compiled.hash, planned.models, planned.volume, planned.plan)
+    path = lock_path(planned.compiled.path)
+    if check:
+        check_lock(path, lock)
+    else:
+        write_lock(path, lock)
+    if json_output:
+        _print_json({"spec_hash": planned.compiled.hash, "lock": str(path), "plan": to_data(planned.plan)})
+        return
+    from distill.compiler.report import print_plan
+
+    print_plan(console.stdout(), planned.plan, f"distill plan {planned.compiled.path}")
+    console.stdout().print(f"{path} is up to date" if check else f"wrote {path}")
+
+
+@app.command()
+@reported
 def schema() -> None:
     """Print the Distillfile JSON Schema (2020-12), for editors and other tools."""
     from distill.compiler.schema import load_schema

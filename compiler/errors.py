@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     DOES_NOT_FIT = 3
     GATE_FAILED = 4
+    STALE_LOCK = 5
     INTERNAL = 70
 
 

@@ -18,11 +18,12 @@ DEFAULT_NAME = "Distillfile"
 @dataclass(frozen=True)
 class CompiledSpec:
     """A valid Spec with where it came from: the file, its folder (paths in the Spec are relative
-    to it), and the warnings found on the way."""
+    to it), the warnings found on the way, and the parsed document (to locate later findings)."""
 
     path: Path
     spec: Spec
     warnings: tuple[Diagnostic, ...]
+    document: Document
 
     @property
     def root(self) -> Path:
@@ -63,7 +64,7 @@ def compile_document(doc: Document, path: Path) -> CompiledSpec:
              for f in check_meaning(spec, path.parent)]
     if any(d.severity == "error" for d in found):
         raise SpecError(found)
-    return CompiledSpec(path, spec, tuple(found))
+    return CompiledSpec(path, spec, tuple(found), doc)
 
 
 def _where(doc: Document, finding: Finding) -> DataPath:

@@ -171,7 +171,9 @@ def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = 
     """Peak live bytes of each phase of one micro-step (see ``distill.runtime.memtrace``)."""
     from distill.compiler import activations as act
 
-    e, t, h, v = DTYPE_BYTES[step.dtype], step.tokens, arch.hidden, arch.vocab
+    e, t, h = DTYPE_BYTES[step.dtype], step.tokens, arch.hidden
+    # An extractive-QA head scores 2 positions (start, end) per token instead of the vocabulary.
+    v = 2 if head == "extractive-qa" else arch.vocab
     full = step.adapter == "none"
     quant = "4bit" if step.adapter == "qlora" else step.base_quant
     trainable, param_bytes = trainable_params(arch, step, head)

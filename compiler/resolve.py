@@ -99,29 +99,65 @@ def _local_files(folder: Path) -> dict[str, Path]:
 
 
 def _hub_files(role: str, model: Teacher, offline: bool) -> tuple[dict[str, Path], str]:
-    """Config and tokenizer files of a hub model: from the cache, else downloaded (small files
-    only). The snapshot folder's name is the commit the revision resolved to."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+    """Config and tokenizer files of a hub model: from the cache when its config is there,
+    otherwise fetched (small files only) after one quick look-up that pins the commit. The
+    snapshot folder's name is the commit the revision resolved to."""
+    from huggingface_hub.utils import logging as hub_logging
 
+    hub_logging.set_verbosity_error()  # its retry warnings would bury our one clear message
     repo, revision = model.model or "", model.revision or "main"
+    cached = _cached_files(repo, revision)
+    if CONFIG in cached:
+        return cached, cached[CONFIG].parent.name
     offline = offline or os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "yes")
-    files: dict[str, Path] = {}
+    if offline:
+        raise _Missing(_unreachable(role, repo, revision, "the hub is not consulted (offline)"))
+    commit = _lookup_commit(role, repo, revision)
+    return _download(repo, commit), commit
+
+
+def _cached_files(repo: str, revision: str) -> dict[str, Path]:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = {}
+    for name in (CONFIG, *OPTIONAL_FILES):
+        path = try_to_load_from_cache(repo, name, revision=revision)
+        if isinstance(path, str):
+            found[name] = Path(path)
+    return found
+
+
+def _lookup_commit(role: str, repo: str, revision: str) -> str:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        info = HfApi().model_info(repo, revision=revision, timeout=10)
+    except RevisionNotFoundError:
+        raise _Missing(Finding((role, "revision"), f"{role}.model {repo!r} has no revision {revision!r}")) from None
+    except RepositoryNotFoundError:
+        raise _Missing(Finding((role, "model"), f"{role}.model {repo!r} does not exist on the hub (or is "
+                               "private: set HF_TOKEN)")) from None
+    except Exception as exc:  # noqa: BLE001 - any network failure means the same to the user
+        raise _Missing(_unreachable(role, repo, revision,
+                                    f"the hub could not be reached ({type(exc).__name__})")) from None
+    return str(info.sha)
+
+
+def _download(repo: str, commit: str) -> dict[str, Path]:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    files = {}
     for name in (CONFIG, *OPTIONAL_FILES):
         try:
-            files[name] = Path(hf_hub_download(repo, name, revision=revision, local_files_only=offline))
+            files[name] = Path(hf_hub_download(repo, name, revision=commit))
         except EntryNotFoundError:
-            continue  # the repo has no such file: fine for optional ones
-        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
-            if name != CONFIG:
-                continue
-            raise _Missing(_unreachable(role, repo, revision, offline, exc)) from None
-    commit = files[CONFIG].parent.name
-    return files, commit
+            continue  # optional files a repo does not have; a missing config.json is reported later
+    return files
 
 
-def _unreachable(role: str, repo: str, revision: str, offline: bool, exc: Exception) -> Finding:
-    why = "the hub is not consulted (offline)" if offline else f"the hub could not be reached ({type(exc).__name__})"
+def _unreachable(role: str, repo: str, revision: str, why: str) -> Finding:
     return Finding(
         (role, "model"),
         f"{role}.model {repo!r} (revision {revision}): config.json is not in the Hugging Face cache "
@@ -157,7 +193,8 @@ def _assemble(role: str, kind: Literal["local", "hub", "random"], ref: str, comm
         raise _Missing(Finding((role,), f"{role} config.json is not a JSON object"))
     digests = tuple(digest_file(path, f"{ref}/{name}" if kind != "random" else str(path))
                     for name, path in sorted(files.items()))
-    identity = tokenizer_identity(files) or _trained_tokenizer_identity(config, spec)
+    identity = tokenizer_identity(files) or (
+        _trained_tokenizer_identity(config, spec) if kind == "random" else f"no tokenizer files in {ref}")
     template = model.chat_template is not None or _has_chat_template(files)
     return ResolvedModel(role, kind, ref, commit, config, digests, identity, template)
 

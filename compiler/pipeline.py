@@ -1,0 +1,35 @@
+"""The compiler's passes in order, for the CLI: compile -> resolve -> probe -> measure -> plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from distill.compiler.errors import Diagnostic, SpecError
+from distill.compiler.frontend import CompiledSpec, compile_file
+from distill.compiler.hardware import probe_budget
+from distill.compiler.plan import Plan
+from distill.compiler.planner import make_plan
+from distill.compiler.resolve import ResolvedModel, ResolveFailed, resolve_models
+from distill.compiler.volume import DataVolume, measure_volume
+
+
+@dataclass(frozen=True)
+class Planned:
+    compiled: CompiledSpec
+    models: dict[str, ResolvedModel]
+    volume: DataVolume
+    plan: Plan
+
+
+def plan_file(path: Path, offline: bool = False) -> Planned:
+    """Everything ``distill plan`` computes; hardware is probed here, at the edge."""
+    compiled = compile_file(path)
+    try:
+        models = resolve_models(compiled.spec, compiled.root, offline)
+    except ResolveFailed as failed:
+        raise SpecError([Diagnostic(compiled.document.locate(f.path), f.message, f.hint)
+                         for f in failed.findings]) from None
+    budget = probe_budget(compiled.spec.hardware)
+    volume = measure_volume(compiled.spec, compiled.root)
+    return Planned(compiled, models, volume, make_plan(compiled.spec, models, budget, volume))

@@ -1,0 +1,366 @@
+"""The planner: a pure function from (Spec, resolved models, budget, data volume) to a Plan.
+
+Every choice is recorded as a ``Decision`` with its arithmetic. The search prefers quality and
+speed first (unquantized models, no checkpointing, large micro-batches) and gives them up one at a
+time until the predicted peak of every phase fits the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+from distill.compiler.arch import Architecture, architecture
+from distill.compiler.errors import DistillError, ExitCode
+from distill.compiler.hardware import Budget
+from distill.compiler.memory import Term, estimate_step, trainable_params
+from distill.compiler.phases import PROMPT_OVERHEAD_TOKENS, cuda_overheads, generation_terms, teacher_forward_terms
+from distill.compiler.plan import Decision, Estimate, ModelSummary, PhaseMemory, Plan
+from distill.compiler.resolve import ResolvedModel
+from distill.compiler.spec import Spec
+from distill.compiler.trainstep import TrainStep
+from distill.compiler.units import format_size
+from distill.compiler.volume import DataVolume
+
+TRACED_FAMILIES = ("llama", "mistral", "qwen2")
+# Training throughput assumed as a share of the device rate: measured CPU matmul rate, or the
+# declared peak of a GPU (typical model FLOPs utilization of fine-tuning is 30-50%).
+UTILIZATION = 0.4
+DEFAULT_TOP_K = 64
+# The chunked KL keeps ~5 float32 chunk x vocab buffers: give them at most 2% of the budget.
+KD_CHUNK_SHARE = 0.02
+
+
+class DoesNotFit(DistillError):
+    """No setting fits the budget; the hint names the smallest change that would."""
+
+    exit_code = ExitCode.DOES_NOT_FIT
+
+
+@dataclass
+class _Choice:
+    """One point of the search and what it predicts."""
+
+    teacher_quant: str | None
+    student_quant: str
+    optimizer: str
+    micro_batch: int
+    checkpointing: bool
+    phases: list[PhaseMemory] = field(default_factory=list)
+
+    @property
+    def peak(self) -> PhaseMemory:
+        return max(self.phases, key=lambda p: p.bytes)
+
+
+@dataclass(frozen=True)
+class _Setting:
+    spec: Spec
+    student: Architecture
+    head: str
+    teacher: Architecture | None
+    budget: Budget
+    dtype: str
+    kd_mode: str
+    kd_chunk: int | None
+    targets: tuple[str, ...]
+
+
+def make_plan(spec: Spec, models: dict[str, ResolvedModel], budget: Budget, volume: DataVolume) -> Plan:
+    """Decide every setting the build needs and predict its memory; raises ``DoesNotFit``."""
+    student = architecture(models["student"].config)
+    head = "extractive-qa" if spec.student.task == "extractive-qa" else "causal-lm"
+    teacher = architecture(models["teacher"].config) if "teacher" in models else None
+    decisions: list[Decision] = []
+    dtype = _dtype(spec, budget, decisions)
+    kd_mode = _kd_mode(spec, models, decisions)
+    targets = student.linear_names if spec.student.adapter.targets == "auto" else tuple(spec.student.adapter.targets)
+    setting = _Setting(spec, student, head, teacher, budget, dtype, kd_mode,
+                       _kd_chunk(spec, student, budget, kd_mode, decisions), targets)
+    choice = _search(setting)
+    if choice is None:
+        raise _does_not_fit(setting)
+    _record(setting, choice, decisions)
+    return _assemble(setting, choice, decisions, models, volume)
+
+
+def _dtype(spec: Spec, budget: Budget, decisions: list[Decision]) -> str:
+    if spec.student.dtype != "auto":
+        return spec.student.dtype
+    dtype = "bfloat16" if budget.device == "cuda" else "float32"
+    why = ("bf16 halves weights and activations on GPUs" if budget.device == "cuda" else
+           "CPUs run fp32 matmuls fastest; bf16 would halve memory but is emulated on most CPUs")
+    decisions.append(Decision("dtype", dtype, f"student.dtype auto on {budget.device}: {why}"))
+    return dtype
+
+
+def _kd_mode(spec: Spec, models: dict[str, ResolvedModel], decisions: list[Decision]) -> str:
+    loss = spec.loss
+    if "teacher" not in models:
+        return "none"
+    same = models["teacher"].tokenizer == models["student"].tokenizer
+    compared = f"teacher tokenizer {models['teacher'].tokenizer[:28]} vs student {models['student'].tokenizer[:28]}"
+    if loss.kl is None and loss.hidden is None:
+        mode = "sequence" if spec.data.synthesis is not None else "none"
+        decisions.append(Decision("KD mode", mode, "no logit or hidden-state loss: the student learns "
+                                  "from the teacher's synthesized text" if mode == "sequence" else "no KD terms"))
+        return mode
+    if not same:
+        raise DistillError(
+            f"loss.kl/loss.hidden need the teacher and student to share a tokenizer, and they differ ({compared})",
+            hint="remove loss.kl and loss.hidden: the student still learns from the teacher's "
+                 "synthesized data (sequence-level KD), or pick models of one tokenizer family")
+    epochs = spec.train.epochs
+    if loss.hidden is not None:
+        mode, why = "online", "hidden-state matching needs the teacher's hidden states at every step"
+    elif loss.kl is not None and loss.kl.top_k != "auto":
+        mode, why = "cached", f"loss.kl.top_k {loss.kl.top_k} asks for cached top-k logits"
+    elif epochs > 1:
+        mode, why = "cached", (f"{epochs} epochs: caching top-{DEFAULT_TOP_K} logits runs the teacher once "
+                               f"instead of {epochs} times")
+    else:
+        mode, why = "online", "1 epoch: the teacher runs once either way, online is exact (full vocabulary)"
+    decisions.append(Decision("KD mode", mode, f"tokenizers identical ({compared}); {why}"))
+    return mode
+
+
+def _kd_chunk(spec: Spec, student: Architecture, budget: Budget, kd_mode: str,
+              decisions: list[Decision]) -> int | None:
+    if kd_mode != "online" or spec.loss.kl is None:
+        return None
+    per_token = 5 * 4 * student.vocab  # bytes of the chunk's float32 buffers per token
+    tokens = max(16, int(budget.memory * KD_CHUNK_SHARE) // per_token)
+    chunk = min(2 ** int(math.log2(tokens)), spec.train.max_seq_len)
+    decisions.append(Decision("KD chunk", f"{chunk} tokens",
+                              f"5 x {chunk} x {student.vocab:,} vocab x 4 B = {format_size(chunk * per_token)} "
+                              f"<= {KD_CHUNK_SHARE:.0%} of {format_size(budget.memory)}; the naive "
+                              f"loss would hold 32 B x tokens x vocab"))
+    return chunk
+
+
+def _options(setting: _Setting) -> Iterator[tuple[str | None, str, str]]:
+    """(teacher quant, student quant, optimizer), best quality first."""
+    spec = setting.spec
+    teacher_q = [None] if setting.teacher is None else (
+        ["none", "8bit", "4bit"] if spec.teacher.quantization == "auto" else [spec.teacher.quantization])  # type: ignore[union-attr]
+    adapter, quant = spec.student.adapter.type, spec.student.quantization
+    if adapter == "qlora":
+        student_q = ["4bit"]
+    elif quant == "auto":
+        student_q = ["none", "8bit"] if adapter == "lora" else ["none"]
+    else:
+        student_q = [quant]
+    optimizers = [spec.train.optimizer] if spec.train.optimizer != "auto" else (
+        ["adamw", "adamw_8bit"] if setting.budget.device == "cuda" else ["adamw"])
+    for tq in teacher_q:
+        for sq in student_q:
+            for optimizer in optimizers:
+                yield tq, sq, optimizer
+
+
+def _micro_batches(spec: Spec, processes: int) -> list[int]:
+    per_process = max(1, spec.train.effective_batch_size // processes)
+    if spec.train.micro_batch_size != "auto":
+        return [spec.train.micro_batch_size]
+    return [m for m in range(per_process, 0, -1) if per_process % m == 0]
+
+
+def _step(setting: _Setting, tq: str | None, sq: str, optimizer: str, m: int, ckpt: bool) -> TrainStep:
+    spec = setting.spec
+    adapter = spec.student.adapter.type
+    return TrainStep(
+        micro_batch=m, seq_len=spec.train.max_seq_len, dtype=setting.dtype,  # type: ignore[arg-type]
+        adapter=adapter, lora_r=spec.student.adapter.r, lora_targets=setting.targets,
+        base_quant="none" if adapter == "qlora" else sq,  # type: ignore[arg-type]
+        checkpointing=ckpt, optimizer=optimizer,  # type: ignore[arg-type]
+        kd="online" if setting.kd_mode == "online" else "none", kd_chunk_tokens=setting.kd_chunk,
+        teacher_dtype=setting.dtype, teacher_quant=tq or "none")  # type: ignore[arg-type]
+
+
+def _phases(setting: _Setting, choice: _Choice) -> list[PhaseMemory]:
+    step = _step(setting, choice.teacher_quant, choice.student_quant, choice.optimizer,
+                 choice.micro_batch, choice.checkpointing)
+    memory = estimate_step(setting.student, setting.head, step, setting.budget.device, setting.teacher)
+    phases = [_on_device(setting, PhaseMemory(f"train: {name}", terms)) for name, terms in memory.phases.items()]
+    spec, teacher = setting.spec, setting.teacher
+    if teacher is not None and spec.data.synthesis is not None:
+        phases.append(_synthesis_phase(setting, choice.teacher_quant or "none"))
+    if teacher is not None and setting.kd_mode == "cached":
+        top_k = spec.loss.kl.top_k if spec.loss.kl and spec.loss.kl.top_k != "auto" else DEFAULT_TOP_K
+        phases.append(_on_device(setting, PhaseMemory("teacher logits", teacher_forward_terms(
+            teacher, setting.dtype, choice.teacher_quant or "none", step.tokens, int(top_k)))))
+    return phases
+
+
+def _synthesis_phase(setting: _Setting, teacher_quant: str) -> PhaseMemory:
+    """Teacher generation at the largest batch (of 32, 16, ... 1) that fits."""
+    spec, teacher = setting.spec, setting.teacher
+    assert teacher is not None and spec.data.synthesis is not None
+    prompt = spec.data.chunk_tokens + PROMPT_OVERHEAD_TOKENS
+    for size in SYNTHESIS_BATCHES:
+        phase = _on_device(setting, PhaseMemory(f"synthesis (batch {size})", generation_terms(
+            teacher, setting.dtype, teacher_quant, size, prompt, spec.data.synthesis.max_new_tokens)))
+        if phase.bytes <= setting.budget.memory:
+            return phase
+    return phase
+
+
+def _on_device(setting: _Setting, phase: PhaseMemory) -> PhaseMemory:
+    """A phase with the device's fixed costs added (none on CPU)."""
+    if setting.budget.device != "cuda":
+        return phase
+    return PhaseMemory(phase.phase, phase.terms + cuda_overheads(phase.bytes))
+
+
+SYNTHESIS_BATCHES = (32, 16, 8, 4, 2, 1)
+
+
+def _search(setting: _Setting) -> _Choice | None:
+    spec = setting.spec
+    ckpt_options = [False, True] if spec.train.gradient_checkpointing == "auto" else [bool(spec.train.gradient_checkpointing)]
+    for tq, sq, optimizer in _options(setting):
+        fits: dict[bool, _Choice] = {}
+        for ckpt in ckpt_options:
+            for m in _micro_batches(spec, setting.budget.processes):
+                choice = _Choice(tq, sq, optimizer, m, ckpt)
+                choice.phases = _phases(setting, choice)
+                if choice.peak.bytes <= setting.budget.memory:
+                    fits[ckpt] = choice
+                    break
+        if fits:
+            plain, ckpt = fits.get(False), fits.get(True)
+            # Checkpointing costs a third more compute; take it only for a 2x larger micro-batch.
+            if plain is None or (ckpt is not None and plain.micro_batch < 4 and ckpt.micro_batch >= 2 * plain.micro_batch):
+                return ckpt
+            return plain
+    return None
+
+
+def _record(setting: _Setting, choice: _Choice, decisions: list[Decision]) -> None:
+    spec, budget = setting.spec, setting.budget
+    peak = max((p for p in choice.phases if p.phase.startswith("train")), key=lambda p: p.bytes)
+    if setting.teacher is not None:
+        decisions.append(Decision("teacher quantization", choice.teacher_quant or "none",
+                                  _quant_why(spec.teacher.quantization, choice.teacher_quant)))  # type: ignore[union-attr]
+    decisions.append(Decision("student base", choice.student_quant,
+                              _quant_why(spec.student.quantization, choice.student_quant)))
+    per_process = spec.train.effective_batch_size // budget.processes
+    accumulation = per_process // choice.micro_batch
+    decisions.append(Decision(
+        "batch", f"micro {choice.micro_batch} x accumulation {accumulation} x {budget.processes} process(es)",
+        f"= effective_batch_size {spec.train.effective_batch_size}; the largest micro-batch whose peak "
+        f"{format_size(peak.bytes)} ({peak.phase}) fits {format_size(budget.memory)}"))
+    decisions.append(Decision(
+        "gradient checkpointing", "on" if choice.checkpointing else "off",
+        "set in the Distillfile" if spec.train.gradient_checkpointing != "auto" else
+        ("needed to fit, or it doubles the micro-batch (costs ~1/3 more compute)" if choice.checkpointing
+         else "not needed: the activations fit")))
+    decisions.append(Decision("optimizer", choice.optimizer,
+                              "set in the Distillfile" if spec.train.optimizer != "auto" else
+                              "AdamW with states in the parameters' dtype" if choice.optimizer == "adamw"
+                              else "8-bit states to fit"))
+    if setting.student.family not in TRACED_FAMILIES:
+        decisions.append(Decision("memory model", "approximate",
+                                  f"activations of {setting.student.family} use the llama-family layer model; "
+                                  f"traced and exact for {', '.join(TRACED_FAMILIES)}"))
+
+
+def _quant_why(asked: str, chosen: str | None) -> str:
+    if asked != "auto":
+        return "set in the Distillfile"
+    return "full precision fits" if chosen == "none" else f"{chosen} needed: higher precision does not fit"
+
+
+def _does_not_fit(setting: _Setting) -> DoesNotFit:
+    """The smallest plan's peak, and the changes that would make one fit."""
+    spec, budget = setting.spec, setting.budget
+    options = list(_options(setting))
+    tq, sq, optimizer = options[-1]
+    smallest = _Choice(tq, sq, optimizer, 1, spec.train.gradient_checkpointing is not False)
+    smallest.phases = _phases(setting, smallest)
+    peak = smallest.peak
+    key = "hardware.vram" if budget.device == "cuda" else "hardware.ram"
+    changes = [f"{key} >= {_round_up(peak.bytes)}"]
+    if spec.student.adapter.type != "qlora" and spec.student.task == "causal-lm":
+        if _search(replace(setting, spec=_with_adapter(spec, "qlora"))) is not None:
+            changes.append("student.adapter.type: qlora")
+    length = spec.train.max_seq_len // 2
+    while length >= 64:
+        if _search(replace(setting, spec=_with_seq_len(spec, length))) is not None:
+            changes.append(f"train.max_seq_len <= {length}")
+            break
+        length //= 2
+    return DoesNotFit(
+        f"nothing fits in {format_size(budget.memory)} ({budget.memory_source}): the smallest plan "
+        f"(micro-batch 1, checkpointing, most quantized) peaks at {format_size(peak.bytes)} in {peak.phase}",
+        hint=", or ".join(changes))
+
+
+def _round_up(n_bytes: int) -> str:
+    """Up to the next half GiB: 18.3 GiB -> 18.5GiB."""
+    return f"{math.ceil(n_bytes / 2**29) / 2:g}GiB"
+
+
+def _with_adapter(spec: Spec, kind: str) -> Spec:
+    student = replace(spec.student, adapter=replace(spec.student.adapter, type=kind), quantization="auto")
+    return replace(spec, student=student)
+
+
+def _with_seq_len(spec: Spec, length: int) -> Spec:
+    return replace(spec, train=replace(spec.train, max_seq_len=length))
+
+
+def _assemble(setting: _Setting, choice: _Choice, decisions: list[Decision],
+              models: dict[str, ResolvedModel], volume: DataVolume) -> Plan:
+    spec, budget = setting.spec, setting.budget
+    step = _step(setting, choice.teacher_quant, choice.student_quant, choice.optimizer,
+                 choice.micro_batch, choice.checkpointing)
+    trainable, _ = trainable_params(setting.student, step, setting.head)
+    summaries = [ModelSummary("student", models["student"].ref, models["student"].revision,
+                              setting.student.family, setting.student.params(setting.head), trainable,
+                              models["student"].tokenizer)]
+    if setting.teacher is not None:
+        summaries.insert(0, ModelSummary("teacher", models["teacher"].ref, models["teacher"].revision,
+                                         setting.teacher.family, setting.teacher.params("causal-lm"), 0,
+                                         models["teacher"].tokenizer))
+    train_examples = int(volume.examples * spec.data.split.train)
+    steps = spec.train.max_steps or max(1, math.ceil(train_examples * spec.train.epochs / spec.train.effective_batch_size))
+    per_process = spec.train.effective_batch_size // budget.processes
+    return Plan(
+        device=budget.device, budget_bytes=budget.memory, budget_source=budget.memory_source,
+        processes=budget.processes, models=tuple(summaries), decisions=tuple(decisions),
+        phases=tuple(choice.phases), micro_batch=choice.micro_batch,
+        accumulation=per_process // choice.micro_batch, checkpointing=choice.checkpointing,
+        dtype=setting.dtype, optimizer=choice.optimizer, teacher_quant=choice.teacher_quant,
+        student_quant=choice.student_quant, kd_mode=setting.kd_mode, kd_chunk_tokens=setting.kd_chunk,
+        examples=volume.examples, tokens_per_epoch=volume.tokens, optimizer_steps=steps,
+        data_note=volume.note, estimates=tuple(_estimates(setting, choice, volume, steps)))
+
+
+def _estimates(setting: _Setting, choice: _Choice, volume: DataVolume, steps: int) -> Iterator[Estimate]:
+    """FLOPs per stage over throughput x utilization; ``seconds`` is None when no rate is known."""
+    spec, budget = setting.spec, setting.budget
+    rate = budget.tflops * 1e12 * UTILIZATION * budget.processes if budget.tflops else None
+    label = (f"{budget.tflops:.3g} TFLOP/s x {UTILIZATION:.0%} utilization x {budget.processes} "
+             f"({budget.tflops_source})" if rate else budget.tflops_source)
+    n_student = setting.student.params(setting.head)
+    tokens = steps * spec.train.effective_batch_size * min(spec.train.max_seq_len,
+                                                           max(1, volume.tokens // max(1, volume.examples)))
+    per_token = (6 if spec.student.adapter.type == "none" else 4) + (2 if choice.checkpointing else 0)
+    flops = per_token * n_student * tokens
+    why = f"{per_token} x {n_student / 1e6:,.1f}M params x {tokens:,} tokens"
+    if setting.teacher is not None and setting.kd_mode in ("online", "cached"):
+        n_teacher = setting.teacher.params("causal-lm")
+        teacher_tokens = tokens if setting.kd_mode == "online" else tokens // max(1, spec.train.epochs)
+        flops += 2 * n_teacher * teacher_tokens
+        why += f" + teacher forward 2 x {n_teacher / 1e6:,.1f}M x {teacher_tokens:,}"
+    yield Estimate("train", flops, flops / rate if rate else None, f"{why}; {label}")
+    if setting.teacher is not None and spec.data.synthesis is not None:
+        chunks = max(1, volume.examples // max(1, spec.data.synthesis.pairs_per_chunk))
+        generated = chunks * (spec.data.chunk_tokens + PROMPT_OVERHEAD_TOKENS + spec.data.synthesis.max_new_tokens)
+        n_teacher = setting.teacher.params("causal-lm")
+        flops = 2 * n_teacher * generated
+        yield Estimate("synthesize", flops, flops / rate if rate else None,
+                       f"2 x {n_teacher / 1e6:,.1f}M x {generated:,} tokens; a lower bound: decoding is "
+                       f"memory-bound; {label}")

@@ -1,0 +1,49 @@
+"""``distill plan`` output: the plan as text, every number with where it came from."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from distill.compiler.plan import Plan
+from distill.compiler.units import format_size
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def print_plan(console: Console, plan: Plan, title: str) -> None:
+    console.print(Text(title, style="bold"))
+    console.print(f"  device  {plan.device} x {plan.processes}, budget {format_size(plan.budget_bytes)} "
+                  f"({plan.budget_source})")
+    for model in plan.models:
+        revision = f" @ {model.revision[:12]}" if model.revision else ""
+        trainable = f", trainable {model.trainable:,}" if model.role == "student" else ""
+        console.print(f"  {model.role:<7} {model.ref}{revision}: {model.family}, {model.params:,} params{trainable}")
+    console.print(f"  data    {plan.examples:,} examples, ~{plan.tokens_per_epoch:,} tokens per epoch, "
+                  f"{plan.optimizer_steps:,} optimizer steps ({plan.data_note})")
+    decisions = Table(title="Decisions", show_edge=False, title_justify="left", expand=False)
+    for column in ("setting", "chosen", "because"):
+        decisions.add_column(column, overflow="fold")
+    for decision in plan.decisions:
+        decisions.add_row(decision.name, decision.value, decision.why)
+    console.print(decisions)
+    memory = Table(title="Predicted peak memory per phase", show_edge=False, title_justify="left")
+    for column in ("phase", "peak", "made of"):
+        memory.add_column(column, overflow="fold")
+    for phase in plan.phases:
+        parts = ", ".join(f"{t.name} {format_size(t.bytes)}" for t in phase.terms if t.bytes)
+        style = "bold" if phase is plan.peak else ""
+        memory.add_row(Text(phase.phase, style=style), Text(format_size(phase.bytes), style=style), parts)
+    console.print(memory)
+    console.print(f"  peak {format_size(plan.peak.bytes)} in {plan.peak.phase}: "
+                  f"{plan.peak.bytes / plan.budget_bytes:.0%} of the budget")
+    for estimate in plan.estimates:
+        when = f"~{_duration(estimate.seconds)}" if estimate.seconds is not None else "no estimate"
+        console.print(f"  estimate {estimate.stage}: {when} ({estimate.flops:.3g} FLOPs = {estimate.why})")

@@ -1,0 +1,168 @@
+"""distill plan end to end: resolution, decisions, the lock, and the properties a plan keeps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from distill.compiler.arch import architecture
+from distill.compiler.cli import main
+from distill.compiler.memory import estimate_step
+from distill.compiler.pipeline import plan_file
+from distill.compiler.planner import DoesNotFit
+from distill.compiler.trainstep import TrainStep
+from tests.conftest import REPO
+
+FIXTURES = REPO.parent / "shared" / "fixtures" / "configs"
+TINY = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512}
+
+
+def write(tmp_path: Path, extra: str, student: str | None = None, teacher: str | None = None) -> Path:
+    (tmp_path / "docs").mkdir(exist_ok=True)
+    (tmp_path / "docs" / "a.md").write_text("The pump runs for twenty minutes.\n" * 200)
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    student = student or "random: {config: tiny.json}"
+    text = f"version: 1\nname: p\nsources: [{{text: docs/*.md}}]\nstudent:\n  {student}\n"
+    if teacher:
+        text += f"teacher:\n  {teacher}\n"
+    path = tmp_path / "Distillfile"
+    path.write_text(text + extra)
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_plan_writes_a_lock_that_check_accepts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB, tflops: 0.1}\n")
+    code, out, err = run(capsys, "plan", str(path))
+    assert code == 0, err
+    assert "micro" in out and "Predicted peak memory" in out and "wrote" in out
+    lock = json.loads((tmp_path / "Distillfile.lock").read_text())
+    assert lock["sources"] == [{"path": "docs/a.md", "sha256": lock["sources"][0]["sha256"], "size": 6800}]
+    assert lock["models"]["student"]["kind"] == "random"
+    assert "estimates" not in lock["plan"]
+    assert run(capsys, "plan", "--check", str(path))[0] == 0
+
+
+def test_check_names_what_changed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n")
+    assert run(capsys, "plan", str(path))[0] == 0
+    (tmp_path / "docs" / "a.md").write_text("changed\n")
+    code, _, err = run(capsys, "plan", "--check", str(path))
+    assert code == 5
+    assert "sources.docs/a.md.sha256 changed" in err
+    (tmp_path / "Distillfile.lock").unlink()
+    assert run(capsys, "plan", "--check", str(path))[0] == 5
+
+
+def test_plan_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\ntrain: {effective_batch_size: 8}\n")
+    code, out, _ = run(capsys, "plan", "--json", str(path))
+    plan = json.loads(out)["plan"]
+    assert code == 0
+    assert plan["micro_batch"] * plan["accumulation"] * plan["processes"] == 8
+
+
+def test_nothing_fits_exits_3_with_the_smallest_change(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cuda, vram: 1GiB}\ntrain: {max_seq_len: 2048}\n",
+                 student=f"random: {{config: {FIXTURES / 'llama-3.2-1b' / 'config.json'}}}")
+    code, _, err = run(capsys, "plan", str(path))
+    assert code == 3
+    assert "nothing fits in 1.00 GiB" in err and "hint: hardware.vram >= " in err
+
+
+def test_real_size_models_plan(tmp_path: Path) -> None:
+    """Gemma-2-2B teacher, Llama-3.2-1B student, 16 GiB: it fits, with arithmetic for each choice."""
+    path = write(tmp_path, "data: {synthesis: {}}\nhardware: {device: cuda, vram: 16GiB}\n",
+                 student=f"random: {{config: {FIXTURES / 'llama-3.2-1b' / 'config.json'}}}",
+                 teacher=f"random: {{config: {FIXTURES / 'gemma-2-2b-it' / 'config.json'}}}")
+    plan = plan_file(path).plan
+    names = [d.name for d in plan.decisions]
+    assert {"dtype", "KD mode", "teacher quantization", "batch", "gradient checkpointing"} <= set(names)
+    assert next(d for d in plan.decisions if d.name == "KD mode").value == "sequence"  # vocabularies differ
+    assert plan.peak.bytes <= plan.budget_bytes
+    assert [m.params for m in plan.models] == [2_614_341_888, 1_235_814_400]
+
+
+def test_kl_with_different_tokenizers_is_refused(tmp_path: Path) -> None:
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**TINY, "vocab_size": 600}))
+    path = write(tmp_path, "loss: {mask: all, kl: {}}\nhardware: {device: cpu, ram: 2GiB}\n",
+                 teacher="random: {config: other.json}")
+    with pytest.raises(Exception, match="share a tokenizer"):
+        plan_file(path)
+
+
+def test_same_tokenizer_gives_logit_kd(tmp_path: Path) -> None:
+    path = write(tmp_path, "loss: {mask: all, kl: {}}\nhardware: {device: cpu, ram: 2GiB}\n",
+                 teacher="random: {config: tiny.json, seed: 1}")
+    plan = plan_file(path).plan
+    assert plan.kd_mode == "online" and plan.kd_chunk_tokens is not None
+
+
+def test_hub_model_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hub id resolves offline from the Hugging Face cache and pins the cached commit."""
+    commit = "a" * 40
+    repo = tmp_path / "hub" / "models--org--tiny"
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "config.json").write_text(json.dumps(TINY))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n",
+                 student="model: org/tiny")
+    planned = plan_file(path, offline=True)
+    assert planned.models["student"].revision == commit
+    assert planned.models["student"].files[0].path == "org/tiny/config.json"
+
+
+def test_missing_hub_model_is_a_located_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    path = write(tmp_path, "loss: {mask: all}\n", student="model: org/absent\n  revision: abc")
+    code, _, err = run(capsys, "plan", "--offline", str(path))
+    assert code == 1
+    assert f"{path}:5:3: error: student.model 'org/absent' (revision abc): config.json is not in the " \
+           "Hugging Face cache" in err
+    assert "huggingface-cli download org/absent" in err
+
+
+STEPS = st.builds(TrainStep, micro_batch=st.integers(1, 8), seq_len=st.sampled_from([64, 128, 512, 2048]),
+                  dtype=st.sampled_from(["float32", "bfloat16"]), checkpointing=st.booleans(),
+                  adapter=st.sampled_from(["none", "lora"]), lora_targets=st.just(("q_proj", "v_proj")))
+LLAMA_1B = architecture(json.loads((FIXTURES / "llama-3.2-1b" / "config.json").read_text()))
+
+
+@settings(max_examples=200, deadline=None)
+@given(STEPS)
+def test_peak_grows_with_batch_and_sequence(step: TrainStep) -> None:
+    from dataclasses import replace
+
+    peak = estimate_step(LLAMA_1B, "causal-lm", step).peak
+    assert estimate_step(LLAMA_1B, "causal-lm", replace(step, micro_batch=step.micro_batch + 1)).peak > peak
+    assert estimate_step(LLAMA_1B, "causal-lm", replace(step, seq_len=step.seq_len * 2)).peak > peak
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.sampled_from([1, 2, 4, 6, 8, 12, 16, 32]), ram_mib=st.integers(64, 4096),
+       seq=st.sampled_from([64, 256, 1024]))
+def test_accepted_plans_fit_and_keep_the_effective_batch(tmp_path_factory: Any, batch: int, ram_mib: int,
+                                                        seq: int) -> None:
+    path = write(tmp_path_factory.mktemp("p"), f"loss: {{mask: all}}\nhardware: {{device: cpu, ram: {ram_mib}MiB}}\n"
+                 f"train: {{effective_batch_size: {batch}, max_seq_len: {seq}}}\n")
+    try:
+        plan = plan_file(path).plan
+    except DoesNotFit:
+        return
+    assert plan.micro_batch * plan.accumulation * plan.processes == batch
+    assert max(phase.bytes for phase in plan.phases) <= plan.budget_bytes
