@@ -131,6 +131,11 @@ def _kd_terms(step: TrainStep, t: int, v: int) -> tuple[tuple[Term, ...], tuple[
     chunk's float32 log-probabilities of both, q, log q - log p and their product (5 x chunk x
     vocab x 4 B); backward keeps only the buffer.
     """
+    if step.kd == "cached":
+        # The micro-batch's cached top-k (fp16 values, int32 indices) and the student's fp32
+        # log-probabilities gathered at them plus the tail mass: small next to the CE buffers.
+        cached = Term("cached top-k", t * step.top_k * (6 + 2 * F32), f"{t:,} x top-{step.top_k} x 14 B")
+        return (cached,), (cached,)
     if step.kd != "online":
         return (), ()
     e, et = DTYPE_BYTES[step.dtype], DTYPE_BYTES[step.teacher_dtype]
@@ -213,7 +218,7 @@ def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = 
     logits = Term("logits + loss", t * v * (e + (F32 if e != F32 else 0) + F32) + 8 * (t + step.micro_batch),
                   f"{t:,} tokens x {v:,} vocab x ({e} logits + 4 log-softmax" + (" + 4 fp32 copy)" if e != F32 else ")"))
     loss_grad = Term("loss backward", 3 * F32 * t * v, f"log-softmax, its grad and the logits' grad: 3 x {t:,} x {v:,} x 4 B")
-    kd_forward, kd_backward = _kd_terms(step, t, v) if teacher is not None else ((), ())
+    kd_forward, kd_backward = _kd_terms(step, t, v)
     phases = {"forward": (*static, layers, final_norm, logits, *kd_forward),
               "backward": (*static, layers, final_norm_kept, loss_grad, *kd_backward)}
     if step.checkpointing:

@@ -174,8 +174,14 @@ def _step(setting: _Setting, tq: str | None, sq: str, optimizer: str, m: int, ck
         adapter=adapter, lora_r=spec.student.adapter.r, lora_targets=setting.targets,
         base_quant="none" if adapter == "qlora" else sq,  # type: ignore[arg-type]
         checkpointing=ckpt, optimizer=optimizer,  # type: ignore[arg-type]
-        kd="online" if setting.kd_mode == "online" else "none", kd_chunk_tokens=setting.kd_chunk,
+        kd=setting.kd_mode if setting.kd_mode in ("online", "cached") else "none",  # type: ignore[arg-type]
+        kd_chunk_tokens=setting.kd_chunk, top_k=_top_k(spec),
         teacher_dtype=setting.dtype, teacher_quant=tq or "none")  # type: ignore[arg-type]
+
+
+def _top_k(spec: Spec) -> int:
+    kl = spec.loss.kl
+    return kl.top_k if kl is not None and kl.top_k != "auto" else DEFAULT_TOP_K
 
 
 def _phases(setting: _Setting, choice: _Choice) -> list[PhaseMemory]:
@@ -187,9 +193,9 @@ def _phases(setting: _Setting, choice: _Choice) -> list[PhaseMemory]:
     if teacher is not None and spec.data.synthesis is not None:
         phases.append(_synthesis_phase(setting, choice.teacher_quant or "none"))
     if teacher is not None and setting.kd_mode == "cached":
-        top_k = spec.loss.kl.top_k if spec.loss.kl and spec.loss.kl.top_k != "auto" else DEFAULT_TOP_K
+        top_k = _top_k(spec)
         phases.append(_on_device(setting, PhaseMemory("teacher logits", teacher_forward_terms(
-            teacher, setting.dtype, choice.teacher_quant or "none", step.tokens, int(top_k)))))
+            teacher, setting.dtype, choice.teacher_quant or "none", step.tokens, top_k))))
     return phases
 
 

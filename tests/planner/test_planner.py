@@ -166,3 +166,12 @@ def test_accepted_plans_fit_and_keep_the_effective_batch(tmp_path_factory: Any, 
         return
     assert plan.micro_batch * plan.accumulation * plan.processes == batch
     assert max(phase.bytes for phase in plan.phases) <= plan.budget_bytes
+
+
+def test_several_epochs_cache_the_teacher_top_k(tmp_path: Path) -> None:
+    path = write(tmp_path, "loss: {mask: all, kl: {}}\ntrain: {epochs: 3}\nhardware: {device: cpu, ram: 2GiB}\n",
+                 teacher="random: {config: tiny.json, seed: 1}")
+    plan = plan_file(path).plan
+    assert plan.kd_mode == "cached"
+    assert "teacher logits" in [phase.phase for phase in plan.phases]
+    assert any(term.name == "cached top-k" for phase in plan.phases for term in phase.terms)
