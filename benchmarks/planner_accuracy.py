@@ -27,6 +27,8 @@ LLAMA = dict(model_type="llama", hidden_size=256, intermediate_size=688, num_hid
              num_attention_heads=4, num_key_value_heads=2, vocab_size=2000, tie_word_embeddings=False)
 QWEN2 = dict(model_type="qwen2", hidden_size=192, intermediate_size=512, num_hidden_layers=3,
              num_attention_heads=6, num_key_value_heads=2, vocab_size=3000, tie_word_embeddings=True)
+GPT2 = dict(model_type="gpt2", n_embd=256, n_layer=2, n_head=4, vocab_size=2000, n_positions=512)
+GPT2_NO_DROPOUT = dict(GPT2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
 ALL = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -59,6 +61,13 @@ def _cases() -> list[Case]:
         ("qwen2 full ckpt b4 s128", QWEN2, dict(micro_batch=4, seq_len=128, checkpointing=True)),
         ("qwen2 lora b4 s64", QWEN2, dict(micro_batch=4, seq_len=64, lora_r=16, adapter="lora", lora_targets=ALL)),
         ("qwen2 full bf16 b1 s512", QWEN2, dict(micro_batch=1, seq_len=512, dtype="bfloat16")),
+        ("gpt2 full b1 s256", GPT2, dict(micro_batch=1, seq_len=256)),
+        ("gpt2 full b4 s64", GPT2, dict(micro_batch=4, seq_len=64)),
+        ("gpt2 full ckpt b2 s128", GPT2, dict(micro_batch=2, seq_len=128, checkpointing=True)),
+        ("gpt2 full bf16 b2 s128", GPT2, dict(micro_batch=2, seq_len=128, dtype="bfloat16")),
+        ("gpt2 lora b2 s128", GPT2, dict(micro_batch=2, seq_len=128, adapter="lora", lora_r=8,
+                                         lora_targets=("c_attn", "c_proj", "c_fc"))),
+        ("gpt2 no-dropout b2 s256", GPT2_NO_DROPOUT, dict(micro_batch=2, seq_len=256)),
     ]
     cases = [Case(name, config, TrainStep(**step)) for name, config, step in rows]
     cases += [
@@ -71,7 +80,8 @@ def _cases() -> list[Case]:
     return cases
 
 
-QUICK = ("llama full b4 s64", "llama lora ckpt b2 s128", "qwen2 full b2 s128", "llama KD chunked b2 s128")
+QUICK = ("llama full b4 s64", "llama lora ckpt b2 s128", "qwen2 full b2 s128", "llama KD chunked b2 s128",
+         "gpt2 lora b2 s128")
 
 
 def compare(case: Case) -> tuple[int, int, str]:

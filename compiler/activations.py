@@ -21,6 +21,8 @@ What the trace showed, and the model below encodes (llama, mistral, qwen2):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from distill.compiler.arch import Architecture
 from distill.compiler.trainstep import TrainStep
 
@@ -76,3 +78,74 @@ def first_layer_discount(arch: Architecture, step: TrainStep) -> int:
     """Per token: with a frozen embedding the first layer's input needs no grad, so its first
     norm keeps neither x nor rsqrt."""
     return 0 if step.adapter == "none" else F32 * arch.hidden + F32
+
+
+def gpt2_layer_bytes(arch: Architecture, step: TrainStep) -> int:
+    """One GPT-2 block, per token (traced the same way as the llama family).
+
+    LayerNorm keeps its fp32 mean and rstd (8 B) and its output when the next Conv1D keeps its
+    input; c_attn's output backs q, k and v (3h); with attention dropout SDPA takes its math path
+    and keeps the scaled q and k (2h), the softmax, its dropout mask and the dropped
+    probabilities (3 x a x s) and a merged-heads copy (h); without dropout it keeps its output, an
+    fp32 logsumexp per head and the additive mask (e x s). Residual dropout keeps an e-sized mask
+    per sublayer (native_dropout on CPU); both residual sums are kept; gelu_new keeps the fc output,
+    x/2, tanh, 1 + tanh (4f) and their product when c_proj keeps its input.
+    """
+    e, h, f, a, s = DTYPE_BYTES[step.dtype], arch.hidden, arch.intermediate, arch.heads, step.seq_len
+    ln_1_out = e * h if _input_kept(step, e, "c_attn") else 0
+    ln_2_out = e * h if _input_kept(step, e, "c_fc") else 0
+    product = e * f if _input_kept(step, e, "c_proj") else 0
+    layer_norms = 2 * 2 * F32 + ln_1_out + ln_2_out
+    if arch.dropout > 0:
+        # The math path, as traced: at 16 bits it runs in fp32 (fp32 q, k, v and probabilities);
+        # at fp32 with one sequence it keeps c_attn's output and scaled q and k, with several it
+        # keeps contiguous q, k, v.
+        if e != F32:
+            qkv, probabilities = 3 * F32 * h, 3 * F32 * a * s
+        else:
+            qkv, probabilities = (5 if step.micro_batch == 1 else 3) * e * h, 3 * e * a * s
+        attention = qkv + probabilities + e * h + 2 * e * h  # merged heads, residual masks
+    else:
+        attention = 3 * e * h + e * h + F32 * a + e * s
+    residuals = 2 * e * h
+    mlp = 4 * e * f + product
+    return layer_norms + attention + residuals + mlp + lora_bytes(arch, step)
+
+
+@dataclass(frozen=True)
+class Activations:
+    """Per-token bytes kept for backward, split by where they live.
+
+    Attributes:
+        layer: one layer, without checkpointing.
+        first_layer_discount: what the first layer does not keep when the embedding is frozen.
+        head_forward: after the last layer, alive when the loss is computed (final norm,
+            embedding dropout), per token.
+        head_backward: of those, what backward still needs, per token.
+        shared: bytes once per micro-step (RoPE tables, position ids).
+        checkpoint_shared: bytes ``checkpoint()`` keeps besides the layer inputs (the boolean
+            causal mask, b x s^2, and the position ids).
+    """
+
+    layer: int
+    first_layer_discount: int
+    head_forward: int
+    head_backward: int
+    shared: int
+    checkpoint_shared: int
+
+
+def model_activations(arch: Architecture, step: TrainStep) -> Activations:
+    e, h, s, b = DTYPE_BYTES[step.dtype], arch.hidden, step.seq_len, step.micro_batch
+    full = step.adapter == "none"
+    checkpoint_shared = b * s * s + 8 * s
+    if arch.family == "gpt2":
+        embedding = ((2 if arch.dropout > 0 else 1) * e * h) if full else 0  # dropout mask + output
+        head = e * h + 2 * F32 + embedding
+        positions = 8 * s + (8 * b * s if b > 1 else 0)  # arange, and its per-sequence copy
+        return Activations(gpt2_layer_bytes(arch, step), 0 if full else 2 * F32, head,
+                           head - (0 if full else e * h), positions, checkpoint_shared)
+    return Activations(decoder_layer_bytes(arch, step), first_layer_discount(arch, step),
+                       rms_norm_bytes(h, e, full, output_saved=True),
+                       rms_norm_bytes(h, e, full, output_saved=full),
+                       2 * s * arch.head_dim * e, checkpoint_shared)

@@ -52,11 +52,17 @@ class Architecture:
     tied_embeddings: bool
     norm_params: int            # parameters of one norm: h (RMSNorm) or 2h (LayerNorm)
     norms_per_layer: int
-    linears: tuple[Linear, ...]  # per layer
-    embedding_params: int       # token (+ position, token-type, embedding norm) parameters
+    linears: tuple[Linear, ...]  # per layer, in module order
+    embedding_shapes: tuple[int, ...]  # elements of each embedding tensor (token, position, ...)
     final_norm: bool
     gated_mlp: bool
     is_encoder: bool
+    buffer_bytes: int = 0       # non-parameter tensors the model registers (RoPE, masks, ids)
+    dropout: float = 0.0        # the largest dropout probability active in training
+
+    @property
+    def embedding_params(self) -> int:
+        return sum(self.embedding_shapes)
 
     @property
     def q_dim(self) -> int:
@@ -72,7 +78,8 @@ class Architecture:
 
     @property
     def linear_names(self) -> tuple[str, ...]:
-        return tuple(linear.name for linear in self.linears)
+        """peft target names that select every linear layer (one name may select several)."""
+        return tuple(dict.fromkeys(linear.name for linear in self.linears))
 
     def head_params(self, head: Head) -> int:
         """Parameters above the last layer: final norm, LM head, QA or MLM head."""
@@ -150,36 +157,44 @@ def _decoder(config: dict[str, Any], family: str) -> Architecture:
         kv_heads=kv, head_dim=d, vocab=config["vocab_size"],
         max_positions=config.get("max_position_embeddings", 0), tied_embeddings=tied,
         norm_params=h, norms_per_layer=4 if family == "gemma2" else 2, linears=linears,
-        embedding_params=config["vocab_size"] * h, final_norm=True, gated_mlp=True, is_encoder=False)
+        embedding_shapes=(config["vocab_size"] * h,), final_norm=True, gated_mlp=True, is_encoder=False,
+        buffer_bytes=d // 2 * 4, dropout=float(config.get("attention_dropout") or 0.0))  # fp32 RoPE inv_freq
 
 
 def _gpt2(config: dict[str, Any]) -> Architecture:
     h, heads = config["n_embd"], config["n_head"]
     f = config.get("n_inner") or 4 * h
     positions = config.get("n_positions") or config.get("n_ctx") or 1024
+    # peft's target "c_proj" selects both the attention and the MLP projection.
     linears = (Linear("c_attn", h, 3 * h, True), Linear("c_proj", h, h, True),
-               Linear("c_fc", h, f, True), Linear("mlp.c_proj", f, h, True))
+               Linear("c_fc", h, f, True), Linear("c_proj", f, h, True))
+    dropout = max(config.get(k, 0.1) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop"))
     return Architecture(
         family="gpt2", hidden=h, intermediate=f, layers=config["n_layer"], heads=heads,
         kv_heads=heads, head_dim=h // heads, vocab=config["vocab_size"], max_positions=positions,
         tied_embeddings=bool(config.get("tie_word_embeddings", True)), norm_params=2 * h,
-        norms_per_layer=2, linears=linears, embedding_params=(config["vocab_size"] + positions) * h,
-        final_norm=True, gated_mlp=False, is_encoder=False)
+        norms_per_layer=2, linears=linears, embedding_shapes=(config["vocab_size"] * h, positions * h),
+        final_norm=True, gated_mlp=False, is_encoder=False,
+        # each attention layer registers a bool causal mask of positions^2 and an fp32 scalar
+        buffer_bytes=config["n_layer"] * (positions**2 + 4), dropout=float(dropout))
 
 
 def _bert(config: dict[str, Any]) -> Architecture:
     h, f, heads = config["hidden_size"], config["intermediate_size"], config["num_attention_heads"]
     positions = config["max_position_embeddings"]
     types = config.get("type_vocab_size", 2)
+    # peft's target "dense" selects the attention output, intermediate and output projections.
     linears = (Linear("query", h, h, True), Linear("key", h, h, True), Linear("value", h, h, True),
-               Linear("attention.output.dense", h, h, True), Linear("intermediate.dense", h, f, True),
-               Linear("output.dense", f, h, True))
+               Linear("dense", h, h, True), Linear("dense", h, f, True), Linear("dense", f, h, True))
     return Architecture(
         family=config["model_type"], hidden=h, intermediate=f, layers=config["num_hidden_layers"],
         heads=heads, kv_heads=heads, head_dim=h // heads, vocab=config["vocab_size"],
         max_positions=positions, tied_embeddings=True, norm_params=2 * h, norms_per_layer=2,
-        linears=linears, embedding_params=(config["vocab_size"] + positions + types) * h + 2 * h,
-        final_norm=False, gated_mlp=False, is_encoder=True)
+        linears=linears,
+        embedding_shapes=(config["vocab_size"] * h, positions * h, types * h, h, h),
+        final_norm=False, gated_mlp=False, is_encoder=True,
+        buffer_bytes=2 * positions * 8,  # position_ids and token_type_ids, int64
+        dropout=float(max(config.get("hidden_dropout_prob", 0.1), config.get("attention_probs_dropout_prob", 0.1))))
 
 
 def _distilbert(config: dict[str, Any]) -> Architecture:
@@ -191,8 +206,9 @@ def _distilbert(config: dict[str, Any]) -> Architecture:
         family="distilbert", hidden=h, intermediate=f, layers=config["n_layers"], heads=heads,
         kv_heads=heads, head_dim=h // heads, vocab=config["vocab_size"], max_positions=positions,
         tied_embeddings=True, norm_params=2 * h, norms_per_layer=2, linears=linears,
-        embedding_params=(config["vocab_size"] + positions) * h + 2 * h, final_norm=False,
-        gated_mlp=False, is_encoder=True)
+        embedding_shapes=(config["vocab_size"] * h, positions * h, h, h), final_norm=False,
+        gated_mlp=False, is_encoder=True, buffer_bytes=positions * 8,  # position_ids, int64
+        dropout=float(max(config.get("dropout", 0.1), config.get("attention_dropout", 0.1))))
 
 
 _BUILDERS = {

@@ -111,7 +111,7 @@ def trainable_shapes(arch: Architecture, step: TrainStep, head: str) -> list[int
              for size in ((lin.fan_in * lin.fan_out, lin.fan_out) if lin.bias else (lin.fan_in * lin.fan_out,))]
     layer += [arch.norm_params] * arch.norms_per_layer
     head_sizes = [arch.hidden] + ([] if arch.tied_embeddings else [arch.vocab * arch.hidden])
-    return [arch.embedding_params] + layer * arch.layers + head_sizes
+    return [*arch.embedding_shapes] + layer * arch.layers + head_sizes
 
 
 def cpu_adamw_temporaries(sizes: list[int]) -> int:
@@ -155,10 +155,12 @@ def _recompute_phase(arch: Architecture, step: TrainStep, head: str, static: lis
                      layer: int, shared: int) -> tuple[Term, ...]:
     """Backward through the first layer, the last one recomputed: every gradient but the
     embedding's and that layer's (its down_proj's is made first), the layer's activations, and
-    two f-sized gradient buffers in its MLP."""
+    f-sized gradient buffers in its MLP: 2 for the gated MLPs, 4 for gelu_new's longer chain (as
+    traced)."""
     e, t = DTYPE_BYTES[step.dtype], step.tokens
+    buffers = 2 if arch.gated_mlp else 4
     trainable, param_bytes = trainable_params(arch, step, head)
-    down = next(lin for lin in arch.linears if lin.name in ("down_proj", "mlp.c_proj", "output.dense", "lin2"))
+    down = arch.linears[-1]  # the MLP's output projection is every family's last linear
     if step.adapter == "none":
         pending = arch.layer_params - down.params + arch.embedding_params
     else:
@@ -168,7 +170,8 @@ def _recompute_phase(arch: Architecture, step: TrainStep, head: str, static: lis
             Term("gradients", (trainable - pending) * param_bytes, "all but the embedding's and the first layer's"),
             Term("first layer input", e * arch.hidden * t + shared, "its checkpoint input, mask, RoPE"),
             Term("recompute", layer * t, f"one layer's activations: {t:,} x {layer:,} B"),
-            Term("MLP gradient buffers", 2 * e * arch.intermediate * t, f"2 x {t:,} x {arch.intermediate} x {e} B"))
+            Term("MLP gradient buffers", buffers * e * arch.intermediate * t,
+                 f"{buffers} x {t:,} x {arch.intermediate} x {e} B"))
 
 
 def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = "cpu",
@@ -186,7 +189,7 @@ def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = 
     static = [weight_bytes(arch, head, step.dtype, quant),
               optimizer_state_bytes(trainable, len(shapes), param_bytes, step.optimizer),
               Term("inputs", 2 * t * 8, f"input ids and labels: 2 x {t:,} tokens x 8 B"),
-              Term("buffers", arch.head_dim // 2 * F32, "RoPE inverse frequencies, fp32")]
+              Term("buffers", arch.buffer_bytes, f"{arch.family} buffers (RoPE frequencies, masks, ids)")]
     if not full:
         static.append(Term("adapter weights", trainable * F32, f"{trainable:,} LoRA params x 4 B"))
     if teacher is not None and step.kd == "online":
@@ -194,26 +197,24 @@ def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = 
                                                            step.teacher_quant).bytes, "resident for online KD"))
     grads = Term("gradients", trainable * param_bytes, f"{trainable:,} trainable x {param_bytes} B")
 
-    layer = act.decoder_layer_bytes(arch, step)
-    rope = 2 * step.seq_len * arch.head_dim * e
+    model = act.model_activations(arch, step)
+    layer = model.layer
     # The final norm's output is still referenced when the loss is computed, and freed before
     # backward unless the LM head trains.
-    final_norm = Term("final norm", act.rms_norm_bytes(h, e, full, output_saved=True) * t,
-                      f"{t:,} tokens x {act.rms_norm_bytes(h, e, full, True):,} B")
-    final_norm_kept = Term("final norm", act.rms_norm_bytes(h, e, full, output_saved=full) * t,
-                           "kept for backward")
+    final_norm = Term("final norm", model.head_forward * t, f"{t:,} tokens x {model.head_forward:,} B")
+    final_norm_kept = Term("final norm", model.head_backward * t, "kept for backward")
     if step.checkpointing:
         # checkpoint() keeps each layer's inputs: the hidden states, and the boolean causal mask
         # and position ids that every layer shares. bitsandbytes' int8 matmul keeps its inputs
         # on ctx, out of checkpoint's reach, so every layer also keeps the distinct inputs of its
         # matmuls: both norm outputs, the attention output and act*up, (2h + q + f) x e.
-        shared = rope + step.micro_batch * step.seq_len ** 2 + 8 * step.seq_len
+        shared = model.shared + model.checkpoint_shared
         int8_inputs = (2 * h + arch.q_dim + arch.intermediate) * e if quant == "8bit" else 0
         layers = Term("activations", arch.layers * (e * h + int8_inputs) * t + shared,
                       f"checkpointed: {arch.layers} layer inputs x {t:,} tokens x {e * h + int8_inputs} B + mask")
     else:
-        saved = arch.layers * layer - act.first_layer_discount(arch, step)
-        layers = Term("activations", saved * t + rope,
+        saved = arch.layers * layer - model.first_layer_discount
+        layers = Term("activations", saved * t + model.shared,
                       f"{arch.layers} layers x {t:,} tokens x {layer:,} B/token")
     logits = Term("logits + loss", t * v * (e + (F32 if e != F32 else 0) + F32) + 8 * (t + step.micro_batch),
                   f"{t:,} tokens x {v:,} vocab x ({e} logits + 4 log-softmax" + (" + 4 fp32 copy)" if e != F32 else ")"))
