@@ -11,6 +11,8 @@ import pytest
 from ruamel.yaml import YAML
 
 REPO = Path(__file__).resolve().parents[1]
+# Real model configs (no weights) shipped beside the repo; CI clones the repo with shared/ beside it.
+FIXTURE_CONFIGS = REPO.parent / "shared" / "fixtures" / "configs"
 
 MIN_SPEC: dict[str, Any] = {
     "version": 1,

@@ -11,9 +11,9 @@ import torch
 import transformers
 
 from distill.compiler.arch import UnsupportedArchitecture, architecture, head_of
-from tests.conftest import REPO
+from tests.conftest import FIXTURE_CONFIGS
 
-FIXTURES = sorted((REPO.parent / "shared" / "fixtures" / "configs").glob("*/config.json"))
+FIXTURES = sorted(FIXTURE_CONFIGS.glob("*/config.json"))
 
 TINY: dict[str, dict[str, Any]] = {
     "llama": dict(model_type="llama", hidden_size=64, intermediate_size=96, num_hidden_layers=2,
@@ -46,6 +46,10 @@ def built_params(config: dict[str, Any], head: str) -> int:
     with torch.device("meta"):
         model = AUTO[head].from_config(cfg)
     return sum(p.numel() for p in model.parameters())
+
+
+def test_the_fixture_configs_are_there() -> None:
+    assert len(FIXTURES) >= 5, f"expected the real model configs in {FIXTURE_CONFIGS}"
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.parent.name)

@@ -16,9 +16,9 @@ from distill.compiler.memory import estimate_step
 from distill.compiler.pipeline import plan_file
 from distill.compiler.planner import DoesNotFit
 from distill.compiler.trainstep import TrainStep
-from tests.conftest import REPO
+from tests.conftest import FIXTURE_CONFIGS
 
-FIXTURES = REPO.parent / "shared" / "fixtures" / "configs"
+FIXTURES = FIXTURE_CONFIGS
 TINY = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512}
 
