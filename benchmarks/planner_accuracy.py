@@ -27,6 +27,11 @@ LLAMA = dict(model_type="llama", hidden_size=256, intermediate_size=688, num_hid
              num_attention_heads=4, num_key_value_heads=2, vocab_size=2000, tie_word_embeddings=False)
 QWEN2 = dict(model_type="qwen2", hidden_size=192, intermediate_size=512, num_hidden_layers=3,
              num_attention_heads=6, num_key_value_heads=2, vocab_size=3000, tie_word_embeddings=True)
+GEMMA2 = dict(model_type="gemma2", hidden_size=256, intermediate_size=688, num_hidden_layers=2,
+              num_attention_heads=4, num_key_value_heads=2, head_dim=64, vocab_size=2000)
+GEMMA = dict(GEMMA2, model_type="gemma")
+PHI3 = dict(model_type="phi3", hidden_size=256, intermediate_size=688, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, vocab_size=2000, pad_token_id=0)
 GPT2 = dict(model_type="gpt2", n_embd=256, n_layer=2, n_head=4, vocab_size=2000, n_positions=512)
 GPT2_NO_DROPOUT = dict(GPT2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
 ALL = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -68,6 +73,13 @@ def _cases() -> list[Case]:
         ("gpt2 lora b2 s128", GPT2, dict(micro_batch=2, seq_len=128, adapter="lora", lora_r=8,
                                          lora_targets=("c_attn", "c_proj", "c_fc"))),
         ("gpt2 no-dropout b2 s256", GPT2_NO_DROPOUT, dict(micro_batch=2, seq_len=256)),
+        ("gemma full ckpt b2 s128", GEMMA, dict(micro_batch=2, seq_len=128, checkpointing=True)),
+        ("gemma2 full b2 s128", GEMMA2, dict(micro_batch=2, seq_len=128)),
+        ("gemma2 lora b1 s256", GEMMA2, dict(micro_batch=1, seq_len=256, **lora)),
+        ("gemma2 full ckpt b2 s128", GEMMA2, dict(micro_batch=2, seq_len=128, checkpointing=True)),
+        ("phi3 full b2 s128", PHI3, dict(micro_batch=2, seq_len=128)),
+        ("phi3 lora b1 s256", PHI3, dict(micro_batch=1, seq_len=256, adapter="lora", lora_r=8,
+                                         lora_targets=("qkv_proj", "o_proj", "gate_up_proj", "down_proj"))),
     ]
     cases = [Case(name, config, TrainStep(**step)) for name, config, step in rows]
     cases += [

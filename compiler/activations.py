@@ -39,6 +39,14 @@ def rms_norm_bytes(hidden: int, e: int, weight_trains: bool, output_saved: bool)
         (e * hidden if output_saved else 0)
 
 
+def gemma_norm_bytes(hidden: int, e: int, weight_trains: bool, output_saved: bool) -> int:
+    """Per token. Gemma's RMSNorm stays in fp32 to the end, x * rsqrt * (1 + w): it keeps fp32 x,
+    rsqrt, the fp32 normalized x when the weight trains, and the output cast back to e when the
+    next linear keeps it."""
+    return F32 * hidden + F32 + (F32 * hidden if weight_trains else 0) + \
+        (e * hidden if output_saved else 0)
+
+
 def _adapted(step: TrainStep, *names: str) -> bool:
     return step.adapter != "none" and any(name in step.lora_targets for name in names)
 
@@ -56,13 +64,18 @@ def decoder_layer_bytes(arch: Architecture, step: TrainStep) -> int:
     e, h, q, f, a, s = (DTYPE_BYTES[step.dtype], arch.hidden, arch.q_dim, arch.intermediate,
                         arch.heads, step.seq_len)
     full = step.adapter == "none"
-    norms = rms_norm_bytes(h, e, full, _input_kept(step, e, "q_proj", "k_proj", "v_proj", "qkv_proj")) + \
-        rms_norm_bytes(h, e, full, _input_kept(step, e, "gate_proj", "up_proj", "gate_up_proj"))
+    norm = gemma_norm_bytes if arch.family in ("gemma", "gemma2") else rms_norm_bytes
+    norms = norm(h, e, full, _input_kept(step, e, "q_proj", "k_proj", "v_proj", "qkv_proj")) + \
+        norm(h, e, full, _input_kept(step, e, "gate_proj", "up_proj", "gate_up_proj"))
+    if arch.family == "gemma2":  # post-attention and post-feedforward norms keep their inputs
+        norms += 2 * norm(h, e, full, output_saved=False)
     if step.attention == "sdpa":
         scores = F32 * a + e * s               # logsumexp + the additive mask SDPA builds
     else:  # eager: the fp32 softmax output, its copy in e when e != 4 (fed to the PV matmul)
         scores = F32 * a * s + (e * a * s if e != F32 else 0)
     attention = 4 * e * q + scores             # q, k, v (repeated to all heads), output
+    if arch.family == "phi3":
+        attention += e * q  # its attention output is copied once more before o_proj
     mlp = 3 * e * f + (e * f if _input_kept(step, e, "down_proj") else 0)
     return norms + attention + mlp + lora_bytes(arch, step)
 
@@ -145,7 +158,7 @@ def model_activations(arch: Architecture, step: TrainStep) -> Activations:
         positions = 8 * s + (8 * b * s if b > 1 else 0)  # arange, and its per-sequence copy
         return Activations(gpt2_layer_bytes(arch, step), 0 if full else 2 * F32, head,
                            head - (0 if full else e * h), positions, checkpoint_shared)
+    norm = gemma_norm_bytes if arch.family in ("gemma", "gemma2") else rms_norm_bytes
     return Activations(decoder_layer_bytes(arch, step), first_layer_discount(arch, step),
-                       rms_norm_bytes(h, e, full, output_saved=True),
-                       rms_norm_bytes(h, e, full, output_saved=full),
+                       norm(h, e, full, output_saved=True), norm(h, e, full, output_saved=full),
                        2 * s * arch.head_dim * e, checkpoint_shared)

@@ -59,6 +59,7 @@ class Architecture:
     is_encoder: bool
     buffer_bytes: int = 0       # non-parameter tensors the model registers (RoPE, masks, ids)
     dropout: float = 0.0        # the largest dropout probability active in training
+    logit_softcap: bool = False  # gemma2: logits = cap x tanh(logits / cap)
 
     @property
     def embedding_params(self) -> int:
@@ -158,7 +159,8 @@ def _decoder(config: dict[str, Any], family: str) -> Architecture:
         max_positions=config.get("max_position_embeddings", 0), tied_embeddings=tied,
         norm_params=h, norms_per_layer=4 if family == "gemma2" else 2, linears=linears,
         embedding_shapes=(config["vocab_size"] * h,), final_norm=True, gated_mlp=True, is_encoder=False,
-        buffer_bytes=d // 2 * 4, dropout=float(config.get("attention_dropout") or 0.0))  # fp32 RoPE inv_freq
+        buffer_bytes=d // 2 * 4, dropout=float(config.get("attention_dropout") or 0.0),  # fp32 RoPE inv_freq
+        logit_softcap=family == "gemma2" and config.get("final_logit_softcapping", 30.0) is not None)
 
 
 def _gpt2(config: dict[str, Any]) -> Architecture:

@@ -155,19 +155,21 @@ def _recompute_phase(arch: Architecture, step: TrainStep, head: str, static: lis
                      layer: int, shared: int) -> tuple[Term, ...]:
     """Backward through the first layer, the last one recomputed: every gradient but the
     embedding's and that layer's (its down_proj's is made first), the layer's activations, and
-    f-sized gradient buffers in its MLP: 2 for the gated MLPs, 4 for gelu_new's longer chain (as
-    traced)."""
+    two f-sized gradient buffers in its MLP."""
     e, t = DTYPE_BYTES[step.dtype], step.tokens
-    buffers = 2 if arch.gated_mlp else 4
+    buffers = 2
     trainable, param_bytes = trainable_params(arch, step, head)
     down = arch.linears[-1]  # the MLP's output projection is every family's last linear
     if step.adapter == "none":
-        pending = arch.layer_params - down.params + arch.embedding_params
+        # A tied token embedding already holds the LM head's gradient; an untied one, and the
+        # position/type embeddings, get theirs last.
+        token, *others = arch.embedding_shapes
+        pending = arch.layer_params - down.params + sum(others) + (0 if arch.tied_embeddings else token)
     else:
         pending = sum(step.lora_r * (lin.fan_in + lin.fan_out) for lin in arch.linears
                       if lin.name in step.lora_targets and lin is not down)
     return (*static,
-            Term("gradients", (trainable - pending) * param_bytes, "all but the embedding's and the first layer's"),
+            Term("gradients", (trainable - pending) * param_bytes, "all but the first layer's (and an untied embedding's)"),
             Term("first layer input", e * arch.hidden * t + shared, "its checkpoint input, mask, RoPE"),
             Term("recompute", layer * t, f"one layer's activations: {t:,} x {layer:,} B"),
             Term("MLP gradient buffers", buffers * e * arch.intermediate * t,
@@ -220,8 +222,10 @@ def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = 
                   f"{t:,} tokens x {v:,} vocab x ({e} logits + 4 log-softmax" + (" + 4 fp32 copy)" if e != F32 else ")"))
     loss_grad = Term("loss backward", 3 * F32 * t * v, f"log-softmax, its grad and the logits' grad: 3 x {t:,} x {v:,} x 4 B")
     kd_forward, kd_backward = _kd_terms(step, t, v)
-    phases = {"forward": (*static, layers, final_norm, logits, *kd_forward),
-              "backward": (*static, layers, final_norm_kept, loss_grad, *kd_backward)}
+    softcap = (Term("logit softcap", e * t * v, f"tanh(logits / cap) kept: {t:,} x {v:,} x {e} B"),) \
+        if arch.logit_softcap and head == "causal-lm" else ()
+    phases = {"forward": (*static, layers, final_norm, logits, *softcap, *kd_forward),
+              "backward": (*static, layers, final_norm_kept, loss_grad, *softcap, *kd_backward)}
     if step.checkpointing:
         phases["recompute"] = _recompute_phase(arch, step, head, static, layer, shared)
     if full and not step.checkpointing:

@@ -23,7 +23,7 @@ from distill.compiler.trainstep import TrainStep
 from distill.compiler.units import format_size
 from distill.compiler.volume import DataVolume
 
-TRACED_FAMILIES = ("llama", "mistral", "qwen2", "gpt2")
+TRACED_FAMILIES = ("llama", "mistral", "qwen2", "gpt2", "gemma", "gemma2", "phi3")
 # Training throughput assumed as a share of the device rate: measured CPU matmul rate, or the
 # declared peak of a GPU (typical model FLOPs utilization of fine-tuning is 30-50%).
 UTILIZATION = 0.4
