@@ -32,6 +32,10 @@ GEMMA2 = dict(model_type="gemma2", hidden_size=256, intermediate_size=688, num_h
 GEMMA = dict(GEMMA2, model_type="gemma")
 PHI3 = dict(model_type="phi3", hidden_size=256, intermediate_size=688, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, vocab_size=2000, pad_token_id=0)
+BERT = dict(model_type="bert", hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+            num_attention_heads=4, vocab_size=2000, max_position_embeddings=512)
+DISTILBERT = dict(model_type="distilbert", dim=256, hidden_dim=512, n_layers=2, n_heads=4,
+                  vocab_size=2000, max_position_embeddings=512)
 GPT2 = dict(model_type="gpt2", n_embd=256, n_layer=2, n_head=4, vocab_size=2000, n_positions=512)
 GPT2_NO_DROPOUT = dict(GPT2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
 ALL = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -43,6 +47,7 @@ class Case:
     config: dict
     step: TrainStep
     teacher: dict | None = None
+    head: str = "causal-lm"
 
 
 def _cases() -> list[Case]:
@@ -82,6 +87,12 @@ def _cases() -> list[Case]:
                                          lora_targets=("qkv_proj", "o_proj", "gate_up_proj", "down_proj"))),
     ]
     cases = [Case(name, config, TrainStep(**step)) for name, config, step in rows]
+    cases += [Case(name, config, TrainStep(**step), head="extractive-qa") for name, config, step in (
+        ("bert qa b4 s128", BERT, dict(micro_batch=4, seq_len=128)),
+        ("bert qa lora b2 s256", BERT, dict(micro_batch=2, seq_len=256, adapter="lora", lora_r=8,
+                                           lora_targets=("query", "key", "value", "dense"))),
+        ("distilbert qa b4 s128", DISTILBERT, dict(micro_batch=4, seq_len=128)),
+    )]
     cases += [
         Case("llama KD naive b1 s256", LLAMA, TrainStep(micro_batch=1, seq_len=256, kd="online"), teacher),
         Case("llama KD chunked b2 s128", LLAMA,
@@ -93,14 +104,14 @@ def _cases() -> list[Case]:
 
 
 QUICK = ("llama full b4 s64", "llama lora ckpt b2 s128", "qwen2 full b2 s128", "llama KD chunked b2 s128",
-         "gpt2 lora b2 s128")
+         "gpt2 lora b2 s128", "gemma2 full b2 s128", "bert qa b4 s128")
 
 
 def compare(case: Case) -> tuple[int, int, str]:
     """(predicted peak, measured peak, predicted peak phase)."""
     teacher = architecture(case.teacher) if case.teacher else None
-    predicted = estimate_step(architecture(case.config), "causal-lm", case.step, "cpu", teacher)
-    measured = measure_step(case.config, case.step, case.teacher)
+    predicted = estimate_step(architecture(case.config), case.head, case.step, "cpu", teacher)
+    measured = measure_step(case.config, case.step, case.teacher, head=case.head)
     return predicted.peak, measured.peak_bytes, predicted.peak_phase
 
 

@@ -125,6 +125,22 @@ def gpt2_layer_bytes(arch: Architecture, step: TrainStep) -> int:
     return layer_norms + attention + residuals + mlp + lora_bytes(arch, step)
 
 
+def encoder_layer_bytes(arch: Architecture, step: TrainStep) -> int:
+    """One BERT-style layer, per token (traced with dropout, the configs' default, which sends
+    SDPA to its math path): contiguous q, k^T, v (3h), the softmax, its dropout mask and the
+    dropped probabilities (3 x a x s), the merged context (h); per sublayer a dropout mask, the
+    residual sum LayerNorm keeps, its fp32 mean and rstd and its output (3h + 8); the intermediate
+    output and its GELU (2f). Without dropout SDPA keeps q, k, v, its output and a logsumexp."""
+    e, h, f, a, s = DTYPE_BYTES[step.dtype], arch.hidden, arch.intermediate, arch.heads, step.seq_len
+    if arch.dropout > 0:
+        attention = 3 * e * h + 3 * e * a * s + e * h
+        sublayers = 2 * (3 * e * h + 2 * F32)
+    else:
+        attention = 4 * e * h + F32 * a
+        sublayers = 2 * (2 * e * h + 2 * F32)
+    return attention + sublayers + 2 * e * f + lora_bytes(arch, step)
+
+
 @dataclass(frozen=True)
 class Activations:
     """Per-token bytes kept for backward, split by where they live.
@@ -152,6 +168,13 @@ def model_activations(arch: Architecture, step: TrainStep) -> Activations:
     e, h, s, b = DTYPE_BYTES[step.dtype], arch.hidden, step.seq_len, step.micro_batch
     full = step.adapter == "none"
     checkpoint_shared = b * s * s + 8 * s
+    if arch.is_encoder:
+        # Embeddings: their sum, LayerNorm output (+ fp32 mean, rstd), dropout mask and output
+        # (the first layer's input); a frozen embedding keeps only that output. The all-ones fp32
+        # attention mask is shared by every layer.
+        embedding = (4 * e * h + 2 * F32) if full else e * h
+        mask = F32 * b * s
+        return Activations(encoder_layer_bytes(arch, step), 0, embedding, embedding, mask, mask)
     if arch.family == "gpt2":
         embedding = ((2 if arch.dropout > 0 else 1) * e * h) if full else 0  # dropout mask + output
         head = e * h + 2 * F32 + embedding

@@ -220,7 +220,11 @@ def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = 
                       f"{arch.layers} layers x {t:,} tokens x {layer:,} B/token")
     logits = Term("logits + loss", t * v * (e + (F32 if e != F32 else 0) + F32) + 8 * (t + step.micro_batch),
                   f"{t:,} tokens x {v:,} vocab x ({e} logits + 4 log-softmax" + (" + 4 fp32 copy)" if e != F32 else ")"))
-    loss_grad = Term("loss backward", 3 * F32 * t * v, f"log-softmax, its grad and the logits' grad: 3 x {t:,} x {v:,} x 4 B")
+    if head == "extractive-qa":  # the span loss is tiny; backward starts with a hidden-size gradient
+        loss_grad = Term("head gradient", e * h * t, f"{t:,} tokens x {e * h} B")
+    else:
+        loss_grad = Term("loss backward", 3 * F32 * t * v,
+                         f"log-softmax, its grad and the logits' grad: 3 x {t:,} x {v:,} x 4 B")
     kd_forward, kd_backward = _kd_terms(step, t, v)
     softcap = (Term("logit softcap", e * t * v, f"tanh(logits / cap) kept: {t:,} x {v:,} x {e} B"),) \
         if arch.logit_softcap and head == "causal-lm" else ()

@@ -327,24 +327,26 @@ class StepParts:
 
 
 def build_causal_lm(config: Mapping[str, Any], dtype: str, attention: str,
-                    quant: str = "none") -> torch.nn.Module:
-    """A randomly initialised causal LM from a config.json dict, optionally bitsandbytes-quantized.
+                    quant: str = "none", head: str = "causal-lm") -> torch.nn.Module:
+    """A randomly initialised causal LM (or extractive-QA encoder, ``head="extractive-qa"``) from a
+    config.json dict, optionally bitsandbytes-quantized.
 
     ``from_config`` cannot quantize, so a quantized model is saved (safetensors) and reloaded
     through ``from_pretrained`` with a ``BitsAndBytesConfig``, as a real checkpoint would be.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForQuestionAnswering
 
+    auto = AutoModelForQuestionAnswering if head == "extractive-qa" else AutoModelForCausalLM
     cfg = AutoConfig.for_model(**dict(config))
     cfg.use_cache = False
     torch_dtype = _DTYPES[dtype]
-    model = AutoModelForCausalLM.from_config(cfg, dtype=torch_dtype, attn_implementation=attention)
+    model = auto.from_config(cfg, dtype=torch_dtype, attn_implementation=attention)
     if quant == "none":
         return model
     with tempfile.TemporaryDirectory(prefix="distill-memtrace-") as folder:
         model.save_pretrained(folder, safe_serialization=True)
         del model
-        return AutoModelForCausalLM.from_pretrained(
+        return auto.from_pretrained(
             folder, quantization_config=_bnb_config(quant, torch_dtype), dtype=torch_dtype,
             attn_implementation=attention, device_map="cpu")
 
@@ -368,11 +370,11 @@ def _student_quant(step: TrainStep) -> str:
     return quant
 
 
-def _build_student(config: Mapping[str, Any], step: TrainStep) -> torch.nn.Module:
+def _build_student(config: Mapping[str, Any], step: TrainStep, head: str) -> torch.nn.Module:
     import peft
 
     quant = _student_quant(step)
-    model = build_causal_lm(config, step.dtype, step.attention, quant)
+    model = build_causal_lm(config, step.dtype, step.attention, quant, head)
     no_reentrant = {"use_reentrant": False}
     if quant != "none":
         model = peft.prepare_model_for_kbit_training(
@@ -380,7 +382,8 @@ def _build_student(config: Mapping[str, Any], step: TrainStep) -> torch.nn.Modul
             gradient_checkpointing_kwargs=no_reentrant)
     if step.adapter != "none":
         lora = peft.LoraConfig(r=step.lora_r, lora_alpha=2 * step.lora_r, lora_dropout=0.0,
-                               target_modules=list(step.lora_targets), task_type="CAUSAL_LM")
+                               target_modules=list(step.lora_targets),
+                               task_type="QUESTION_ANS" if head == "extractive-qa" else "CAUSAL_LM")
         model = peft.get_peft_model(model, lora)
     if step.checkpointing:
         # Non-reentrant checkpointing needs no enable_input_require_grads even under peft.
@@ -416,14 +419,19 @@ def _make_optimizer(params: list[torch.nn.Parameter], kind: str
 
 
 def prepare_step(student_config: Mapping[str, Any], step: TrainStep,
-                 teacher_config: Mapping[str, Any] | None = None, seed: int = 0) -> StepParts:
-    """Builds student, teacher, optimizer and inputs (protocol steps 1-4), nothing run yet."""
+                 teacher_config: Mapping[str, Any] | None = None, seed: int = 0,
+                 head: str = "causal-lm") -> StepParts:
+    """Builds student, teacher, optimizer and inputs (protocol steps 1-4), nothing run yet.
+
+    With ``head="extractive-qa"`` the student is an encoder with a span head and the labels are
+    one start and one end position per sequence (``labels`` holds them as a (b, 2) tensor).
+    """
     if step.kd == "cached":
         raise NotImplementedError("kd='cached' (top-k logits from disk) is not measured yet")
     if step.kd == "online" and teacher_config is None:
         raise ValueError("kd='online' needs a teacher_config")
     torch.manual_seed(seed)
-    student = _build_student(student_config, step)
+    student = _build_student(student_config, step, head)
     teacher = _build_teacher(teacher_config, step) if step.kd == "online" else None
     vocab = student.get_input_embeddings().num_embeddings
     if teacher is not None and teacher.get_input_embeddings().num_embeddings != vocab:
@@ -431,8 +439,9 @@ def prepare_step(student_config: Mapping[str, Any], step: TrainStep,
     trainable = [p for p in student.parameters() if p.requires_grad]
     optimizer, impl = _make_optimizer(trainable, step.optimizer)
     input_ids = torch.randint(0, vocab, (step.micro_batch, step.seq_len))
-    return StepParts(step, student, optimizer, impl, input_ids, input_ids.clone(), teacher,
-                     trainable)
+    labels = (torch.randint(0, step.seq_len, (step.micro_batch, 2)) if head == "extractive-qa"
+              else input_ids.clone())
+    return StepParts(step, student, optimizer, impl, input_ids, labels, teacher, trainable)
 
 
 # --------------------------------------------------------------------------- running and measuring
@@ -445,6 +454,10 @@ def _forward_loss(parts: StepParts) -> torch.Tensor:
     if step.kd == "online":
         with torch.no_grad():
             teacher_logits = parts.teacher(input_ids=parts.input_ids).logits
+    if parts.labels.shape != parts.input_ids.shape:  # extractive QA: (start, end) per sequence
+        out = parts.student(input_ids=parts.input_ids, start_positions=parts.labels[:, 0],
+                            end_positions=parts.labels[:, 1])
+        return out.loss
     out = parts.student(input_ids=parts.input_ids, labels=parts.labels)
     if teacher_logits is None:  # "none" and "sequence" (text-only KD) train on CE alone
         return out.loss
@@ -563,7 +576,7 @@ def _nonzero(split: Mapping[str, int]) -> dict[str, int]:
 
 
 def measure_step(student_config: dict, step: TrainStep, teacher_config: dict | None = None,
-                 seed: int = 0) -> MeasuredStep:
+                 seed: int = 0, head: str = "causal-lm") -> MeasuredStep:
     """Builds the step ``step`` describes and measures its peak live tensor bytes on CPU.
 
     Args:
@@ -572,8 +585,9 @@ def measure_step(student_config: dict, step: TrainStep, teacher_config: dict | N
         teacher_config: config.json contents of the teacher, required when ``step.kd`` is
             "online".
         seed: seeds weights and inputs.
+        head: "causal-lm", or "extractive-qa" for an encoder trained on answer spans.
 
     Returns:
         The measurement of the second (post-warm-up) step.
     """
-    return measure(prepare_step(student_config, step, teacher_config, seed))
+    return measure(prepare_step(student_config, step, teacher_config, seed, head))
