@@ -9,14 +9,12 @@ import pytest
 import torch
 
 from distill.compiler.trainstep import TrainStep
+from distill.runtime.livebytes import LiveBytesCounter, reachable_tensors
+from distill.runtime.losses import kd_kl_chunked, kd_kl_naive
 from distill.runtime.memtrace import (
-    LiveBytesCounter,
-    kd_kl_chunked,
-    kd_kl_naive,
     measure,
     measure_step,
     prepare_step,
-    reachable_tensors,
     run_step,
 )
 
