@@ -118,7 +118,7 @@ def cpu_adamw_temporaries(sizes: list[int]) -> int:
     """Elements of temporaries at the peak of torch's single-tensor AdamW (the CPU default): for
     each tensor it computes ``exp_avg_sq.sqrt()`` and that over the bias correction (2 x its
     size) while ``denom`` of the previous tensor is still bound (1 x the previous size)."""
-    return max(prev + 2 * cur for prev, cur in zip([0, *sizes], sizes))
+    return max(prev + 2 * cur for prev, cur in zip([0, *sizes[:-1]], sizes, strict=True))
 
 
 def _kd_terms(step: TrainStep, t: int, v: int) -> tuple[tuple[Term, ...], tuple[Term, ...]]:

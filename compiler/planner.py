@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from distill.compiler.arch import Architecture, architecture
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.hardware import Budget
-from distill.compiler.memory import Term, estimate_step, trainable_params
+from distill.compiler.memory import estimate_step, trainable_params
 from distill.compiler.phases import PROMPT_OVERHEAD_TOKENS, cuda_overheads, generation_terms, teacher_forward_terms
 from distill.compiler.plan import Decision, Estimate, ModelSummary, PhaseMemory, Plan
 from distill.compiler.resolve import ResolvedModel
