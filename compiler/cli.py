@@ -132,6 +132,35 @@ def plan(
 
 @app.command()
 @reported
+def extract(
+    file: DistillfileArg,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Folder for pages.jsonl, examples.jsonl, chunks.jsonl and report.json "
+        "(default: .distill/extract beside the Distillfile).")] = None,
+    offline: Annotated[bool, typer.Option(
+        "--offline", help="Never contact the hub: resolve models from the local cache only.")] = False,
+) -> None:
+    """Run the extract and chunk stages alone: report pages, OCR'd pages, chunks and every skip."""
+    from distill.compiler.pipeline import compile_and_resolve
+    from distill.runtime.sources.run import extract_and_chunk
+
+    compiled, models = compile_and_resolve(file, offline)
+    console.print_diagnostics(compiled.warnings)
+    folder = out or compiled.root / ".distill" / "extract"
+    report, tokenizer = extract_and_chunk(compiled, models["student"], folder)
+    console.stdout().print(
+        f"{report.files} file(s): {report.pages} pages ({report.ocr_pages} OCR'd), "
+        f"{report.characters:,} characters, {report.examples} QA examples "
+        f"({report.repaired_answers} answer starts repaired), {report.chunks} chunks "
+        f"counted with {tokenizer}; {len(report.skipped)} skipped")
+    for skipped in report.skipped:
+        where = f" page {skipped.page}" if skipped.page else f" {skipped.location}" if skipped.location else ""
+        console.stdout().print(f"  skipped {skipped.source}{where}: {skipped.reason}")
+    console.stdout().print(f"wrote {folder}")
+
+
+@app.command()
+@reported
 def schema() -> None:
     """Print the Distillfile JSON Schema (2020-12), for editors and other tools."""
     from distill.compiler.schema import load_schema

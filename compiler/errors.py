@@ -21,6 +21,7 @@ class ExitCode(IntEnum):
     DOES_NOT_FIT = 3
     GATE_FAILED = 4
     STALE_LOCK = 5
+    BAD_SOURCE = 6
     INTERNAL = 70
 
 

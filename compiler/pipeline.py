@@ -22,14 +22,19 @@ class Planned:
     plan: Plan
 
 
-def plan_file(path: Path, offline: bool = False) -> Planned:
-    """Everything ``distill plan`` computes; hardware is probed here, at the edge."""
+def compile_and_resolve(path: Path, offline: bool = False) -> tuple[CompiledSpec, dict[str, ResolvedModel]]:
+    """The Spec and its models; resolution failures are located in the Distillfile."""
     compiled = compile_file(path)
     try:
-        models = resolve_models(compiled.spec, compiled.root, offline)
+        return compiled, resolve_models(compiled.spec, compiled.root, offline)
     except ResolveFailed as failed:
         raise SpecError([Diagnostic(compiled.document.locate(f.path), f.message, f.hint)
                          for f in failed.findings]) from None
+
+
+def plan_file(path: Path, offline: bool = False) -> Planned:
+    """Everything ``distill plan`` computes; hardware is probed here, at the edge."""
+    compiled, models = compile_and_resolve(path, offline)
     budget = probe_budget(compiled.spec.hardware)
     volume = measure_volume(compiled.spec, compiled.root)
     return Planned(compiled, models, volume, make_plan(compiled.spec, models, budget, volume))

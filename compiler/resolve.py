@@ -38,6 +38,7 @@ class ResolvedModel:
         files: digests of every file read.
         tokenizer: an identity of the vocabulary: equal identities mean equal token ids.
         chat_template: whether the tokenizer (or the Distillfile) supplies a chat template.
+        tokenizer_file: where tokenizer.json is on this machine, when the model has one.
     """
 
     role: str
@@ -48,6 +49,7 @@ class ResolvedModel:
     files: tuple[FileDigest, ...]
     tokenizer: str
     chat_template: bool
+    tokenizer_file: Path | None = None
 
 
 class ResolveFailed(Exception):
@@ -196,7 +198,8 @@ def _assemble(role: str, kind: Literal["local", "hub", "random"], ref: str, comm
     identity = tokenizer_identity(files) or (
         _trained_tokenizer_identity(config, spec) if kind == "random" else f"no tokenizer files in {ref}")
     template = model.chat_template is not None or _has_chat_template(files)
-    return ResolvedModel(role, kind, ref, commit, config, digests, identity, template)
+    return ResolvedModel(role, kind, ref, commit, config, digests, identity, template,
+                         files.get("tokenizer.json"))
 
 
 def tokenizer_identity(files: dict[str, Path]) -> str | None:

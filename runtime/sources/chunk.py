@@ -32,7 +32,6 @@ import re
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 from distill.runtime.sources.records import Chunk, Page, chunk_id
 

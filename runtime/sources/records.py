@@ -117,6 +117,7 @@ class ExtractReport:
     ocr_pages: int = 0
     characters: int = 0
     examples: int = 0
+    repaired_answers: int = 0
     chunks: int = 0
     skipped: list[Skipped] = field(default_factory=list)
 

@@ -1,0 +1,39 @@
+"""extract + chunk for one Distillfile, with outputs on disk: what ``distill extract`` runs and
+what the build's first stages will call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from distill.compiler.errors import DistillError, ExitCode
+from distill.compiler.frontend import CompiledSpec
+from distill.compiler.resolve import ResolvedModel
+from distill.runtime.sources.records import ExtractReport, SourceError
+from distill.runtime.sources.stage import chunk, extract, student_counter, write_outputs
+
+
+class BadSource(DistillError):
+    """An unreadable source item under ``on_error: fail``."""
+
+    exit_code = ExitCode.BAD_SOURCE
+
+
+def extract_and_chunk(compiled: CompiledSpec, student: ResolvedModel, folder: Path) -> tuple[ExtractReport, str]:
+    """Run both stages with progress bars (on stderr) and write their outputs; returns the report
+    and the tokenizer used."""
+    from rich.progress import Progress
+
+    from distill.compiler.console import stderr
+    from distill.runtime.sources.pdf import rich_progress_hook
+
+    data = compiled.spec.data
+    try:
+        with Progress(console=stderr(), transient=True) as progress:
+            corpus = extract(compiled.spec, compiled.root, lambda shown: rich_progress_hook(progress, shown))
+        count_tokens, tokenizer = student_counter(student, corpus)
+    except SourceError as error:
+        raise BadSource(str(error), hint="fix or remove the file, or set on_error: skip on its "
+                        "source to record it and go on") from None
+    chunks = chunk(corpus, count_tokens, data.chunk_tokens, data.overlap_tokens)
+    write_outputs(folder, corpus, chunks)
+    return corpus.report, tokenizer
