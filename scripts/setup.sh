@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(tesseract-ocr poppler-utils fonts-dejavu-core camlidl-doc debian-reference-en)
+APT_PACKAGES=(tesseract-ocr poppler-utils fonts-dejavu-core camlidl-doc debian-reference-en gnuplot-doc)
 if command -v apt-get >/dev/null 2>&1; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

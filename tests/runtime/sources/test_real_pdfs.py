@@ -3,6 +3,7 @@ installs them; the tests skip, saying which package, where one is absent):
 
 - camlidl-doc: the CamlIDL manual, 26 pages typeset by pdfTeX in 2007, whose text layer holds
   ligature glyphs (U+FB01 "fi" and friends) that NFKC turns back into letters.
+- gnuplot-doc: the gnuplot manual (the issue names it), for page counts, ligatures and stable chunk ids.
 - debian-reference-en: the Debian Reference, 261 pages from xdvipdfmx, whose fonts make pypdf run
   the words of most pages together ("Therearetwomethodsofassociatingafile").
 """
@@ -99,3 +100,35 @@ def test_debian_reference_whole_document() -> None:
     text = "\n".join(page.text for page in pages)
     assert not LIGATURES.search(text) and too_long_runs(text) == []
     assert max(run_together_share(page.text) for page in pages) <= RUN_TOGETHER_TRIGGER
+
+
+GNUPLOT = Path("/usr/share/doc/gnuplot/gnuplot.pdf")
+
+
+@needs(GNUPLOT, "gnuplot-doc")
+def test_gnuplot_manual_pages_and_chunks_are_stable(tmp_path: Path) -> None:
+    """The issue's own pick: gnuplot's manual. Thirty body pages: right count, no ligatures, no
+    words run together, and chunk ids (sha256 of provenance and text) identical across runs."""
+    from distill.runtime.sources.chunk import chunk_document
+    from distill.runtime.sources.tokenizer import counter, train_byte_bpe
+
+    path = tmp_path / "gnuplot-excerpt.pdf"
+    path.write_bytes(excerpt(GNUPLOT, range(20, 50)))
+    runs = []
+    for _ in range(2):
+        pages = read(path, "gnuplot.pdf")
+        count = counter(train_byte_bpe([page.text for page in pages], 1000))
+        runs.append([c.id for c in chunk_document(pages, count, 256, 32)])
+    assert len(pages) == pdfinfo_pages(path) == 30
+    text = "\n".join(page.text for page in pages)
+    assert not LIGATURES.search(text) and too_long_runs(text) == []
+    assert runs[0] == runs[1] and len(runs[0]) > 30
+
+
+@pytest.mark.slow
+@needs(GNUPLOT, "gnuplot-doc")
+def test_gnuplot_manual_whole_document() -> None:
+    pages = read(GNUPLOT, "gnuplot.pdf")
+    assert [page.page for page in pages] == list(range(1, pdfinfo_pages(GNUPLOT) + 1))
+    text = "\n".join(page.text for page in pages)
+    assert not LIGATURES.search(text) and too_long_runs(text) == []
