@@ -282,7 +282,12 @@ def _check_prompt(prompt: str) -> Iterator[Finding]:
 def _check_train(spec: Spec, root: Path) -> Iterator[Finding]:
     train, hardware = spec.train, spec.hardware
     micro = train.micro_batch_size
-    if micro != "auto":
+    if train.effective_batch_size % hardware.world_size:
+        yield Finding(("train", "effective_batch_size"), f"train.effective_batch_size "
+                      f"({train.effective_batch_size}) is not a multiple of the {hardware.world_size} "
+                      "processes (hardware.gpus x hardware.nodes)",
+                      "every process takes an equal share of each optimizer step")
+    elif micro != "auto":
         step = micro * hardware.world_size
         if train.effective_batch_size % step:
             yield Finding(("train", "micro_batch_size"), f"train.effective_batch_size "

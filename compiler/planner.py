@@ -186,14 +186,16 @@ def _top_k(spec: Spec) -> int:
     return kl.top_k if kl is not None and kl.top_k != "auto" else DEFAULT_TOP_K
 
 
-def _phases(setting: _Setting, choice: _Choice) -> list[PhaseMemory]:
+def _phases(setting: _Setting, choice: _Choice, synthesis: PhaseMemory | None) -> list[PhaseMemory]:
+    """Every phase of the build for one choice; ``synthesis`` depends only on the teacher's
+    quantization, so the search computes it once per quantization."""
     step = _step(setting, choice.teacher_quant, choice.student_quant, choice.optimizer,
                  choice.micro_batch, choice.checkpointing)
     memory = estimate_step(setting.student, setting.head, step, setting.budget.device, setting.teacher)
     phases = [_on_device(setting, PhaseMemory(f"train: {name}", terms)) for name, terms in memory.phases.items()]
     spec, teacher = setting.spec, setting.teacher
-    if teacher is not None and spec.data.synthesis is not None:
-        phases.append(_synthesis_phase(setting, choice.teacher_quant or "none"))
+    if synthesis is not None:
+        phases.append(synthesis)
     if teacher is not None and setting.kd_mode == "cached":
         top_k = _top_k(spec)
         phases.append(_on_device(setting, PhaseMemory("teacher logits", teacher_forward_terms(
@@ -201,14 +203,16 @@ def _phases(setting: _Setting, choice: _Choice) -> list[PhaseMemory]:
     return phases
 
 
-def _synthesis_phase(setting: _Setting, teacher_quant: str) -> PhaseMemory:
-    """Teacher generation at the largest batch (of 32, 16, ... 1) that fits."""
+def _synthesis_phase(setting: _Setting, teacher_quant: str | None) -> PhaseMemory | None:
+    """Teacher generation at the largest batch (of 32, 16, ... 1) that fits; ``None`` when the
+    build synthesizes nothing."""
     spec, teacher = setting.spec, setting.teacher
-    assert teacher is not None and spec.data.synthesis is not None
+    if teacher is None or spec.data.synthesis is None:
+        return None
     prompt = spec.data.chunk_tokens + PROMPT_OVERHEAD_TOKENS
     for size in SYNTHESIS_BATCHES:
         phase = _on_device(setting, PhaseMemory(f"synthesis (batch {size})", generation_terms(
-            teacher, setting.dtype, teacher_quant, size, prompt, spec.data.synthesis.max_new_tokens)))
+            teacher, setting.dtype, teacher_quant or "none", size, prompt, spec.data.synthesis.max_new_tokens)))
         if phase.bytes <= setting.budget.memory:
             return phase
     return phase
@@ -230,12 +234,13 @@ def _search(setting: _Setting) -> _Choice | None:
         ckpt_options = [bool(spec.train.gradient_checkpointing)]
     else:  # encoders' checkpointed steps are not traced yet: never chosen for them
         ckpt_options = [False] if setting.student.is_encoder else [False, True]
+    synthesis = {tq: _synthesis_phase(setting, tq) for tq, _, _ in _options(setting)}
     for tq, sq, optimizer in _options(setting):
         fits: dict[bool, _Choice] = {}
         for ckpt in ckpt_options:
             for m in _micro_batches(spec, setting.budget.processes):
                 choice = _Choice(tq, sq, optimizer, m, ckpt)
-                choice.phases = _phases(setting, choice)
+                choice.phases = _phases(setting, choice, synthesis[tq])
                 if choice.peak.bytes <= setting.budget.memory:
                     fits[ckpt] = choice
                     break
@@ -289,7 +294,7 @@ def _does_not_fit(setting: _Setting) -> DoesNotFit:
     options = list(_options(setting))
     tq, sq, optimizer = options[-1]
     smallest = _Choice(tq, sq, optimizer, 1, spec.train.gradient_checkpointing is not False)
-    smallest.phases = _phases(setting, smallest)
+    smallest.phases = _phases(setting, smallest, _synthesis_phase(setting, tq))
     peak = smallest.peak
     key = "hardware.vram" if budget.device == "cuda" else "hardware.ram"
     changes = [f"{key} >= {_round_up(peak.bytes)}"]
