@@ -161,6 +161,24 @@ def extract(
 
 @app.command()
 @reported
+def export(
+    model_dir: Annotated[Path, typer.Argument(help="A saved Hugging Face model folder (safetensors).",
+                                              show_default=False)],
+    to: Annotated[str, typer.Option("--to", help="Target as KIND[:QUANT], e.g. onnx or onnx:int8.")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Destination folder (default: dist/<model folder>-<kind>-<quant>).")] = None,
+) -> None:
+    """Export a model folder to a deployment format and verify it against the source model."""
+    from distill.backends.export import export_verified
+
+    artifact, checks = export_verified(model_dir, to, out)
+    for check in checks:
+        console.stdout().print(f"  {'ok  ' if check.passed else 'FAIL'} {check.name}: {check.detail}")
+    console.stdout().print(f"wrote {artifact.path} ({artifact.size:,} bytes, sha256 {artifact.sha256[:12]})")
+
+
+@app.command()
+@reported
 def schema() -> None:
     """Print the Distillfile JSON Schema (2020-12), for editors and other tools."""
     from distill.compiler.schema import load_schema

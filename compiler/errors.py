@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     GATE_FAILED = 4
     STALE_LOCK = 5
     BAD_SOURCE = 6
+    VERIFY_FAILED = 7
     INTERNAL = 70
 
 

@@ -1,0 +1,120 @@
+"""The backend interface: export a saved Hugging Face model folder to a deployment format, then
+verify the result against the source model.
+
+One small ``Protocol`` and a registry dict; backends are plain classes (no inheritance), looked up
+by the deploy target's kind (``"onnx"``, later ``"gguf"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from distill.compiler.spec import GgufTarget, OnnxTarget
+
+Target = OnnxTarget | GgufTarget
+
+# 1 MiB reads: hashing a multi-GB model file never holds more than this in memory.
+_HASH_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One exported model file.
+
+    Attributes:
+        path: the model file (``model.onnx``); ``manifest.json`` sits beside it.
+        kind: the backend name (``"onnx"``).
+        quant: the quantization (``"none"`` or ``"int8"`` for ONNX).
+        sha256: hex digest of the model file.
+        size: bytes of the model file plus any external-data files beside it.
+        extra: backend-specific facts (task, opset, ...), JSON-serializable.
+    """
+
+    path: Path
+    kind: str
+    quant: str
+    sha256: str
+    size: int
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verification check: its name, whether it passed, and the measured numbers."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Every check run on an artifact; it passes only when all of them do."""
+
+    checks: tuple[Check, ...]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(check.passed for check in self.checks)
+
+    def failures(self) -> tuple[Check, ...]:
+        return tuple(check for check in self.checks if not check.passed)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks]
+
+
+class VerificationError(RuntimeError):
+    """An export whose verification failed; nothing was written at the destination."""
+
+    def __init__(self, report: VerifyReport) -> None:
+        lines = "; ".join(f"{c.name}: {c.detail}" for c in report.failures())
+        super().__init__(f"exported model failed verification: {lines}")
+        self.report = report
+
+
+class Backend(Protocol):
+    """What a deployment backend provides."""
+
+    def export(self, model_dir: Path, target: Target, out_dir: Path) -> Artifact:
+        """Export the saved model at ``model_dir`` into ``out_dir`` (atomically: verified before
+        it appears there); raises :class:`VerificationError` when verification fails."""
+        ...
+
+    def verify(self, artifact: Artifact, model_dir: Path) -> VerifyReport:
+        """Compare ``artifact`` with the source model at ``model_dir``."""
+        ...
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _onnx() -> Backend:
+    from distill.backends.onnx import OnnxBackend
+
+    return OnnxBackend()
+
+
+# Factories, so that looking a backend up imports only that backend's module.
+BACKENDS: dict[str, Any] = {"onnx": _onnx}
+
+
+def get_backend(kind: str) -> Backend:
+    """The backend registered under ``kind``.
+
+    Raises:
+        KeyError: for a kind with no backend, naming the known ones.
+    """
+    if kind not in BACKENDS:
+        raise KeyError(f"no backend {kind!r}; known: {', '.join(sorted(BACKENDS))}")
+    return BACKENDS[kind]()

@@ -1,0 +1,49 @@
+"""`distill export MODEL_DIR --to onnx[:int8]`: a verified artifact, or a clear refusal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+from distill.compiler.cli import main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("bert")
+    torch.manual_seed(0)
+    config = transformers.AutoConfig.for_model(
+        "bert", hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        vocab_size=100, max_position_embeddings=64)
+    transformers.AutoModelForQuestionAnswering.from_config(config).save_pretrained(folder)
+    return folder
+
+
+def test_export_writes_a_verified_artifact(model_dir: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "qa-int8"
+    assert main(["export", str(model_dir), "--to", "onnx:int8", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ok   logits" in printed or "ok   start_logits" in printed
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["quant"] == "int8" and all(c["passed"] for c in manifest["verification"])
+
+
+@pytest.mark.parametrize(("to", "words"), [("gguf:Q4_K_M", "no backend 'gguf' yet"),
+                                           ("onnx:int4", "onnx quantizations are none, int8")])
+def test_unknown_targets_are_usage_errors(model_dir: Path, tmp_path: Path, to: str, words: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", str(model_dir), "--to", to, "--out", str(tmp_path / "x")]) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_pickled_weights_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
+    assert main(["export", str(tmp_path), "--to", "onnx"]) == 2
+    assert "has no .safetensors weights" in capsys.readouterr().err
