@@ -179,6 +179,25 @@ def export(
 
 @app.command()
 @reported
+def inspect(
+    artifact: Annotated[Path, typer.Argument(help="An export folder, or a model file in one.",
+                                             show_default=False)],
+    json_output: JsonOption = False,
+) -> None:
+    """Show what an artifact is: files, sizes, hashes, quantization and its verification."""
+    from distill.backends.inspect import describe
+
+    facts = describe(artifact)
+    if json_output:
+        _print_json(facts)
+        return
+    for key, value in facts.items():
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else value
+        console.stdout().print(f"{key}: {shown}")
+
+
+@app.command()
+@reported
 def schema() -> None:
     """Print the Distillfile JSON Schema (2020-12), for editors and other tools."""
     from distill.compiler.schema import load_schema

@@ -47,3 +47,19 @@ def test_pickled_weights_are_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
     (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
     assert main(["export", str(tmp_path), "--to", "onnx"]) == 2
     assert "has no .safetensors weights" in capsys.readouterr().err
+
+
+def test_inspect_shows_the_manifest_or_the_file(model_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "qa"
+    assert main(["export", str(model_dir), "--to", "onnx", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["inspect", "--json", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["quant"] == "none"
+    (out / "manifest.json").unlink()
+    assert main(["inspect", str(out / "model.onnx")]) == 0
+    printed = capsys.readouterr().out
+    assert "opset:" in printed and "start_logits" in printed
+    (tmp_path / "junk.onnx").write_bytes(b"not onnx")
+    assert main(["inspect", str(tmp_path / "junk.onnx")]) == 2
+    assert "not a readable ONNX model" in capsys.readouterr().err

@@ -107,7 +107,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and out.startswith("distill 0.")
 
 
-@pytest.mark.parametrize("command", ["validate", "plan", "extract", "export", "schema", "init"])
+@pytest.mark.parametrize("command", ["validate", "plan", "extract", "export", "inspect", "schema", "init"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, command, "--help")
     assert code == 0 and "Usage" in out
