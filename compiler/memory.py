@@ -186,17 +186,8 @@ def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = 
     v = 2 if head == "extractive-qa" else arch.vocab
     full = step.adapter == "none"
     quant = "4bit" if step.adapter == "qlora" else step.base_quant
+    static = _static_terms(arch, head, step, teacher)
     trainable, param_bytes = trainable_params(arch, step, head)
-    shapes = trainable_shapes(arch, step, head)
-    static = [weight_bytes(arch, head, step.dtype, quant),
-              optimizer_state_bytes(trainable, len(shapes), param_bytes, step.optimizer),
-              Term("inputs", 2 * t * 8, f"input ids and labels: 2 x {t:,} tokens x 8 B"),
-              Term("buffers", arch.buffer_bytes, f"{arch.family} buffers (RoPE frequencies, masks, ids)")]
-    if not full:
-        static.append(Term("adapter weights", trainable * F32, f"{trainable:,} LoRA params x 4 B"))
-    if teacher is not None and step.kd == "online":
-        static.append(Term("teacher weights", weight_bytes(teacher, "causal-lm", step.teacher_dtype,
-                                                           step.teacher_quant).bytes, "resident for online KD"))
     grads = Term("gradients", trainable * param_bytes, f"{trainable:,} trainable x {param_bytes} B")
 
     model = act.model_activations(arch, step)
@@ -234,10 +225,33 @@ def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = 
         phases["recompute"] = _recompute_phase(arch, step, head, static, layer, shared)
     if full and not step.checkpointing:
         phases["backward end"] = (*static, grads, Term("input grad", e * h * t, f"{t:,} tokens x {e * h} B"))
+    phases["optimizer"] = (*static, grads, _optimizer_temporaries(arch, head, step, device))
+    return StepMemory(phases)
+
+
+def _static_terms(arch: Architecture, head: str, step: TrainStep, teacher: Architecture | None) -> list[Term]:
+    """What lives through the whole step: weights (and adapters), optimizer states, inputs,
+    buffers, and a teacher resident for online KD."""
+    quant = "4bit" if step.adapter == "qlora" else step.base_quant
+    trainable, param_bytes = trainable_params(arch, step, head)
+    t = step.tokens
+    static = [weight_bytes(arch, head, step.dtype, quant),
+              optimizer_state_bytes(trainable, len(trainable_shapes(arch, step, head)), param_bytes, step.optimizer),
+              Term("inputs", 2 * t * 8, f"input ids and labels: 2 x {t:,} tokens x 8 B"),
+              Term("buffers", arch.buffer_bytes, f"{arch.family} buffers (RoPE frequencies, masks, ids)")]
+    if step.adapter != "none":
+        static.append(Term("adapter weights", trainable * F32, f"{trainable:,} LoRA params x 4 B"))
+    if teacher is not None and step.kd == "online":
+        static.append(Term("teacher weights", weight_bytes(teacher, "causal-lm", step.teacher_dtype,
+                                                           step.teacher_quant).bytes, "resident for online KD"))
+    return static
+
+
+def _optimizer_temporaries(arch: Architecture, head: str, step: TrainStep, device: str) -> Term:
+    trainable, param_bytes = trainable_params(arch, step, head)
     if device == "cpu":
-        elements = cpu_adamw_temporaries(shapes)
+        elements = cpu_adamw_temporaries(trainable_shapes(arch, step, head))
         why = f"single-tensor AdamW: {elements:,} elements x {param_bytes} B"
     else:
         elements, why = trainable, "foreach AdamW: one trainable-sized list of sqrt(v)"
-    phases["optimizer"] = (*static, grads, Term("optimizer temporaries", elements * param_bytes, why))
-    return StepMemory(phases)
+    return Term("optimizer temporaries", elements * param_bytes, why)
