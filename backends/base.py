@@ -105,8 +105,14 @@ def _onnx() -> Backend:
     return OnnxBackend()
 
 
+def _gguf() -> Backend:
+    from distill.backends.gguf import GgufBackend
+
+    return GgufBackend()
+
+
 # Factories, so that looking a backend up imports only that backend's module.
-BACKENDS: dict[str, Any] = {"onnx": _onnx}
+BACKENDS: dict[str, Any] = {"onnx": _onnx, "gguf": _gguf}
 
 
 def get_backend(kind: str) -> Backend:

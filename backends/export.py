@@ -7,25 +7,31 @@ from pathlib import Path
 
 from distill.backends.base import Artifact, Check, VerificationError, get_backend
 from distill.compiler.errors import DistillError, ExitCode, UsageError
-from distill.compiler.spec import OnnxTarget
+from distill.compiler.spec import GgufTarget, OnnxTarget
 
-# Target parsers by kind: "onnx" or "onnx:int8" -> OnnxTarget. GGUF joins when its backend does.
-_QUANTS = {"onnx": ("none", "int8")}
+# Quantizations by kind; the first is the default. GGUF takes several, comma-separated.
+_QUANTS = {"onnx": ("none", "int8"),
+           "gguf": ("Q4_K_M", "F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_0")}
 
 
 class VerificationFailed(DistillError):
     exit_code = ExitCode.VERIFY_FAILED
 
 
-def parse_target(text: str) -> OnnxTarget:
-    """``KIND[:QUANT]`` -> a target, or a ``UsageError`` naming what exists."""
+def parse_target(text: str) -> OnnxTarget | GgufTarget:
+    """``onnx[:none|int8]`` or ``gguf[:Q4_K_M[,Q8_0...]]`` -> a target, or a ``UsageError``
+    naming what exists."""
     kind, _, quant = text.partition(":")
     if kind not in _QUANTS:
-        raise UsageError(f"--to {text}: no backend {kind!r} yet", hint=f"available: {', '.join(_QUANTS)}")
-    quant = quant or _QUANTS[kind][0]
-    if quant not in _QUANTS[kind]:
-        raise UsageError(f"--to {text}: {kind} quantizations are {', '.join(_QUANTS[kind])}")
-    return OnnxTarget(quant=quant)  # type: ignore[arg-type]
+        raise UsageError(f"--to {text}: no backend {kind!r}", hint=f"available: {', '.join(_QUANTS)}")
+    quants = quant.split(",") if quant else [_QUANTS[kind][0]]
+    unknown = [q for q in quants if q not in _QUANTS[kind]]
+    if unknown or (kind == "onnx" and len(quants) > 1):
+        raise UsageError(f"--to {text}: {kind} quantizations are {', '.join(_QUANTS[kind])}"
+                         + (" (one at a time)" if kind == "onnx" else ""))
+    if kind == "gguf":
+        return GgufTarget(quant=tuple(dict.fromkeys(quants)))  # type: ignore[arg-type]
+    return OnnxTarget(quant=quants[0])  # type: ignore[arg-type]
 
 
 def check_model_dir(model_dir: Path) -> None:
@@ -44,7 +50,8 @@ def export_verified(model_dir: Path, to: str, out: Path | None) -> tuple[Artifac
     target = parse_target(to)
     check_model_dir(model_dir)
     kind = to.partition(":")[0]
-    destination = out or Path("dist") / f"{model_dir.resolve().name}-{kind}-{target.quant}"
+    quant = target.quant if isinstance(target.quant, str) else "-".join(target.quant)
+    destination = out or Path("dist") / f"{model_dir.resolve().name}-{kind}-{quant}"
     backend = get_backend(kind)
     try:
         artifact = backend.export(model_dir, target, destination)

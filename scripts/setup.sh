@@ -22,6 +22,8 @@ pip_quiet() {
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip_quiet install -q torch==2.13.0
+# llama-cpp-python compiles llama.cpp from source; the multimodal (llava) part is not needed.
+export CMAKE_ARGS="${CMAKE_ARGS:-} -DLLAVA_BUILD=OFF"
 pip_quiet install -q -c constraints.txt -e ".[test]"
 .venv/bin/pip check
 echo "setup: done; run .venv/bin/distill --help"

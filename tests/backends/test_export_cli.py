@@ -33,8 +33,10 @@ def test_export_writes_a_verified_artifact(model_dir: Path, tmp_path: Path,
     assert manifest["quant"] == "int8" and all(c["passed"] for c in manifest["verification"])
 
 
-@pytest.mark.parametrize(("to", "words"), [("gguf:Q4_K_M", "no backend 'gguf' yet"),
-                                           ("onnx:int4", "onnx quantizations are none, int8")])
+@pytest.mark.parametrize(("to", "words"), [("tflite", "no backend 'tflite'"),
+                                           ("onnx:int4", "onnx quantizations are none, int8"),
+                                           ("onnx:none,int8", "(one at a time)"),
+                                           ("gguf:Q3_K", "gguf quantizations are Q4_K_M")])
 def test_unknown_targets_are_usage_errors(model_dir: Path, tmp_path: Path, to: str, words: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", str(model_dir), "--to", to, "--out", str(tmp_path / "x")]) == 2
@@ -63,3 +65,14 @@ def test_inspect_shows_the_manifest_or_the_file(model_dir: Path, tmp_path: Path,
     (tmp_path / "junk.onnx").write_bytes(b"not onnx")
     assert main(["inspect", str(tmp_path / "junk.onnx")]) == 2
     assert "not a readable ONNX model" in capsys.readouterr().err
+
+
+def test_export_to_gguf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.backends.test_gguf import _model
+
+    model = _model(tmp_path / "llama", "llama")
+    out = tmp_path / "gguf"
+    assert main(["export", str(model), "--to", "gguf:Q4_K_M,Q8_0", "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"model-F16.gguf", "model-Q4_K_M.gguf", "model-Q8_0.gguf",
+                                              "manifest.json"}
+    assert "FAIL" not in capsys.readouterr().out

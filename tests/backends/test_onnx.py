@@ -183,7 +183,7 @@ def test_registry_and_task_detection(models: dict) -> None:
     assert set(BACKENDS) >= {"onnx"}
     backend = get_backend("onnx")
     assert callable(backend.export) and callable(backend.verify)
-    with pytest.raises(KeyError, match="known: onnx"):
+    with pytest.raises(KeyError, match="known: gguf, onnx"):
         get_backend("tflite")
     assert onnx_backend.detect_task(models["llama"]) == "text-generation-with-past"
     assert onnx_backend.detect_task(models["bert"]) == "question-answering"

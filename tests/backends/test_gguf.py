@@ -1,0 +1,177 @@
+"""GGUF backend: a tiny seeded llama (hidden 256, so K-quants are real K-quants) written as F16
+GGUF, quantized by llama.cpp to Q8_0 and Q4_K_M, verified against torch; broken exports fail and
+leave nothing at the destination."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("gguf")
+pytest.importorskip("llama_cpp")
+
+import torch
+import transformers
+from distill.backends import gguf as gguf_backend
+from distill.backends.base import BACKENDS, VerificationError, get_backend, sha256_file
+from distill.compiler.spec import GgufTarget
+from distill.runtime.sources.tokenizer import train_byte_bpe
+
+TEXT = ["the quick brown fox jumps over the lazy dog; a model learns what its teacher knows.",
+        "Hello, world! 123 4567 don't won't two  spaces\ttab"] * 20
+QUANTS = ("Q4_K_M", "Q8_0")
+
+
+def _qwen_style_bpe() -> Any:
+    """A byte-level BPE with Qwen2's split regex (digits one by one) before the byte mapping."""
+    from tokenizers import Regex, pre_tokenizers
+
+    tokenizer = train_byte_bpe(TEXT, 320)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(next(k for k, v in gguf_backend.KNOWN_SPLITS.items()
+                                        if v == "qwen2")), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    return tokenizer
+
+
+def _model(folder: Path, arch: str, tokenizer_object: Any = None, tied: bool = False) -> Path:
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer_object or train_byte_bpe(TEXT, 320),
+        eos_token="<|endoftext|>", pad_token="<|pad|>")
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = transformers.AutoConfig.for_model(
+        arch, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tokenizer),
+        max_position_embeddings=128, bos_token_id=0, eos_token_id=0, pad_token_id=1,
+        tie_word_embeddings=tied)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.set_num_threads(2)
+    return _model(tmp_path_factory.mktemp("llama"), "llama")
+
+
+@pytest.fixture(scope="module")
+def export(llama: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("deploy") / "gguf"
+    return get_backend("gguf").export(llama, GgufTarget(QUANTS), out)
+
+
+def _checks(report) -> dict[str, str]:
+    return {c.name: c.detail for c in report.checks}
+
+
+def test_export_verifies(export, llama: Path) -> None:
+    assert export.kind == "gguf" and export.quant == "Q4_K_M"
+    assert export.path.name == "model-Q4_K_M.gguf" and export.sha256 == sha256_file(export.path)
+    files = {q: f["path"] for q, f in export.extra["files"].items()}
+    assert files == {"Q4_K_M": "model-Q4_K_M.gguf", "Q8_0": "model-Q8_0.gguf",
+                     "F16": "model-F16.gguf"}
+    assert export.size == sum((export.path.parent / p).stat().st_size for p in files.values())
+    report = get_backend("gguf").verify(export, llama)
+    assert report.passed, report.failures()
+    names = set(_checks(report))
+    for quant in files:
+        assert {f"{quant}.sha256", f"{quant}.tensor_types", f"{quant}.logits_max_abs_diff",
+                f"{quant}.logits_top1_agreement"} <= names
+    assert "tokenization_parity" in names
+
+
+def test_f16_parity_is_tight(export, llama: Path) -> None:
+    checks = _checks(get_backend("gguf").verify(export, llama))
+    assert checks["F16.logits_top1_agreement"].startswith("1.0000")
+    assert float(checks["F16.logits_max_abs_diff"].split()[0]) < 0.05
+    assert checks["tokenization_parity"].startswith("6/6")
+
+
+def test_quant_tensor_types(export) -> None:
+    types = {q: f["tensor_types"] for q, f in export.extra["files"].items()}
+    # 2 layers x 7 matrices + token_embd + output = 16 2-D weights, 2 x 2 + 1 norms.
+    assert types["F16"] == {"F16": 16, "F32": 5}
+    assert set(types["Q8_0"]) == {"Q8_0", "F32"}
+    assert set(types["Q4_K_M"]) - {"F32"} <= {"Q4_K", "Q5_K", "Q6_K"}
+    assert types["Q4_K_M"].get("Q4_K", 0) > 0  # a real K-quant, no silent q5_0 fallback
+    sizes = {q: f["size"] for q, f in export.extra["files"].items()}
+    assert sizes["Q4_K_M"] < sizes["Q8_0"] < sizes["F16"]
+
+
+def test_manifest(export, llama: Path) -> None:
+    folder = export.path.parent
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["kind"] == "gguf" and manifest["quants"] == list(QUANTS)
+    assert manifest["model"] == "model-Q4_K_M.gguf" and manifest["base"] == "model-F16.gguf"
+    on_disk = {f.name for f in folder.iterdir() if f.name != "manifest.json"}
+    assert {f["path"] for f in manifest["files"]} == on_disk
+    for entry in manifest["files"]:
+        assert entry["sha256"] == sha256_file(folder / entry["path"])
+    assert manifest["source"]["config_sha256"] == sha256_file(llama / "config.json")
+    assert all(c["passed"] for c in manifest["verification"])
+    assert set(manifest["tools"]) == {"gguf", "llama_cpp_python", "transformers"}
+
+
+def test_wrong_permutation_fails_and_leaves_nothing(llama: Path, tmp_path: Path,
+                                                    monkeypatch) -> None:
+    # Writing q/k without llama.cpp's rotary row order is the classic silent conversion bug.
+    monkeypatch.setattr(gguf_backend, "permute_qk", lambda weight, heads: weight)
+    destination = tmp_path / "deploy" / "gguf"
+    with pytest.raises(VerificationError) as error:
+        get_backend("gguf").export(llama, GgufTarget(("Q8_0",)), destination)
+    failed = {c.name for c in error.value.report.failures()}
+    assert "F16.logits_max_abs_diff" in failed
+    assert list(destination.parent.iterdir()) == []  # no destination, no temp folder left
+
+
+def test_wrong_pre_tokenizer_fails(llama: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(gguf_backend, "_pre_tokenizer", lambda tokenizer_json, arch: "llama3")
+    with pytest.raises(VerificationError) as error:
+        get_backend("gguf").export(llama, GgufTarget(("F16",)), tmp_path / "gguf")
+    assert "tokenization_parity" in {c.name for c in error.value.report.failures()}
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupted_file_fails_verify(export, llama: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(export.path.parent, folder)
+    model = folder / "model-Q8_0.gguf"
+    data = bytearray(model.read_bytes())
+    data[-4096:-2048] = bytes(2048)
+    model.write_bytes(bytes(data))
+    moved = type(export)(folder / export.path.name, "gguf", export.quant, export.sha256,
+                         export.size, export.extra)
+    report = get_backend("gguf").verify(moved, llama)
+    assert [c.name for c in report.failures()] == ["Q8_0.sha256"]
+
+
+def test_registry() -> None:
+    assert set(BACKENDS) >= {"gguf", "onnx"}
+    assert isinstance(get_backend("gguf"), gguf_backend.GgufBackend)
+
+
+@pytest.mark.parametrize("tokenizer", ["gpt-2", "qwen2"])
+def test_qwen2(tokenizer: str, tmp_path: Path) -> None:
+    bpe = _qwen_style_bpe() if tokenizer == "qwen2" else None
+    model = _model(tmp_path / "qwen2", "qwen2", bpe)
+    artifact = get_backend("gguf").export(model, GgufTarget(("F16",)), tmp_path / "out")
+    report = get_backend("gguf").verify(artifact, model)
+    assert report.passed, report.failures()
+    checks = _checks(report)
+    assert checks["F16.logits_top1_agreement"].startswith("1.0000")
+    assert checks["tokenization_parity"].startswith("6/6")
+
+
+def test_tied_embeddings(tmp_path: Path) -> None:
+    # No lm_head in the safetensors: the GGUF has no output.weight and llama.cpp reuses token_embd.
+    model = _model(tmp_path / "tied", "llama", tied=True)
+    artifact = get_backend("gguf").export(model, GgufTarget(("Q8_0",)), tmp_path / "out")
+    assert artifact.extra["files"]["F16"]["tensor_types"] == {"F16": 15, "F32": 5}
+    assert "output.weight" not in gguf_backend.tensor_types(artifact.path)
+    assert get_backend("gguf").verify(artifact, model).passed
