@@ -16,6 +16,7 @@ pytest.importorskip("llama_cpp")
 import torch
 import transformers
 from distill.backends import gguf as gguf_backend
+from distill.backends import gguf_writer
 from distill.backends.base import BACKENDS, VerificationError, get_backend, sha256_file
 from distill.compiler.spec import GgufTarget
 from distill.runtime.sources.tokenizer import train_byte_bpe
@@ -31,7 +32,7 @@ def _qwen_style_bpe() -> Any:
 
     tokenizer = train_byte_bpe(TEXT, 320)
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(next(k for k, v in gguf_backend.KNOWN_SPLITS.items()
+        pre_tokenizers.Split(Regex(next(k for k, v in gguf_writer.KNOWN_SPLITS.items()
                                         if v == "qwen2")), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     return tokenizer
@@ -119,7 +120,7 @@ def test_manifest(export, llama: Path) -> None:
 def test_wrong_permutation_fails_and_leaves_nothing(llama: Path, tmp_path: Path,
                                                     monkeypatch) -> None:
     # Writing q/k without llama.cpp's rotary row order is the classic silent conversion bug.
-    monkeypatch.setattr(gguf_backend, "permute_qk", lambda weight, heads: weight)
+    monkeypatch.setattr(gguf_writer, "permute_qk", lambda weight, heads: weight)
     destination = tmp_path / "deploy" / "gguf"
     with pytest.raises(VerificationError) as error:
         get_backend("gguf").export(llama, GgufTarget(("Q8_0",)), destination)
@@ -129,7 +130,7 @@ def test_wrong_permutation_fails_and_leaves_nothing(llama: Path, tmp_path: Path,
 
 
 def test_wrong_pre_tokenizer_fails(llama: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(gguf_backend, "_pre_tokenizer", lambda tokenizer_json, arch: "llama3")
+    monkeypatch.setattr(gguf_writer, "_pre_tokenizer", lambda tokenizer_json, arch: "llama3")
     with pytest.raises(VerificationError) as error:
         get_backend("gguf").export(llama, GgufTarget(("F16",)), tmp_path / "gguf")
     assert "tokenization_parity" in {c.name for c in error.value.report.failures()}
