@@ -8,7 +8,10 @@ by the deploy target's kind (``"onnx"``, later ``"gguf"``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -113,6 +116,37 @@ def _gguf() -> Backend:
 
 # Factories, so that looking a backend up imports only that backend's module.
 BACKENDS: dict[str, Any] = {"onnx": _onnx, "gguf": _gguf}
+
+
+def export_atomically(out_dir: Path, build: Callable[[Path], Artifact],
+                      verify: Callable[[Artifact], VerifyReport],
+                      write_manifest: Callable[[Path, Artifact, VerifyReport], None]) -> None:
+    """Build an export in a temp folder beside ``out_dir``, verify it there, write its manifest,
+    then rename it into place. A failed verification raises ``VerificationError`` and leaves
+    ``out_dir`` as it was; the temp folder never survives."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        staged = build(tmp)
+        report = verify(staged)
+        if not report.passed:
+            raise VerificationError(report)
+        write_manifest(tmp, staged, report)
+        _move_into_place(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _move_into_place(tmp: Path, out_dir: Path) -> None:
+    """Rename the verified folder onto ``out_dir``; an older export there is swapped out first
+    (two renames: a reader sees the old folder, briefly none, or the new one, never half)."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def get_backend(kind: str) -> Backend:

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from distill.backends.base import Artifact, Check, VerificationError, VerifyReport, sha256_file
-from distill.backends.onnx import _move_into_place
+from distill.backends.base import Artifact, Check, VerifyReport, export_atomically, sha256_file
 from distill.backends.gguf_writer import (
     BASE_QUANT,
     THREADS,
@@ -84,23 +82,18 @@ class GgufBackend:
         """
         model_dir, out_dir = Path(model_dir), Path(out_dir)
         quants = tuple(dict.fromkeys(target.quant)) or (BASE_QUANT,)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-        try:
+
+        def build(tmp: Path) -> Artifact:
             write_base(model_dir, tmp / file_name(BASE_QUANT))
             if "F32" in quants:  # straight from the fp32 weights, not widened from F16
                 write_base(model_dir, tmp / file_name("F32"), "F32")
             for quant in quants:
                 if quant not in EXACT:
                     quantize(tmp / file_name(BASE_QUANT), tmp / file_name(quant), quant)
-            staged = _artifact(tmp, quants)
-            report = self.verify(staged, model_dir)
-            if not report.passed:
-                raise VerificationError(report)
-            _write_manifest(tmp, staged, model_dir, report)
-            _move_into_place(tmp, out_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            return _artifact(tmp, quants)
+
+        export_atomically(out_dir, build, lambda staged: self.verify(staged, model_dir),
+                          lambda tmp, staged, report: _write_manifest(tmp, staged, model_dir, report))
         return _artifact(out_dir, quants)
 
     def verify(self, artifact: Artifact, model_dir: Path) -> VerifyReport:

@@ -10,18 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from distill.backends.base import (
-    Artifact,
-    Check,
-    VerificationError,
-    VerifyReport,
-    sha256_file,
-)
+from distill.backends.base import Artifact, Check, VerifyReport, export_atomically, sha256_file
 from distill.compiler.spec import OnnxTarget
 
 MODEL_FILE = "model.onnx"
@@ -59,20 +51,15 @@ class OnnxBackend:
         """
         model_dir, out_dir = Path(model_dir), Path(out_dir)
         task = detect_task(model_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-        try:
+
+        def build(tmp: Path) -> Artifact:
             _export_optimum(model_dir, tmp, task)
             if target.quant == "int8":
                 _quantize_int8(tmp)
-            staged = _artifact(tmp / MODEL_FILE, target.quant, task)
-            report = self.verify(staged, model_dir)
-            if not report.passed:
-                raise VerificationError(report)
-            _write_manifest(tmp, staged, model_dir, report)
-            _move_into_place(tmp, out_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            return _artifact(tmp / MODEL_FILE, target.quant, task)
+
+        export_atomically(out_dir, build, lambda staged: self.verify(staged, model_dir),
+                          lambda tmp, staged, report: _write_manifest(tmp, staged, model_dir, report))
         return _artifact(out_dir / MODEL_FILE, target.quant, task)
 
     def verify(self, artifact: Artifact, model_dir: Path) -> VerifyReport:
@@ -156,18 +143,6 @@ def _write_manifest(folder: Path, artifact: Artifact, model_dir: Path,
                   "transformers": transformers.__version__},
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-
-
-def _move_into_place(tmp: Path, out_dir: Path) -> None:
-    """Rename the verified folder onto ``out_dir``; an older export there is swapped out first
-    (two renames: a reader sees the old folder, briefly none, or the new one, never half)."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- verification
