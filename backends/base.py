@@ -118,6 +118,13 @@ def _gguf() -> Backend:
 BACKENDS: dict[str, Any] = {"onnx": _onnx, "gguf": _gguf}
 
 
+def load_reference(auto_class: Any, model_dir: Path) -> Any:
+    """The source model in fp32, eval mode: what every backend's verification compares against."""
+    import torch
+
+    return auto_class.from_pretrained(model_dir, dtype=torch.float32).eval()
+
+
 def export_atomically(out_dir: Path, build: Callable[[Path], Artifact],
                       verify: Callable[[Artifact], VerifyReport],
                       write_manifest: Callable[[Path, Artifact, VerifyReport], None]) -> None:

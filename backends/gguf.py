@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from distill.backends.base import Artifact, Check, VerifyReport, export_atomically, sha256_file
+from distill.backends.base import Artifact, Check, VerifyReport, export_atomically, load_reference, sha256_file
 from distill.backends.gguf_writer import (
     BASE_QUANT,
     THREADS,
@@ -195,7 +195,7 @@ def _reference(model_dir: Path, gguf_path: Path | None) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = load_reference(AutoModelForCausalLM, model_dir)
     if gguf_path is None:
         return model
     config = read_config(model_dir)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from distill.backends.base import Artifact, Check, VerifyReport, export_atomically, sha256_file
+from distill.backends.base import Artifact, Check, VerifyReport, export_atomically, load_reference, sha256_file
 from distill.compiler.spec import OnnxTarget
 
 MODEL_FILE = "model.onnx"
@@ -179,7 +179,7 @@ def _verify_causal(artifact: Artifact, model_dir: Path) -> list[Check]:
     from optimum.onnxruntime import ORTModelForCausalLM
     from transformers import AutoModelForCausalLM
 
-    reference = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    reference = load_reference(AutoModelForCausalLM, model_dir)
     exported = ORTModelForCausalLM.from_pretrained(
         artifact.path.parent, file_name=artifact.path.name, session_options=_session_options(),
         provider="CPUExecutionProvider", local_files_only=True)
@@ -224,7 +224,7 @@ def _verify_qa(artifact: Artifact, model_dir: Path) -> list[Check]:
     from optimum.onnxruntime import ORTModelForQuestionAnswering
     from transformers import AutoModelForQuestionAnswering
 
-    reference = AutoModelForQuestionAnswering.from_pretrained(model_dir, dtype=torch.float32).eval()
+    reference = load_reference(AutoModelForQuestionAnswering, model_dir)
     exported = ORTModelForQuestionAnswering.from_pretrained(
         artifact.path.parent, file_name=artifact.path.name, session_options=_session_options(),
         provider="CPUExecutionProvider", local_files_only=True)

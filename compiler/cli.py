@@ -33,6 +33,8 @@ app = typer.Typer(
 DistillfileArg = Annotated[Path, typer.Argument(
     help="Path to a Distillfile, or to a folder holding one named Distillfile.", show_default=False)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of text.")]
+OfflineOption = Annotated[bool, typer.Option(
+    "--offline", help="Never contact the hub: resolve models from the local cache only.")]
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -105,8 +107,7 @@ def plan(
     json_output: JsonOption = False,
     check: Annotated[bool, typer.Option(
         "--check", help="Write nothing; exit 5 when Distillfile.lock is missing or stale.")] = False,
-    offline: Annotated[bool, typer.Option(
-        "--offline", help="Never contact the hub: resolve models from the local cache only.")] = False,
+    offline: OfflineOption = False,
 ) -> None:
     """Resolve models, predict peak memory, fit the budget and write Distillfile.lock."""
     from distill.compiler.codec import to_data
@@ -137,8 +138,7 @@ def extract(
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Folder for pages.jsonl, examples.jsonl, chunks.jsonl and report.json "
         "(default: .distill/extract beside the Distillfile).")] = None,
-    offline: Annotated[bool, typer.Option(
-        "--offline", help="Never contact the hub: resolve models from the local cache only.")] = False,
+    offline: OfflineOption = False,
 ) -> None:
     """Run the extract and chunk stages alone: report pages, OCR'd pages, chunks and every skip."""
     from distill.compiler.pipeline import compile_and_resolve
