@@ -6,30 +6,27 @@ tokenizer metadata), then make every other requested type from it with llama.cpp
 (``llama_cpp.llama_model_quantize``; ``gguf.quants`` cannot make K-quants).
 
 Several files, one Artifact: ``out_dir`` holds ``model-F16.gguf`` (always: the base every quant is
-made from) plus ``model-<QUANT>.gguf`` per requested quant and ``manifest.json``. The Artifact's
+made from) plus ``model-<QUANT>.gguf`` per requested quant, an Ollama ``model-<QUANT>.Modelfile``
+beside each, and ``manifest.json``. The Artifact's
 ``path`` and ``quant`` are the FIRST requested quant (what a deploy step serves);
 ``extra["files"]`` maps every quant present, base included, to its file name, sha256 and size, and
 ``size`` is the bytes of all of them. ``verify`` checks every file listed there.
 
-llama.cpp runs in a child process (``python -m distill.backends.gguf``): torch and llama.cpp in one
-process fight over OpenMP threads, and a malformed file that crashes llama.cpp becomes a failed
-check instead of a dead test run.
+llama.cpp runs in a child process (``gguf_child``); the tokenizer checks (plain text, chat
+template, where generation stops) live in ``gguf_tokens``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from distill.backends import gguf_tokens
 from distill.backends.base import Artifact, Check, VerifyReport, export_atomically, load_reference, sha256_file
+from distill.backends.gguf_child import run_llama_cpp
 from distill.backends.gguf_writer import (
     BASE_QUANT,
-    THREADS,
     gguf_arch,
     qk_heads,
     quantize,
@@ -38,6 +35,7 @@ from distill.backends.gguf_writer import (
     unpermute_qk,
     write_base,
 )
+from distill.backends.ollama import modelfile_name, write_modelfile
 from distill.compiler.spec import GgufTarget
 
 MANIFEST = "manifest.json"
@@ -64,9 +62,6 @@ EXPECTED_TYPES = {"F32": {"F32"}, "F16": {"F16"}, "BF16": {"BF16"}, "Q8_0": {"Q8
                   "Q4_0": {"Q4_0", "Q4_1", "Q6_K"}, "Q6_K": {"Q6_K"},
                   "Q5_K_M": {"Q5_K", "Q6_K"}, "Q4_K_M": {"Q4_K", "Q5_K", "Q6_K"}}
 PROBE_SEED, PROBE_ROWS, PROBE_LEN = 0, 4, 16
-PROBE_TEXTS = ("the quick brown fox jumps over the lazy dog", "Hello, world! 123 4567",
-               "  two  spaces\tand a tab\nnew line", "what its teacher knows: don't, won't",
-               "Ünïcödé — ß, 漢字, emoji 🙂", "a model learns; the model learned.")
 
 
 class GgufBackend:
@@ -90,6 +85,9 @@ class GgufBackend:
             for quant in quants:
                 if quant not in EXACT:
                     quantize(tmp / file_name(BASE_QUANT), tmp / file_name(quant), quant)
+            tokenizer = gguf_tokens.load_tokenizer(model_dir)
+            for quant in dict.fromkeys((*quants, BASE_QUANT)):
+                write_modelfile(tmp, file_name(quant), tokenizer, model_dir)
             return _artifact(tmp, quants)
 
         export_atomically(out_dir, build, lambda staged: self.verify(staged, model_dir),
@@ -98,7 +96,7 @@ class GgufBackend:
 
     def verify(self, artifact: Artifact, model_dir: Path) -> VerifyReport:
         """Per file: sha256, tensor types, then llama.cpp logits against torch on a fixed probe
-        batch; once: llama.cpp tokenization against the HF tokenizer."""
+        batch; once, on the primary file: tokenization, chat template and EOS against HF."""
         model_dir, folder = Path(model_dir), artifact.path.parent
         checks: list[Check] = []
         for quant, entry in artifact.extra["files"].items():
@@ -152,41 +150,6 @@ def _probe_ids(vocab_size: int) -> Any:
     return np.random.default_rng(PROBE_SEED).integers(4, vocab_size, (PROBE_ROWS, PROBE_LEN))
 
 
-def _run_llama_cpp(path: Path, ids: Any, texts: tuple[str, ...]) -> tuple[Any, list[list[int]]]:
-    """Logits for each probe row and token ids for each text, from llama.cpp in a child process."""
-    import numpy as np
-
-    with tempfile.TemporaryDirectory() as folder:
-        request, answer = Path(folder) / "request.json", Path(folder) / "answer.npz"
-        request.write_text(json.dumps({"ids": ids.tolist(), "texts": list(texts)}))
-        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(THREADS)}
-        done = subprocess.run([sys.executable, "-m", "distill.backends.gguf", str(path),
-                               str(request), str(answer)],
-                              capture_output=True, text=True, env=env, timeout=600, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"llama.cpp child exited {done.returncode}: "
-                               f"{done.stderr.strip()[-400:]}")
-        with np.load(answer) as data:
-            return data["logits"], json.loads(str(data["tokens"]))
-
-
-def _llama_cpp_child(path: str, request: str, answer: str) -> None:
-    import llama_cpp
-    import numpy as np
-
-    job = json.loads(Path(request).read_text())
-    llm = llama_cpp.Llama(model_path=path, n_ctx=max(64, PROBE_LEN * 2), n_batch=64,
-                          logits_all=True, n_threads=THREADS, verbose=False)
-    logits = []
-    for row in job["ids"]:
-        llm.reset()
-        llm.eval(row)
-        logits.append(np.array(llm.scores[: len(row)], dtype=np.float32))
-    tokens = [llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-              for text in job["texts"]]
-    np.savez(answer, logits=np.stack(logits), tokens=json.dumps(tokens))
-
-
 def _reference(model_dir: Path, gguf_path: Path | None) -> Any:
     """The torch fp32 model; with ``gguf_path``, running the weights dequantized from that file
     (Q/K un-permuted), so the comparison isolates llama.cpp's kernels from quantization error."""
@@ -219,13 +182,15 @@ def _reference(model_dir: Path, gguf_path: Path | None) -> Any:
 
 
 def _verify_file(path: Path, quant: str, model_dir: Path, tokens: bool) -> list[Check]:
+    """Tensor types and logits of one file; with ``tokens``, the tokenizer checks too."""
     import numpy as np
     import torch
 
     checks = [_types_check(path, quant)[0]]
     config = read_config(model_dir)
     ids = _probe_ids(config["vocab_size"])
-    got, ids_by_text = _run_llama_cpp(path, ids, PROBE_TEXTS if tokens else ())
+    tokenizer = gguf_tokens.load_tokenizer(model_dir) if tokens else None
+    got, facts = run_llama_cpp(path, ids, gguf_tokens.request(model_dir, tokenizer) if tokens else None)
     reference = _reference(model_dir, None if quant in EXACT else path)
     with torch.no_grad():
         want = reference(input_ids=torch.as_tensor(ids)).logits.numpy()
@@ -238,16 +203,7 @@ def _verify_file(path: Path, quant: str, model_dir: Path, tokens: bool) -> list[
                Check(f"{quant}.logits_top1_agreement", agree >= need,
                      f"{agree:.4f} of {ids.size} positions (need >= {need})")]
     if tokens:
-        from transformers import AutoTokenizer
-
-        hf = AutoTokenizer.from_pretrained(model_dir)
-        want_ids = [hf(text, add_special_tokens=False).input_ids for text in PROBE_TEXTS]
-        same = sum(a == b for a, b in zip(ids_by_text, want_ids, strict=True))
-        bad = next((t for t, a, b in zip(PROBE_TEXTS, ids_by_text, want_ids, strict=True)
-                    if a != b), None)
-        checks.append(Check("tokenization_parity", same == len(PROBE_TEXTS),
-                            f"{same}/{len(PROBE_TEXTS)} probe texts tokenize identically"
-                            + (f"; first mismatch {bad!r}" if bad else "")))
+        checks += gguf_tokens.checks(model_dir, tokenizer, facts)
     return checks
 
 
@@ -256,7 +212,8 @@ def _artifact(folder: Path, quants: tuple[str, ...]) -> Artifact:
     for quant in dict.fromkeys((*quants, BASE_QUANT)):
         path = folder / file_name(quant)
         files[quant] = {"path": path.name, "sha256": sha256_file(path),
-                        "size": path.stat().st_size, "tensor_types": _types_check(path, quant)[1]}
+                        "size": path.stat().st_size, "tensor_types": _types_check(path, quant)[1],
+                        "modelfile": modelfile_name(path.name)}
     primary = files[quants[0]]
     return Artifact(path=folder / primary["path"], kind="gguf", quant=quants[0],
                     sha256=primary["sha256"], size=sum(f["size"] for f in files.values()),
@@ -279,6 +236,3 @@ def _write_manifest(folder: Path, artifact: Artifact, model_dir: Path,
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
-
-if __name__ == "__main__":  # the llama.cpp child process of _run_llama_cpp
-    _llama_cpp_child(*sys.argv[1:4])

@@ -2,8 +2,7 @@
 ``gguf`` package, and every other type made from it by llama.cpp's own quantizer.
 
 Tensor names come from ``get_tensor_name_map``; llama's Q/K rows are permuted to llama.cpp's rotary
-layout; the tokenizer metadata (byte-level BPE vocab, merges, special tokens, BOS/EOS and add
-flags, chat template, and the pre-tokenizer llama.cpp must re-implement) comes from tokenizer.json.
+layout; the tokenizer metadata comes from ``gguf_vocab``.
 ``gguf.quants`` cannot make K-quants, hence ``llama_cpp.llama_model_quantize``.
 """
 
@@ -13,6 +12,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+from distill.backends.gguf_vocab import write_tokenizer
 
 THREADS = int(os.environ.get("DISTILL_THREADS", "2"))
 
@@ -97,7 +98,7 @@ def write_base(model_dir: Path, path: Path, quant: str = BASE_QUANT) -> None:
     arch, permute = gguf_arch(config)
     writer = gguf.GGUFWriter(str(path), arch)
     _write_hparams(writer, config, arch, quant)
-    _write_tokenizer(writer, model_dir, config)
+    write_tokenizer(writer, model_dir, config)
     tensors = _state_dict(model_dir)
     for hf_name, gguf_name in tensor_names(config, tensors).items():
         data = tensors[hf_name].astype(np.float32)
@@ -135,70 +136,6 @@ def _write_hparams(writer: Any, config: dict[str, Any], arch: str, quant: str) -
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     if config.get("rope_scaling"):
         raise NotImplementedError(f"rope_scaling {config['rope_scaling']} is not written yet")
-
-
-# Split regexes of known byte-level BPE tokenizers -> llama.cpp pre-tokenizer names (llama.cpp
-# re-implements each by name; tokenization_parity checks the choice on probe texts).
-_LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?"
-                 r"[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-KNOWN_SPLITS = {_LLAMA3_REGEX: "llama-bpe",
-                _LLAMA3_REGEX.replace(r"\p{N}{1,3}", r"\p{N}"): "qwen2"}
-
-
-def _pre_tokenizer(tokenizer_json: dict[str, Any], arch: str) -> str:
-    """llama.cpp's pre-tokenizer name for a tokenizer.json (``arch`` is for error messages)."""
-    pre = tokenizer_json.get("pre_tokenizer") or {}
-    if pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
-        return "gpt-2"  # GPT-2's own split regex, as train_byte_bpe makes
-    for step in pre.get("pretokenizers", ()):
-        if step.get("type") == "Split":
-            regex = step.get("pattern", {}).get("Regex")
-            if regex in KNOWN_SPLITS:
-                return KNOWN_SPLITS[regex]
-    raise NotImplementedError(f"no llama.cpp pre-tokenizer known for this {arch} tokenizer: {pre}")
-
-
-def _write_tokenizer(writer: Any, model_dir: Path, config: dict[str, Any]) -> None:
-    """Byte-level BPE metadata: tokens by id, types, merges, special ids, chat template."""
-    import gguf
-    from transformers import AutoTokenizer
-
-    tokenizer_json = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
-    model = tokenizer_json["model"]
-    if model.get("type") != "BPE":
-        raise NotImplementedError(f"gguf backend writes byte-level BPE tokenizers; got "
-                                  f"{model.get('type')}")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    vocab = tokenizer.get_vocab()
-    specials = {t["id"] for t in tokenizer_json.get("added_tokens", ()) if t.get("special")}
-    by_id = {i: token for token, i in vocab.items()}
-    # The embedding may be wider than the tokenizer (padded to a multiple); llama.cpp needs one
-    # token per row, so the extra rows get unused placeholders.
-    size = max(config["vocab_size"], len(by_id))
-    tokens, types = [], []
-    for i in range(size):
-        if i in by_id:
-            tokens.append(by_id[i])
-            types.append(gguf.TokenType.CONTROL if i in specials else gguf.TokenType.NORMAL)
-        else:
-            tokens.append(f"[PAD{i}]")
-            types.append(gguf.TokenType.UNUSED)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(_pre_tokenizer(tokenizer_json, gguf_arch(config)[0]))
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in model["merges"]])
-    for add, value in ((writer.add_bos_token_id, tokenizer.bos_token_id or config.get("bos_token_id")),
-                       (writer.add_eos_token_id, tokenizer.eos_token_id or config.get("eos_token_id")),
-                       (writer.add_pad_token_id, tokenizer.pad_token_id)):
-        if isinstance(value, int):
-            add(value)
-    # Whether the HF tokenizer adds BOS itself: llama.cpp must do the same.
-    adds_bos = tokenizer.bos_token_id is not None and tokenizer("a").input_ids[:1] == [
-        tokenizer.bos_token_id]
-    writer.add_add_bos_token(adds_bos)
-    if tokenizer.chat_template:
-        writer.add_chat_template(tokenizer.chat_template)
 
 
 def quantize(source: Path, dest: Path, quant: str) -> None:

@@ -73,6 +73,7 @@ def test_export_to_gguf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     model = _model(tmp_path / "llama", "llama")
     out = tmp_path / "gguf"
     assert main(["export", str(model), "--to", "gguf:Q4_K_M,Q8_0", "--out", str(out)]) == 0
-    assert {p.name for p in out.iterdir()} == {"model-F16.gguf", "model-Q4_K_M.gguf", "model-Q8_0.gguf",
-                                              "manifest.json"}
+    models = {f"model-{quant}" for quant in ("F16", "Q4_K_M", "Q8_0")}
+    assert {p.name for p in out.iterdir()} == {f"{m}.{ext}" for m in models for ext in ("gguf", "Modelfile")} | {
+        "manifest.json"}
     assert "FAIL" not in capsys.readouterr().out

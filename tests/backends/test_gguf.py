@@ -16,7 +16,7 @@ pytest.importorskip("llama_cpp")
 import torch
 import transformers
 from distill.backends import gguf as gguf_backend
-from distill.backends import gguf_writer
+from distill.backends import gguf_vocab, gguf_writer, ollama
 from distill.backends.base import BACKENDS, VerificationError, get_backend, sha256_file
 from distill.compiler.spec import GgufTarget
 from distill.runtime.sources.tokenizer import train_byte_bpe
@@ -32,23 +32,34 @@ def _qwen_style_bpe() -> Any:
 
     tokenizer = train_byte_bpe(TEXT, 320)
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(next(k for k, v in gguf_writer.KNOWN_SPLITS.items()
+        pre_tokenizers.Split(Regex(next(k for k, v in gguf_vocab.KNOWN_SPLITS.items()
                                         if v == "qwen2")), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     return tokenizer
 
 
-def _model(folder: Path, arch: str, tokenizer_object: Any = None, tied: bool = False) -> Path:
-    tokenizer = transformers.PreTrainedTokenizerFast(
+# ChatML, as Qwen2 and many fine-tunes ship it.
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content']"
+          " + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+          "{% endif %}")
+
+
+def _model(folder: Path, arch: str, tokenizer_object: Any = None, tied: bool = False,
+           chat: bool = True, second_eos: int = 0) -> Path:
+    """A tiny random model with a trained byte-level BPE; ``chat``: a ChatML template whose
+    ``<|im_end|>`` is the EOS, with ``second_eos`` (<|endoftext|>) declared as a second EOS."""
+    tokenizer = transformers.PreTrainedTokenizerFast(  # ids: 0 <|endoftext|>, 1 <|pad|>, ...
         tokenizer_object=tokenizer_object or train_byte_bpe(TEXT, 320),
-        eos_token="<|endoftext|>", pad_token="<|pad|>")
+        eos_token="<|im_end|>" if chat else "<|endoftext|>", pad_token="<|pad|>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"] if chat else [])
+    tokenizer.chat_template = CHATML if chat else None
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
     config = transformers.AutoConfig.for_model(
         arch, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tokenizer),
-        max_position_embeddings=128, bos_token_id=0, eos_token_id=0, pad_token_id=1,
-        tie_word_embeddings=tied)
+        max_position_embeddings=128, bos_token_id=0, eos_token_id=list(dict.fromkeys([tokenizer.eos_token_id, second_eos])),
+        pad_token_id=1, tie_word_embeddings=tied)
     transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
     return folder
 
@@ -82,7 +93,7 @@ def test_export_verifies(export, llama: Path) -> None:
     for quant in files:
         assert {f"{quant}.sha256", f"{quant}.tensor_types", f"{quant}.logits_max_abs_diff",
                 f"{quant}.logits_top1_agreement"} <= names
-    assert "tokenization_parity" in names
+    assert {"tokenization_parity", "chat_template", "eos_stop"} <= names
 
 
 def test_f16_parity_is_tight(export, llama: Path) -> None:
@@ -109,7 +120,7 @@ def test_manifest(export, llama: Path) -> None:
     assert manifest["kind"] == "gguf" and manifest["quants"] == list(QUANTS)
     assert manifest["model"] == "model-Q4_K_M.gguf" and manifest["base"] == "model-F16.gguf"
     on_disk = {f.name for f in folder.iterdir() if f.name != "manifest.json"}
-    assert {f["path"] for f in manifest["files"]} == on_disk
+    assert {f[key] for f in manifest["files"] for key in ("path", "modelfile")} == on_disk
     for entry in manifest["files"]:
         assert entry["sha256"] == sha256_file(folder / entry["path"])
     assert manifest["source"]["config_sha256"] == sha256_file(llama / "config.json")
@@ -130,7 +141,7 @@ def test_wrong_permutation_fails_and_leaves_nothing(llama: Path, tmp_path: Path,
 
 
 def test_wrong_pre_tokenizer_fails(llama: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(gguf_writer, "_pre_tokenizer", lambda tokenizer_json, arch: "llama3")
+    monkeypatch.setattr(gguf_vocab, "pre_tokenizer", lambda tokenizer_json: "llama3")
     with pytest.raises(VerificationError) as error:
         get_backend("gguf").export(llama, GgufTarget(("F16",)), tmp_path / "gguf")
     assert "tokenization_parity" in {c.name for c in error.value.report.failures()}
@@ -169,10 +180,99 @@ def test_qwen2(tokenizer: str, tmp_path: Path) -> None:
     assert checks["tokenization_parity"].startswith("6/6")
 
 
-def test_tied_embeddings(tmp_path: Path) -> None:
+def test_tied_embeddings_without_chat_template(tmp_path: Path) -> None:
     # No lm_head in the safetensors: the GGUF has no output.weight and llama.cpp reuses token_embd.
-    model = _model(tmp_path / "tied", "llama", tied=True)
+    model = _model(tmp_path / "tied", "llama", tied=True, chat=False)
     artifact = get_backend("gguf").export(model, GgufTarget(("Q8_0",)), tmp_path / "out")
     assert artifact.extra["files"]["F16"]["tensor_types"] == {"F16": 15, "F32": 5}
     assert "output.weight" not in gguf_backend.tensor_types(artifact.path)
-    assert get_backend("gguf").verify(artifact, model).passed
+    report = get_backend("gguf").verify(artifact, model)
+    assert report.passed, report.failures()
+    # Reported, not silently absent.
+    assert _checks(report)["chat_template"] == "not applicable: the model has no chat template"
+    assert _parse_modelfile(artifact.path.parent / "model-Q8_0.Modelfile") == {
+        "FROM": ["./model-Q8_0.gguf"], "PARAMETER": [["stop", "<|endoftext|>"]]}
+
+
+def _parse_modelfile(path: Path) -> dict[str, list[Any]]:
+    """Ollama's Modelfile grammar, the part we write: ``INSTRUCTION value``, quoted values,
+    triple-quoted multi-line TEMPLATE."""
+    import shlex
+
+    parsed: dict[str, list[Any]] = {}
+    text = path.read_text()
+    while text.strip():
+        instruction, _, text = text.lstrip().partition(" ")
+        if text.startswith('"""'):
+            value, _, text = text[3:].partition('"""')
+        else:
+            line, _, text = text.partition("\n")
+            words = shlex.split(line)
+            value = words if instruction == "PARAMETER" else words[0]
+        parsed.setdefault(instruction, []).append(value)
+    return parsed
+
+
+def test_chat_template_and_eos(export, llama: Path) -> None:
+    checks = _checks(get_backend("gguf").verify(export, llama))
+    assert "equals HF's" in checks["chat_template"] and "token ids equal" in checks["chat_template"]
+    assert "built-in renderer: same" in checks["chat_template"]  # llama.cpp knows ChatML
+    assert checks["eos_stop"].startswith("llama.cpp EOS 320, HF declares [320, 0]; forced "
+                                         "generations stop at each")
+    modelfile = _parse_modelfile(export.path.parent / "model-Q4_K_M.Modelfile")
+    assert modelfile["FROM"] == ["./model-Q4_K_M.gguf"]
+    assert modelfile["TEMPLATE"] == [ollama.CHATML_GO]
+    assert modelfile["PARAMETER"] == [["stop", "<|im_end|>"], ["stop", "<|endoftext|>"]]
+
+
+def test_chat_template_mismatch_fails(llama: Path, tmp_path: Path, monkeypatch) -> None:
+    import gguf
+
+    write = gguf.GGUFWriter.add_chat_template
+    # A template that drops the newline after each turn: llama.cpp would prompt differently.
+    monkeypatch.setattr(gguf.GGUFWriter, "add_chat_template",
+                        lambda self, template: write(self, template.replace("<|im_end|>\\n", "<|im_end|>")))
+    with pytest.raises(VerificationError) as error:
+        get_backend("gguf").export(llama, GgufTarget(("F16",)), tmp_path / "gguf")
+    failures = {c.name: c.detail for c in error.value.report.failures()}
+    assert list(failures) == ["chat_template"]
+    # The first turn: "<|im_start|>user\n" (17) + the question (32) + "<|im_end|>" (10) = 59.
+    assert failures["chat_template"].startswith("renderings differ from character 59")
+
+
+def test_unplain_chatml_gets_no_template(tmp_path: Path) -> None:
+    # A default system prompt (as Qwen2's template adds) is not plain ChatML: Ollama picks the
+    # template from the GGUF instead of a translation we cannot vouch for.
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=train_byte_bpe(TEXT, 300),
+                                                     eos_token="<|endoftext|>")
+    tokenizer.chat_template = "<|im_start|>system\nBe helpful.<|im_end|>\n" + CHATML
+    name = ollama.write_modelfile(tmp_path, "model-F16.gguf", tokenizer, tmp_path)
+    assert "TEMPLATE" not in _parse_modelfile(tmp_path / name)
+
+
+@pytest.mark.parametrize(("broken", "words"), [
+    (None, "stop at each"),
+    ("add_eot_token_id", "run past [1]"),  # the second EOS is not written: llama.cpp runs on
+    ("add_eos_token_id", "llama.cpp EOS 7,")])
+def test_generation_stops_at_every_declared_eos(broken: str | None, words: str, tmp_path: Path,
+                                               monkeypatch) -> None:
+    import gguf
+
+    # <|pad|> (id 1) as a second EOS: a text llama.cpp does not know as end-of-generation, so
+    # only the EOT written for it makes llama.cpp stop there.
+    model = _model(tmp_path / "model", "llama", second_eos=1)
+    if broken == "add_eos_token_id":
+        write = gguf.GGUFWriter.add_eos_token_id
+        monkeypatch.setattr(gguf.GGUFWriter, broken, lambda self, token: write(self, 7))
+    elif broken:
+        monkeypatch.setattr(gguf.GGUFWriter, broken, lambda self, token: None)
+    artifact = gguf_backend.GgufBackend()
+    if broken is None:
+        report = artifact.verify(artifact.export(model, GgufTarget(("F16",)), tmp_path / "out"), model)
+        assert report.passed, report.failures()
+        assert words in _checks(report)["eos_stop"]
+        return
+    with pytest.raises(VerificationError) as error:
+        artifact.export(model, GgufTarget(("F16",)), tmp_path / "out")
+    failures = {c.name: c.detail for c in error.value.report.failures()}
+    assert list(failures) == ["eos_stop"] and words in failures["eos_stop"]
