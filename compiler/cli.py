@@ -147,7 +147,8 @@ def extract(
     compiled, models = compile_and_resolve(file, offline)
     console.print_diagnostics(compiled.warnings)
     folder = out or compiled.root / ".distill" / "extract"
-    report, tokenizer = extract_and_chunk(compiled, models["student"], folder)
+    extracted = extract_and_chunk(compiled, models["student"], folder)
+    report, tokenizer = extracted.corpus.report, extracted.tokenizer
     console.stdout().print(
         f"{report.files} file(s): {report.pages} pages ({report.ocr_pages} OCR'd), "
         f"{report.characters:,} characters, {report.examples} QA examples "
@@ -157,6 +158,38 @@ def extract(
         where = f" page {skipped.page}" if skipped.page else f" {skipped.location}" if skipped.location else ""
         console.stdout().print(f"  skipped {skipped.source}{where}: {skipped.reason}")
     console.stdout().print(f"wrote {folder}")
+
+
+@app.command()
+@reported
+def synthesize(
+    file: DistillfileArg,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Folder for train/val/test.jsonl, rejected.jsonl and the data card "
+        "(default: .distill/synthesize beside the Distillfile).")] = None,
+    offline: OfflineOption = False,
+) -> None:
+    """Run extract, chunk and synthesize: the teacher writes grounded examples; every rejection is kept.
+
+    Resumable: re-running after a crash asks the teacher only for chunks it had not finished.
+    """
+    from distill.compiler.pipeline import plan_file
+    from distill.runtime.sources.run import extract_and_chunk
+    from distill.runtime.synthesis.run import synthesize_planned
+
+    planned = plan_file(file, offline=offline)
+    console.print_diagnostics(planned.compiled.warnings)
+    root = planned.compiled.root
+    folder = out or root / ".distill" / "synthesize"
+    extracted = extract_and_chunk(planned.compiled, planned.models["student"], root / ".distill" / "extract")
+    with console.progress_bars() as bars:
+        card = synthesize_planned(planned, extracted, folder, bars)
+    examples, rejected = card["examples"], card["rejected"]
+    console.stdout().print(
+        f"{examples['train']} train, {examples['val']} val, {examples['test']} test examples from "
+        f"{card['inputs']['chunks']} chunks and {card['inputs']['dataset_examples']} dataset examples; "
+        f"{rejected['total']} rejected ({', '.join(f'{k} {v}' for k, v in rejected['by_stage'].items()) or 'none'})")
+    console.stdout().print(f"wrote {folder} (data card: {folder / 'DATA_CARD.md'})")
 
 
 @app.command()

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import cache
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.text import Text
 
 from distill.compiler.errors import Diagnostic, DistillError, Severity, SpecError
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "bold yellow"}
 
@@ -51,3 +56,20 @@ def print_error(error: DistillError) -> None:
         stderr().print(error.message)
     else:
         stderr().print(message_text("", "error", error.message, error.hint))
+
+
+@contextmanager
+def progress_bars() -> Iterator[Callable[[str, int, int], None]]:
+    """A ``(name, done, total)`` callback that draws one bar per name on stderr (with ETA), gone
+    when the block ends."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bars: dict[str, TaskID] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=stderr(), transient=True) as progress:
+        def update(name: str, done: int, total: int) -> None:
+            if name not in bars:
+                bars[name] = progress.add_task(name, total=total)
+            progress.update(bars[name], completed=done, total=total)
+
+        yield update

@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     STALE_LOCK = 5
     BAD_SOURCE = 6
     VERIFY_FAILED = 7
+    NO_DATA = 8
     INTERNAL = 70
 
 

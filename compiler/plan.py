@@ -67,6 +67,7 @@ class Plan:
         examples, tokens_per_epoch, optimizer_steps: data volume (estimated where the data does
             not exist yet, and said so in ``data_note``).
         estimates: time per stage (not part of the lock: throughput is measured).
+        synthesis_batch: chunks the teacher writes for at once; ``None`` without synthesis.
     """
 
     device: str
@@ -90,6 +91,7 @@ class Plan:
     optimizer_steps: int
     data_note: str
     estimates: tuple[Estimate, ...]
+    synthesis_batch: int | None = None
 
     @property
     def peak(self) -> PhaseMemory:

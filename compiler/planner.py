@@ -203,9 +203,9 @@ def _phases(setting: _Setting, choice: _Choice, synthesis: PhaseMemory | None) -
     return phases
 
 
-def _synthesis_phase(setting: _Setting, teacher_quant: str | None) -> PhaseMemory | None:
-    """Teacher generation at the largest batch (of 32, 16, ... 1) that fits; ``None`` when the
-    build synthesizes nothing."""
+def _synthesis(setting: _Setting, teacher_quant: str | None) -> tuple[int, PhaseMemory] | None:
+    """Teacher generation at the largest batch (of 32, 16, ... 1) that fits, with its phase;
+    ``None`` when the build synthesizes nothing."""
     spec, teacher = setting.spec, setting.teacher
     if teacher is None or spec.data.synthesis is None:
         return None
@@ -214,8 +214,13 @@ def _synthesis_phase(setting: _Setting, teacher_quant: str | None) -> PhaseMemor
         phase = _on_device(setting, PhaseMemory(f"synthesis (batch {size})", generation_terms(
             teacher, setting.dtype, teacher_quant or "none", size, prompt, spec.data.synthesis.max_new_tokens)))
         if phase.bytes <= setting.budget.memory:
-            return phase
-    return phase
+            break
+    return size, phase
+
+
+def _synthesis_phase(setting: _Setting, teacher_quant: str | None) -> PhaseMemory | None:
+    synthesis = _synthesis(setting, teacher_quant)
+    return synthesis[1] if synthesis is not None else None
 
 
 def _on_device(setting: _Setting, phase: PhaseMemory) -> PhaseMemory:
@@ -276,6 +281,15 @@ def _record(setting: _Setting, choice: _Choice, decisions: list[Decision]) -> No
                               "set in the Distillfile" if spec.train.optimizer != "auto" else
                               "AdamW with states in the parameters' dtype" if choice.optimizer == "adamw"
                               else "8-bit states to fit"))
+    synthesis = _synthesis(setting, choice.teacher_quant)
+    if synthesis is not None:
+        size, phase = synthesis
+        decisions.append(Decision("synthesis batch", str(size),
+                                  f"the largest of {', '.join(map(str, SYNTHESIS_BATCHES))} whose generation peak "
+                                  f"{format_size(phase.bytes)} (teacher + KV cache of {size} x "
+                                  f"{setting.spec.data.chunk_tokens + PROMPT_OVERHEAD_TOKENS} prompt + "
+                                  f"{setting.spec.data.synthesis.max_new_tokens} new tokens) fits "  # type: ignore[union-attr]
+                                  f"{format_size(budget.memory)}"))
     if setting.student.family not in TRACED_FAMILIES or (setting.student.is_encoder and choice.checkpointing):
         decisions.append(Decision("memory model", "approximate",
                                   f"{setting.student.family} with checkpointing is not traced; traced within "
@@ -351,7 +365,13 @@ def _assemble(setting: _Setting, choice: _Choice, decisions: list[Decision],
         dtype=setting.dtype, optimizer=choice.optimizer, teacher_quant=choice.teacher_quant,
         student_quant=choice.student_quant, kd_mode=setting.kd_mode, kd_chunk_tokens=setting.kd_chunk,
         examples=volume.examples, tokens_per_epoch=volume.tokens, optimizer_steps=steps,
-        data_note=volume.note, estimates=tuple(_estimates(setting, choice, volume, steps)))
+        data_note=volume.note, estimates=tuple(_estimates(setting, choice, volume, steps)),
+        synthesis_batch=_synthesis_batch(setting, choice))
+
+
+def _synthesis_batch(setting: _Setting, choice: _Choice) -> int | None:
+    synthesis = _synthesis(setting, choice.teacher_quant)
+    return synthesis[0] if synthesis is not None else None
 
 
 def _estimates(setting: _Setting, choice: _Choice, volume: DataVolume, steps: int) -> Iterator[Estimate]:

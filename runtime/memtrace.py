@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,9 +58,7 @@ import torch
 from distill.compiler.trainstep import TrainStep
 from distill.runtime.livebytes import LiveBytesCounter, reachable_tensors
 from distill.runtime.losses import kd_kl_chunked, kd_kl_naive
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
+from distill.runtime.models import DTYPES, bnb_config, reload_quantized
 
 # --------------------------------------------------------------------------- building the step
 
@@ -93,28 +90,11 @@ def build_causal_lm(config: Mapping[str, Any], dtype: str, attention: str,
     auto = AutoModelForQuestionAnswering if head == "extractive-qa" else AutoModelForCausalLM
     cfg = AutoConfig.for_model(**dict(config))
     cfg.use_cache = False
-    torch_dtype = _DTYPES[dtype]
+    torch_dtype = DTYPES[dtype]
     model = auto.from_config(cfg, dtype=torch_dtype, attn_implementation=attention)
     if quant == "none":
         return model
-    with tempfile.TemporaryDirectory(prefix="distill-memtrace-") as folder:
-        model.save_pretrained(folder, safe_serialization=True)
-        del model
-        return auto.from_pretrained(
-            folder, quantization_config=_bnb_config(quant, torch_dtype), dtype=torch_dtype,
-            attn_implementation=attention, device_map="cpu")
-
-
-def _bnb_config(quant: str, compute_dtype: torch.dtype) -> Any:
-    from transformers import BitsAndBytesConfig
-
-    if quant == "4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                  bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=compute_dtype)
-    if quant == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    raise ValueError(f"unknown quantization {quant!r}")
+    return reload_quantized(model, bnb_config(quant, torch_dtype), torch_dtype, attn_implementation=attention)
 
 
 def _student_quant(step: TrainStep) -> str:

@@ -3,13 +3,14 @@ what the build's first stages will call."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.frontend import CompiledSpec
 from distill.compiler.resolve import ResolvedModel
-from distill.runtime.sources.records import ExtractReport, SourceError
-from distill.runtime.sources.stage import chunk, extract, student_counter, write_outputs
+from distill.runtime.sources.records import Chunk, SourceError
+from distill.runtime.sources.stage import Corpus, chunk, extract, student_counter, write_outputs
 
 
 class BadSource(DistillError):
@@ -18,9 +19,17 @@ class BadSource(DistillError):
     exit_code = ExitCode.BAD_SOURCE
 
 
-def extract_and_chunk(compiled: CompiledSpec, student: ResolvedModel, folder: Path) -> tuple[ExtractReport, str]:
-    """Run both stages with progress bars (on stderr) and write their outputs; returns the report
-    and the tokenizer used."""
+@dataclass(frozen=True)
+class Extracted:
+    """What the two stages produced; ``tokenizer`` names what chunks were counted with."""
+
+    corpus: Corpus
+    chunks: list[Chunk]
+    tokenizer: str
+
+
+def extract_and_chunk(compiled: CompiledSpec, student: ResolvedModel, folder: Path) -> Extracted:
+    """Run both stages with progress bars (on stderr) and write their outputs."""
     from rich.progress import Progress
 
     from distill.compiler.console import stderr
@@ -36,4 +45,4 @@ def extract_and_chunk(compiled: CompiledSpec, student: ResolvedModel, folder: Pa
                         "source to record it and go on") from None
     chunks = chunk(corpus, count_tokens, data.chunk_tokens, data.overlap_tokens)
     write_outputs(folder, corpus, chunks)
-    return corpus.report, tokenizer
+    return Extracted(corpus, chunks, tokenizer)

@@ -1,0 +1,112 @@
+"""Load the Distillfile's models for real: weights (safetensors only), tokenizer, chat template.
+
+Hub and local models load with ``from_pretrained`` at the revision the compiler pinned;
+``trust_remote_code`` only when the Distillfile says so. A ``random`` model is built from its
+config with the torch seed set first, so one seed gives one model. Quantized loading goes through
+bitsandbytes (it runs on CPU too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distill.compiler.resolve import ResolvedModel
+from distill.compiler.spec import Teacher
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def bnb_config(quant: str, compute_dtype: torch.dtype) -> Any:
+    """bitsandbytes settings for a planned quantization: nf4 with double quantization (the
+    planner's 4-bit byte count assumes both) or LLM.int8."""
+    from transformers import BitsAndBytesConfig
+
+    if quant == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=compute_dtype)
+    if quant == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    raise ValueError(f"unknown quantization {quant!r}")
+
+
+def load_causal_lm(resolved: ResolvedModel, model: Teacher, root: Path, dtype: str,
+                   quant: str | None, seed: int) -> torch.nn.Module:
+    """The model in eval mode. ``quant`` is the plan's choice ("none", "8bit", "4bit" or None)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch_dtype = DTYPES[dtype]
+    quantization = bnb_config(quant, torch_dtype) if quant not in (None, "none") else None
+    if resolved.kind == "random":
+        torch.manual_seed(seed)
+        config = AutoConfig.for_model(**resolved.config)
+        built = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+        if quantization is not None:
+            built = reload_quantized(built, quantization, torch_dtype)
+        return built.eval()
+    return AutoModelForCausalLM.from_pretrained(
+        _where(resolved, root), revision=resolved.revision, use_safetensors=True,
+        trust_remote_code=model.trust_remote_code, dtype=torch_dtype,
+        quantization_config=quantization, device_map="cpu" if quantization is not None and
+        not torch.cuda.is_available() else None).eval()
+
+
+def reload_quantized(model: torch.nn.Module, quantization: Any, dtype: torch.dtype,
+                     **kwargs: Any) -> torch.nn.Module:
+    """``from_config`` cannot quantize: save as safetensors and reload with the bitsandbytes
+    config, as a real checkpoint would load."""
+    import tempfile
+
+    cls = type(model)
+    with tempfile.TemporaryDirectory(prefix="distill-random-") as folder:
+        model.save_pretrained(folder, safe_serialization=True)
+        del model  # the caller's reference is dropped too when it rebinds: one copy in memory
+        return cls.from_pretrained(folder, quantization_config=quantization, dtype=dtype,  # type: ignore[attr-defined]
+                                           device_map=None if torch.cuda.is_available() else "cpu", **kwargs)
+
+
+def _where(resolved: ResolvedModel, root: Path) -> str:
+    if resolved.kind == "local":
+        return str((root / Path(resolved.ref).expanduser()).resolve())
+    return resolved.ref
+
+
+def load_tokenizer(resolved: ResolvedModel, model: Teacher, root: Path,
+                   corpus: Iterable[str] = ()) -> Any:
+    """A transformers tokenizer with the chat template the Distillfile asks for.
+
+    A ``random`` model without tokenizer files gets the byte-level BPE trained on the documents
+    (``corpus``) with its config's vocab_size, as the chunk stage counted with.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from distill.runtime.sources.tokenizer import SPECIAL_TOKENS, load_tokenizer as load_json, train_byte_bpe
+
+    if resolved.kind == "random" and (model.random is None or model.random.tokenizer is None):
+        eos, pad = SPECIAL_TOKENS
+        raw = train_byte_bpe(corpus, int(resolved.config.get("vocab_size", 32000)))
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token=eos, pad_token=pad)
+    elif resolved.kind == "random" and not (root / model.random.tokenizer).is_dir():  # type: ignore[union-attr]
+        # A bare tokenizer.json names no special tokens; ours are used when it has them.
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=load_json(root / model.random.tokenizer))  # type: ignore[union-attr]
+        vocab = tokenizer.get_vocab()
+        tokenizer.eos_token, tokenizer.pad_token = (t if t in vocab else None for t in SPECIAL_TOKENS)
+    else:
+        folder = root / model.random.tokenizer if resolved.kind == "random" else _where(resolved, root)  # type: ignore[union-attr]
+        tokenizer = AutoTokenizer.from_pretrained(folder, revision=resolved.revision,
+                                                  trust_remote_code=model.trust_remote_code)
+    if model.chat_template is not None:
+        tokenizer.chat_template = _template_text(model.chat_template, root)
+    return tokenizer
+
+
+def _template_text(template: str, root: Path) -> str:
+    """``chat_template`` is Jinja text, or a ``.jinja`` file beside the Distillfile (the compiler
+    checked it exists and parses)."""
+    if template.endswith(".jinja") and "\n" not in template:
+        return (root / template).read_text("utf-8")
+    return template

@@ -1,0 +1,88 @@
+"""The data card beside the synthesized JSONL: counts per split and origin, rejections by stage and
+reason, generation effort, split balance and length histograms, as JSON and as Markdown."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from distill.runtime.synthesis.examples import Example, Rejection
+from distill.runtime.synthesis.split import SplitSummary
+
+# Word-count bins for the length histograms: QA answers run from a few words to a few sentences.
+BINS = (0, 5, 10, 20, 50, 100, 200)
+
+
+def data_card(by_split: Mapping[str, Sequence[Example]], rejections: Sequence[Rejection], generation: dict[str, Any],
+              split: SplitSummary, chunks: int, dataset_examples: int) -> dict[str, Any]:
+    examples = [e for split_examples in by_split.values() for e in split_examples]
+    produced = {e.chunk for e in examples if e.origin == "teacher"}
+    return {
+        "inputs": {"chunks": chunks, "dataset_examples": dataset_examples},
+        "examples": {name: len(items) for name, items in by_split.items()},
+        "origins": {name: dict(sorted(Counter(e.origin for e in items).items())) for name, items in by_split.items()},
+        "chunks_with_examples": len(produced - {None}),
+        "generation": generation,
+        "rejected": {"total": len(rejections), "by_stage": dict(sorted(Counter(r.stage for r in rejections).items())),
+                     "by_reason": _reasons(rejections)},
+        "split": {"groups": split.groups, "examples": split.examples, "warnings": list(split.warnings)},
+        "lengths_words": {field: {name: _histogram(_words(e, field) for e in items if e.messages)
+                                  for name, items in by_split.items()} for field in ("question", "answer")},
+    }
+
+
+def _reasons(rejections: Sequence[Rejection]) -> list[dict[str, Any]]:
+    """Reasons with their numbers masked (``item 3``, ``support 0.31``), so that alike reasons
+    count together; the most frequent first."""
+    counts = Counter((r.stage, re.sub(r"\d+(\.\d+)?", "N", r.reason)) for r in rejections)
+    return [{"stage": stage, "reason": reason, "count": count}
+            for (stage, reason), count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def _words(example: Example, field: str) -> int:
+    return len(getattr(example, field).split())
+
+
+def _histogram(values: Any) -> dict[str, int]:
+    counts = Counter(_bin(v) for v in values)
+    return {label: counts.get(label, 0) for label in _labels()}
+
+
+def _labels() -> list[str]:
+    return [f"{lo}-{hi - 1}" for lo, hi in zip(BINS, BINS[1:], strict=False)] + [f"{BINS[-1]}+"]
+
+
+def _bin(value: int) -> str:
+    for lo, hi in zip(BINS, BINS[1:], strict=False):
+        if value < hi:
+            return f"{lo}-{hi - 1}"
+    return f"{BINS[-1]}+"
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    """The card for people: the same numbers as ``data_card.json``."""
+    lines = ["# Data card", "", f"Inputs: {card['inputs']['chunks']} chunks, "
+             f"{card['inputs']['dataset_examples']} dataset examples; "
+             f"{card['chunks_with_examples']} chunks gave at least one example.", "",
+             "| split | examples | groups | by origin |", "| --- | ---: | ---: | --- |"]
+    for name, count in card["examples"].items():
+        origins = ", ".join(f"{k} {v}" for k, v in card["origins"][name].items()) or "-"
+        lines.append(f"| {name} | {count} | {card['split']['groups'].get(name, 0)} | {origins} |")
+    generation = card["generation"]
+    lines += ["", f"Teacher requests: {generation['requests']} ({generation['repairs']} repair prompts; "
+              f"{generation['chunks_repaired']} chunks needed one), {generation['paraphrase_requests']} paraphrase "
+              f"requests; {generation['resumed_chunks']} chunks taken from a previous run's journal."]
+    lines += [f"Note: {note}" for note in generation["notes"]]
+    lines += [f"Warning: {warning}" for warning in card["split"]["warnings"]]
+    lines += ["", f"## Rejected: {card['rejected']['total']}", ""]
+    if card["rejected"]["by_reason"]:
+        lines += ["| stage | reason | count |", "| --- | --- | ---: |"]
+        lines += [f"| {r['stage']} | {r['reason'].replace('|', '/')} | {r['count']} |"
+                  for r in card["rejected"]["by_reason"]]
+    for field, per_split in card["lengths_words"].items():
+        lines += ["", f"## {field.capitalize()} length (words)", "", "| words | " + " | ".join(per_split) + " |",
+                  "| --- |" + " ---: |" * len(per_split)]
+        lines += [f"| {label} | " + " | ".join(str(h[label]) for h in per_split.values()) + " |" for label in _labels()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,202 @@
+"""From teacher replies (and dataset examples) to training examples, pure and deterministic: pick
+the usable attempt, validate, ground against the chunk, deduplicate. Every item left out becomes a
+``Rejection`` with its stage and reason.
+
+Policies, decided here once:
+    * Attempt choice: the first clean attempt (valid JSON, every item valid); when none is, the
+      attempt with the most valid items (the earliest on ties), its invalid items rejected.
+    * Extractive students: the answer must occur in the chunk (exactly, or after normalizing case,
+      whitespace and quotes); the answer becomes the chunk's own text at that span.
+    * Generative students: each answer (each assistant turn of a conversation) needs a support
+      score >= ``min_support``. A conversation keeps its exchanges up to the first unsupported
+      answer; with none left it is rejected.
+    * Dedup: on the normalized question (the user turns of a conversation); the first in chunk
+      order wins, later ones are rejected naming the one kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from distill.runtime.sources.records import Chunk, QAExample
+from distill.runtime.synthesis.augment import normalize_question
+from distill.runtime.synthesis.grounding import find_span, support
+from distill.runtime.synthesis.parse import Kind, Parsed, parse_items
+from distill.runtime.synthesis.prompts import Message
+
+Origin = Literal["teacher", "paraphrase", "typo", "dataset", "document"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training example with its provenance.
+
+    Attributes:
+        id: stable: sha256 of where it came from (chunk, attempt, item; or dataset id; or parent).
+        group: the split unit it belongs to (a document, a chunk, a dataset context).
+        origin: teacher (synthesized), paraphrase / typo (augmentations of ``parent``), dataset,
+            document (a chunk's raw text, when nothing asks questions).
+        messages: the conversation a causal-LM student learns (user/assistant turns); empty for
+            document examples, whose ``context`` is the text.
+        question, answer: the first user turn and the last assistant turn.
+        context: the chunk (or dataset context) the answer is grounded in.
+        answer_start: character offset of ``answer`` in ``context`` (extractive students).
+        support: the answer's support score (generative students).
+    """
+
+    id: str
+    group: str
+    origin: Origin
+    messages: tuple[Message, ...]
+    question: str
+    answer: str
+    context: str
+    source: str
+    sha256: str
+    chunk: str | None = None
+    pages: tuple[int, int] | None = None
+    answer_start: int | None = None
+    support: float | None = None
+    parent: str | None = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An item left out. ``stage``: generate (a whole chunk), validate, ground, dedup,
+    paraphrase, dataset."""
+
+    stage: str
+    reason: str
+    source: str
+    chunk: str | None = None
+    item: Any = None
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """What grounding checks against: the student's kind and the support threshold."""
+
+    extractive: bool
+    min_support: float
+
+
+def stable_id(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).hexdigest()[:24]
+
+
+def choose_attempt(attempts: Sequence[Parsed]) -> int:
+    """Index of the attempt whose items are used (see the module's policies)."""
+    for index, parsed in enumerate(attempts):
+        if parsed.clean:
+            return index
+    return max(range(len(attempts)), key=lambda i: (len(attempts[i].items), -i))
+
+
+def chunk_examples(chunk: Chunk, replies: Sequence[str], kind: Kind, turns: int, grounding: Grounding,
+                   group: str) -> tuple[list[Example], list[Rejection]]:
+    """The grounded examples of one chunk's replies (first attempt, then repairs)."""
+    attempts = [parse_items(reply, kind, turns) for reply in replies]
+    chosen = choose_attempt(attempts)
+    parsed = attempts[chosen]
+    rejections = [Rejection("validate", r.reason, chunk.source, chunk.id, r.item) for r in parsed.rejected]
+    if not parsed.items:
+        problems = "; ".join(parsed.problems) or "no items"
+        rejections.append(Rejection("generate", f"no usable item after {len(replies)} attempt(s): {problems}",
+                                    chunk.source, chunk.id, replies[chosen][:500]))
+        return [], rejections
+    examples = []
+    for index, item in enumerate(parsed.items):
+        example, rejection = _grounded(chunk, item, kind, grounding, group, stable_id(chunk.id, chosen, index))
+        examples += [example] if example is not None else []
+        rejections += [rejection] if rejection is not None else []
+    return examples, rejections
+
+
+def _grounded(chunk: Chunk, item: dict[str, Any], kind: Kind, grounding: Grounding, group: str,
+              example_id: str) -> tuple[Example | None, Rejection | None]:
+    base = Example(example_id, group, "teacher", (), "", "", chunk.text, chunk.source, chunk.sha256,
+                   chunk.id, (chunk.page_start, chunk.page_end))
+    if kind == "conversation":
+        return _grounded_conversation(base, item["messages"], grounding)
+    question, answer = item["question"], item["answer"]
+    if grounding.extractive:
+        span = find_span(answer, chunk.text)
+        if span is None:
+            return None, Rejection("ground", "answer is not a span of the chunk", chunk.source, chunk.id, item)
+        answer = chunk.text[span[0]:span[1]]
+        return replace(base, messages=_qa_messages(question, answer), question=question, answer=answer,
+                       answer_start=span[0]), None
+    score = support(answer, chunk.text)
+    if score < grounding.min_support:
+        return None, Rejection("ground", f"answer support {score:.2f} < min_support {grounding.min_support:g}",
+                               chunk.source, chunk.id, item)
+    return replace(base, messages=_qa_messages(question, answer), question=question, answer=answer,
+                   support=round(score, 4)), None
+
+
+def _grounded_conversation(base: Example, messages: Sequence[Message], grounding: Grounding
+                           ) -> tuple[Example | None, Rejection | None]:
+    kept: list[Message] = []
+    scores: list[float] = []
+    for user, assistant in zip(messages[0::2], messages[1::2], strict=False):
+        score = support(assistant["content"], base.context)
+        if score < grounding.min_support:
+            break
+        kept += [user, assistant]
+        scores.append(score)
+    if not kept:
+        return None, Rejection("ground", f"first answer's support {support(messages[1]['content'], base.context):.2f}"
+                               f" < min_support {grounding.min_support:g}", base.source, base.chunk,
+                               {"messages": list(messages)})
+    note = None
+    if len(kept) < len(messages):
+        note = Rejection("ground", f"conversation cut after {len(kept) // 2} of {len(messages) // 2} exchanges: "
+                         f"the next answer's support is below min_support {grounding.min_support:g}",
+                         base.source, base.chunk, {"messages": list(messages[len(kept):])})
+    return replace(base, messages=tuple(kept), question=kept[0]["content"], answer=kept[-1]["content"],
+                   support=round(min(scores), 4)), note
+
+
+def _qa_messages(question: str, answer: str) -> tuple[Message, ...]:
+    return ({"role": "user", "content": question}, {"role": "assistant", "content": answer})
+
+
+def dataset_example(example: QAExample, extractive: bool, group: str) -> tuple[Example | None, Rejection | None]:
+    """A dataset's QA example as a training example; extractive students need a span."""
+    answer = example.answers[0]
+    if extractive and answer.start is None:
+        return None, Rejection("dataset", "no answer span in a context (an extractive-qa student needs one)",
+                               example.source, None, {"id": example.id, "location": example.location})
+    return Example(stable_id("dataset", example.sha256, example.id), group, "dataset",
+                   _qa_messages(example.question, answer.text), example.question, answer.text, example.context,
+                   example.source, example.sha256, answer_start=answer.start), None
+
+
+def document_example(chunk: Chunk, group: str) -> Example:
+    """A chunk's own text, for students that learn the documents (``loss.mask: all``)."""
+    return Example(stable_id("document", chunk.id), group, "document", (), "", "", chunk.text, chunk.source,
+                   chunk.sha256, chunk.id, (chunk.page_start, chunk.page_end))
+
+
+def dedup_key(example: Example) -> str:
+    if example.origin == "document":
+        return "document:" + example.id
+    users = [m["content"] for m in example.messages if m["role"] == "user"]
+    return "\n".join(normalize_question(text) for text in users)
+
+
+def deduplicate(examples: Iterable[Example], seen: dict[str, str]) -> Iterator[Example | Rejection]:
+    """Each example, or a rejection when its key was seen (``seen`` maps key -> kept id and is
+    updated, so later calls, e.g. for paraphrases, dedup against everything kept before)."""
+    for example in examples:
+        key = dedup_key(example)
+        if key in seen:
+            yield Rejection("dedup", f"duplicate question of example {seen[key]}", example.source, example.chunk,
+                            {"id": example.id, "question": example.question})
+            continue
+        seen[key] = example.id
+        yield example

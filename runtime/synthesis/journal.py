@@ -1,0 +1,80 @@
+"""An append-only journal of finished generation work, so a killed run resumes where it stopped.
+
+One JSON line per finished item (``{"key": ..., "value": ...}``) after a header line naming what
+the work is for (a fingerprint of the settings and inputs): a journal written for other settings is
+started afresh, never mixed in. A batch's lines go out in one ``write`` and are fsynced: a process
+killed with SIGKILL either wrote the whole batch or none of it (a write to a regular file is not
+interrupted by signals). A power cut can still tear the last line; it is cut off on load and that
+item is generated again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+VERSION = 1
+
+
+class JournalDamaged(Exception):
+    """A complete line of the journal is not an entry."""
+
+
+class Journal:
+    """Finished items by key; ``load`` first, then ``append`` as batches finish."""
+
+    def __init__(self, path: Path, fingerprint: str) -> None:
+        self.path, self.fingerprint = path, fingerprint
+
+    def load(self) -> dict[str, Any]:
+        """Every finished item; a journal for another fingerprint (or unreadable) is discarded."""
+        if not self.path.is_file():
+            return self._start()
+        data = self.path.read_bytes()
+        complete = data[:data.rfind(b"\n") + 1]
+        lines = complete.decode("utf-8", errors="replace").splitlines()
+        if not lines or _header(lines[0]) != {"journal": VERSION, "fingerprint": self.fingerprint}:
+            return self._start()
+        if len(complete) != len(data):  # a torn last line: cut it so appends start on a line
+            with self.path.open("r+b") as handle:
+                handle.truncate(len(complete))
+        items: dict[str, Any] = {}
+        for number, line in enumerate(lines[1:], start=2):
+            entry = _header(line)
+            if not isinstance(entry, dict) or "key" not in entry or "value" not in entry:
+                # Whole lines are written at once, so this is damage from outside: stop rather
+                # than silently redo (or drop) work.
+                raise JournalDamaged(f"{self.path}:{number}: not a journal entry; delete the file to start over")
+            items[entry["key"]] = entry["value"]
+        return items
+
+    def append(self, items: Mapping[str, Any]) -> None:
+        """Record finished items, all or none of them."""
+        if not items:
+            return
+        payload = "".join(json.dumps({"key": key, "value": value}, ensure_ascii=False, sort_keys=True) + "\n"
+                          for key, value in items.items()).encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            written = os.write(fd, payload)
+            if written != len(payload):  # only a full disk does this to a regular file
+                raise OSError(f"{self.path}: wrote {written} of {len(payload)} bytes")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _start(self) -> dict[str, Any]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        header = json.dumps({"journal": VERSION, "fingerprint": self.fingerprint}, sort_keys=True) + "\n"
+        self.path.write_text(header, "utf-8")
+        return {}
+
+
+def _header(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None

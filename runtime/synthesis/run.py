@@ -1,0 +1,67 @@
+"""extract -> chunk -> synthesize for one Distillfile, with the real teacher: what
+``distill synthesize`` runs and what the build's synthesize stage will call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from distill.compiler.codec import to_data
+from distill.compiler.errors import DistillError, ExitCode
+from distill.compiler.pipeline import Planned
+from distill.runtime.sources.run import Extracted
+from distill.runtime.synthesis.generate import Generator
+from distill.runtime.synthesis.stage import Progress, synthesize
+from distill.runtime.synthesis.examples import stable_id
+
+
+class TeacherUnusable(DistillError):
+    """The teacher cannot be prompted as synthesis needs."""
+
+    exit_code = ExitCode.INVALID_SPEC
+
+
+def needs_teacher(planned: Planned) -> bool:
+    data = planned.compiled.spec.data
+    return data.synthesis is not None or data.augmentation.paraphrases > 0
+
+
+def teacher_generator(planned: Planned, extracted: Extracted) -> Generator:
+    """The planned teacher (dtype, quantization) behind the ``Generator`` interface."""
+    import torch
+
+    from distill.runtime.models import load_causal_lm, load_tokenizer
+    from distill.runtime.synthesis.generate import HFGenerator
+
+    spec, root, plan = planned.compiled.spec, planned.compiled.root, planned.plan
+    teacher, resolved = spec.teacher, planned.models["teacher"]
+    assert teacher is not None
+    texts = [page.text for document in extracted.corpus.documents for page in document.pages]
+    tokenizer = load_tokenizer(resolved, teacher, root, texts)
+    if not getattr(tokenizer, "chat_template", None):
+        raise TeacherUnusable(f"the teacher {resolved.ref} has no chat template to ask it for examples",
+                              hint="use an instruction-tuned teacher, or set teacher.chat_template (Jinja text "
+                                   "or a .jinja file)")
+    torch.manual_seed(spec.seed)
+    model = load_causal_lm(resolved, teacher, root, plan.dtype, plan.teacher_quant, spec.seed)
+    synthesis = spec.data.synthesis
+    max_new, temperature = (synthesis.max_new_tokens, synthesis.temperature) if synthesis else (128, 0.7)
+    return HFGenerator(model, tokenizer, max_new, temperature, spec.seed)
+
+
+def teacher_key(planned: Planned) -> str:
+    """What makes the teacher's replies what they are: its files, dtype and quantization."""
+    if "teacher" not in planned.models:
+        return "no teacher"
+    resolved = planned.models["teacher"]
+    return stable_id(resolved.ref, resolved.revision, [(f.sha256, f.size) for f in resolved.files],
+                     planned.plan.dtype, planned.plan.teacher_quant, to_data(planned.compiled.spec.teacher))
+
+
+def synthesize_planned(planned: Planned, extracted: Extracted, folder: Path,
+                       progress: Progress | None = None, generator: Generator | None = None) -> dict[str, Any]:
+    """Run the stage with the planned teacher (or the given generator) into ``folder``."""
+    if generator is None and needs_teacher(planned) and extracted.chunks + extracted.corpus.examples:
+        generator = teacher_generator(planned, extracted)
+    return synthesize(planned.compiled.spec, extracted.chunks, extracted.corpus.examples, generator,
+                      planned.plan.synthesis_batch or 1, folder, teacher_key(planned), progress)

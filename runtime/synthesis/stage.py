@@ -1,0 +1,291 @@
+"""The synthesize stage: chunks (and dataset examples) -> train/val/test JSONL, every rejected item
+with its reason, and a data card.
+
+Passes:
+  1. generate: per chunk, the task prompt, then up to ``max_repairs`` repair prompts while the reply
+     is unusable; chunks go to the teacher in fixed batches (chunk order, the plan's batch size) and
+     each finished batch is journaled, so a killed run regenerates only unfinished batches.
+  2. examples (pure): validate, ground, deduplicate (``examples.py``); split by group, never by row.
+  3. paraphrase: the teacher rewrites each train question ``augmentation.paraphrases`` times
+     (journaled the same way); val/test stay as written, so evaluation never sees augmentations.
+  4. typo noise: one seeded noisy copy of each train question.
+Outputs are a pure function of the journals and inputs: a resumed run writes the same bytes as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from distill.compiler.codec import to_data
+from distill.compiler.errors import DistillError, ExitCode
+from distill.compiler.fsutil import write_atomic
+from distill.compiler.spec import Spec
+from distill.runtime.sources.records import Chunk, QAExample
+from distill.runtime.synthesis.augment import typo_noise
+from distill.runtime.synthesis.card import data_card, card_markdown
+from distill.runtime.synthesis.examples import (
+    Example,
+    Grounding,
+    Rejection,
+    chunk_examples,
+    dataset_example,
+    deduplicate,
+    document_example,
+    stable_id,
+)
+from distill.runtime.synthesis.generate import Generator, Request
+from distill.runtime.synthesis.journal import Journal
+from distill.runtime.synthesis.parse import parse_items, parse_strings
+from distill.runtime.synthesis.prompts import default_prompt, paraphrase_messages, repair_messages, task_messages
+from distill.runtime.synthesis.split import SplitName, assign_splits, summarize
+
+VERSION = 1
+SPLITS: tuple[SplitName, ...] = ("train", "val", "test")
+Progress = Callable[[str, int, int], None]  # (pass, items done, items in all)
+
+
+class NoTrainingData(DistillError):
+    """Nothing survived validation and grounding: training would learn nothing."""
+
+    exit_code = ExitCode.NO_DATA
+
+
+@dataclass
+class Stats:
+    """Counts of the generation passes, for the data card."""
+
+    requests: int = 0
+    repairs: int = 0
+    chunks_repaired: int = 0
+    paraphrase_requests: int = 0
+    resumed_chunks: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample], generator: Generator | None,
+               batch: int, folder: Path, teacher_key: str, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the stage into ``folder``; returns the data card.
+
+    Args:
+        generator: the teacher; ``None`` when nothing is synthesized or paraphrased.
+        batch: requests per ``generate`` call (the plan's synthesis batch).
+        teacher_key: identifies the teacher and its settings (model digests, quantization): a
+            journal written by another teacher is not reused.
+
+    Raises:
+        NoTrainingData: after writing the outputs, when the train split is empty.
+    """
+    stats = Stats()
+    grounding = Grounding(spec.student.task == "extractive-qa",
+                          spec.data.synthesis.min_support if spec.data.synthesis else 0.0)
+    replies = _generation_pass(spec, chunks, generator, batch, folder, teacher_key, stats, progress)
+    examples, rejections = _candidates(spec, chunks, dataset, replies, grounding)
+    seen: dict[str, str] = {}
+    kept = _keep(deduplicate(examples, seen), rejections)
+    groups = {example.group: 0 for example in kept}
+    for example in kept:
+        groups[example.group] += 1
+    split = spec.data.split
+    assignment = assign_splits(groups, split.val, split.test, spec.seed)
+    by_split: dict[SplitName, list[Example]] = {name: [e for e in kept if assignment[e.group] == name] for name in SPLITS}
+    paraphrased = _paraphrase_pass(spec, by_split["train"], generator, batch, folder,
+                                   _fingerprint(teacher_key, replies), stats, progress)
+    by_split["train"] += _keep(deduplicate(_paraphrases(spec, by_split["train"], paraphrased, rejections), seen),
+                               rejections)
+    by_split["train"] += _typo_copies(spec, by_split["train"])
+    card = data_card(by_split, rejections, asdict(stats), summarize(groups, assignment, split.val, split.test, by=split.by),
+                     len(chunks), len(dataset))
+    _write(folder, by_split, rejections, card)
+    if not by_split["train"]:
+        raise NoTrainingData(
+            f"no training data survived synthesis: {len(rejections)} item(s) rejected, reasons in "
+            f"{folder / 'rejected.jsonl'} and {folder / 'DATA_CARD.md'}",
+            hint="check the teacher (an instruction-tuned model with a chat template), data.synthesis.prompt, "
+                 "data.synthesis.min_support and data.synthesis.max_new_tokens")
+    return card
+
+
+def _keep(items: Iterable[Example | Rejection], rejections: list[Rejection]) -> list[Example]:
+    kept = []
+    for item in items:
+        (kept if isinstance(item, Example) else rejections).append(item)  # type: ignore[arg-type]
+    return kept
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def _generation_pass(spec: Spec, chunks: Sequence[Chunk], generator: Generator | None, batch: int, folder: Path,
+                     teacher_key: str, stats: Stats, progress: Progress | None) -> dict[str, list[str]]:
+    """Replies per chunk id (first attempt, then repairs), from the journal or the teacher."""
+    synthesis = spec.data.synthesis
+    if synthesis is None or not chunks:
+        return {}
+    if generator is None:
+        raise ValueError("data.synthesis needs a generator")
+    template = synthesis.prompt or default_prompt(synthesis.kind, spec.student.task == "extractive-qa")
+    n = synthesis.pairs_per_chunk if synthesis.kind == "qa" else synthesis.turns
+    journal = Journal(folder / "generation.journal.jsonl",
+                      _fingerprint(VERSION, teacher_key, to_data(synthesis), spec.student.task, spec.seed,
+                                   [chunk.id for chunk in chunks]))
+    done: dict[str, list[str]] = journal.load()
+    stats.resumed_chunks = sum(chunk.id in done for chunk in chunks)
+    for start in range(0, len(chunks), batch):
+        todo = [chunk for chunk in chunks[start:start + batch] if chunk.id not in done]
+        if todo:
+            finished = _generate_batch(todo, generator, template, n, spec, stats)
+            journal.append(finished)
+            done.update(finished)
+        if progress is not None:
+            progress("generate", min(start + batch, len(chunks)), len(chunks))
+    return {chunk.id: done[chunk.id] for chunk in chunks}
+
+
+def _generate_batch(chunks: Sequence[Chunk], generator: Generator, template: str, n: int, spec: Spec,
+                    stats: Stats) -> dict[str, list[str]]:
+    """First attempts for the batch together, then repair rounds for the chunks still unusable."""
+    synthesis = spec.data.synthesis
+    assert synthesis is not None
+    tasks = {chunk.id: task_messages(template, chunk.text, n) for chunk in chunks}
+    replies: dict[str, list[str]] = {chunk.id: [] for chunk in chunks}
+    problems: dict[str, list[str]] = {}
+    pending = [chunk.id for chunk in chunks]
+    for attempt in range(synthesis.max_repairs + 1):
+        requests = [Request(f"{cid}:qa:{attempt}", tuple(
+            repair_messages(tasks[cid], replies[cid][-1], problems[cid]) if attempt else tasks[cid]))
+            for cid in pending]
+        for cid, reply in zip(pending, generator.generate(requests), strict=True):
+            replies[cid].append(reply)
+            parsed = parse_items(reply, synthesis.kind, synthesis.turns)
+            problems[cid] = [] if parsed.clean else parsed.problems or ["the reply was not in the format asked for"]
+        stats.requests += len(requests)
+        stats.repairs += len(requests) if attempt else 0
+        pending = [cid for cid in pending if problems[cid]]
+        if not pending:
+            break
+    stats.chunks_repaired += sum(len(r) > 1 for r in replies.values())
+    return replies
+
+
+def _fingerprint(*parts: object) -> str:
+    return stable_id(*parts)
+
+
+# --------------------------------------------------------------------------- examples
+
+
+def _candidates(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample], replies: dict[str, list[str]],
+                grounding: Grounding) -> tuple[list[Example], list[Rejection]]:
+    """Every grounded example in input order, and every rejection so far."""
+    synthesis, by = spec.data.synthesis, spec.data.split.by
+    examples: list[Example] = []
+    rejections: list[Rejection] = []
+    for chunk in chunks:
+        group = chunk.source if by == "document" else chunk.id
+        if synthesis is None:
+            if not dataset:  # plain documents: the text itself is what is learned
+                examples.append(document_example(chunk, group))
+            continue
+        found, rejected = chunk_examples(chunk, replies[chunk.id], synthesis.kind, synthesis.turns, grounding, group)
+        examples += found
+        rejections += rejected
+    for qa in dataset:
+        example, rejection = dataset_example(qa, grounding.extractive, _dataset_group(qa, by))
+        examples += [example] if example else []
+        rejections += [rejection] if rejection else []
+    return examples, rejections
+
+
+def _dataset_group(example: QAExample, by: str) -> str:
+    """A dataset's "document" is a SQuAD article (``data[i]``); otherwise, and for ``by: chunk``,
+    questions on one context form a group, so no context is seen in two splits."""
+    if by == "document" and example.location.startswith("data["):
+        return f"{example.source}#{example.location.split('.')[0]}"
+    return f"{example.source}#context:{stable_id(example.context)}"
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def _paraphrase_pass(spec: Spec, train: Sequence[Example], generator: Generator | None, batch: int, folder: Path,
+                     fingerprint: str, stats: Stats, progress: Progress | None) -> dict[str, str]:
+    """The teacher's paraphrase reply per train QA example id."""
+    n = spec.data.augmentation.paraphrases
+    targets = [example for example in train if _paraphrasable(example)]
+    if n == 0 or not targets:
+        return {}
+    if generator is None:
+        raise ValueError("augmentation.paraphrases needs a generator")
+    journal = Journal(folder / "paraphrase.journal.jsonl", _fingerprint(VERSION, fingerprint, n, spec.seed))
+    done: dict[str, str] = journal.load()
+    for start in range(0, len(targets), batch):
+        todo = [e for e in targets[start:start + batch] if e.id not in done]
+        if todo:
+            requests = [Request(f"{e.id}:paraphrase", tuple(paraphrase_messages(e.question, n))) for e in todo]
+            finished = dict(zip((e.id for e in todo), generator.generate(requests), strict=True))
+            stats.paraphrase_requests += len(requests)
+            journal.append(finished)
+            done.update(finished)
+        if progress is not None:
+            progress("paraphrase", min(start + batch, len(targets)), len(targets))
+    if any(example.origin == "teacher" and len(example.messages) > 2 for example in train):
+        stats.notes.append("paraphrases apply to QA pairs; conversations are not paraphrased")
+    return {example.id: done[example.id] for example in targets}
+
+
+def _paraphrasable(example: Example) -> bool:
+    return example.origin in ("teacher", "dataset") and len(example.messages) == 2
+
+
+def _paraphrases(spec: Spec, train: Sequence[Example], replies: dict[str, str],
+                 rejections: list[Rejection]) -> Iterable[Example]:
+    n = spec.data.augmentation.paraphrases
+    for example in train:
+        if example.id not in replies:
+            continue
+        parsed = parse_strings(replies[example.id], n)
+        for problem in ([parsed.error] if parsed.error else []) + [r.reason for r in parsed.rejected]:
+            rejections.append(Rejection("paraphrase", problem, example.source, example.chunk, {"parent": example.id}))
+        for index, item in enumerate(parsed.items):
+            question = item["text"]
+            yield replace(example, id=stable_id(example.id, "paraphrase", index), origin="paraphrase",
+                          parent=example.id, question=question,
+                          messages=({"role": "user", "content": question}, example.messages[1]))
+
+
+def _typo_copies(spec: Spec, train: Sequence[Example]) -> list[Example]:
+    """One noisy copy of each train question (seeded by the run seed and the example id)."""
+    rate = spec.data.augmentation.typo_rate
+    if rate <= 0:
+        return []
+    copies = []
+    for example in train:
+        if not example.messages:
+            continue
+        noisy = typo_noise(example.question, rate, f"{spec.seed}:{example.id}")
+        if noisy != example.question:
+            messages = ({"role": "user", "content": noisy}, *example.messages[1:])
+            copies.append(replace(example, id=stable_id(example.id, "typo"), origin="typo", parent=example.id,
+                                  question=noisy, messages=messages))
+    return copies
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _write(folder: Path, by_split: dict[SplitName, list[Example]], rejections: Sequence[Rejection],
+           card: dict[str, Any]) -> None:
+    for name in SPLITS:
+        write_atomic(folder / f"{name}.jsonl", _jsonl(asdict(e) for e in by_split[name]))
+    write_atomic(folder / "rejected.jsonl", _jsonl(asdict(r) for r in rejections))
+    write_atomic(folder / "data_card.json", json.dumps(card, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    write_atomic(folder / "DATA_CARD.md", card_markdown(card))
+
+
+def _jsonl(records: Iterable[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)

@@ -1,0 +1,155 @@
+"""The synthesize stage end to end with a scripted teacher (model only; everything else real):
+golden outputs, repairs, rejections with reasons, no leakage across splits, resume after a crash
+and after kill -9 with identical output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distill.runtime.synthesis.stage import NoTrainingData, synthesize
+from tests.runtime.synthesis.scripted import QA, Scripted, chunks, spec
+
+GOLDEN = Path(__file__).parent / "golden"
+OUTPUTS = ("train.jsonl", "val.jsonl", "test.jsonl", "rejected.jsonl", "data_card.json")
+REPO = Path(__file__).resolve().parents[3]
+
+
+def run(folder: Path, generator: Scripted | None = None, batch: int = 2, **data: object) -> dict:
+    return synthesize(spec(**data), chunks(), [], generator or Scripted(), batch, folder, "scripted")
+
+
+def records(folder: Path, name: str) -> list[dict]:
+    return [json.loads(line) for line in (folder / name).read_text().splitlines()]
+
+
+def test_golden_outputs(tmp_path: Path) -> None:
+    run(tmp_path)
+    if os.environ.get("DISTILL_UPDATE_GOLDEN"):
+        GOLDEN.mkdir(exist_ok=True)
+        for name in OUTPUTS:
+            (GOLDEN / name).write_text((tmp_path / name).read_text())
+    for name in OUTPUTS:
+        assert (tmp_path / name).read_text() == (GOLDEN / name).read_text(), name
+
+
+def test_valid_malformed_partial_and_ungrounded_replies(tmp_path: Path) -> None:
+    generator = Scripted()
+    card = run(tmp_path, generator)
+    kept = [r for name in ("train", "val", "test") for r in records(tmp_path, f"{name}.jsonl")]
+    teacher = {r["question"]: r for r in kept if r["origin"] == "teacher"}
+    # valid, repaired (fenced JSON on the second attempt), trailing comma, partially valid
+    assert {"How long does the pump run?", "How much power does the pump draw?", "How often should the filter be cleaned?",
+            "How long does the battery last?", "What does error E4 mean?",
+            "How fast should the valve be opened?"} == set(teacher)
+    assert all(r["support"] >= 0.5 and r["chunk"] and r["source"] and r["pages"] == [1, 1] for r in teacher.values())
+    rejected = records(tmp_path, "rejected.jsonl")
+    reasons = {(r["stage"], r["source"]): r["reason"] for r in rejected}
+    assert reasons[("ground", "display.md")] == "answer support 0.00 < min_support 0.5"
+    assert "item 3" in reasons[("validate", "display.md")] and "question" in reasons[("validate", "display.md")]
+    assert reasons[("generate", "noise.md")].startswith("no usable item after 3 attempt(s)")
+    assert reasons[("dedup", "valve.md")].startswith("duplicate question of example ")
+    # filter: 1 repair; display: partial every time -> 2 repairs; noise: 2 repairs
+    filter_id = next(c.id for c in chunks() if c.source == "filter.md")
+    assert [k for k in generator.calls if k.startswith(filter_id)] == [f"{filter_id}:qa:0", f"{filter_id}:qa:1"]
+    assert card["generation"]["repairs"] == 5 and card["generation"]["chunks_repaired"] == 3
+    assert card["rejected"]["total"] == len(rejected) == 4
+
+
+def test_no_group_straddles_splits_and_augmentations_stay_in_train(tmp_path: Path) -> None:
+    run(tmp_path)
+    split_of: dict[str, str] = {}
+    for name in ("train", "val", "test"):
+        for record in records(tmp_path, f"{name}.jsonl"):
+            assert split_of.setdefault(record["group"], name) == name, record["group"]
+            if record["origin"] in ("paraphrase", "typo"):
+                assert name == "train"
+    train = records(tmp_path, "train.jsonl")
+    ids = {r["id"] for r in train}
+    assert all(r["parent"] in ids for r in train if r["origin"] == "paraphrase")
+    assert any(r["origin"] == "paraphrase" for r in train) and {"val", "test"} <= set(split_of.values())
+
+
+def test_extractive_students_get_spans(tmp_path: Path) -> None:
+    synthesize(spec().__class__(**{**spec().__dict__, "student": spec().student.__class__(
+        model="org/student", task="extractive-qa")}), chunks(), [], Scripted(), 2, tmp_path, "scripted")
+    kept = [r for name in ("train", "val", "test") for r in records(tmp_path, f"{name}.jsonl")]
+    assert kept
+    for record in kept:
+        start = record["answer_start"]
+        assert record["context"][start:start + len(record["answer"])] == record["answer"]
+    # "The pump runs for 20 minutes." is a span; "Every month, with warm water." is not
+    assert "How long does the pump run?" in {r["question"] for r in kept}
+    assert "answer is not a span of the chunk" in {r["reason"] for r in records(tmp_path, "rejected.jsonl")}
+
+
+def test_a_crash_resumes_without_regenerating_finished_chunks(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    run(reference, batch=2)
+
+    class Crashing(Scripted):
+        def generate(self, requests):  # type: ignore[no-untyped-def]
+            if len(self.calls) >= 3:
+                raise RuntimeError("teacher died")
+            return super().generate(requests)
+
+    crashed = tmp_path / "crashed"
+    first = Crashing()
+    with pytest.raises(RuntimeError):
+        run(crashed, first, batch=2)
+    second = Scripted()
+    run(crashed, second, batch=2)
+    finished = {k.split(":")[0] for k in first.calls}
+    assert finished and not finished & {k.split(":")[0] for k in second.calls}
+    assert json.loads((crashed / "data_card.json").read_text())["generation"]["resumed_chunks"] == 2
+    for name in OUTPUTS[:-1]:
+        assert (crashed / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_kill_9_then_rerun_gives_identical_output(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    synthesize(spec(), chunks(), [], Scripted(), 1, reference, "scripted")
+    out, log = tmp_path / "killed", tmp_path / "requests.log"
+    child = subprocess.Popen([sys.executable, "-m", "tests.runtime.synthesis.scripted", str(out), str(log), "0.3"],
+                             cwd=REPO, start_new_session=True)
+    journal = out / "generation.journal.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    journaled = {json.loads(line)["key"] for line in journal.read_text().splitlines()[1:]}
+    assert 2 <= len(journaled) < len(chunks()), "the kill should land mid-run"
+    rerun = Scripted()
+    synthesize(spec(), chunks(), [], rerun, 1, out, "scripted")
+    assert not journaled & {key.split(":")[0] for key in rerun.calls}
+    for name in OUTPUTS[:-1]:
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_a_journal_for_other_settings_is_not_reused(tmp_path: Path) -> None:
+    run(tmp_path)
+    again = Scripted()
+    run(tmp_path, again, synthesis={"kind": "qa", "pairs_per_chunk": 3, "max_repairs": 2})
+    assert len({k.split(":")[0] for k in again.calls if ":qa:" in k}) == len(chunks())
+
+
+def test_all_garbage_stops_with_no_training_data(tmp_path: Path) -> None:
+    class Garbage(Scripted):
+        def _reply(self, request):  # type: ignore[no-untyped-def]
+            return "\x00 lorem {{{ [[ ipsum"
+
+    with pytest.raises(NoTrainingData, match="no training data survived"):
+        run(tmp_path, Garbage())
+    rejected = records(tmp_path, "rejected.jsonl")
+    assert len(rejected) == len(QA) and {r["stage"] for r in rejected} == {"generate"}
+    card = json.loads((tmp_path / "data_card.json").read_text())
+    assert card["examples"] == {"train": 0, "val": 0, "test": 0}
+    assert "## Rejected: 6" in (tmp_path / "DATA_CARD.md").read_text()
