@@ -4,9 +4,17 @@ named by its place in the file.
 Formats:
     squad: ``{"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question",
     "answers": [{"text", "answer_start"}], "is_impossible"?}]}]}]}`` (SQuAD 1.1 and 2.0).
-    jsonl: one object per line with ``question``, ``context``, ``answers`` and an optional ``id``;
-    ``answers`` is a list of strings, a list of ``{"text", "answer_start"}``, or the columns that
-    Hugging Face ``datasets`` writes for SQuAD (``{"text": [...], "answer_start": [...]}``).
+    jsonl: one object per line with an optional ``id``, in one of three shapes, told apart by keys:
+      - extractive: ``question``, ``context``, ``answers``; ``answers`` is a list of strings, a list
+        of ``{"text", "answer_start"}``, or the columns that Hugging Face ``datasets`` writes for
+        SQuAD (``{"text": [...], "answer_start": [...]}``).
+      - multiple choice (has ``choices`` or ``options``): ``question``, ``choices``: ``[str, ...]``
+        or ``{"A": str, ...}``, ``answer``: a 0-based index, a label (``"B"``, any case; for an
+        object, a key, which an integer answer also names) or the choice's text, and an optional
+        ``context``.
+      - fill in the blank (``answer`` without ``answers``): ``question`` (or ``text`` or
+        ``sentence``) holding one blank (``___``, 3 or more underscores, ``[BLANK]`` or
+        ``<blank>``, any case), ``answer``: the filler, and an optional ``context``.
 
 Policies, decided here once:
     * A start must point at its text: ``context[start:start + len(text)] == text``. A wrong start is
@@ -21,6 +29,18 @@ Policies, decided here once:
       training here learns to abstain. They are reported like every other item left out.
     * An example keeps its valid answers; each invalid one is reported on its own, and an example
       with none left is left out. A repeated id is left out too: ids key provenance and splits.
+    * Multiple choice becomes plain QA: the answer is the chosen option's text and the question
+      is kept without its options, because the student learns to answer, not to pick. An answer
+      that is a label of one choice and the text of another (``"B"`` among ``["B", "C"]``) is
+      left out: which is meant cannot be told. A bad index or label, an answer among no choice,
+      and empty choices leave the item out too.
+    * Fill in the blank becomes ``"Fill in the blank: <sentence>"`` with the blank written ``___``
+      whatever the marker was, so one form is learned; the answer is the filler. An item without
+      exactly one blank is left out: with two, one answer cannot fill them.
+    * Multiple-choice and fill-in-the-blank items may be closed-book: a missing or blank context
+      reads as ``""``. Their answers are not spans: ``Answer.start`` is the first exact occurrence
+      of the answer in the context when there is one, else None. The strict span policies above
+      apply to extractive answers only, unchanged.
     * Whole-file problems (not UTF-8, empty, not JSON, not SQuAD-shaped) raise ``SourceError``.
       The file is read whole: JSON needs it, and UTF-8 is checked before any item is trusted.
 """
@@ -28,7 +48,8 @@ Policies, decided here once:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +58,8 @@ from distill.runtime.sources.records import Answer, QAExample, Skipped, SourceEr
 
 UNANSWERABLE = "unanswerable (SQuAD 2.0)"
 _QUOTE_CHARS = 60  # longer texts are cut in reasons: a reason is one line of a report
+_BLANK = re.compile(r"_{3,}|\[blank\]|<blank>", re.IGNORECASE)  # 3+: "__init__"-like "__" is no blank
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # labels of list choices; a 27th choice has no letter
 
 
 class _Invalid(Exception):
@@ -160,6 +183,10 @@ def _jsonl_items(lines: list[tuple[int, Any, str | None]], origin: _Origin) -> I
             yield _skip(origin, where, error)
         elif not isinstance(item, dict):
             yield _skip(origin, where, f"expected a JSON object, got {_kind(item)}")
+        elif "choices" in item or "options" in item:
+            yield from _converted(item, where, str(number), origin, _multiple_choice)
+        elif "answer" in item and "answers" not in item:
+            yield from _converted(item, where, str(number), origin, _fill_in_the_blank)
         else:
             yield from _example(item, item.get("context"), where, str(number), origin)
 
@@ -193,6 +220,95 @@ def _example(item: Any, context: Any, where: str, fallback_id: str,
     origin.seen[example_id] = where
     yield from (_skip(origin, where, problem) for problem in problems)
     yield QAExample(example_id, question, context, tuple(answers), origin.shown, origin.sha256, where)
+
+
+def _converted(item: dict[str, Any], where: str, fallback_id: str, origin: _Origin,
+               convert: Callable[[dict[str, Any]], tuple[str, str]]) -> Iterator[QAExample | Skipped]:
+    """A multiple-choice or fill-in-the-blank item as one QA example (``convert`` gives its
+    question and answer), or one ``Skipped``."""
+    try:
+        context = _optional_context(item.get("context"))
+        question, text = convert(item)
+        example_id = _id(item, f"{origin.shown}:{fallback_id}", origin.seen)
+    except _Invalid as problem:
+        yield _skip(origin, where, str(problem))
+        return
+    origin.seen[example_id] = where
+    first = context.find(text) if context else -1
+    answer = Answer(text, first if first >= 0 else None)
+    yield QAExample(example_id, question, context, (answer,), origin.shown, origin.sha256, where)
+
+
+def _optional_context(value: Any) -> str:
+    """A closed-book item's context: absent, null or blank reads as ""."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return ""
+    return _string(value, "context")
+
+
+def _multiple_choice(item: dict[str, Any]) -> tuple[str, str]:
+    question = _string(item.get("question"), "question").strip()
+    if "choices" in item and "options" in item:
+        raise _Invalid("both 'choices' and 'options': give one")
+    key = "choices" if "choices" in item else "options"
+    labels, texts = _choices(item[key], key)
+    return question, texts[_chosen(item.get("answer"), labels, texts, isinstance(item[key], list))]
+
+
+def _choices(value: Any, key: str) -> tuple[list[str], list[str]]:
+    """(labels, texts) of the choices: letters for a list, the keys for an object."""
+    if isinstance(value, list):
+        texts = [_string(text, f"{key}[{i}]").strip() for i, text in enumerate(value)]
+        labels = [_LETTERS[i] if i < len(_LETTERS) else "" for i in range(len(texts))]
+    elif isinstance(value, dict):
+        labels = [label.strip() for label in value]
+        texts = [_string(text, f"{key}.{label}").strip() for label, text in value.items()]
+    else:
+        raise _Invalid(f"'{key}' must be a list or an object, got {_kind(value)}")
+    if not texts:
+        raise _Invalid(f"'{key}' is empty")
+    return labels, texts
+
+
+def _chosen(answer: Any, labels: list[str], texts: list[str], listed: bool) -> int:
+    """The index of the choice ``answer`` names (see the module's policies). An integer is an
+    index into a list of choices, and a label (key) of an object of choices."""
+    if answer is None:
+        raise _Invalid("missing 'answer'")
+    if isinstance(answer, bool) or not isinstance(answer, (int, str)):
+        raise _Invalid(f"'answer' must be a choice's index, label or text, got {_kind(answer)}")
+    if isinstance(answer, int) and listed:
+        if not 0 <= answer < len(texts):
+            raise _Invalid(f"'answer' index {answer} is out of range for {len(texts)} choices (0 to {len(texts) - 1})")
+        return answer
+    wanted = str(answer).strip()
+    if not wanted:
+        raise _Invalid("'answer' is empty")
+    as_label = [i for i, label in enumerate(labels) if label and label.casefold() == wanted.casefold()]
+    as_text = [i for i, text in enumerate(texts) if text == wanted]
+    if as_label and as_text and as_label[0] not in as_text:
+        raise _Invalid(f"'answer' {_quote(wanted)} is the label of choice {labels[as_label[0]]} and the text of "
+                       f"choice {labels[as_text[0]] or as_text[0]}: cannot tell which is meant")
+    if as_label or as_text:
+        return (as_label or as_text)[0]
+    if listed and len(wanted) == 1 and wanted.upper() in _LETTERS:
+        raise _Invalid(f"'answer' letter {wanted!r} is out of range for {len(texts)} choices "
+                       f"(A to {labels[min(len(texts), len(_LETTERS)) - 1]})")
+    raise _Invalid(f"'answer' {_quote(wanted)} is not among the choices")
+
+
+def _fill_in_the_blank(item: dict[str, Any]) -> tuple[str, str]:
+    name = next((name for name in ("question", "text", "sentence") if item.get(name) is not None), None)
+    if name is None:
+        raise _Invalid("missing 'question' (or 'text' or 'sentence')")
+    sentence = _string(item[name], name).strip()
+    blanks = len(_BLANK.findall(sentence))
+    if blanks != 1:
+        found = "no blank" if blanks == 0 else f"{blanks} blanks"
+        raise _Invalid(f"'{name}' has {found} (___, [BLANK] or <blank>); an item with 'answer' and no "
+                       "'choices' is fill in the blank, which needs exactly one")
+    answer = _string(item.get("answer"), "answer").strip()
+    return f"Fill in the blank: {_BLANK.sub('___', sentence)}", answer
 
 
 def _raw_answers(item: dict[str, Any]) -> list[Any]:

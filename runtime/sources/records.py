@@ -40,17 +40,30 @@ class Page:
 
 @dataclass(frozen=True)
 class Answer:
+    """One answer to a question.
+
+    Attributes:
+        text: the answer.
+        start: character offset in the context, with ``context[start:start + len(text)] == text``;
+            None when the answer is no span: a closed-book item (empty context), or a
+            multiple-choice or fill-in-the-blank answer the context does not hold verbatim.
+            Extractive answers (SQuAD, JSONL ``answers``) always have one.
+        repaired_from: the dataset's wrong start, when it was repaired.
+    """
+
     text: str
-    start: int  # character offset in the context; context[start:start + len(text)] == text
-    repaired_from: int | None = None  # the dataset's wrong start, when it was repaired
+    start: int | None
+    repaired_from: int | None = None
 
 
 @dataclass(frozen=True)
 class QAExample:
-    """A question with its context and answer spans, from a dataset source.
+    """A question with its context and answers, from a dataset source.
 
     Attributes:
         id: the dataset's id, or ``<file>:<line or index>`` when it has none.
+        context: the passage the question is about; ``""`` for a closed-book item (multiple
+            choice or fill in the blank without one), whose answers then have no ``start``.
         source, sha256: the dataset file.
         location: where in the file (``line 12`` for JSONL, ``data[0].paragraphs[3].qas[1]``).
     """

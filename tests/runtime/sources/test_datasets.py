@@ -287,3 +287,133 @@ def test_every_kept_answer_is_an_exact_span_and_unique_texts_always_survive(
             given_start if context.startswith(text, given_start) else start]
     else:
         assert "occurs more than once" in _skips(items)[0][1]
+
+
+# --- JSONL multiple choice and fill in the blank -------------------------------------------------
+
+CHOICES = ["an hour", "20 minutes", "a day"]
+
+
+@pytest.mark.parametrize("answer", [1, "B", "b", " B ", "20 minutes"])
+def test_multiple_choice_answer_by_index_letter_or_text_becomes_the_option_text(
+        tmp_path: Path, answer: Any) -> None:
+    items = _jsonl(tmp_path, {"id": "m1", "question": "How long does the pump run?", "choices": CHOICES,
+                              "answer": answer, "context": CONTEXT})
+    assert items == [QAExample("m1", "How long does the pump run?", CONTEXT, (Answer("20 minutes", 14),),
+                               "qa.jsonl", "abc123", "line 1")]
+
+
+def test_multiple_choice_options_object_and_closed_book(tmp_path: Path) -> None:
+    items = _jsonl(tmp_path,
+                   {"question": "What opens?", "options": {"A": "the pump", "B": "the valve"}, "answer": "B"},
+                   {"question": "Which step?", "choices": {"1": "fill", "2": "drain"}, "answer": 2, "context": "  "},
+                   {"question": "Which step?", "choices": {"x": "fill", "y": "drain"}, "answer": "fill"})
+    assert [(e.question, e.context, e.answers) for e in _examples(items)] == [
+        ("What opens?", "", (Answer("the valve", None),)),  # no context: closed-book, no span
+        ("Which step?", "", (Answer("drain", None),)),  # an integer is a label of an object of choices
+        ("Which step?", "", (Answer("fill", None),)),
+    ]
+
+
+def test_multiple_choice_answer_absent_from_the_context_has_no_start(tmp_path: Path) -> None:
+    items = _jsonl(tmp_path, {"question": "How long?", "choices": CHOICES, "answer": 0, "context": CONTEXT})
+    assert _examples(items)[0].answers == (Answer("an hour", None),)
+    assert _examples(items)[0].context == CONTEXT
+
+
+def test_multiple_choice_question_is_kept_without_its_options(tmp_path: Path) -> None:
+    items = _jsonl(tmp_path, {"question": " How long? ", "choices": CHOICES, "answer": "C"})
+    assert _examples(items)[0].question == "How long?"
+
+
+@pytest.mark.parametrize(("row", "reason"), [
+    ({"choices": CHOICES, "answer": 1}, "missing 'question'"),
+    ({"question": "q?", "choices": CHOICES}, "missing 'answer'"),
+    ({"question": "q?", "choices": [], "answer": 0}, "'choices' is empty"),
+    ({"question": "q?", "options": {}, "answer": "A"}, "'options' is empty"),
+    ({"question": "q?", "choices": "an hour", "answer": 0}, "'choices' must be a list or an object, got a string"),
+    ({"question": "q?", "choices": ["a", 7], "answer": 0}, "'choices[1]' must be a string, got a number"),
+    ({"question": "q?", "choices": {"A": "a", "B": " "}, "answer": "A"}, "'choices.B' is empty"),
+    ({"question": "q?", "choices": CHOICES, "options": CHOICES, "answer": 0}, "both 'choices' and 'options': give one"),
+    ({"question": "q?", "choices": CHOICES, "answer": 3}, "'answer' index 3 is out of range for 3 choices (0 to 2)"),
+    ({"question": "q?", "choices": CHOICES, "answer": -1}, "'answer' index -1 is out of range for 3 choices (0 to 2)"),
+    ({"question": "q?", "choices": CHOICES, "answer": "D"},
+     "'answer' letter 'D' is out of range for 3 choices (A to C)"),
+    ({"question": "q?", "choices": CHOICES, "answer": "two hours"}, "'answer' 'two hours' is not among the choices"),
+    ({"question": "q?", "choices": {"1": "a", "2": "b"}, "answer": 3}, "'answer' '3' is not among the choices"),
+    ({"question": "q?", "choices": CHOICES, "answer": ""}, "'answer' is empty"),
+    ({"question": "q?", "choices": CHOICES, "answer": True},
+     "'answer' must be a choice's index, label or text, got a boolean"),
+    ({"question": "q?", "choices": CHOICES, "answer": 1.0},
+     "'answer' must be a choice's index, label or text, got a number"),
+    ({"question": "q?", "choices": ["B", "C"], "answer": "B"},
+     "'answer' 'B' is the label of choice B and the text of choice A: cannot tell which is meant"),
+    ({"question": "q?", "choices": CHOICES, "answer": 1, "context": 5}, "'context' must be a string, got a number"),
+])
+def test_invalid_multiple_choice_items_are_skipped_with_their_reason(
+        tmp_path: Path, row: dict[str, Any], reason: str) -> None:
+    assert _jsonl(tmp_path, row) == [Skipped(source="qa.jsonl", reason=reason, location="line 1")]
+
+
+def test_a_letter_that_is_also_its_own_choice_text_is_not_ambiguous(tmp_path: Path) -> None:
+    items = _jsonl(tmp_path, {"question": "q?", "choices": ["A", "B"], "answer": "B"})
+    assert _examples(items)[0].answers == (Answer("B", None),)
+
+
+@pytest.mark.parametrize(("field", "sentence"), [
+    ("question", "The pump runs ___ before the valve opens."),
+    ("text", "The pump runs _____ before the valve opens."),
+    ("sentence", "The pump runs [BLANK] before the valve opens."),
+    ("question", "The pump runs <blank> before the valve opens."),
+    ("question", "The pump runs [blank] before the valve opens."),
+])
+def test_fill_in_the_blank_becomes_a_question_with_one_blank_form(tmp_path: Path, field: str, sentence: str) -> None:
+    items = _jsonl(tmp_path, {field: sentence, "answer": " 20 minutes ", "context": CONTEXT})
+    assert items == [QAExample("qa.jsonl:1", "Fill in the blank: The pump runs ___ before the valve opens.", CONTEXT,
+                               (Answer("20 minutes", 14),), "qa.jsonl", "abc123", "line 1")]
+
+
+def test_fill_in_the_blank_closed_book(tmp_path: Path) -> None:
+    items = _jsonl(tmp_path, {"id": "f1", "question": "Water boils at ___ degrees Celsius.", "answer": "100"})
+    assert items == [QAExample("f1", "Fill in the blank: Water boils at ___ degrees Celsius.", "",
+                               (Answer("100", None),), "qa.jsonl", "abc123", "line 1")]
+
+
+@pytest.mark.parametrize(("row", "reason"), [
+    ({"question": "The pump runs 20 minutes.", "answer": "20"},
+     "'question' has no blank (___, [BLANK] or <blank>); an item with 'answer' and no 'choices' is fill in the "
+     "blank, which needs exactly one"),
+    ({"text": "The __ runs ___ and ___.", "answer": "pump"},
+     "'text' has 2 blanks (___, [BLANK] or <blank>); an item with 'answer' and no 'choices' is fill in the "
+     "blank, which needs exactly one"),
+    ({"sentence": "[BLANK] and <blank>", "answer": "pump"},
+     "'sentence' has 2 blanks (___, [BLANK] or <blank>); an item with 'answer' and no 'choices' is fill in the "
+     "blank, which needs exactly one"),
+    ({"answer": "pump"}, "missing 'question' (or 'text' or 'sentence')"),
+    ({"question": "The ___ runs.", "answer": None}, "missing 'answer'"),
+    ({"question": "The ___ runs.", "answer": "  "}, "'answer' is empty"),
+    ({"question": "The ___ runs.", "answer": 20}, "'answer' must be a string, got a number"),
+    ({"question": 7, "answer": "pump"}, "'question' must be a string, got a number"),
+])
+def test_invalid_fill_in_the_blank_items_are_skipped_with_their_reason(
+        tmp_path: Path, row: dict[str, Any], reason: str) -> None:
+    assert _jsonl(tmp_path, row) == [Skipped(source="qa.jsonl", reason=reason, location="line 1")]
+
+
+def test_converted_items_share_ids_with_extractive_ones(tmp_path: Path) -> None:
+    items = _jsonl(tmp_path,
+                   {"id": "x", "question": "How long?", "context": CONTEXT, "answers": ["20 minutes"]},
+                   {"id": "x", "question": "How long?", "choices": CHOICES, "answer": 1},
+                   {"id": "x", "question": "It runs ___.", "answer": "20 minutes"})
+    assert len(_examples(items)) == 1
+    assert _skips(items) == [("line 2", "duplicate id 'x' (first at line 1)"),
+                             ("line 3", "duplicate id 'x' (first at line 1)")]
+
+
+def test_extractive_items_still_need_a_context_and_exact_spans(tmp_path: Path) -> None:
+    items = _jsonl(tmp_path, {"question": "How long?", "answers": ["20 minutes"]},
+                   {"question": "How long?", "context": CONTEXT, "answers": ["20 Minutes"]},
+                   {"question": "How long?", "context": CONTEXT, "answers": ["20 minutes"], "answer": "ignored"})
+    assert _skips(items) == [("line 1", "missing 'context'"),
+                             ("line 2", "answers[0]: '20 Minutes' does not occur in the context")]
+    assert _examples(items)[0].answers == (Answer("20 minutes", 14),)
