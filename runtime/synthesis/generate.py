@@ -80,13 +80,15 @@ class HFGenerator:
         texts = [self.tokenizer.apply_chat_template(list(r.messages), tokenize=False, add_generation_prompt=True)
                  for r in requests]
         # The rendered template already holds BOS where the model wants one.
-        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False,
+                               return_token_type_ids=False)
         batch = batch.to(self.model.device)
         processors = LogitsProcessorList()
         if self.temperature > 0:
             processors.append(GumbelSampler([request_seed(self.seed, r.key) for r in requests], self.temperature))
         config = GenerationConfig(max_new_tokens=self.max_new_tokens, do_sample=False,
-                                  pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self._eos_ids())
+                                  pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self._eos_ids(),
+                                  bos_token_id=self.model.generation_config.bos_token_id)
         with torch.inference_mode():
             output = self.model.generate(**batch, generation_config=config, logits_processor=processors)
         new = output[:, batch["input_ids"].shape[1]:]

@@ -203,9 +203,12 @@ def _candidates(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample
 
 def _dataset_group(example: QAExample, by: str) -> str:
     """A dataset's "document" is a SQuAD article (``data[i]``); otherwise, and for ``by: chunk``,
-    questions on one context form a group, so no context is seen in two splits."""
+    questions on one context form a group, so no context is seen in two splits. Closed-book
+    items (no context) share nothing: each is its own group."""
     if by == "document" and example.location.startswith("data["):
         return f"{example.source}#{example.location.split('.')[0]}"
+    if not example.context:
+        return f"{example.source}#item:{example.id}"
     return f"{example.source}#context:{stable_id(example.context)}"
 
 

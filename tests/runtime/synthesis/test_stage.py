@@ -10,10 +10,12 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from distill.runtime.sources.records import Answer, QAExample
 from distill.runtime.synthesis.stage import NoTrainingData, synthesize
 from tests.runtime.synthesis.scripted import QA, Scripted, chunks, spec
 
@@ -78,8 +80,9 @@ def test_no_group_straddles_splits_and_augmentations_stay_in_train(tmp_path: Pat
 
 
 def test_extractive_students_get_spans(tmp_path: Path) -> None:
-    synthesize(spec().__class__(**{**spec().__dict__, "student": spec().student.__class__(
-        model="org/student", task="extractive-qa")}), chunks(), [], Scripted(), 2, tmp_path, "scripted")
+    base = spec()
+    extractive = replace(base, student=replace(base.student, task="extractive-qa"))
+    synthesize(extractive, chunks(), [], Scripted(), 2, tmp_path, "scripted")
     kept = [r for name in ("train", "val", "test") for r in records(tmp_path, f"{name}.jsonl")]
     assert kept
     for record in kept:
@@ -153,3 +156,26 @@ def test_all_garbage_stops_with_no_training_data(tmp_path: Path) -> None:
     card = json.loads((tmp_path / "data_card.json").read_text())
     assert card["examples"] == {"train": 0, "val": 0, "test": 0}
     assert "## Rejected: 6" in (tmp_path / "DATA_CARD.md").read_text()
+
+
+def dataset() -> list[QAExample]:
+    context = "The valve opens a quarter turn every five seconds."
+    return [QAExample("q1", "How fast does the valve open?", context, (Answer("a quarter turn every five seconds", 17),),
+                      "qa.jsonl", "sha-qa", "line 1"),
+            QAExample("q2", "Which gas is inert?", "", (Answer("Argon", None),), "qa.jsonl", "sha-qa", "line 2"),
+            QAExample("q3", "Fill in the blank: ___ is a noble gas.", "", (Answer("Neon", None),), "qa.jsonl",
+                      "sha-qa", "line 3")]
+
+
+@pytest.mark.parametrize("task", ["causal-lm", "extractive-qa"])
+def test_dataset_examples_join_the_split_as_they_are(tmp_path: Path, task: str) -> None:
+    base = spec(synthesis=None, augmentation={"paraphrases": 0}, split={"val": 0.0, "test": 0.0})
+    synthesize(replace(base, student=replace(base.student, task=task)), [], dataset(), None, 4, tmp_path, "none")
+    kept = records(tmp_path, "train.jsonl")
+    assert {r["origin"] for r in kept} == {"dataset"} and len({r["group"] for r in kept}) == len(kept)
+    if task == "causal-lm":
+        assert [r["answer"] for r in kept] == ["a quarter turn every five seconds", "Argon", "Neon"]
+    else:
+        assert [r["answer_start"] for r in kept] == [17]
+        assert [r["reason"] for r in records(tmp_path, "rejected.jsonl")] == [
+            "no answer span in a context (an extractive-qa student needs one)"] * 2
