@@ -14,8 +14,15 @@ from typing import Any
 
 import torch
 
+from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.resolve import ResolvedModel
 from distill.compiler.spec import Teacher
+
+class UnsafeWeights(DistillError):
+    """A model whose weights exist only in a pickle-based format."""
+
+    exit_code = ExitCode.INVALID_SPEC
+
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -48,11 +55,19 @@ def load_causal_lm(resolved: ResolvedModel, model: Teacher, root: Path, dtype: s
         if quantization is not None:
             built = reload_quantized(built, quantization, torch_dtype)
         return built.eval()
-    return AutoModelForCausalLM.from_pretrained(
-        _where(resolved, root), revision=resolved.revision, use_safetensors=True,
-        trust_remote_code=model.trust_remote_code, dtype=torch_dtype,
-        quantization_config=quantization, device_map="cpu" if quantization is not None and
-        not torch.cuda.is_available() else None).eval()
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(
+            _where(resolved, root), revision=resolved.revision, use_safetensors=True,
+            trust_remote_code=model.trust_remote_code, dtype=torch_dtype, quantization_config=quantization,
+            device_map="cpu" if quantization is not None and not torch.cuda.is_available() else None)
+    except OSError as exc:
+        if "safetensors" not in str(exc):
+            raise
+        raise UnsafeWeights(f"{resolved.role} {resolved.ref} has no safetensors weights; distill does not load "
+                            "pickled (.bin/.pt) weights, which can run code when loaded",
+                            hint="convert once, in a process you trust: AutoModelForCausalLM.from_pretrained(path)"
+                                 ".save_pretrained(path, safe_serialization=True)") from None
+    return loaded.eval()
 
 
 def reload_quantized(model: torch.nn.Module, quantization: Any, dtype: torch.dtype,
