@@ -24,17 +24,9 @@ from typing import Any
 
 from distill.backends import gguf_tokens
 from distill.backends.base import Artifact, Check, VerifyReport, export_atomically, load_reference, sha256_file
+from distill.backends.gguf_archs import family, tensor_names
 from distill.backends.gguf_child import run_llama_cpp
-from distill.backends.gguf_writer import (
-    BASE_QUANT,
-    gguf_arch,
-    qk_heads,
-    quantize,
-    read_config,
-    tensor_names,
-    unpermute_qk,
-    write_base,
-)
+from distill.backends.gguf_writer import BASE_QUANT, quantize, read_config, write_base
 from distill.backends.ollama import modelfile_name, write_modelfile
 from distill.compiler.spec import GgufTarget
 
@@ -126,12 +118,15 @@ def tensor_types(path: Path) -> dict[str, tuple[str, int]]:
 
 def _types_check(path: Path, quant: str) -> tuple[Check, dict[str, int]]:
     """Every 2-D weight has a type the quant stands for, except where its row width forces
-    llama.cpp's fallback; every 1-D tensor stays F32."""
+    llama.cpp's fallback, or llama.cpp keeps it as written (GPT-2's position embedding); every
+    1-D tensor stays F32."""
     wrong, counts = [], {}
     for name, (kind, width) in tensor_types(path).items():
         counts[kind] = counts.get(kind, 0) + 1
         if name.endswith(("norm.weight", ".bias")):
             ok = kind == "F32"
+        elif name == "position_embd.weight":
+            ok = kind in ("F32", BASE_QUANT)
         else:
             forced = width % (QK_K if "_K" in quant else 32) != 0
             ok = kind in EXPECTED_TYPES[quant] or forced
@@ -143,16 +138,23 @@ def _types_check(path: Path, quant: str) -> tuple[Check, dict[str, int]]:
     return Check(f"{quant}.tensor_types", not wrong, detail), counts
 
 
-def _probe_ids(vocab_size: int) -> Any:
+def _probe_ids(path: Path, vocab_size: int) -> Any:
+    """Seeded random token ids, PROBE_LEN long or the file's context length if shorter: llama.cpp
+    owes nothing past the context a GGUF declares."""
+    import gguf
     import numpy as np
 
+    reader = gguf.GGUFReader(path)
+    arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+    context = int(reader.fields[f"{arch}.context_length"].parts[-1][0])
     # ids >= 4 skip the special tokens at the start of a trained vocabulary.
-    return np.random.default_rng(PROBE_SEED).integers(4, vocab_size, (PROBE_ROWS, PROBE_LEN))
+    return np.random.default_rng(PROBE_SEED).integers(4, vocab_size, (PROBE_ROWS, min(PROBE_LEN, context)))
 
 
 def _reference(model_dir: Path, gguf_path: Path | None) -> Any:
     """The torch fp32 model; with ``gguf_path``, running the weights dequantized from that file
-    (Q/K un-permuted), so the comparison isolates llama.cpp's kernels from quantization error."""
+    (each arch's change undone), so the comparison isolates llama.cpp's kernels from
+    quantization error."""
     import gguf
     import numpy as np
     import torch
@@ -162,20 +164,14 @@ def _reference(model_dir: Path, gguf_path: Path | None) -> Any:
     if gguf_path is None:
         return model
     config = read_config(model_dir)
-    _, permute = gguf_arch(config)
-    state = model.state_dict()
+    arch = family(config)
     stored = {t.name: t for t in gguf.GGUFReader(gguf_path).tensors}
-    names = tensor_names(config, state)
     loaded = {}
-    for hf_name, gguf_name in names.items():
-        if gguf_name not in stored:  # a tied lm_head: llama.cpp reuses token_embd, as does torch
-            continue
+    for hf_name, gguf_name in tensor_names(config, model.state_dict()).items():
         tensor = stored[gguf_name]
+        # dequantize gives the [rows, row width] shape llama.cpp stores.
         data = gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
-        data = data.reshape(state[hf_name].shape)
-        heads = qk_heads(hf_name, config) if permute else None
-        if heads is not None:
-            data = unpermute_qk(data, heads)
+        data = arch.from_gguf(hf_name, data, config)
         loaded[hf_name] = torch.from_numpy(np.ascontiguousarray(data))
     model.load_state_dict(loaded, strict=False)
     return model
@@ -188,7 +184,7 @@ def _verify_file(path: Path, quant: str, model_dir: Path, tokens: bool) -> list[
 
     checks = [_types_check(path, quant)[0]]
     config = read_config(model_dir)
-    ids = _probe_ids(config["vocab_size"])
+    ids = _probe_ids(path, config.vocab_size)
     tokenizer = gguf_tokens.load_tokenizer(model_dir) if tokens else None
     got, facts = run_llama_cpp(path, ids, gguf_tokens.request(model_dir, tokenizer) if tokens else None)
     reference = _reference(model_dir, None if quant in EXACT else path)

@@ -44,7 +44,7 @@ def eos_ids(model_dir: Path, tokenizer: Any) -> list[int]:
     return list(dict.fromkeys(declared))
 
 
-def write_tokenizer(writer: Any, model_dir: Path, config: dict[str, Any]) -> None:
+def write_tokenizer(writer: Any, model_dir: Path, config: Any) -> None:
     """Byte-level BPE metadata: tokens by id, types, merges, special ids, chat template.
 
     Raises:
@@ -59,13 +59,13 @@ def write_tokenizer(writer: Any, model_dir: Path, config: dict[str, Any]) -> Non
         raise NotImplementedError("gguf backend writes byte-level BPE tokenizers; got "
                                   f"{model.get('type')}{' with byte fallback' if model.get('byte_fallback') else ''}")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    tokens, types = _token_table(tokenizer, tokenizer_json, config["vocab_size"])
+    tokens, types = _token_table(tokenizer, tokenizer_json, config.vocab_size)
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(pre_tokenizer(tokenizer_json))
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in model["merges"]])
-    _write_special_ids(writer, model_dir, tokenizer, config.get("bos_token_id"))
+    _write_special_ids(writer, model_dir, tokenizer, config.bos_token_id)
     if tokenizer.chat_template:
         writer.add_chat_template(tokenizer.chat_template)
 

@@ -16,7 +16,7 @@ pytest.importorskip("llama_cpp")
 import torch
 import transformers
 from distill.backends import gguf as gguf_backend
-from distill.backends import gguf_vocab, gguf_writer, ollama
+from distill.backends import gguf_archs, gguf_vocab, ollama
 from distill.backends.base import BACKENDS, VerificationError, get_backend, sha256_file
 from distill.compiler.spec import GgufTarget
 from distill.runtime.sources.tokenizer import train_byte_bpe
@@ -45,9 +45,10 @@ CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\
 
 
 def _model(folder: Path, arch: str, tokenizer_object: Any = None, tied: bool = False,
-           chat: bool = True, second_eos: int = 0) -> Path:
+           chat: bool = True, second_eos: int = 0, **config: Any) -> Path:
     """A tiny random model with a trained byte-level BPE; ``chat``: a ChatML template whose
-    ``<|im_end|>`` is the EOS, with ``second_eos`` (<|endoftext|>) declared as a second EOS."""
+    ``<|im_end|>`` is the EOS, with ``second_eos`` (<|endoftext|>) declared as a second EOS;
+    ``config`` overrides the model config."""
     tokenizer = transformers.PreTrainedTokenizerFast(  # ids: 0 <|endoftext|>, 1 <|pad|>, ...
         tokenizer_object=tokenizer_object or train_byte_bpe(TEXT, 320),
         eos_token="<|im_end|>" if chat else "<|endoftext|>", pad_token="<|pad|>",
@@ -59,7 +60,7 @@ def _model(folder: Path, arch: str, tokenizer_object: Any = None, tied: bool = F
         arch, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tokenizer),
         max_position_embeddings=128, bos_token_id=0, eos_token_id=list(dict.fromkeys([tokenizer.eos_token_id, second_eos])),
-        pad_token_id=1, tie_word_embeddings=tied)
+        pad_token_id=1, tie_word_embeddings=tied, **config)
     transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
     return folder
 
@@ -131,7 +132,7 @@ def test_manifest(export, llama: Path) -> None:
 def test_wrong_permutation_fails_and_leaves_nothing(llama: Path, tmp_path: Path,
                                                     monkeypatch) -> None:
     # Writing q/k without llama.cpp's rotary row order is the classic silent conversion bug.
-    monkeypatch.setattr(gguf_writer, "permute_qk", lambda weight, heads: weight)
+    monkeypatch.setattr(gguf_archs, "_permute", lambda weight, heads: weight)
     destination = tmp_path / "deploy" / "gguf"
     with pytest.raises(VerificationError) as error:
         get_backend("gguf").export(llama, GgufTarget(("Q8_0",)), destination)
