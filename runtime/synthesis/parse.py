@@ -3,13 +3,10 @@
 Pure and deterministic: stdlib + ``jsonschema``, never raises on any text (a tiny random model
 emits random tokens, and the stage must not crash on them).
 
-Finding the JSON. Candidates are the ``[``/``{`` positions of each fenced block (in order), then
-of the whole text; the first that decodes (``raw_decode``) into items wins. Items come from an
-array holding objects, an object holding one such array under any key, or a single item object
-(followed, JSON-lines style, by more item objects separated only by whitespace or commas). When
-a candidate that looks like JSON fails, it is decoded again after a few deterministic repairs
-(see ``_repair``); if that fails too, every complete item before the break is salvaged and the
-broken tail becomes one ``Rejected``. Content is never guessed at.
+Finding the JSON (fenced blocks first, ``raw_decode`` scanning, repairs, salvage of the complete
+items before a break) lives in ``jsonfind``; a broken tail becomes one ``Rejected``. Content is
+never guessed at. Items come from an array holding objects, an object holding one such array
+under any key, or a single item object (see ``_extract``).
 
 Validation. Each item is stripped (strings only) and checked against ``item_schema``; errors
 become one-line reasons ``item 3: answer: must not be empty`` (items 1-based, paths like
@@ -28,29 +25,18 @@ become one-line reasons ``item 3: answer: must not be empty`` (items 1-based, pa
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 
+from distill.runtime.synthesis.jsonfind import Scanner
+
 Kind = Literal["qa", "conversation"]
 
 MAX_QUESTION_CHARS = 1000
 MAX_TEXT_CHARS = 4000  # answers, evidence, message contents, paraphrases
-# Work bounds for garbage full of brackets, where trying every bracket is O(n^2): failed strict
-# decodes (C speed, but "[[[[..." recurses ~1000 deep at each), and repairs (a Python loop over
-# the rest of the text). Teachers' JSON is found at one of the first few brackets.
-MAX_FAILED_CANDIDATES = 1000
-MAX_REPAIR_ATTEMPTS = 8
-MAX_DEPTH = 64  # item JSON nests at most ~5 deep; a repair stops beyond this
-# strict=False accepts raw newlines and tabs inside strings: teachers write multi-line answers
-# without escaping them, and the text is unambiguous.
-_DECODER = json.JSONDecoder(strict=False)
-# A fence opener with an optional language tag; an unclosed fence (cut off) runs to the end.
-_FENCE = re.compile(r"```[ \t]*[\w+-]*[ \t]*\r?\n(.*?)(?:```|\Z)", re.S)
 _ITEM_KEYS = {"qa": ("question", "answer"), "conversation": ("messages",)}
 _WRAPPER_KEYS = ("pairs", "qa", "qa_pairs", "questions", "items", "conversations", "data", "paraphrases")
 _EXPECTED = {"qa": "a list of objects with 'question' and 'answer'",
@@ -212,213 +198,6 @@ def _validator(kind: str, turns: int) -> Draft202012Validator:
 _STRING_SCHEMA = _text(MAX_TEXT_CHARS, "One paraphrase.")
 
 
-@dataclass(frozen=True)
-class _Found:
-    raw: list[Any]
-    tail: Rejected | None = None  # the broken rest of the container, when salvaged
-
-
-def _repair(text: str, start: int) -> tuple[str, list[int], bool]:
-    """The container at ``start`` with deterministic fixes, its map to original offsets, and
-    whether it closed before the end.
-
-    Fixes: a comma before ``]``/``}`` becomes a space (teachers copy JavaScript habits);
-    Python-style 'single-quoted' strings become JSON strings (teachers print Python literals);
-    ``\\'`` in a JSON string becomes ``'`` (teachers escape apostrophes, invalid in JSON).
-    """
-    out: list[str] = []
-    where: list[int] = []
-    quote, depth, i = "", 0, start
-    while i < len(text):
-        c = text[i]
-        if quote:
-            if c == "\\" and i + 1 < len(text):
-                pair = "'" if text[i + 1] == "'" else c + text[i + 1]
-                out.append(pair)
-                where.extend([i] * len(pair))
-                i += 2
-                continue
-            if c == quote:
-                c, quote = '"', ""
-            elif c == '"':  # a double quote inside a single-quoted string
-                c = '\\"'
-        elif c in "\"'":
-            c, quote = '"', c
-        elif c == "," and text[_skip(text, i + 1):_skip(text, i + 1) + 1] in ("]", "}"):
-            c = " "
-        elif c in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                break
-        elif c in "]}":
-            depth -= 1
-        out.append(c)
-        where.extend([i] * len(c))
-        i += 1
-        if depth == 0 and not quote:
-            return "".join(out), where, True
-    return "".join(out), where, False
-
-
-def _decode(text: str, at: int) -> tuple[Any, int] | json.JSONDecodeError:
-    try:
-        return _DECODER.raw_decode(text, at)
-    except json.JSONDecodeError as error:
-        return error
-    except RecursionError:
-        return json.JSONDecodeError("nested too deep", text, at)
-    except ValueError:  # an integer of more than 4300 digits
-        return json.JSONDecodeError("number too long", text, at)
-
-
-def _skip(text: str, i: int, also: str = "") -> int:
-    while i < len(text) and (text[i].isspace() or text[i] in also):
-        i += 1
-    return i
-
-
-def _salvage(text: str, i: int) -> tuple[Any, json.JSONDecodeError | None]:
-    """The complete entries of the container at ``i`` (an array value that breaks inside an
-    object is salvaged too), and the error where it broke (None when whole)."""
-    is_object = text[i] == "{"
-    close, entries = "}" if is_object else "]", []
-
-    def done(error: json.JSONDecodeError | None) -> tuple[Any, json.JSONDecodeError | None]:
-        return (dict(entries) if is_object else [value for _, value in entries]), error
-
-    i = _skip(text, i + 1)
-    while text[i:i + 1] != close:
-        key = None
-        if is_object:
-            got = _decode(text, i) if text[i:i + 1] == '"' else json.JSONDecodeError("Expecting property name", text, i)
-            if isinstance(got, json.JSONDecodeError):
-                return done(got)
-            key, i = got[0], _skip(text, got[1])
-            if text[i:i + 1] != ":":
-                return done(json.JSONDecodeError("Expecting ':' delimiter", text, i))
-            i = _skip(text, i + 1)
-        got = _decode(text, i)
-        if isinstance(got, json.JSONDecodeError):
-            if is_object and text[i:i + 1] == "[":  # {"pairs": [ ... broken
-                value, error = _salvage(text, i)
-                entries.append((key, value))
-                return done(error)
-            return done(got)
-        entries.append((key, got[0]))
-        i = _skip(text, got[1])
-        if text[i:i + 1] == ",":
-            i = _skip(text, i + 1)
-        elif text[i:i + 1] != close:
-            return done(json.JSONDecodeError("Expecting ',' delimiter", text, i))
-    return done(None)
-
-
-@dataclass(frozen=True)
-class _Broken:
-    """A container that failed to decode even after ``_repair``."""
-
-    repaired: str
-    where: list[int]  # repaired offset -> offset in the scanned text
-    closed: bool  # its brackets closed before the end of the text
-    error: json.JSONDecodeError
-
-    def tail(self, error: json.JSONDecodeError | None, base: int, after: int) -> Rejected:
-        """The broken rest: cut off when it never closed and the decoder ran out of text (an
-        unterminated string runs to the end), else the syntax error and where it is."""
-        error = error or self.error
-        at = base + self.where[min(error.pos, len(self.where) - 1)]
-        ran_out = error.pos >= len(self.repaired.rstrip()) or error.msg.startswith("Unterminated string")
-        if not self.closed and ran_out:
-            return Rejected(f"response cut off after item {after}" if after else
-                            "response cut off before the first complete item")
-        return Rejected(f"JSON syntax error at char {at}" + (f" after item {after}" if after else "") + f": {error.msg}")
-
-
-def _decode_repaired(text: str, p: int) -> tuple[Any, int] | _Broken:
-    """Decode the container at ``p`` after ``_repair``: (value, its end in ``text``) or why not."""
-    repaired, where, closed = _repair(text, p)
-    got = _decode(repaired, 0)
-    return _Broken(repaired, where, closed, got) if isinstance(got, json.JSONDecodeError) else (
-        got[0], where[got[1] - 1] + 1)
-
-
-class _Scanner:
-    """Tries candidate positions in order; remembers the first failure and the first empty JSON."""
-
-    def __init__(self, extract: Callable[[Any, bool], list[Any] | None]) -> None:
-        self.extract = extract
-        self.budget = MAX_REPAIR_ATTEMPTS
-        self.tries = MAX_FAILED_CANDIDATES
-        self.failure: str | None = None  # the first JSON-looking container that broke with no items
-        self.empty_at: int | None = None  # the first JSON that decoded but held no items
-
-    def region(self, text: str, base: int) -> _Found | None:
-        """The first container in ``text`` (a slice starting at ``base``) that yields items."""
-        skip_to = 0
-        for match in re.finditer(r"[\[{]", text):
-            p = match.start()
-            if p < skip_to:  # inside a container already judged
-                continue
-            got: tuple[Any, int] | _Broken | json.JSONDecodeError = _decode(text, p)
-            if isinstance(got, json.JSONDecodeError):
-                self.tries -= 1
-                if self.tries <= 0:
-                    self.failure = self.failure or f"no JSON at the first {MAX_FAILED_CANDIDATES} brackets"
-                    return None
-                if self.budget <= 0 or not _looks_like_json(text, p):
-                    continue
-                self.budget -= 1
-                got = _decode_repaired(text, p)
-            if isinstance(got, _Broken):
-                found, skip_to = self.salvage(got, base)
-            else:
-                found = self.decoded(text, got, base, p)
-                skip_to = got[1]  # a container is judged whole: no items in {"a": [..], "b": [..]} either
-            if found is not None:
-                return found
-        return None
-
-    def decoded(self, text: str, got: tuple[Any, int], base: int, p: int) -> _Found | None:
-        raw = self.extract(got[0], True)
-        if raw is None:
-            self.empty_at = base + p if self.empty_at is None else self.empty_at
-            return None
-        single = isinstance(got[0], dict) and raw == [got[0]]
-        return self.stream(text, got[1], raw, base) if single else _Found(raw)
-
-    def salvage(self, broken: _Broken, base: int) -> tuple[_Found | None, int]:
-        """The complete items before the break, or where scanning goes on when there are none."""
-        partial, error = _salvage(broken.repaired, 0)
-        raw = self.extract(partial, False)
-        tail = broken.tail(error, base, len(raw or ()))
-        if raw:
-            return _Found(raw, tail), 0
-        self.failure = self.failure or tail.reason
-        return None, broken.where[min((error or broken.error).pos, len(broken.where) - 1)]
-
-    def stream(self, text: str, end: int, first: list[Any], base: int) -> _Found:
-        """JSON lines: more item objects after the first, separated only by whitespace or commas."""
-        items, i = list(first), _skip(text, end, ",")
-        while text[i:i + 1] == "{":
-            got: tuple[Any, int] | _Broken | json.JSONDecodeError = _decode(text, i)
-            if isinstance(got, json.JSONDecodeError):
-                got = _decode_repaired(text, i)
-                if isinstance(got, _Broken):
-                    return _Found(items, got.tail(None, base, len(items)))
-            if self.extract(got[0], True) != [got[0]]:  # a wrapper or a non-item: the items have ended
-                break
-            items.append(got[0])
-            i = _skip(text, got[1], ",")
-        return _Found(items)
-
-
-def _looks_like_json(text: str, p: int) -> bool:
-    # Prose brackets ("[1]", "{name}") are not worth repairing; "[{", "[\"", "{'" are.
-    after = _skip(text, p + 1)
-    following = text[after:after + 1]
-    return following in ("{", "[", '"', "'") if text[p] == "[" else following in ('"', "'")
-
-
 def _find(text: Any, extract: Callable[[Any, bool], list[Any] | None], expected: str,
           check: Callable[[Any, int], tuple[dict[str, Any] | None, list[str]]]) -> Parsed:
     """Find the first container of items (fenced blocks first) and check each item.
@@ -433,9 +212,8 @@ def _find(text: Any, extract: Callable[[Any, bool], list[Any] | None], expected:
     if not isinstance(text, str) or not text.strip():
         return Parsed((), (), "response is empty" if isinstance(text, str) else
                       f"response is not text (got {type(text).__name__})", False)
-    scanner = _Scanner(extract)
-    regions = [(m.start(1), m.end(1)) for m in _FENCE.finditer(text)] + [(0, len(text))]
-    found = next(filter(None, (scanner.region(text[start:end], start) for start, end in regions)), None)
+    scanner = Scanner(extract)
+    found = scanner.find(text)
     if found is None:
         empty = f"no items in the JSON at char {scanner.empty_at}: expected {expected}"
         return Parsed((), (), scanner.failure or (empty if scanner.empty_at is not None else "no JSON found"), False)
@@ -449,7 +227,7 @@ def _find(text: Any, extract: Callable[[Any, bool], list[Any] | None], expected:
             rejected.append(Rejected(f"item {number}: " + "; ".join(problems), raw))
         else:
             items.append(item)
-    return Parsed(tuple(items), tuple(rejected + ([found.tail] if found.tail else [])), None, salvaged)
+    return Parsed(tuple(items), tuple(rejected + ([Rejected(found.tail)] if found.tail else [])), None, salvaged)
 
 
 def _extract(value: Any, kind: str, whole: bool) -> list[Any] | None:
