@@ -22,9 +22,13 @@ from tests.backends.test_gguf import _model
 
 # Sliding windows of 8 tokens: shorter than the 16-token probe, so Gemma-2's alternate-layer
 # window is really exercised in both llama.cpp and torch; Phi-3's caps the GGUF context at 8.
-# Gemma ties lm_head to the embedding, as llama.cpp's gemma assumes.
+# Gemma ties lm_head to the embedding, as llama.cpp's gemma assumes. Gemma-2's soft-caps are
+# tiny so that they bite on random weights (the default 50 and 30 are far above its scores and
+# logits, so they would be the identity): at 0.05 and 0.5, torch's sdpa, which ignores the
+# attention cap, is 0.11 away from eager attention.
 ARCHS = {"gpt2": {}, "phi3": {"sliding_window": 8}, "gemma": {"head_dim": 64, "tied": True},
-         "gemma2": {"head_dim": 64, "query_pre_attn_scalar": 64, "sliding_window": 8, "tied": True}}
+         "gemma2": {"head_dim": 64, "query_pre_attn_scalar": 64, "sliding_window": 8, "tied": True,
+                    "attn_logit_softcapping": 0.05, "final_logit_softcapping": 0.5}}
 
 
 @pytest.fixture(autouse=True)
