@@ -26,7 +26,8 @@ from tests.backends.test_gguf import _model
 # tiny so that they bite on random weights (the default 50 and 30 are far above its scores and
 # logits, so they would be the identity): at 0.05 and 0.5, torch's sdpa, which ignores the
 # attention cap, is 0.11 away from eager attention.
-ARCHS = {"gpt2": {}, "phi3": {"sliding_window": 8}, "gemma": {"head_dim": 64, "tied": True},
+ARCHS = {"gpt2": {}, "phi3": {"sliding_window": 8},
+         "gemma": {"head_dim": 64, "tied": True, "hidden_act": "gelu"},  # exact, as Gemma ships
          "gemma2": {"head_dim": 64, "query_pre_attn_scalar": 64, "sliding_window": 8, "tied": True,
                     "attn_logit_softcapping": 0.05, "final_logit_softcapping": 0.5}}
 
