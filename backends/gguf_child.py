@@ -87,9 +87,8 @@ def _chat(llm: Any, messages: list[dict[str, str]]) -> dict[str, Any] | None:
     llama.cpp's built-in C++ renderer (``llama_chat_apply_template``: llama-cli and
     ``llama-server --no-jinja``) is reported too; it knows a fixed list of formats only.
     """
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
     import llama_cpp
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     template = llama_cpp.llama_model_chat_template(llm._model.model, None)
     if template is None:
