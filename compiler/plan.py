@@ -68,6 +68,8 @@ class Plan:
             not exist yet, and said so in ``data_note``).
         estimates: time per stage (not part of the lock: throughput is measured).
         synthesis_batch: chunks the teacher writes for at once; ``None`` without synthesis.
+        lora_targets: the student's adapted linear layers (peft names); empty without an adapter.
+        kd_top_k: teacher logits kept per token when ``kd_mode`` is "cached".
     """
 
     device: str
@@ -92,6 +94,8 @@ class Plan:
     data_note: str
     estimates: tuple[Estimate, ...]
     synthesis_batch: int | None = None
+    lora_targets: tuple[str, ...] = ()
+    kd_top_k: int | None = None
 
     @property
     def peak(self) -> PhaseMemory:

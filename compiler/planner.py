@@ -366,7 +366,9 @@ def _assemble(setting: _Setting, choice: _Choice, decisions: list[Decision],
         student_quant=choice.student_quant, kd_mode=setting.kd_mode, kd_chunk_tokens=setting.kd_chunk,
         examples=volume.examples, tokens_per_epoch=volume.tokens, optimizer_steps=steps,
         data_note=volume.note, estimates=tuple(_estimates(setting, choice, volume, steps)),
-        synthesis_batch=_synthesis_batch(setting, choice))
+        synthesis_batch=_synthesis_batch(setting, choice),
+        lora_targets=setting.targets if spec.student.adapter.type != "none" else (),
+        kd_top_k=_top_k(spec) if setting.kd_mode == "cached" else None)
 
 
 def _synthesis_batch(setting: _Setting, choice: _Choice) -> int | None:
