@@ -1,0 +1,1 @@
+"""The train stage: synthesized examples -> token ids -> a trained student."""
