@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -41,22 +41,24 @@ def bnb_config(quant: str, compute_dtype: torch.dtype) -> Any:
     raise ValueError(f"unknown quantization {quant!r}")
 
 
-def load_causal_lm(resolved: ResolvedModel, model: Teacher, root: Path, dtype: str,
-                   quant: str | None, seed: int) -> torch.nn.Module:
-    """The model in eval mode. ``quant`` is the plan's choice ("none", "8bit", "4bit" or None)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+def load_model(resolved: ResolvedModel, model: Teacher, root: Path, dtype: str, quant: str | None, seed: int,
+               head: Literal["causal-lm", "extractive-qa"] = "causal-lm") -> torch.nn.Module:
+    """The model in eval mode. ``quant`` is the plan's choice ("none", "8bit", "4bit" or None);
+    ``head`` picks a causal LM or an extractive-QA (span) model."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForQuestionAnswering
 
+    auto = AutoModelForQuestionAnswering if head == "extractive-qa" else AutoModelForCausalLM
     torch_dtype = DTYPES[dtype]
     quantization = bnb_config(quant, torch_dtype) if quant not in (None, "none") else None
     if resolved.kind == "random":
         torch.manual_seed(seed)
         config = AutoConfig.for_model(**resolved.config)
-        built = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+        built = auto.from_config(config, dtype=torch_dtype)
         if quantization is not None:
             built = reload_quantized(built, quantization, torch_dtype)
         return built.eval()
     try:
-        loaded = AutoModelForCausalLM.from_pretrained(
+        loaded = auto.from_pretrained(
             _where(resolved, root), revision=resolved.revision, use_safetensors=True,
             trust_remote_code=model.trust_remote_code, dtype=torch_dtype, quantization_config=quantization,
             device_map="cpu" if quantization is not None and not torch.cuda.is_available() else None)

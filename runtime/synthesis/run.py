@@ -30,7 +30,7 @@ def teacher_generator(planned: Planned, extracted: Extracted) -> Generator:
     """The planned teacher (dtype, quantization) behind the ``Generator`` interface."""
     import torch
 
-    from distill.runtime.models import load_causal_lm, load_tokenizer
+    from distill.runtime.models import load_model, load_tokenizer
     from distill.runtime.synthesis.generate import HFGenerator
 
     spec, root, plan = planned.compiled.spec, planned.compiled.root, planned.plan
@@ -43,7 +43,7 @@ def teacher_generator(planned: Planned, extracted: Extracted) -> Generator:
                               hint="use an instruction-tuned teacher, or set teacher.chat_template (Jinja text "
                                    "or a .jinja file)")
     torch.manual_seed(spec.seed)
-    model = load_causal_lm(resolved, teacher, root, plan.dtype, plan.teacher_quant, spec.seed)
+    model = load_model(resolved, teacher, root, plan.dtype, plan.teacher_quant, spec.seed)
     synthesis = spec.data.synthesis
     max_new, temperature = (synthesis.max_new_tokens, synthesis.temperature) if synthesis else (128, 0.7)
     return HFGenerator(model, tokenizer, max_new, temperature, spec.seed)

@@ -11,7 +11,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from distill.compiler.resolve import ResolvedModel
 from distill.compiler.spec import RandomModel, Teacher
-from distill.runtime.models import UnsafeWeights, load_causal_lm, load_tokenizer
+from distill.runtime.models import UnsafeWeights, load_model, load_tokenizer
 
 TINY = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
         "num_attention_heads": 2, "vocab_size": 300}
@@ -29,19 +29,19 @@ def saved(folder: Path, safe: bool) -> Path:
 
 def test_a_local_safetensors_model_loads(tmp_path: Path) -> None:
     saved(tmp_path / "m", safe=True)
-    model = load_causal_lm(resolved("local", "m"), Teacher(model="m"), tmp_path, "float32", "none", 0)
+    model = load_model(resolved("local", "m"), Teacher(model="m"), tmp_path, "float32", "none", 0)
     assert not model.training and model.config.hidden_size == 32
 
 
 def test_pickled_weights_are_refused(tmp_path: Path) -> None:
     saved(tmp_path / "m", safe=False)
     with pytest.raises(UnsafeWeights, match="no safetensors weights"):
-        load_causal_lm(resolved("local", "m"), Teacher(model="m"), tmp_path, "float32", None, 0)
+        load_model(resolved("local", "m"), Teacher(model="m"), tmp_path, "float32", None, 0)
 
 
 def test_a_random_model_is_one_model_per_seed(tmp_path: Path) -> None:
     spec = Teacher(random=RandomModel(config="tiny.json"))
-    a, b, c = (load_causal_lm(resolved("random", "tiny.json"), spec, tmp_path, "float32", None, seed)
+    a, b, c = (load_model(resolved("random", "tiny.json"), spec, tmp_path, "float32", None, seed)
                for seed in (1, 1, 2))
     weight = "model.embed_tokens.weight"
     assert torch.equal(a.state_dict()[weight], b.state_dict()[weight])

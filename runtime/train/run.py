@@ -1,0 +1,119 @@
+"""The teacher_logits, train and merge stages for one planned Distillfile: what ``distill train``
+runs and what the build's stages call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distill.compiler.errors import DistillError, ExitCode
+from distill.compiler.pipeline import Planned
+from distill.runtime.train.data import Encoded, Skip, read_split
+from distill.runtime.train.loop import Progress, TrainResult, train
+from distill.runtime.train.merge import MergeReport, merge_adapter, save_model
+from distill.runtime.train.objective import Objective, Weights
+
+
+class NothingToTrain(DistillError):
+    """Every train example was skipped at tokenization."""
+
+    exit_code = ExitCode.NO_DATA
+
+
+@dataclass(frozen=True)
+class Trained:
+    result: TrainResult
+    merge: MergeReport
+    model_dir: Path
+    skipped: tuple[Skip, ...]
+
+
+def train_planned(planned: Planned, data: Path, folder: Path, corpus: Sequence[str] = (),
+                  progress: Progress | None = None, teacher_key: str = "") -> Trained:
+    """Tokenize ``data``'s splits, train as planned into ``folder`` (resuming from its
+    checkpoints), merge and save the model to ``folder / "model"``."""
+    from distill.runtime.models import load_tokenizer
+    from distill.runtime.train.student import build_student, causal_head
+
+    spec, plan, root = planned.compiled.spec, planned.plan, planned.compiled.root
+    tokenizer = load_tokenizer(planned.models["student"], spec.student, root, corpus)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    train_set, skipped = _split(data / "train.jsonl", tokenizer, planned)
+    val_set, val_skipped = _split(data / "val.jsonl", tokenizer, planned)
+    if not train_set:
+        raise NothingToTrain(f"all {len(skipped)} train example(s) were skipped at tokenization: "
+                             f"{skipped[0].reason if skipped else 'the train split is empty'}",
+                             hint="raise train.max_seq_len, or check the student's chat template")
+    student = build_student(planned.models["student"], spec, root, plan)
+    causal = spec.student.task == "causal-lm"
+    objective = Objective(student, spec.student.task, causal_head(student) if causal else None, _weights(planned))
+    if causal and _needs_teacher(planned):
+        _attach_teacher(objective, planned, train_set, pad_id, folder, teacher_key)
+    result = train(objective, train_set, val_set, pad_id, spec, plan, folder, progress)
+    probe = {k: v.to(next(student.parameters()).device) for k, v in _probe(train_set, pad_id).items()}
+    merged, report = merge_adapter(objective.student, probe)
+    model_dir = folder / "model"
+    save_model(merged, tokenizer, model_dir, torch.float32 if plan.dtype == "float32" else torch.bfloat16)
+    return Trained(result, report, model_dir, tuple(skipped + val_skipped))
+
+
+def _split(path: Path, tokenizer: Any, planned: Planned) -> tuple[list[Encoded], list[Skip]]:
+    spec = planned.compiled.spec
+    if not path.is_file():
+        return [], []
+    return read_split(path, tokenizer, spec.student.task, spec.loss.mask, spec.train.max_seq_len)
+
+
+def _probe(train_set: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    from distill.runtime.train.data import collate
+
+    batch = collate(train_set[:4], pad_id)
+    return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+def _weights(planned: Planned) -> Weights:
+    loss, plan = planned.compiled.spec.loss, planned.plan
+    kl_active = loss.kl is not None and plan.kd_mode in ("online", "cached")
+    return Weights(ce=loss.ce.weight if loss.ce else 0.0, kl=loss.kl.weight if kl_active else 0.0,  # type: ignore[union-attr]
+                   temperature=loss.kl.temperature if loss.kl else 1.0,
+                   direction=loss.kl.direction if loss.kl else "forward",
+                   hidden=loss.hidden.weight if loss.hidden else 0.0,
+                   chunk_tokens=plan.kd_chunk_tokens or 1024)
+
+
+def _needs_teacher(planned: Planned) -> bool:
+    weights = _weights(planned)
+    return weights.kl > 0 or weights.hidden > 0
+
+
+def _attach_teacher(objective: Objective, planned: Planned, train_set: Sequence[Encoded], pad_id: int,
+                    folder: Path, teacher_key: str) -> None:
+    """The teacher online, or its top-k cache (built now, the teacher_logits stage), and the
+    hidden-state projector (seeded, trainable)."""
+    from distill.runtime.hidden import HiddenProjector, auto_layer_map
+    from distill.runtime.models import load_model
+    from distill.runtime.train.student import causal_head
+    from distill.runtime.train.teacher_cache import build_cache
+
+    spec, plan, root = planned.compiled.spec, planned.plan, planned.compiled.root
+    assert spec.teacher is not None
+    teacher = load_model(planned.models["teacher"], spec.teacher, root, plan.dtype, plan.teacher_quant, spec.seed)
+    teacher.requires_grad_(False)
+    objective.teacher, objective.teacher_head = teacher, causal_head(teacher)
+    if plan.kd_mode == "cached" and objective.weights.kl > 0:
+        objective.cache = build_cache(teacher, objective.teacher_head, train_set, pad_id, plan.micro_batch,
+                                      plan.kd_top_k or 64, objective.weights.temperature,
+                                      folder / "teacher_logits", teacher_key)
+    hidden = spec.loss.hidden
+    if objective.cache is not None and (hidden is None or hidden.weight <= 0):
+        objective.teacher = None  # cached logits are all it gives: free its memory for training
+    if hidden is not None and hidden.weight > 0:
+        s_config, t_config = objective.student.config, teacher.config
+        pairs = (auto_layer_map(s_config.num_hidden_layers, t_config.num_hidden_layers)
+                 if hidden.layers == "auto" else hidden.layers)
+        torch.manual_seed(spec.seed)
+        objective.projector = HiddenProjector(pairs, s_config.hidden_size, t_config.hidden_size, hidden.kind)

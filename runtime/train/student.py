@@ -1,0 +1,100 @@
+"""The student as the plan says to train it: base (random, local or hub; quantized for QLoRA or a
+quantized base), adapter (LoRA with the seed set right before its initialisation) or full
+fine-tuning, gradient checkpointing; and the "head" the chunked loss applies to hidden rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distill.compiler.plan import Plan
+from distill.compiler.resolve import ResolvedModel
+from distill.compiler.spec import Spec
+
+Head = Callable[[torch.Tensor], torch.Tensor]
+
+
+def student_quant(spec: Spec, plan: Plan) -> str:
+    """bitsandbytes quantization of the frozen base: QLoRA means nf4."""
+    return "4bit" if spec.student.adapter.type == "qlora" else plan.student_quant
+
+
+def build_student(resolved: ResolvedModel, spec: Spec, root: Path, plan: Plan) -> torch.nn.Module:
+    """The trainable student in train mode. ``spec.seed`` seeds a random base, then again the
+    adapter's initialisation, so one seed gives one starting point whatever ran before."""
+    import peft
+
+    from distill.runtime.models import load_model
+
+    quant = student_quant(spec, plan)
+    if spec.student.task == "extractive-qa":
+        model = load_model(resolved, spec.student, root, plan.dtype, quant, spec.seed, head="extractive-qa")
+    else:
+        model = load_model(resolved, spec.student, root, plan.dtype, quant, spec.seed)
+    adapter = spec.student.adapter
+    no_reentrant = {"use_reentrant": False}
+    if quant != "none":
+        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=plan.checkpointing,
+                                                     gradient_checkpointing_kwargs=no_reentrant)
+    if adapter.type != "none":
+        torch.manual_seed(spec.seed)
+        config = peft.LoraConfig(r=adapter.r, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
+                                 target_modules=list(plan.lora_targets),
+                                 task_type="QUESTION_ANS" if spec.student.task == "extractive-qa" else "CAUSAL_LM")
+        model = peft.get_peft_model(model, config)
+    if plan.checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=no_reentrant)
+    return model.train()
+
+
+@dataclass(frozen=True)
+class HeadedOutput:
+    """What the loss needs from a causal LM forward: the rows fed to ``head`` (final hidden
+    states, or the logits themselves when ``head`` is the identity) and all hidden states."""
+
+    rows: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None
+
+
+def causal_head(model: Any) -> Head | None:
+    """The model's output head (lm_head plus a final logit soft-cap), applied to rows of final
+    hidden states, when it reproduces the model's own logits; ``None`` otherwise.
+
+    Why: the chunked loss computes logits chunk by chunk from hidden rows, so a batch's
+    (tokens x vocab) logits never exist at once. That needs ``hidden_states[-1]`` to be the
+    normalized state the head reads (true for llama, qwen2, gemma, gemma2, gpt2 in transformers
+    4.57); a probe checks it on this very model, and where it fails the caller falls back to full
+    logits.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.get_output_embeddings()
+    cap = getattr(base.config, "final_logit_softcapping", None)
+
+    def apply(rows: torch.Tensor) -> torch.Tensor:
+        logits = head(rows)
+        return torch.tanh(logits / cap) * cap if cap else logits
+
+    was_training = model.training
+    model.eval()
+    probe = torch.arange(min(8, base.config.vocab_size), device=head.weight.device).unsqueeze(0)
+    with torch.no_grad():
+        out = model(input_ids=probe, output_hidden_states=True)
+        same = torch.allclose(apply(out.hidden_states[-1]).float(), out.logits.float(), atol=1e-4, rtol=1e-4)
+    model.train(was_training)
+    return apply if same else None
+
+
+def causal_forward(model: Any, batch: dict[str, torch.Tensor], head: Head | None, hidden: bool) -> HeadedOutput:
+    """Forward without materializing full logits when the head is known (``logits_to_keep=1``
+    keeps one position's logits, which HF computes anyway)."""
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    if head is None:
+        out = model(**inputs, output_hidden_states=hidden)
+        return HeadedOutput(out.logits, out.hidden_states if hidden else None)
+    out = model(**inputs, output_hidden_states=True, logits_to_keep=1)
+    return HeadedOutput(out.hidden_states[-1], out.hidden_states)
