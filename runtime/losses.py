@@ -106,11 +106,15 @@ class TopKRows:
     Attributes:
         indices: [N, k] int64 or int32 token ids.
         logprobs: [N, k] float16/float32, ``log_softmax(teacher_logits / T)`` at ``indices``.
-            The tail mass ``1 - sum(exp(logprobs))`` is implied.
+        tail: [N] float32 log of the mass outside the top-k, computed before ``logprobs`` were
+            rounded; ``None`` implies ``1 - sum(exp(logprobs))``. Stored beside fp16 log-probs it
+            matters: their ~0.1% rounding alone would put ~1e-3 of mass in the tail of a top-k
+            that holds everything (measured: KL off by 3.5% on a tiny model at k = V).
     """
 
     indices: torch.Tensor
     logprobs: torch.Tensor
+    tail: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,9 @@ def topk_logprobs(teacher_logits: torch.Tensor, k: int, temperature: float) -> T
         raise ValueError(f"temperature must be > 0 (got {temperature})")
     logprobs = F.log_softmax(_compute_dtype(teacher_logits) / temperature, dim=-1)
     values, indices = logprobs.topk(k, dim=-1)
-    return TopKRows(indices=indices, logprobs=values)
+    rest = logprobs.scatter(-1, indices, float("-inf"))
+    tail = torch.logsumexp(rest, dim=-1).clamp_min(math.log(TAIL_EPS))
+    return TopKRows(indices=indices, logprobs=values, tail=tail)
 
 
 def divergence(log_t: torch.Tensor, log_s: torch.Tensor, direction: Direction) -> torch.Tensor:
@@ -189,7 +195,11 @@ def _teacher_logprobs(teacher: TopKRows | FullRows, rows: slice, log_s: torch.Te
             logits = _compute_dtype(teacher.head(teacher.hidden[rows]))
             return F.log_softmax(logits / temperature, dim=-1), log_s
     indices = teacher.indices[rows].long()
-    log_t = _with_tail(_compute_dtype(teacher.logprobs[rows]).to(log_s.dtype))
+    top = _compute_dtype(teacher.logprobs[rows]).to(log_s.dtype)
+    if teacher.tail is None:
+        log_t = _with_tail(top)
+    else:
+        log_t = torch.cat([top, teacher.tail[rows].to(log_s.dtype).unsqueeze(-1)], dim=-1)
     return log_t, _with_tail(log_s.gather(-1, indices))
 
 

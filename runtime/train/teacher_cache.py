@@ -2,11 +2,12 @@
 learned token of the train set, computed once and read back every epoch, so later epochs never run
 the teacher.
 
-Size: rows x k x (4 bytes int32 id + 2 bytes fp16 log-prob); 1M learned tokens at k = 64 is 384 MB,
+Size: rows x (k x (4 bytes int32 id + 2 bytes fp16 log-prob) + 4 bytes fp32 tail mass); 1M learned
+tokens at k = 64 is 388 MB,
 against rows x vocab x 2 bytes = 64 GB for full fp16 logits at a 32k vocabulary.
 
 Layout: ``shard-NNNNN.safetensors`` files of SHARD examples each (tensors ``<id>.indices`` and
-``<id>.logprobs``) and ``meta.json`` with the content key: a hash of the teacher, k, T and every
+``<id>.logprobs``, ``<id>.tail``) and ``meta.json`` with the content key: a hash of the teacher, k, T and every
 example's tokens. Shards are written atomically as they finish, so an interrupted run reuses the
 finished ones; a different key starts over.
 """
@@ -31,21 +32,24 @@ from distill.runtime.train.student import Head, causal_forward
 SHARD = 256
 
 
+PARTS = ("indices", "logprobs", "tail")
+Rows = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
 class TopKCache:
     """Cached rows by example id, all in memory (the layout above keeps that small)."""
 
-    def __init__(self, rows: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    def __init__(self, rows: dict[str, Rows]) -> None:
         self._rows = rows
 
     def rows(self, ids: Sequence[str], device: torch.device) -> TopKRows:
         """The rows of these examples, concatenated in order (row-major, as the loss gathers)."""
-        indices = torch.cat([self._rows[i][0] for i in ids]).to(device=device, dtype=torch.long)
-        logprobs = torch.cat([self._rows[i][1] for i in ids]).to(device=device, dtype=torch.float32)
-        return TopKRows(indices, logprobs)
+        indices, logprobs, tail = (torch.cat([self._rows[i][part] for i in ids]).to(device) for part in range(3))
+        return TopKRows(indices.long(), logprobs.float(), tail.float())
 
 
 def cache_key(teacher_key: str, examples: Sequence[Encoded], k: int, temperature: float) -> str:
-    return stable_id("teacher-topk", 1, teacher_key, k, temperature,
+    return stable_id("teacher-topk", 2, teacher_key, k, temperature,
                      stable_id([(e.id, e.input_ids, e.labels) for e in examples]))
 
 
@@ -59,24 +63,23 @@ def build_cache(teacher: Any, head: Head | None, examples: Sequence[Encoded], pa
         folder.mkdir(parents=True)
         write_atomic(meta, json.dumps({"key": key, "k": k, "temperature": temperature, "examples": len(examples),
                                        "shard": SHARD}, sort_keys=True) + "\n")
-    rows: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    rows: dict[str, Rows] = {}
     for number, start in enumerate(range(0, len(examples), SHARD)):
         path = folder / f"shard-{number:05d}.safetensors"
         shard = examples[start:start + SHARD]
         if not path.is_file():
             computed = _shard_rows(teacher, head, shard, pad_id, micro, k, temperature)
-            tensors = {f"{i}.{part}": t for i, pair in computed.items() for part, t in zip(("indices", "logprobs"), pair,
-                                                                                          strict=True)}
+            tensors = {f"{i}.{part}": t for i, parts in computed.items() for part, t in zip(PARTS, parts, strict=True)}
             write_atomic_with(path, lambda tmp, t=tensors: save_file(t, str(tmp)))
         loaded = load_file(str(path))
-        rows.update({e.id: (loaded[f"{e.id}.indices"], loaded[f"{e.id}.logprobs"]) for e in shard})
+        rows.update({e.id: tuple(loaded[f"{e.id}.{part}"] for part in PARTS) for e in shard})  # type: ignore[misc]
     return TopKCache(rows)
 
 
 def _shard_rows(teacher: Any, head: Head | None, examples: Sequence[Encoded], pad_id: int, micro: int, k: int,
-                temperature: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+                temperature: float) -> dict[str, Rows]:
     device = next(teacher.parameters()).device
-    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    out: dict[str, Rows] = {}
     with torch.no_grad():
         for start in range(0, len(examples), micro):
             batch_examples = examples[start:start + micro]
@@ -87,5 +90,7 @@ def _shard_rows(teacher: Any, head: Head | None, examples: Sequence[Encoded], pa
                 states = forward.rows[row, :-1][mask]
                 logits = head(states) if head is not None else states
                 top = topk_logprobs(logits, min(k, logits.shape[-1]), temperature)
-                out[example.id] = (top.indices.to(torch.int32).cpu(), top.logprobs.to(torch.float16).cpu())
+                assert top.tail is not None
+                out[example.id] = (top.indices.to(torch.int32).cpu(), top.logprobs.to(torch.float16).cpu(),
+                                   top.tail.float().cpu())
     return out
