@@ -59,17 +59,17 @@ def print_error(error: DistillError) -> None:
 
 
 @contextmanager
-def progress_bars() -> Iterator[Callable[[str, int, int], None]]:
-    """A ``(name, done, total)`` callback that draws one bar per name on stderr (with ETA), gone
-    when the block ends."""
+def progress_bars() -> Iterator[Callable[..., None]]:
+    """A ``(name, done, total, note="")`` callback that draws one bar per name on stderr (with
+    ETA and the latest note, e.g. the loss), gone when the block ends."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     bars: dict[str, TaskID] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=stderr(), transient=True) as progress:
-        def update(name: str, done: int, total: int) -> None:
+        def update(name: str, done: int, total: int, note: str = "") -> None:
             if name not in bars:
                 bars[name] = progress.add_task(name, total=total)
-            progress.update(bars[name], completed=done, total=total)
+            progress.update(bars[name], completed=done, total=total, description=f"{name} {note}".strip())
 
         yield update

@@ -26,7 +26,7 @@ from distill.runtime.train.checkpoint import LoopState
 from distill.runtime.train.data import Encoded, collate
 from distill.runtime.train.objective import Objective
 
-Progress = Callable[[str, int, int], None]
+Progress = Callable[..., None]  # (name, done, total, note="")
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def train(objective: Objective, train_set: Sequence[Encoded], val_set: Sequence[
             metrics.write({"step": state.step, "epoch": state.epoch, **record,
                            "seconds": round(time.monotonic() - started, 3)})
             if progress is not None:
-                progress(f"train (loss {record['loss']:.3f})", state.step, schedule.total_steps)
+                progress("train", state.step, schedule.total_steps, f"loss {record['loss']:.3f}")
             if state.step % spec.train.checkpoint_every == 0:
                 _evaluate_and_save(objective, val_set, pad_id, spec, plan, state, metrics, folder, optimizer, scheduler)
         if state.micro >= len(batches):
