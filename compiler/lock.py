@@ -28,6 +28,9 @@ TOOLS = ("distill", "torch", "transformers", "tokenizers", "peft", "accelerate",
          "pytesseract", "safetensors")
 
 
+BUILD = "build"
+
+
 class StaleLock(DistillError):
     exit_code = ExitCode.STALE_LOCK
 
@@ -60,6 +63,12 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
+def with_build(lock: dict[str, Any], build: dict[str, Any]) -> dict[str, Any]:
+    """The lock plus what a build produced from it (stage keys, the synthesized data's hash,
+    output hashes): ``plan --check`` and ``build --locked`` compare everything but this."""
+    return {**lock, BUILD: build}
+
+
 def lock_text(lock: dict[str, Any]) -> str:
     return json.dumps(lock, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
@@ -76,6 +85,8 @@ def check_lock(path: Path, lock: dict[str, Any]) -> None:
         old = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:
         raise StaleLock(f"{path} cannot be read: {exc}", hint="run `distill plan` to rewrite it") from None
+    if isinstance(old, dict):
+        old.pop(BUILD, None)  # what the last build produced: outputs, not inputs
     changes = list(differences(old, lock))
     if changes:
         shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")

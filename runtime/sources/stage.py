@@ -150,3 +150,25 @@ def student_counter(model: ResolvedModel, corpus: Corpus) -> tuple[Callable[[str
         vocab = int(model.config.get("vocab_size", 32000))
         return counter(train_byte_bpe(texts, vocab)), f"byte-level BPE trained on the sources ({vocab:,} vocab)"
     raise SourceError(model.ref, "has no tokenizer.json to count chunk tokens with")
+
+
+def read_outputs(folder: Path) -> tuple[Corpus, list[Chunk]]:
+    """What ``write_outputs`` wrote, back as records (a cached extract stage feeds the next)."""
+    from distill.runtime.sources.records import Answer
+
+    corpus = Corpus()
+    documents: dict[tuple[str, str], list[Page]] = {}
+    for record in _read_jsonl(folder / "pages.jsonl"):
+        documents.setdefault((record["source"], record["sha256"]), []).append(Page(**record))
+    corpus.documents = [Document(source, sha, tuple(pages)) for (source, sha), pages in documents.items()]
+    for record in _read_jsonl(folder / "examples.jsonl"):
+        answers = tuple(Answer(**answer) for answer in record.pop("answers"))
+        corpus.examples.append(QAExample(**record, answers=answers))
+    report = json.loads((folder / "report.json").read_text("utf-8"))
+    report["skipped"] = [Skipped(**item) for item in report["skipped"]]
+    corpus.report = ExtractReport(**report)
+    return corpus, [Chunk(**record) for record in _read_jsonl(folder / "chunks.jsonl")]
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines()]

@@ -188,7 +188,7 @@ def _candidates(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample
     for chunk in chunks:
         group = chunk.source if by == "document" else chunk.id
         if synthesis is None:
-            if not dataset:  # plain documents: the text itself is what is learned
+            if spec.loss.mask == "all":  # nothing asks questions: the documents' text is learned
                 examples.append(document_example(chunk, group))
             continue
         found, rejected = chunk_examples(chunk, replies[chunk.id], synthesis.kind, synthesis.turns, grounding, group)

@@ -11,7 +11,7 @@ import pytest
 from distill.compiler.cli import main
 from distill.compiler.frontend import compile_file
 from distill.runtime.sources.records import SourceError
-from distill.runtime.sources.stage import chunk, extract
+from distill.runtime.sources.stage import chunk, extract, read_outputs, write_outputs
 from distill.runtime.sources.tokenizer import counter, train_byte_bpe
 from tests.runtime.sources.pdf_builders import text_pdf, with_damaged_page
 
@@ -104,3 +104,14 @@ def test_distill_extract_names_the_bad_file_and_exits_6(tmp_path: Path, capsys: 
     assert main(["extract", str(path)]) == 6
     err = capsys.readouterr().err
     assert "error: manual.pdf page 2:" in err and "on_error: skip" in err
+
+
+def test_outputs_read_back_as_written(tmp_path: Path) -> None:
+    path = project(tmp_path, on_error="skip", damaged=True)
+    compiled = compile_file(path)
+    corpus = extract(compiled.spec, compiled.root)
+    chunks = chunk(corpus, lambda text: len(text.split()), 64, 8)
+    write_outputs(tmp_path / "out", corpus, chunks)
+    again, chunks_again = read_outputs(tmp_path / "out")
+    assert again.documents == corpus.documents and again.examples == corpus.examples
+    assert again.report == corpus.report and chunks_again == chunks
