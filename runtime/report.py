@@ -1,0 +1,375 @@
+"""The build report: a model card (``README.md``), the same facts as ``report.json``, the loss curve
+(``loss.png``) and a size-vs-quality plot (``size_vs_quality.png``) in the build's output folder.
+
+Every number comes from the inputs (lock, data card, training metrics, evaluation, gates, export
+manifests, stage records); nothing is estimated here, and anything missing is said to be missing.
+
+Determinism: two builds of the same inputs give byte-identical files, except the stage seconds.
+Those are the only wall-clock facts; they sit in report.json under ``"timings"`` (the last key)
+and in the README's build-stage table, nowhere else. No timestamps are written; the PNGs are
+saved without the "Software" metadata, so equal inputs give equal bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.compiler.fsutil import write_atomic, write_atomic_with
+
+MIB = 1 << 20
+# Metric columns in the order the card shows them, with their number formats: ratios in [0, 1]
+# get 4 decimals (a 0.1-point change in F1 shows), perplexity 3, speeds 1.
+METRICS = {"perplexity": ".3f", "exact_match": ".4f", "f1": ".4f", "token_f1": ".4f", "rouge_l": ".4f",
+           "latency_ms": ".1f", "tokens_per_s": ".1f"}
+# The quality axis of the plot: the first of these any model has. Perplexity falls as quality
+# rises, so it is plotted as 1/perplexity.
+QUALITY = ("token_f1", "f1", "perplexity")
+MISSING = "not measured"
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """What a finished build knows about itself (see the module docstring of each producer).
+
+    Attributes:
+        name: the Distillfile's name.
+        spec: the spec as data (``codec.to_data(spec)``); spec_sha256 its hash.
+        lock: Distillfile.lock (sources, models, plan, tools).
+        data_card: data_card.json of the synthesize stage; ``{}`` when there was none.
+        metrics: training's metrics.jsonl, or None.
+        loss_png: training's loss curve, copied as loss.png, or None.
+        evaluation: evaluation.json; ``{}`` when evaluation did not run.
+        gates: one dict per gate result (gate, model, value, threshold, passed, message).
+        artifacts: one dict per export (kind, path relative to the report folder, manifest).
+        stages: one dict per stage (stage, key, seconds, cached).
+    """
+
+    name: str
+    spec: dict[str, Any]
+    spec_sha256: str
+    lock: dict[str, Any]
+    data_card: dict[str, Any]
+    metrics: Path | None
+    loss_png: Path | None
+    evaluation: dict[str, Any]
+    gates: list[dict[str, Any]]
+    artifacts: list[dict[str, Any]]
+    stages: list[dict[str, Any]]
+
+
+def write_report(folder: Path, inputs: ReportInputs) -> None:
+    """Write README.md, report.json, and the PNGs there is data for, each atomically."""
+    training = training_summary(inputs.metrics)
+    has_loss = inputs.loss_png is not None and inputs.loss_png.is_file()
+    if has_loss:
+        data = inputs.loss_png.read_bytes()  # type: ignore[union-attr]
+        write_atomic_with(folder / "loss.png", lambda tmp: tmp.write_bytes(data))
+    quality = quality_points(inputs.evaluation)
+    if quality["points"]:
+        _plot(folder / "size_vs_quality.png", quality, inputs.name)
+    write_atomic(folder / "report.json", report_json(inputs, training))
+    write_atomic(folder / "README.md", model_card(inputs, training, quality, has_loss))
+
+
+# ---------------------------------------------------------------- facts
+
+
+def training_summary(metrics: Path | None) -> dict[str, Any] | None:
+    """First and last train loss, best and last validation loss with their steps; None without
+    a metrics file."""
+    if metrics is None or not metrics.is_file():
+        return None
+    records = [json.loads(line) for line in metrics.read_text("utf-8").splitlines() if line.strip()]
+    train = [r for r in records if "loss" in r]
+    val = [r for r in records if "val_loss" in r]
+    summary: dict[str, Any] = {"records": len(records), "steps": max((r["step"] for r in records), default=0)}
+    if train:
+        summary["first"] = {k: train[0][k] for k in ("step", "loss") if k in train[0]}
+        summary["last"] = {k: train[-1][k] for k in ("step", "loss", "ce", "kl", "hidden", "lr") if k in train[-1]}
+    if val:
+        best = min(val, key=lambda r: r["val_loss"])
+        summary["best_val"] = {"step": best["step"], "val_loss": best["val_loss"]}
+        summary["last_val"] = {"step": val[-1]["step"], "val_loss": val[-1]["val_loss"]}
+    return summary
+
+
+def quality_points(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The plot's data: which metric, and (label, MiB, quality) per model that has both; models
+    left out are listed with the reason."""
+    models = evaluation.get("models") or []
+    metric = next((m for m in QUALITY if any(m in (x.get("metrics") or {}) for x in models)), None)
+    points, left_out = [], []
+    for model in models:
+        value = (model.get("metrics") or {}).get(metric) if metric else None
+        size = model.get("size_bytes")
+        if value is None or not size or (metric == "perplexity" and value <= 0):
+            left_out.append(f"{model.get('name')}: {'no size' if not size else f'no {metric}'}")
+            continue
+        points.append((model["name"], size / MIB, 1.0 / value if metric == "perplexity" else value))
+    label = {"perplexity": "1 / perplexity"}.get(metric or "", metric or "")
+    return {"metric": metric, "label": label, "points": points, "left_out": left_out}
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _sorted(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [_sorted(v) for v in value]
+    return value
+
+
+def report_json(inputs: ReportInputs, training: dict[str, Any] | None) -> str:
+    """All the inputs' facts, keys sorted; stage seconds only under "timings", the last key."""
+    facts = _sorted({
+        "name": inputs.name, "spec": inputs.spec, "spec_sha256": inputs.spec_sha256, "lock": inputs.lock,
+        "data_card": inputs.data_card or None, "training": training, "evaluation": inputs.evaluation or None,
+        "gates": inputs.gates, "artifacts": inputs.artifacts,
+        "stages": [{k: v for k, v in s.items() if k != "seconds"} for s in inputs.stages],
+    })
+    facts["timings"] = {s["stage"]: s.get("seconds") for s in inputs.stages}
+    return json.dumps(facts, indent=2, ensure_ascii=False) + "\n"
+
+
+def _plot(png: Path, quality: dict[str, Any], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
+    for label, mib, value in quality["points"]:
+        axes.scatter([mib], [value], zorder=3)
+        axes.annotate(label, (mib, value), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    axes.set_xscale("log")
+    axes.set_xlabel("size (MiB, log scale)")
+    axes.set_ylabel(quality["label"])
+    axes.set_title(f"{title}: size vs quality")
+    axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    write_atomic_with(png, lambda tmp: figure.savefig(tmp, format="png", metadata={"Software": None}))
+    plt.close(figure)
+
+
+# ---------------------------------------------------------------- the card
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return lines + ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+
+
+def fmt_metric(name: str, value: Any) -> str:
+    if value is None:
+        return MISSING
+    return format(value, METRICS.get(name, ".4g")) if isinstance(value, (int, float)) else str(value)
+
+
+def model_card(inputs: ReportInputs, training: dict[str, Any] | None, quality: dict[str, Any],
+               has_loss: bool) -> str:
+    sections = [_header(inputs), _built_from(inputs.lock), _decisions(inputs.lock), _data(inputs.data_card),
+                _training(training, has_loss), _evaluation(inputs.evaluation), _plot_section(quality),
+                _gates(inputs.gates), _artifacts(inputs.artifacts, inputs.name), _stages(inputs.stages), _tools(inputs.lock)]
+    return "\n\n".join("\n".join(s) for s in sections) + "\n"
+
+
+def _model_line(lock: dict[str, Any], role: str) -> str:
+    model = (lock.get("models") or {}).get(role)
+    if not model:
+        return f"no {role} recorded in the lock"
+    return f"`{model.get('ref')}` (revision {model.get('revision') or 'not recorded'})"
+
+
+def _header(inputs: ReportInputs) -> list[str]:
+    return [f"# {inputs.name}", "",
+            f"Student {_model_line(inputs.lock, 'student')}, distilled from teacher "
+            f"{_model_line(inputs.lock, 'teacher')} by distill.", "",
+            f"Spec sha256: `{inputs.spec_sha256}`. This card, report.json and the plots are written from the "
+            "build's records only; stage seconds are the only facts that differ between identical builds."]
+
+
+def _built_from(lock: dict[str, Any]) -> list[str]:
+    lines = ["## Built from", "", "### Sources", ""]
+    sources = lock.get("sources") or []
+    lines += _table(["file", "sha256", "bytes"], [[s.get("path"), f"`{s.get('sha256')}`", f"{s.get('size', 0):,}"]
+                                                  for s in sources]) if sources else ["No source files recorded."]
+    lines += ["", "### Models", ""]
+    models = lock.get("models") or {}
+    rows = [[role, m.get("ref"), m.get("revision") or "not recorded", m.get("kind"), m.get("tokenizer")]
+            for role, m in sorted(models.items())]
+    lines += _table(["role", "model", "revision", "kind", "tokenizer"], rows) if rows else ["No models recorded."]
+    return lines
+
+
+def _decisions(lock: dict[str, Any]) -> list[str]:
+    plan = lock.get("plan") or {}
+    decisions = plan.get("decisions") or []
+    if not decisions:
+        return ["## Plan", "", "No plan decisions recorded in the lock."]
+    lines = ["## Plan", "", f"Device {plan.get('device', 'not recorded')}, memory budget "
+             f"{plan.get('budget_bytes', 0) / 2**30:.2f} GiB ({plan.get('budget_source', 'source not recorded')}).", ""]
+    return lines + [f"- **{d.get('name')}** = {d.get('value')}: {d.get('why')}" for d in decisions]
+
+
+def _data(card: dict[str, Any]) -> list[str]:
+    if not card:
+        return ["## Training data", "", "No data card (the synthesize stage did not run or left none)."]
+    lines = ["## Training data", "", f"From {card['inputs']['chunks']} chunks and "
+             f"{card['inputs']['dataset_examples']} dataset examples.", ""]
+    lines += _table(["split", "examples", "by origin"], [
+        [name, count, ", ".join(f"{k} {v}" for k, v in card.get("origins", {}).get(name, {}).items()) or "-"]
+        for name, count in card["examples"].items()])
+    rejected = card.get("rejected") or {}
+    by_stage = ", ".join(f"{k} {v}" for k, v in (rejected.get("by_stage") or {}).items()) or "none"
+    lines += ["", f"Rejected: {rejected.get('total', 0)} ({by_stage})."]
+    reasons = rejected.get("by_reason") or []
+    if reasons:
+        lines += [""] + _table(["stage", "reason", "count"], [[r["stage"], r["reason"], r["count"]] for r in reasons[:10]])
+        if len(reasons) > 10:
+            lines.append(f"... and {len(reasons) - 10} more reasons (report.json has them all).")
+    return lines
+
+
+def _training(summary: dict[str, Any] | None, has_loss: bool) -> list[str]:
+    lines = ["## Training", ""]
+    if summary is None:
+        lines.append("No training metrics (metrics.jsonl missing).")
+    else:
+        lines.append(f"- {summary['steps']} optimizer steps, {summary['records']} metric records.")
+        if "first" in summary:
+            last = summary["last"]
+            parts = ", ".join(f"{k} {last[k]:.4f}" for k in ("ce", "kl", "hidden") if k in last)
+            lines.append(f"- Train loss {summary['first']['loss']:.4f} at step {summary['first']['step']} -> "
+                         f"{last['loss']:.4f} at step {last['step']}" + (f" ({parts})." if parts else "."))
+        if "best_val" in summary:
+            best, final = summary["best_val"], summary["last_val"]
+            lines.append(f"- Validation loss: best {best['val_loss']:.4f} at step {best['step']}, last "
+                         f"{final['val_loss']:.4f} at step {final['step']}.")
+        else:
+            lines.append("- No validation loss was recorded.")
+    lines += ["", "![loss curve](loss.png)" if has_loss else "No loss curve (loss.png missing)."]
+    return lines
+
+
+def _evaluation(evaluation: dict[str, Any]) -> list[str]:
+    lines = ["## Evaluation", ""]
+    models = evaluation.get("models") or []
+    if not models:
+        return lines + ["No evaluation results (evaluation.json missing or empty): no metrics or retention."]
+    decoding = ", ".join(f"{k} {v}" for k, v in sorted((evaluation.get("decoding") or {}).items())) or "not recorded"
+    lines += [f"{evaluation.get('examples', 'an unrecorded number of')} examples of the {evaluation.get('split')} "
+              f"split, task {evaluation.get('task')}; decoding: {decoding}.", ""]
+    shown = [m for m in METRICS if any(m in (x.get("metrics") or {}) for x in models)]
+    shown += sorted({m for x in models for m in (x.get("metrics") or {})} - set(shown))
+    retention = evaluation.get("retention") or {}
+    rows = []
+    for model in models:
+        size = model.get("size_bytes")
+        kept = retention.get(model.get("name")) or {}
+        rows.append([model.get("name"), model.get("kind"), model.get("precision") or MISSING,
+                     f"{model['params']:,}" if model.get("params") is not None else MISSING,
+                     f"{size / MIB:.2f}" if size is not None else MISSING,
+                     *[fmt_metric(m, (model.get("metrics") or {}).get(m)) for m in shown],
+                     ", ".join(f"{k} {v:.3f}" for k, v in sorted(kept.items())) or "-"])
+    lines += _table(["model", "kind", "precision", "params", "size (MiB)", *shown, "retention"], rows)
+    lines += ["", "Retention: a metric divided by the reference model's, as evaluation.json reports it."] if retention else []
+    lines += [f"Note: {note}" for note in evaluation.get("notes") or []]
+    return lines
+
+
+def _plot_section(quality: dict[str, Any]) -> list[str]:
+    lines = ["## Size vs quality", ""]
+    if not quality["points"]:
+        return lines + ["No plot: no model has both a size and a quality metric (token_f1, f1 or perplexity)."]
+    lines += [f"Quality is {quality['label']}; size in MiB on a log scale.", "",
+              "![size vs quality](size_vs_quality.png)"]
+    return lines + ([""] + [f"Not plotted: {x}." for x in quality["left_out"]] if quality["left_out"] else [])
+
+
+def _gates(gates: list[dict[str, Any]]) -> list[str]:
+    if not gates:
+        return ["## Gates", "", "No gate results (none declared, or evaluation did not run)."]
+    failed = sum(not g.get("passed") for g in gates)
+    rows = [[g.get("gate"), g.get("model"), fmt_metric(str(g.get("gate")), g.get("value")),
+             fmt_metric(str(g.get("gate")), g.get("threshold")), "PASS" if g.get("passed") else "FAIL",
+             g.get("message") or ""] for g in gates]
+    return ["## Gates", "", f"{len(gates) - failed} of {len(gates)} passed.", ""] + _table(
+        ["gate", "model", "value", "threshold", "result", "message"], rows)
+
+
+def _artifacts(artifacts: list[dict[str, Any]], name: str) -> list[str]:
+    if not artifacts:
+        return ["## Artifacts", "", "No artifacts were exported."]
+    lines = ["## Artifacts"]
+    for artifact in artifacts:
+        manifest = artifact.get("manifest") or {}
+        folder = _folder(artifact["path"], manifest)
+        lines += ["", f"### {artifact['kind']}: `{folder}`", ""]
+        if not manifest:
+            lines.append("No manifest.json: files and verification unknown.")
+            continue
+        files = manifest.get("files") or []
+        lines += _table(["file", "quant", "bytes", "sha256"], [
+            [f.get("path"), f.get("quant", manifest.get("quant")), f"{f.get('size', 0):,}", f"`{f.get('sha256')}`"]
+            for f in files])
+        checks = manifest.get("verification") or []
+        passed = sum(bool(c.get("passed")) for c in checks)
+        lines += ["", f"Verification: {passed} of {len(checks)} checks passed.", ""]
+        lines += _table(["check", "result", "detail"], [
+            [c.get("name"), "ok" if c.get("passed") else "FAIL", c.get("detail")] for c in checks])
+        lines += ["", "How to run it:", "", *_how_to_run(artifact["kind"], folder, manifest, name)]
+    return lines
+
+
+def _folder(path: str, manifest: dict[str, Any]) -> str:
+    """The export folder: ``path`` may name it or the model file in it."""
+    model = manifest.get("model")
+    return str(Path(path).parent) if model and Path(path).name == model else str(path)
+
+
+def _how_to_run(kind: str, folder: str, manifest: dict[str, Any], name: str) -> list[str]:
+    model = f"{folder}/{manifest.get('model', 'model')}"
+    if kind == "gguf":
+        lines = ["```sh", f"llama-cli -m {model} -cnv   # llama.cpp; the chat template is in the GGUF",
+                 f"distill chat {folder}"]
+        lines += [f"ollama create {name} -f {folder}/{f['modelfile']}"
+                  for f in manifest.get("files") or [] if f.get("modelfile") and f.get("path") == manifest.get("model")]
+        return lines + ["```", "", "```python", "from llama_cpp import Llama",
+                        f"llm = Llama(model_path={model!r})",
+                        'print(llm.create_chat_completion([{"role": "user", "content": "Hello"}]))', "```"]
+    if kind == "onnx":
+        qa = manifest.get("task") == "question-answering"
+        cls = "ORTModelForQuestionAnswering" if qa else "ORTModelForCausalLM"
+        lines = ["```python", f"from optimum.onnxruntime import {cls}", "from transformers import AutoTokenizer",
+                 f"model = {cls}.from_pretrained({folder!r}, file_name={manifest.get('model', 'model.onnx')!r})",
+                 f"tokenizer = AutoTokenizer.from_pretrained({folder!r})  # or the source model folder"]
+        if not qa:
+            lines += ['ids = tokenizer.apply_chat_template([{"role": "user", "content": "Hello"}],',
+                      '                                    add_generation_prompt=True, return_tensors="pt")',
+                      "print(tokenizer.decode(model.generate(ids, max_new_tokens=64)[0, ids.shape[1]:]))"]
+        return lines + ["```"] + ([] if qa else ["", f"Or: `distill chat {folder}`."])
+    return [f"No instructions for artifact kind {kind!r}."]
+
+
+def _stages(stages: list[dict[str, Any]]) -> list[str]:
+    if not stages:
+        return ["## Build stages", "", "No stage records."]
+    rows = [[s.get("stage"), f"`{str(s.get('key'))[:12]}`", "cached" if s.get("cached") else "run",
+             f"{s['seconds']:.2f}" if s.get("seconds") is not None else MISSING] for s in stages]
+    total = sum(s.get("seconds") or 0 for s in stages)
+    return ["## Build stages", "", *_table(["stage", "key", "status", "seconds"], rows), "",
+            f"{total:.2f} s in all; seconds are wall-clock and differ between runs (report.json keeps them "
+            "under \"timings\")."]
+
+
+def _tools(lock: dict[str, Any]) -> list[str]:
+    tools = lock.get("tools") or {}
+    if not tools:
+        return ["## Tools", "", "No tool versions recorded in the lock."]
+    return ["## Tools", "", ", ".join(f"{k} {v}" for k, v in sorted(tools.items())) + "."]

@@ -1,0 +1,130 @@
+"""The build report from hand-made inputs: every number from the inputs, missing parts said to be
+missing, report.json round-trips, equal inputs give equal bytes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from distill.runtime.report import ReportInputs, write_report
+
+SOURCE_SHA = "a" * 64
+PLAN = {"device": "cpu", "budget_bytes": 8 * 2**30, "budget_source": "--memory 8GiB",
+        "decisions": [{"name": "micro_batch", "value": "4", "why": "total batch 32 = micro 4 x accumulation 8"}]}
+LOCK = {"sources": [{"path": "docs/guide.md", "sha256": SOURCE_SHA, "size": 1234}],
+        "models": {"student": {"kind": "hub", "ref": "org/student", "revision": "0123abcd", "tokenizer": "bpe",
+                               "files": []},
+                   "teacher": {"kind": "hub", "ref": "org/teacher", "revision": "feedbeef", "tokenizer": "bpe",
+                               "files": []}},
+        "plan": PLAN, "tools": {"llama-cpp-python": "0.3.36", "torch": "2.13.0"}}
+CARD = {"inputs": {"chunks": 12, "dataset_examples": 0}, "examples": {"train": 40, "val": 5, "test": 5},
+        "origins": {"train": {"teacher": 40}, "val": {"teacher": 5}, "test": {"teacher": 5}},
+        "rejected": {"total": 3, "by_stage": {"grounding": 2, "parse": 1},
+                     "by_reason": [{"stage": "grounding", "reason": "support N < N", "count": 2},
+                                   {"stage": "parse", "reason": "not JSON", "count": 1}]}}
+EVALUATION = {"split": "test", "examples": 5, "task": "generative", "decoding": {"greedy": True, "max_new_tokens": 64},
+              "models": [{"name": "teacher", "kind": "hf", "path": "t", "params": 1_000_000, "size_bytes": 4 * 2**20,
+                          "precision": "fp32", "metrics": {"perplexity": 3.21, "token_f1": 0.812345}},
+                         {"name": "student-Q4_K_M", "kind": "gguf", "path": "s", "params": 250_000,
+                          "size_bytes": 2**19, "precision": "Q4_K_M",
+                          "metrics": {"perplexity": 4.5, "token_f1": 0.701, "latency_ms": 12.34}}],
+              "retention": {"student-Q4_K_M": {"token_f1": 0.863}}, "notes": ["latency measured on 2 threads"]}
+GATES = [{"gate": "token_f1", "model": "student-Q4_K_M", "value": 0.701, "threshold": 0.6, "passed": True,
+          "message": "ok"},
+         {"gate": "retention", "model": "student-Q4_K_M", "value": 0.863, "threshold": 0.9, "passed": False,
+          "message": "kept 86% of the teacher's token_f1"}]
+MANIFEST = {"kind": "gguf", "model": "model-Q4_K_M.gguf", "quant": "Q4_K_M",
+            "files": [{"quant": "Q4_K_M", "path": "model-Q4_K_M.gguf", "sha256": "b" * 64, "size": 524288,
+                       "modelfile": "model-Q4_K_M.Modelfile"}],
+            "verification": [{"name": "Q4_K_M.logits_top1_agreement", "passed": True, "detail": "0.98 of 64"}]}
+ONNX_MANIFEST = {"kind": "onnx", "model": "model.onnx", "task": "text-generation-with-past", "quant": "int8",
+                 "files": [{"path": "model.onnx", "sha256": "c" * 64, "size": 300000}],
+                 "verification": [{"name": "greedy_generation_runs", "passed": True, "detail": "1.0"}]}
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> ReportInputs:
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("\n".join(json.dumps(r) for r in [
+        {"step": 1, "loss": 5.5, "ce": 5.0, "kl": 0.5, "lr": 1e-4}, {"step": 2, "loss": 4.25, "ce": 4.0, "kl": 0.25},
+        {"step": 2, "val_loss": 4.4}, {"step": 4, "loss": 3.0, "ce": 2.75, "kl": 0.25}, {"step": 4, "val_loss": 4.6}]))
+    png = tmp_path / "train-loss.png"
+    png.write_bytes(b"\x89PNG fake")
+    return ReportInputs(
+        name="tiny", spec={"version": 1, "name": "tiny"}, spec_sha256="d" * 64, lock=LOCK, data_card=CARD,
+        metrics=metrics, loss_png=png, evaluation=EVALUATION, gates=GATES,
+        artifacts=[{"kind": "gguf", "path": "artifacts/gguf", "manifest": MANIFEST},
+                   {"kind": "onnx", "path": "artifacts/onnx/model.onnx", "manifest": ONNX_MANIFEST}],
+        stages=[{"stage": "extract", "key": "e" * 64, "seconds": 0.25, "cached": True},
+                {"stage": "train", "key": "f" * 64, "seconds": 12.5, "cached": False}])
+
+
+def test_card_states_every_fact(inputs: ReportInputs, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_report(out, inputs)
+    card = (out / "README.md").read_text()
+    assert SOURCE_SHA in card and "org/teacher" in card and "feedbeef" in card and "0123abcd" in card
+    assert "total batch 32 = micro 4 x accumulation 8" in card
+    assert "| train | 40 | teacher 40 |" in card and "Rejected: 3 (grounding 2, parse 1)" in card
+    # One row per model, every metric formatted, size in MiB, params, retention.
+    assert "| teacher | hf | fp32 | 1,000,000 | 4.00 | 3.210 | 0.8123 | not measured | -" in card
+    assert "| student-Q4_K_M | gguf | Q4_K_M | 250,000 | 0.50 | 4.500 | 0.7010 | 12.3 | token_f1 0.863 |" in card
+    assert "| token_f1 | student-Q4_K_M | 0.7010 | 0.6000 | PASS | ok |" in card
+    assert "| retention | student-Q4_K_M | 0.863 | 0.9 | FAIL |" in card and "1 of 2 passed" in card
+    assert "- Validation loss: best 4.4000 at step 2, last 4.6000 at step 4." in card
+    assert "- Train loss 5.5000 at step 1 -> 3.0000 at step 4 (ce 2.7500, kl 0.2500)." in card
+    assert "ollama create tiny -f artifacts/gguf/model-Q4_K_M.Modelfile" in card
+    assert "llama-cli -m artifacts/gguf/model-Q4_K_M.gguf" in card
+    assert "ORTModelForCausalLM.from_pretrained('artifacts/onnx'" in card
+    assert "| Q4_K_M.logits_top1_agreement | ok | 0.98 of 64 |" in card
+    assert "| train | `ffffffffffff` | run | 12.50 |" in card and "| extract | `eeeeeeeeeeee` | cached | 0.25 |" in card
+    assert "Quality is token_f1" in card and "![size vs quality](size_vs_quality.png)" in card
+    assert (out / "loss.png").read_bytes() == b"\x89PNG fake"
+    assert (out / "size_vs_quality.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_report_json_round_trips(inputs: ReportInputs, tmp_path: Path) -> None:
+    write_report(tmp_path / "out", inputs)
+    text = (tmp_path / "out" / "report.json").read_text()
+    data = json.loads(text)
+    assert data["lock"] == LOCK and data["data_card"] == CARD and data["evaluation"] == EVALUATION
+    assert data["gates"] == GATES and data["artifacts"][0]["manifest"] == MANIFEST
+    assert data["training"]["best_val"] == {"step": 2, "val_loss": 4.4} and data["training"]["steps"] == 4
+    assert all("seconds" not in s for s in data["stages"])
+    assert list(data)[-1] == "timings" and data["timings"] == {"extract": 0.25, "train": 12.5}
+    assert list(data)[:-1] == sorted(list(data)[:-1])
+
+
+def test_missing_parts_are_said_to_be_missing(inputs: ReportInputs, tmp_path: Path) -> None:
+    bare = replace(inputs, data_card={}, metrics=None, loss_png=None, evaluation={}, gates=[], artifacts=[],
+                   stages=[], lock={})
+    write_report(tmp_path / "out", bare)
+    card = (tmp_path / "out" / "README.md").read_text()
+    for text in ("No training metrics (metrics.jsonl missing).", "No loss curve (loss.png missing).",
+                 "No evaluation results (evaluation.json missing or empty)", "No plot: no model has both",
+                 "No gate results", "No artifacts were exported.", "No data card", "No source files recorded.",
+                 "no student recorded in the lock", "No plan decisions recorded"):
+        assert text in card
+    assert not (tmp_path / "out" / "size_vs_quality.png").exists()
+    assert not (tmp_path / "out" / "loss.png").exists()
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["evaluation"] is None
+
+
+def test_perplexity_only_is_plotted_as_its_inverse(inputs: ReportInputs, tmp_path: Path) -> None:
+    models = [{**m, "metrics": {"perplexity": m["metrics"]["perplexity"]}} for m in EVALUATION["models"]]
+    write_report(tmp_path / "out", replace(inputs, evaluation={**EVALUATION, "models": models}))
+    assert "Quality is 1 / perplexity" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_equal_inputs_give_equal_bytes(inputs: ReportInputs, tmp_path: Path) -> None:
+    write_report(tmp_path / "a", inputs)
+    write_report(tmp_path / "b", inputs)
+    for name in ("README.md", "report.json", "loss.png", "size_vs_quality.png"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    slower = replace(inputs, stages=[{**s, "seconds": s["seconds"] + 1} for s in inputs.stages])
+    write_report(tmp_path / "c", slower)
+    a, c = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("a", "c"))
+    assert a.pop("timings") != c.pop("timings") and a == c
