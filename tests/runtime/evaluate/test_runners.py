@@ -1,0 +1,94 @@
+"""Runners: torch perplexity equals a direct computation; llama.cpp (F16 GGUF) and onnxruntime
+(fp32) reproduce the torch model they were exported from, fed the same token ids."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+from distill.runtime.evaluate.cases import CausalCase, prepare
+from distill.runtime.evaluate.runners import LlamaCppRunner, ort_runner, torch_runner
+
+from .conftest import RECORDS
+
+THREADS = 1  # steadier than 2 on 2 shared cores
+GREEDY_TOKENS = 6  # random tiny models have near-tied logits; a few tokens show the decode loop agrees
+
+
+@pytest.fixture(scope="module")
+def cases(models: dict[str, Path]):
+    return prepare(models["student"], RECORDS, "causal-lm", 256)
+
+
+@pytest.fixture(scope="module")
+def hf(models: dict[str, Path]):
+    runner = torch_runner(models["student"], "causal-lm", threads=THREADS)
+    yield runner
+    runner.close()
+
+
+def _perplexities(runner, cases) -> list[float]:
+    rows = [c.scored for c in cases.cases if isinstance(c, CausalCase) and c.scored]
+    return [math.exp(total / count) for total, count in (runner.nll(*row) for row in rows)]
+
+
+def test_cases_score_answers_and_documents(cases) -> None:
+    qa, _, document = cases.cases
+    ids, labels = qa.scored
+    learned = cases.tokenizer.decode([i for i, label in zip(ids, labels, strict=True) if label != -100])
+    assert learned == "It moves water.<|im_end|>"  # the answer and its end-of-turn marker
+    assert cases.tokenizer.decode(qa.prompt) == "<|im_start|>user\nWhat does the pump do?<|im_end|>\n<|im_start|>assistant\n"
+    assert document.prompt is None and all(label != -100 for label in document.scored[1])
+    assert cases.stop == (cases.tokenizer.eos_token_id,)
+
+
+def test_torch_perplexity_matches_direct_computation(models: dict[str, Path], cases, hf) -> None:
+    model = transformers.AutoModelForCausalLM.from_pretrained(models["student"], dtype=torch.float32).eval()
+    for case in cases.cases:
+        ids, labels = case.scored
+        with torch.no_grad():  # HF's own shifted cross-entropy over the labelled positions
+            loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
+        total, count = hf.nll(ids, labels)
+        assert total / count == pytest.approx(float(loss), rel=1e-5)
+
+
+def test_gguf_runner_matches_torch(gguf_f16: Path, cases, hf) -> None:
+    runner = LlamaCppRunner(gguf_f16, threads=THREADS, n_ctx=128)
+    try:
+        for want, got in zip(_perplexities(hf, cases), _perplexities(runner, cases), strict=True):
+            assert got == pytest.approx(want, rel=0.01)
+        for case in cases.cases[:2]:
+            want, _ = hf.generate(case.prompt, GREEDY_TOKENS, ())
+            got, seconds = runner.generate(case.prompt, GREEDY_TOKENS, ())
+            assert got == want and len(got) == GREEDY_TOKENS and seconds > 0
+        stop = want[2]  # a stop id ends generation after emitting it
+        assert runner.generate(cases.cases[1].prompt, GREEDY_TOKENS, (stop,))[0] == want[: want.index(stop) + 1]
+    finally:
+        runner.close()
+
+
+def test_gguf_runner_reports_a_bad_file(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(RuntimeError, match="llama.cpp cannot load"):
+        LlamaCppRunner(bad, threads=THREADS, n_ctx=64)
+
+
+def test_onnx_runner_matches_torch(models: dict[str, Path], cases, hf, tmp_path_factory) -> None:
+    pytest.importorskip("optimum.onnxruntime")
+    from distill.backends.export import export_verified
+
+    artifact, _ = export_verified(models["student"], "onnx:none", tmp_path_factory.mktemp("onnx") / "out")
+    runner = ort_runner(artifact.path.parent, "causal-lm", threads=THREADS)
+    try:
+        for want, got in zip(_perplexities(hf, cases), _perplexities(runner, cases), strict=True):
+            assert got == pytest.approx(want, rel=1e-4)
+        want, _ = hf.generate(cases.cases[0].prompt, GREEDY_TOKENS, ())
+        assert runner.generate(cases.cases[0].prompt, GREEDY_TOKENS, ())[0] == want
+    finally:
+        runner.close()
