@@ -194,6 +194,38 @@ def synthesize(
 
 @app.command()
 @reported
+def build(
+    file: DistillfileArg,
+    offline: OfflineOption = False,
+    locked: Annotated[bool, typer.Option(
+        "--locked", help="Refuse to build when Distillfile.lock is missing or stale (exit 5).")] = False,
+    from_stage: Annotated[Optional[str], typer.Option(
+        "--from", help="Run this stage and every stage after it again, even if cached.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Run every stage again.")] = False,
+) -> None:
+    """Run the whole build: extract, synthesize, train, export, evaluate, report into dist/<name>/.
+
+    Finished stages are cached under .distill/ by the hash of their inputs; an interrupted build
+    resumes at the stage it stopped in. Failed quality gates exit 4 after the report is written.
+    """
+    from distill.runtime.build.run import BuildOptions, build_file
+    from distill.runtime.evaluate import GateResult, enforce_gates
+
+    def announce(outcome: Any) -> None:
+        state = "cached" if outcome.cached else f"done in {outcome.seconds:.1f} s"
+        console.stderr().print(f"  {outcome.name}: {state}")
+
+    with console.progress_bars() as bars:
+        built = build_file(file, BuildOptions(offline, locked, from_stage, force), bars, announce)
+    console.print_diagnostics(built.planned.compiled.warnings)
+    for gate in built.gates:
+        console.stdout().print(f"  {'ok  ' if gate['passed'] else 'FAIL'} {gate['message']}")
+    console.stdout().print(f"built {built.dist} (model card: {built.dist / 'README.md'})")
+    enforce_gates([GateResult(**gate) for gate in built.gates])
+
+
+@app.command()
+@reported
 def export(
     model_dir: Annotated[Path, typer.Argument(help="A saved Hugging Face model folder (safetensors).",
                                               show_default=False)],
@@ -259,6 +291,32 @@ def init(
     write_atomic(output.parent / SCHEMA_FILE, json.dumps(load_schema(), indent=2) + "\n")
     write_atomic(output, text)
     console.stdout().print(f"wrote {output}; next: distill validate {output}")
+
+
+@app.command()
+@reported
+def chat(
+    artifact: Annotated[Path, typer.Argument(help="An export folder (with manifest.json) or a .gguf file.",
+                                             show_default=False)],
+    quant: Annotated[Optional[str], typer.Option(
+        "--quant", help="Which GGUF file of the folder (default: the first quant its manifest lists).")] = None,
+    system: Annotated[Optional[str], typer.Option("--system", help="A system message opening the chat.")] = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens per reply at most.")] = 256,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="0 decodes greedily.")] = 0.0,
+    once: Annotated[Optional[str], typer.Option("--once", help="Answer this one message and exit.")] = None,
+) -> None:
+    """Chat with an exported model (GGUF via llama.cpp, ONNX via onnxruntime), history kept.
+
+    Reads one message per line from stdin until EOF or /exit; the model's own chat template renders it.
+    """
+    from distill.runtime.chat import Settings, converse, open_session
+
+    session = open_session(artifact, quant, Settings(max_new_tokens, temperature))
+    interactive = once is None and sys.stdin.isatty()
+    if interactive:
+        sys.stdout.write("> ")
+        sys.stdout.flush()
+    converse(session, [once] if once is not None else sys.stdin, sys.stdout, system, prompt=interactive)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     BAD_SOURCE = 6
     VERIFY_FAILED = 7
     NO_DATA = 8
+    BUSY = 9
     INTERNAL = 70
 
 

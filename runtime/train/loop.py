@@ -103,12 +103,16 @@ def train(objective: Objective, train_set: Sequence[Encoded], val_set: Sequence[
             if progress is not None:
                 progress("train", state.step, schedule.total_steps, f"loss {record['loss']:.3f}")
             if state.step % spec.train.checkpoint_every == 0:
-                _evaluate_and_save(objective, val_set, pad_id, spec, plan, state, metrics, folder, optimizer, scheduler)
+                _evaluate(objective, val_set, pad_id, spec, plan, state, metrics, folder)
+                checkpoint.save(folder / "checkpoints", objective.trainables(), optimizer, scheduler, state)
         if state.micro >= len(batches):
             state.epoch, state.micro = state.epoch + 1, 0
-            _evaluate_and_save(objective, val_set, pad_id, spec, plan, state, metrics, folder, optimizer, scheduler)
-    if state.step % spec.train.checkpoint_every and state.micro:
-        _evaluate_and_save(objective, val_set, pad_id, spec, plan, state, metrics, folder, optimizer, scheduler)
+            if state.step % spec.train.checkpoint_every:
+                _evaluate(objective, val_set, pad_id, spec, plan, state, metrics, folder)
+    if state.step % spec.train.checkpoint_every:
+        if state.micro:  # stopped mid-epoch by max_steps: the epoch-end evaluation did not run
+            _evaluate(objective, val_set, pad_id, spec, plan, state, metrics, folder)
+        checkpoint.save(folder / "checkpoints", objective.trainables(), optimizer, scheduler, state)
     _finish(objective, folder, spec, state)
     return TrainResult(state.step, state.stopped, state.best_val, metrics.path)
 
@@ -163,16 +167,17 @@ class _nothing:
         return None
 
 
-def _evaluate_and_save(objective: Objective, val_set: Sequence[Encoded], pad_id: int, spec: Spec, plan: Plan,
-                       state: LoopState, metrics: _Metrics, folder: Path, optimizer: Any, scheduler: Any) -> None:
-    """Validation loss, early stopping, then a checkpoint of everything (so a resume continues
-    with the same early-stopping state)."""
+def _evaluate(objective: Objective, val_set: Sequence[Encoded], pad_id: int, spec: Spec, plan: Plan,
+              state: LoopState, metrics: _Metrics, folder: Path) -> None:
+    """Validation loss and early stopping. Checkpoints are saved every ``checkpoint_every`` steps
+    and at the end only: a resume from an earlier one recomputes later evaluations identically,
+    and saving weights + optimizer states (3x the trainable bytes, fsynced) per epoch would cost
+    more than small epochs take."""
     if val_set:
         loss = objective.evaluate(val_set, pad_id, plan.micro_batch)
         state.evals.append({"step": state.step, "val_loss": loss})
         metrics.write({"step": state.step, "epoch": state.epoch, "val_loss": round(loss, 6)})
         _early_stopping(spec, state, loss, objective, folder)
-    checkpoint.save(folder / "checkpoints", objective.trainables(), optimizer, scheduler, state)
 
 
 def _early_stopping(spec: Spec, state: LoopState, loss: float, objective: Objective, folder: Path) -> None:

@@ -1,0 +1,1 @@
+"""distill build: the stage graph, its cache under .distill/, and the stages it runs."""

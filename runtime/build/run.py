@@ -1,0 +1,143 @@
+"""``distill build``: plan, check or write the lock, run the stage graph, write the report, publish
+``dist/<name>/``, record what was built in the lock, enforce the quality gates."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.compiler.codec import to_data
+from distill.compiler.pipeline import Planned, plan_file
+from distill.runtime.build.graph import Outcome, Stage, downstream, exclusive, run_graph
+from distill.runtime.build.stages import build_stages, target_name
+
+Progress = Callable[..., None]
+STATE = ".distill"
+KEY_FILE = ".build-key"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    offline: bool = False
+    locked: bool = False
+    from_stage: str | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class Built:
+    planned: Planned
+    outcomes: dict[str, Outcome]
+    dist: Path
+    gates: list[dict[str, Any]]
+
+
+def build_file(path: Path, options: BuildOptions, progress: Progress | None = None,
+               announce: Callable[[Outcome], None] = lambda outcome: None) -> Built:
+    from distill.compiler.lock import build_lock, check_lock, lock_path, with_build, write_lock
+
+    planned = plan_file(path, offline=options.offline)
+    lock = build_lock(planned.compiled.hash, planned.models, planned.volume, planned.plan)
+    lock_file = lock_path(planned.compiled.path)
+    if options.locked:
+        check_lock(lock_file, lock)
+    root = planned.compiled.root
+    with exclusive(root / STATE):
+        stages = build_stages(planned, progress)
+        stages.append(_report_stage(planned, lock, stages))
+        rerun = ({s.name for s in stages} if options.force else
+                 downstream(stages, options.from_stage) if options.from_stage else set())
+        outcomes = run_graph(stages, root / STATE, rerun, announce)
+        dist = root / "dist" / planned.compiled.spec.name
+        _publish(outcomes, dist)
+        write_lock(lock_file, with_build(lock, _build_record(outcomes, dist)))
+    return Built(planned, outcomes, dist, outcomes["report"].summary["gates"])
+
+
+def _report_stage(planned: Planned, lock: dict[str, Any], stages: list[Stage]) -> Stage:
+    needs = tuple(stage.name for stage in stages)
+    return Stage("report", 1, needs, lambda: {"spec": planned.compiled.hash, "lock": lock},
+                 lambda folder, up: _report(planned, lock, folder, up))
+
+
+def _report(planned: Planned, lock: dict[str, Any], folder: Path, up: Mapping[str, Path]) -> dict[str, Any]:
+    """The model card and report.json, with the artifacts and the student model beside them:
+    everything ``dist/<name>/`` will hold."""
+    from distill.runtime.evaluate import check_gates
+    from distill.runtime.report import ReportInputs, write_report
+
+    spec = planned.compiled.spec
+    evaluation = json.loads((up["evaluate"] / "evaluation.json").read_text("utf-8"))
+    deployed = _deployed(planned, evaluation)
+    gates = [vars(g) for g in check_gates(evaluation, spec.eval.gates, deployed)]
+    artifacts = []
+    for name, stage in sorted(up.items()):
+        if name.startswith("export:"):
+            relative = name.split(":", 1)[1].replace(":", "-").replace(",", "-")
+            shutil.copytree(stage / "artifact", folder / relative, dirs_exist_ok=True)
+            manifest = json.loads((stage / "artifact" / "manifest.json").read_text("utf-8"))
+            artifacts.append({"kind": manifest["kind"], "path": relative, "manifest": manifest})
+    shutil.copytree(up["train"] / "model", folder / "model", dirs_exist_ok=True)
+    shutil.copy2(up["synthesize"] / "DATA_CARD.md", folder / "DATA_CARD.md")
+    metrics = up["train"] / "metrics.jsonl"
+    write_report(folder, ReportInputs(
+        name=spec.name, spec=to_data(spec), spec_sha256=planned.compiled.hash, lock=lock,
+        data_card=json.loads((up["synthesize"] / "data_card.json").read_text("utf-8")),
+        metrics=metrics if metrics.is_file() else None, loss_png=_existing(up["train"] / "loss.png"),
+        evaluation=evaluation, gates=gates, artifacts=artifacts, stages=_stage_rows(up)))
+    return {"gates": gates}
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.is_file() else None
+
+
+def _stage_rows(up: Mapping[str, Path]) -> list[dict[str, Any]]:
+    rows = []
+    for name, folder in up.items():
+        meta = json.loads((folder / "meta.json").read_text("utf-8"))
+        # seconds: what the stage took when it ran (a cached stage keeps its first run's time)
+        rows.append({"stage": name, "key": meta["key"], "seconds": meta["seconds"]})
+    return rows
+
+
+def _deployed(planned: Planned, evaluation: dict[str, Any]) -> list[str]:
+    names = [m["name"] for m in evaluation["models"]]
+    wanted = [n for n in names if n.split(":")[0] in {target_name(t).split(":")[0] for t in planned.compiled.spec.deploy}]
+    return wanted or ["student"]
+
+
+def _publish(outcomes: dict[str, Outcome], dist: Path) -> None:
+    """``dist/<name>/`` = the report stage's folder, swapped in whole; untouched when it already
+    holds this report (a no-op rebuild writes nothing)."""
+    report = outcomes["report"]
+    key_file = dist / KEY_FILE
+    if key_file.is_file() and key_file.read_text().strip() == report.key:
+        return
+    staging = dist.with_name(f".{dist.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(report.folder, staging, ignore=shutil.ignore_patterns("meta.json"))
+    (staging / KEY_FILE).write_text(report.key + "\n")
+    old = dist.with_name(f".{dist.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dist.exists():
+        dist.rename(old)
+    staging.rename(dist)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _build_record(outcomes: dict[str, Outcome], dist: Path) -> dict[str, Any]:
+    """For the lock: stage keys, the synthesized data's hash, and every published file's hash."""
+    from distill.backends.base import sha256_file
+
+    data = outcomes["synthesize"].folder
+    return {
+        "stages": {name: outcome.key for name, outcome in outcomes.items()},
+        "data_sha256": {split: sha256_file(data / f"{split}.jsonl") for split in ("train", "val", "test")},
+        "outputs": {str(p.relative_to(dist)): sha256_file(p) for p in sorted(dist.rglob("*"))
+                    if p.is_file() and p.name != KEY_FILE and p.suffix in (".gguf", ".onnx", ".safetensors")},
+    }

@@ -1,0 +1,138 @@
+"""The stages of ``distill build`` for one planned Distillfile, each with its whole input slice:
+
+    extract -> synthesize -> train (teacher logits, training, merge) -> export:<target> ...
+            -> evaluate -> report
+
+Slices are whole spec sections plus what the plan decided and the digests of the input files
+(DESIGN.md: never hand-pick fields for a key). Changing ``deploy`` changes only the export keys,
+so a rebuild re-runs the exports and what reads them (evaluation, report), never training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from distill.compiler.codec import to_data
+from distill.compiler.pipeline import Planned
+from distill.compiler.resolve import ResolvedModel
+from distill.compiler.spec import DeployTarget
+from distill.runtime.build.graph import Stage
+
+Progress = Callable[..., None]
+
+
+def target_name(target: DeployTarget) -> str:
+    """``gguf:Q4_K_M,Q8_0`` or ``onnx:int8``: the ``--to`` form of a deploy entry."""
+    if target.gguf is not None:
+        return "gguf:" + ",".join(target.gguf.quant)
+    return f"onnx:{target.onnx.quant}"  # type: ignore[union-attr]
+
+
+def model_identity(resolved: ResolvedModel) -> dict[str, Any]:
+    return {"ref": resolved.ref, "kind": resolved.kind, "revision": resolved.revision,
+            "tokenizer": resolved.tokenizer, "files": [asdict(f) for f in resolved.files]}
+
+
+def plan_data(planned: Planned) -> dict[str, Any]:
+    """The plan as the lock records it (time estimates are measured, not decided: left out)."""
+    data = to_data(planned.plan)
+    data.pop("estimates", None)
+    return data
+
+
+def build_stages(planned: Planned, progress: Progress | None) -> list[Stage]:
+    spec, models = planned.compiled.spec, planned.models
+    teacher = {"spec": to_data(spec.teacher), "model": model_identity(models["teacher"]) if "teacher" in models else None}
+    student = {"spec": to_data(spec.student), "model": model_identity(models["student"])}
+    stages = [
+        Stage("extract", 1, (), lambda: {"sources": to_data(spec.sources), "files": [asdict(f) for f in planned.volume.files],
+                                         "chunk_tokens": spec.data.chunk_tokens, "overlap": spec.data.overlap_tokens,
+                                         "student": student},
+              lambda folder, up: _extract(planned, folder)),
+        Stage("synthesize", 1, ("extract",), lambda: {"data": to_data(spec.data), "teacher": teacher,
+                                                      "task": spec.student.task, "mask": spec.loss.mask, "seed": spec.seed,
+                                                      "plan": {k: plan_data(planned).get(k) for k in
+                                                               ("dtype", "teacher_quant", "synthesis_batch")}},
+              lambda folder, up: _synthesize(planned, folder, up["extract"], progress)),
+        Stage("train", 1, ("extract", "synthesize"), lambda: {"student": student, "teacher": teacher, "loss": to_data(spec.loss),
+                                                    "train": to_data(spec.train), "seed": spec.seed, "plan": plan_data(planned)},
+              lambda folder, up: _train(planned, folder, up, progress)),
+    ]
+    exports = []
+    for target in spec.deploy:
+        name = f"export:{target_name(target)}"
+        exports.append(name)
+        stages.append(Stage(name, 1, ("train",), lambda t=target: {"target": to_data(t)},
+                            lambda folder, up, t=target: _export(t, folder, up["train"])))
+    stages.append(Stage("evaluate", 1, ("extract", "synthesize", "train", *exports),
+                        lambda: {"eval": to_data(spec.eval), "teacher": teacher, "task": spec.student.task},
+                        lambda folder, up: _evaluate(planned, folder, up)))
+    return stages
+
+
+def _extract(planned: Planned, folder: Path) -> dict[str, Any]:
+    from distill.runtime.sources.run import extract_and_chunk
+
+    extracted = extract_and_chunk(planned.compiled, planned.models["student"], folder)
+    report = extracted.corpus.report
+    return {"pages": report.pages, "chunks": report.chunks, "examples": report.examples,
+            "skipped": len(report.skipped), "tokenizer": extracted.tokenizer}
+
+
+def _extracted(folder: Path) -> Any:
+    from distill.runtime.sources.run import Extracted
+    from distill.runtime.sources.stage import read_outputs
+
+    corpus, chunks = read_outputs(folder)
+    return Extracted(corpus, chunks, "as extracted")
+
+
+def corpus_texts(extract: Path) -> list[str]:
+    """What a random model's byte-level BPE is trained on: the documents' pages and the dataset
+    contexts, exactly as the chunk stage counted with."""
+    extracted = _extracted(extract)
+    texts = [page.text for document in extracted.corpus.documents for page in document.pages]
+    return texts + [example.context for example in extracted.corpus.examples]
+
+
+def _synthesize(planned: Planned, folder: Path, extract: Path, progress: Progress | None) -> dict[str, Any]:
+    from distill.runtime.synthesis.run import synthesize_planned
+
+    card = synthesize_planned(planned, _extracted(extract), folder, progress)
+    return {"examples": card["examples"], "rejected": card["rejected"]["total"]}
+
+
+def _train(planned: Planned, folder: Path, up: Mapping[str, Path], progress: Progress | None) -> dict[str, Any]:
+    from distill.runtime.synthesis.run import teacher_key
+    from distill.runtime.train.run import train_planned
+
+    corpus = corpus_texts(up["extract"])
+    trained = train_planned(planned, up["synthesize"], folder, corpus, progress, teacher_key(planned))
+    return {"steps": trained.result.steps, "stopped_early": trained.result.stopped_early,
+            "best_val": trained.result.best_val, "merge_max_abs_diff": trained.merge.max_abs_diff,
+            "skipped": len(trained.skipped)}
+
+
+def _export(target: DeployTarget, folder: Path, train: Path) -> dict[str, Any]:
+    import shutil
+
+    from distill.backends.export import export_verified
+
+    artifact_dir = folder / "artifact"
+    shutil.rmtree(artifact_dir, ignore_errors=True)  # a half export from a crash; export_atomically wants none
+    artifact, checks = export_verified(train / "model", target_name(target), artifact_dir)
+    return {"kind": artifact.kind, "quant": artifact.quant, "size": artifact.size,
+            "checks": [c.name for c in checks if c.passed], "failed": [c.name for c in checks if not c.passed]}
+
+
+def _evaluate(planned: Planned, folder: Path, up: Mapping[str, Path]) -> dict[str, Any]:
+    from distill.runtime.build.candidates import candidates
+    from distill.runtime.evaluate import evaluate
+
+    spec = planned.compiled.spec
+    found = candidates(planned, folder, up)
+    evaluation = evaluate(found, up["synthesize"] / "test.jsonl", spec.student.task, spec.eval, folder)
+    return {"models": [m["name"] for m in evaluation["models"]]}
