@@ -145,10 +145,10 @@ def _causal_case(tokenizer: Any, record: dict[str, Any], max_len: int) -> tuple[
 
 
 def _prepare_qa(tokenizer: Any, records: Sequence[dict[str, Any]], max_len: int) -> Prepared:
-    from distill.runtime.train.data import _truncation_restored
+    from distill.runtime.train.data import truncation_restored
 
     cases = []
-    with _truncation_restored(tokenizer):
+    with truncation_restored(tokenizer):
         for record in records:
             cases.append(_qa_case(tokenizer, record["id"], record["question"], record["context"],
                                   record.get("answer", ""), max_len))

@@ -178,7 +178,7 @@ def _token_span(offsets: Sequence[tuple[int, int]], sequence_ids: Sequence[int |
 
 
 @contextmanager
-def _truncation_restored(tokenizer: PreTrainedTokenizerBase) -> Iterator[None]:
+def truncation_restored(tokenizer: PreTrainedTokenizerBase) -> Iterator[None]:
     """A transformers fast tokenizer leaves the truncation of a call set on its backend (the next
     call resets it from its own arguments); put the saved setting back, so the tokenizer a caller
     passes in, saves or hands to a backend afterwards is the one it gave."""
@@ -213,7 +213,7 @@ def encode_extractive(record: Mapping[str, Any], tokenizer: PreTrainedTokenizerB
     question = len(tokenizer(record["question"], add_special_tokens=False)["input_ids"])
     if question + tokenizer.num_special_tokens_to_add(pair=True) >= max_len:
         return Skip(rid, f"question ({question} tokens) leaves no room for the context at max_seq_len {max_len}")
-    with _truncation_restored(tokenizer):
+    with truncation_restored(tokenizer):
         enc = tokenizer(record["question"], context, truncation="only_second", max_length=max_len,
                         return_offsets_mapping=True)
     ids = list(enc["input_ids"])
