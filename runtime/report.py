@@ -187,9 +187,11 @@ def _model_line(lock: dict[str, Any], role: str) -> str:
 
 
 def _header(inputs: ReportInputs) -> list[str]:
+    has_teacher = bool((inputs.lock.get("models") or {}).get("teacher"))
+    origin = (f"distilled from teacher {_model_line(inputs.lock, 'teacher')}" if has_teacher
+              else "trained without a teacher")
     return [f"# {inputs.name}", "",
-            f"Student {_model_line(inputs.lock, 'student')}, distilled from teacher "
-            f"{_model_line(inputs.lock, 'teacher')} by distill.", "",
+            f"Student {_model_line(inputs.lock, 'student')}, {origin} by distill.", "",
             f"Spec sha256: `{inputs.spec_sha256}`. This card, report.json and the plots are written from the "
             "build's records only; stage seconds are the only facts that differ between identical builds."]
 
