@@ -15,6 +15,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the examples list the tests use
+from tests.conftest import EXAMPLES  # noqa: E402
+
 RUNS = 5
 
 
@@ -31,7 +34,7 @@ def main() -> None:
     baseline = median_seconds([sys.executable, "-c", "pass"])
     print(f"{'command':<48} {'median s':>9} {'x python -c pass':>17}")
     print(f"{'python -c pass':<48} {baseline:>9.3f} {1.0:>17.1f}")
-    for example in sorted(REPO.glob("examples/*/Distillfile")):
+    for example in EXAMPLES:
         shown = example.relative_to(REPO)
         seconds = median_seconds([sys.executable, "-m", "distill.compiler.cli", "validate", str(shown)])
         print(f"{'distill validate ' + str(shown):<48} {seconds:>9.3f} {seconds / baseline:>17.1f}")

@@ -179,7 +179,10 @@ def _resolve_random(role: str, model: Teacher, root: Path, spec: Spec) -> Resolv
     if model.random.tokenizer is not None:
         tokenizer = resolve_inside(root, model.random.tokenizer)
         assert tokenizer is not None
-        files.update(_local_files(tokenizer) if tokenizer.is_dir() else {"tokenizer.json": tokenizer})
+        # Only the tokenizer's files: a tokenizer folder that is a whole model (another model's
+        # output, say) must not lend this model its config.json.
+        borrowed = _local_files(tokenizer) if tokenizer.is_dir() else {"tokenizer.json": tokenizer}
+        files.update({name: path for name, path in borrowed.items() if name != CONFIG})
     return _assemble(role, "random", model.random.config, None, files, model, spec)
 
 

@@ -121,6 +121,17 @@ def load_tokenizer(resolved: ResolvedModel, model: Teacher, root: Path,
     return tokenizer
 
 
+def align_special_tokens(model: torch.nn.Module, tokenizer: Any) -> None:
+    """Give a ``random`` model the tokenizer's BOS/EOS/PAD ids. Its config carries the library
+    defaults (llama: BOS 1, EOS 2), which in a tokenizer trained on the spot are ordinary tokens:
+    generation would stop at a random byte and exports would declare it as EOS."""
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}
+    for config in (model.config, model.generation_config):
+        for name, value in ids.items():
+            setattr(config, name, value)
+
+
 def _template_text(template: str, root: Path) -> str:
     """``chat_template`` is Jinja text, or a ``.jinja`` file beside the Distillfile (the compiler
     checked it exists and parses)."""

@@ -13,6 +13,11 @@ from ruamel.yaml import YAML
 REPO = Path(__file__).resolve().parents[1]
 # Real model configs (no weights) shipped beside the repo; CI clones the repo with shared/ beside it.
 FIXTURE_CONFIGS = REPO.parent / "shared" / "fixtures" / "configs"
+# Every example Distillfile that validates in a clean checkout. The quickstart's Distillfile
+# distills the teacher that its teacher.Distillfile builds first, so it validates only after that
+# build; tests/e2e/test_quickstart.py builds and checks both.
+QUICKSTART_STUDENT = REPO / "examples" / "quickstart" / "Distillfile"
+EXAMPLES = sorted(p for p in (REPO / "examples").glob("*/*Distillfile") if p != QUICKSTART_STUDENT)
 
 MIN_SPEC: dict[str, Any] = {
     "version": 1,

@@ -51,9 +51,11 @@ def teacher_folder(planned: Planned, folder: Path, up: Mapping[str, Path]) -> Pa
     saved = folder / "teacher"
     if not (saved / "config.json").is_file():
         from distill.runtime.build.stages import corpus_texts
-        from distill.runtime.models import load_model, load_tokenizer
+        from distill.runtime.models import align_special_tokens, load_model, load_tokenizer
 
         model = load_model(resolved, spec.teacher, root, planned.plan.dtype, None, spec.seed)
+        tokenizer = load_tokenizer(resolved, spec.teacher, root, corpus_texts(up["extract"]))
+        align_special_tokens(model, tokenizer)
         model.save_pretrained(saved, safe_serialization=True)
-        load_tokenizer(resolved, spec.teacher, root, corpus_texts(up["extract"])).save_pretrained(saved)
+        tokenizer.save_pretrained(saved)
     return saved

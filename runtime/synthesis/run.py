@@ -30,7 +30,7 @@ def teacher_generator(planned: Planned, extracted: Extracted) -> Generator:
     """The planned teacher (dtype, quantization) behind the ``Generator`` interface."""
     import torch
 
-    from distill.runtime.models import load_model, load_tokenizer
+    from distill.runtime.models import align_special_tokens, load_model, load_tokenizer
     from distill.runtime.synthesis.generate import HFGenerator
 
     spec, root, plan = planned.compiled.spec, planned.compiled.root, planned.plan
@@ -44,6 +44,8 @@ def teacher_generator(planned: Planned, extracted: Extracted) -> Generator:
                                    "or a .jinja file)")
     torch.manual_seed(spec.seed)
     model = load_model(resolved, teacher, root, plan.dtype, plan.teacher_quant, spec.seed)
+    if resolved.kind == "random":
+        align_special_tokens(model, tokenizer)
     synthesis = spec.data.synthesis
     max_new, temperature = (synthesis.max_new_tokens, synthesis.temperature) if synthesis else (128, 0.7)
     return HFGenerator(model, tokenizer, max_new, temperature, spec.seed)

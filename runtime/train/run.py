@@ -36,7 +36,7 @@ def train_planned(planned: Planned, data: Path, folder: Path, corpus: Sequence[s
                   progress: Progress | None = None, teacher_key: str = "") -> Trained:
     """Tokenize ``data``'s splits, train as planned into ``folder`` (resuming from its
     checkpoints), merge and save the model to ``folder / "model"``."""
-    from distill.runtime.models import load_tokenizer
+    from distill.runtime.models import align_special_tokens, load_tokenizer
     from distill.runtime.train.student import build_student, causal_head
 
     spec, plan, root = planned.compiled.spec, planned.plan, planned.compiled.root
@@ -49,10 +49,12 @@ def train_planned(planned: Planned, data: Path, folder: Path, corpus: Sequence[s
                              f"{skipped[0].reason if skipped else 'the train split is empty'}",
                              hint="raise train.max_seq_len, or check the student's chat template")
     student = build_student(planned.models["student"], spec, root, plan)
+    if planned.models["student"].kind == "random":
+        align_special_tokens(student, tokenizer)
     causal = spec.student.task == "causal-lm"
     objective = Objective(student, spec.student.task, causal_head(student) if causal else None, _weights(planned))
     if causal and _needs_teacher(planned):
-        _attach_teacher(objective, planned, train_set, pad_id, folder, teacher_key)
+        _attach_teacher(objective, planned, train_set, pad_id, folder, teacher_key, corpus)
     result = train(objective, train_set, val_set, pad_id, spec, plan, folder, progress)
     probe = {k: v.to(next(student.parameters()).device) for k, v in _probe(train_set, pad_id).items()}
     merged, report = merge_adapter(objective.student, probe)
@@ -91,11 +93,11 @@ def _needs_teacher(planned: Planned) -> bool:
 
 
 def _attach_teacher(objective: Objective, planned: Planned, train_set: Sequence[Encoded], pad_id: int,
-                    folder: Path, teacher_key: str) -> None:
+                    folder: Path, teacher_key: str, corpus: Sequence[str]) -> None:
     """The teacher online, or its top-k cache (built now, the teacher_logits stage), and the
     hidden-state projector (seeded, trainable)."""
     from distill.runtime.hidden import HiddenProjector, auto_layer_map
-    from distill.runtime.models import load_model
+    from distill.runtime.models import align_special_tokens, load_model, load_tokenizer
     from distill.runtime.train.student import causal_head
     from distill.runtime.train.teacher_cache import build_cache
 
@@ -103,6 +105,8 @@ def _attach_teacher(objective: Objective, planned: Planned, train_set: Sequence[
     assert spec.teacher is not None
     teacher = load_model(planned.models["teacher"], spec.teacher, root, plan.dtype, plan.teacher_quant, spec.seed)
     teacher.requires_grad_(False)
+    if planned.models["teacher"].kind == "random":
+        align_special_tokens(teacher, load_tokenizer(planned.models["teacher"], spec.teacher, root, corpus))
     objective.teacher, objective.teacher_head = teacher, causal_head(teacher)
     if plan.kd_mode == "cached" and objective.weights.kl > 0:
         objective.cache = build_cache(teacher, objective.teacher_head, train_set, pad_id, plan.micro_batch,

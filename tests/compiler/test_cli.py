@@ -15,9 +15,8 @@ import pytest
 from distill.compiler import frontend
 from distill.compiler.cli import main
 from distill.compiler.schema import load_schema
-from tests.conftest import REPO
+from tests.conftest import EXAMPLES, REPO
 
-EXAMPLES = sorted((REPO / "examples").glob("*/Distillfile"))
 PDF = REPO / "examples" / "pdf-qa" / "docs" / "kx200-handbook.pdf"
 
 

@@ -17,10 +17,9 @@ from ruamel.yaml import YAML
 from distill.compiler.document import parse_document
 from distill.compiler.errors import SpecError
 from distill.compiler.frontend import compile_file
-from tests.conftest import REPO
+from tests.conftest import EXAMPLES
 from tests.strategies import anything
 
-EXAMPLES = sorted((REPO / "examples").glob("*/Distillfile"))
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +29,7 @@ def seeds() -> list[tuple[Path, str]]:
     out = []
     for example in EXAMPLES:
         folder = root / example.parent.name
-        shutil.copytree(example.parent, folder)
+        shutil.copytree(example.parent, folder, ignore=shutil.ignore_patterns(".distill", "dist"))
         out.append((folder, example.read_text()))
     yield out
     shutil.rmtree(root)

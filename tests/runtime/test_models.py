@@ -54,3 +54,29 @@ def test_the_distillfile_chat_template_wins(tmp_path: Path) -> None:
     tokenizer = load_tokenizer(resolved("random", "tiny.json"), spec, tmp_path, ["a corpus of words"] * 20)
     text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
     assert text == "[user] hi" and tokenizer.eos_token == "<|endoftext|>"
+
+
+def test_a_random_model_borrows_only_the_tokenizer_of_a_model_folder(tmp_path: Path) -> None:
+    from distill.compiler.codec import build_spec
+    from distill.compiler.resolve import resolve_models
+
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / "config.json").write_text('{"model_type": "llama", "num_hidden_layers": 4}')
+    (tmp_path / "teacher" / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": {}}}')
+    (tmp_path / "student.json").write_text('{"model_type": "llama", "num_hidden_layers": 2}')
+    spec = build_spec({"version": 1, "name": "t", "sources": [{"text": "*.md"}],
+                       "student": {"random": {"config": "student.json", "tokenizer": "teacher"}}})
+    student = resolve_models(spec, tmp_path, offline=True)["student"]
+    assert student.config["num_hidden_layers"] == 2
+    assert student.tokenizer_file == tmp_path / "teacher" / "tokenizer.json"
+
+
+def test_a_random_model_gets_its_tokenizers_special_ids(tmp_path: Path) -> None:
+    from distill.runtime.models import align_special_tokens
+
+    spec = Teacher(random=RandomModel(config="tiny.json"))
+    model = load_model(resolved("random", "tiny.json"), spec, tmp_path, "float32", None, 0)
+    tokenizer = load_tokenizer(resolved("random", "tiny.json"), spec, tmp_path, ["a corpus of words"] * 20)
+    align_special_tokens(model, tokenizer)
+    assert model.config.eos_token_id == model.generation_config.eos_token_id == tokenizer.eos_token_id == 0
+    assert model.config.bos_token_id is None and model.config.pad_token_id == tokenizer.pad_token_id == 1
