@@ -319,6 +319,22 @@ def chat(
     converse(session, [once] if once is not None else sys.stdin, sys.stdout, system, prompt=interactive)
 
 
+@app.command("launch-cmd")
+@reported
+def launch_cmd(file: DistillfileArg, offline: OfflineOption = False) -> None:
+    """Print the multi-process training command of the plan (one shell line), for schedulers."""
+    from distill.compiler.launch import launch_command, shell_line
+    from distill.compiler.pipeline import plan_file
+
+    planned = plan_file(file, offline=offline)
+    hw = planned.compiled.spec.hardware
+    argv = launch_command(str(planned.compiled.path), hw.gpus, hw.nodes, hw.strategy, planned.plan.device)
+    if argv is None:
+        raise UsageError("the plan runs one process: nothing to launch",
+                         hint="set hardware.gpus and/or hardware.nodes, or run `distill build`")
+    sys.stdout.write(shell_line(argv) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``distill`` script; returns the process exit code."""
     try:

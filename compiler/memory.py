@@ -226,6 +226,10 @@ def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = 
     if full and not step.checkpointing:
         phases["backward end"] = (*static, grads, Term("input grad", e * h * t, f"{t:,} tokens x {e * h} B"))
     phases["optimizer"] = (*static, grads, _optimizer_temporaries(arch, head, step, device))
+    if step.processes > 1:  # per rank under DDP or FSDP
+        from distill.compiler.distributed import distribute
+
+        return distribute(StepMemory(phases), arch, head, step, device)
     return StepMemory(phases)
 
 

@@ -70,6 +70,8 @@ class Plan:
         synthesis_batch: chunks the teacher writes for at once; ``None`` without synthesis.
         lora_targets: the student's adapted linear layers (peft names); empty without an adapter.
         kd_top_k: teacher logits kept per token when ``kd_mode`` is "cached".
+        launch: with more than one process, the command that starts training on every machine
+            (``distill.compiler.launch``; the Distillfile named as in its folder); else ``None``.
     """
 
     device: str
@@ -96,6 +98,7 @@ class Plan:
     synthesis_batch: int | None = None
     lora_targets: tuple[str, ...] = ()
     kd_top_k: int | None = None
+    launch: tuple[str, ...] | None = None
 
     @property
     def peak(self) -> PhaseMemory:

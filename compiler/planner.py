@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from distill.compiler.arch import Architecture, architecture
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.hardware import Budget
+from distill.compiler.launch import launch_command
 from distill.compiler.memory import estimate_step, trainable_params
 from distill.compiler.phases import PROMPT_OVERHEAD_TOKENS, cuda_overheads, generation_terms, teacher_forward_terms
 from distill.compiler.plan import Decision, Estimate, ModelSummary, PhaseMemory, Plan
@@ -178,7 +179,8 @@ def _step(setting: _Setting, tq: str | None, sq: str, optimizer: str, m: int, ck
         checkpointing=ckpt, optimizer=optimizer,  # type: ignore[arg-type]
         kd=setting.kd_mode if setting.kd_mode in ("online", "cached") else "none",  # type: ignore[arg-type]
         kd_chunk_tokens=setting.kd_chunk, top_k=_top_k(spec),
-        teacher_dtype=setting.dtype, teacher_quant=tq or "none")  # type: ignore[arg-type]
+        teacher_dtype=setting.dtype, teacher_quant=tq or "none",  # type: ignore[arg-type]
+        processes=setting.budget.processes, strategy=spec.hardware.strategy)
 
 
 def _top_k(spec: Spec) -> int:
@@ -268,10 +270,17 @@ def _record(setting: _Setting, choice: _Choice, decisions: list[Decision]) -> No
                               _quant_why(spec.student.quantization, choice.student_quant)))
     per_process = spec.train.effective_batch_size // budget.processes
     accumulation = per_process // choice.micro_batch
+    n = budget.processes
+    per_rank = "per rank: " if n > 1 else ""
     decisions.append(Decision(
-        "batch", f"micro {choice.micro_batch} x accumulation {accumulation} x {budget.processes} process(es)",
-        f"= effective_batch_size {spec.train.effective_batch_size}; the largest micro-batch whose peak "
-        f"{format_size(peak.bytes)} ({peak.phase}) fits {format_size(budget.memory)}"))
+        "batch", f"{per_rank}micro {choice.micro_batch} x accumulation {accumulation} x {n} process(es)",
+        f"{per_rank}micro {choice.micro_batch} x accumulation {accumulation} x {n} process(es) = "
+        f"{choice.micro_batch * accumulation * n} = effective_batch_size {spec.train.effective_batch_size}; the largest "
+        f"micro-batch whose {'per-rank ' if n > 1 else ''}peak {format_size(peak.bytes)} ({peak.phase}) fits "
+        f"{format_size(budget.memory)}"))
+    if n > 1:
+        hw = spec.hardware
+        decisions.append(Decision("strategy", hw.strategy, _strategy_why(hw.strategy, hw.gpus, hw.nodes)))
     decisions.append(Decision(
         "gradient checkpointing", "on" if choice.checkpointing else "off",
         "set in the Distillfile" if spec.train.gradient_checkpointing != "auto" else
@@ -294,6 +303,14 @@ def _record(setting: _Setting, choice: _Choice, decisions: list[Decision]) -> No
         decisions.append(Decision("memory model", "approximate",
                                   f"{setting.student.family} with checkpointing is not traced; traced within "
                                   f"{BOUND_TRACED:.0%} for {', '.join(TRACED_FAMILIES)} (benchmarks/planner_accuracy.py)"))
+
+
+def _strategy_why(strategy: str, gpus: int, nodes: int) -> str:
+    where = f"{gpus} process(es) x {nodes} node(s)"
+    if strategy == "ddp":
+        return f"{where}; every rank holds a full replica plus DDP's gradient buckets (one more trainable-sized copy)"
+    return (f"{where}; FULL_SHARD: parameters, gradients and optimizer states 1/{gpus * nodes} per rank, plus the "
+            "all-gathered root (embeddings, head) and one all-gathered decoder layer")
 
 
 def _quant_why(asked: str, chosen: str | None) -> str:
@@ -368,7 +385,9 @@ def _assemble(setting: _Setting, choice: _Choice, decisions: list[Decision],
         data_note=volume.note, estimates=tuple(_estimates(setting, choice, volume, steps)),
         synthesis_batch=_synthesis_batch(setting, choice),
         lora_targets=setting.targets if spec.student.adapter.type != "none" else (),
-        kd_top_k=_top_k(spec) if setting.kd_mode == "cached" else None)
+        kd_top_k=_top_k(spec) if setting.kd_mode == "cached" else None,
+        launch=launch_command("Distillfile", spec.hardware.gpus, spec.hardware.nodes, spec.hardware.strategy,
+                              budget.device))
 
 
 def _synthesis_batch(setting: _Setting, choice: _Choice) -> int | None:

@@ -44,6 +44,10 @@ def print_plan(console: Console, plan: Plan, title: str) -> None:
     console.print(memory)
     console.print(f"  peak {format_size(plan.peak.bytes)} in {plan.peak.phase}: "
                   f"{plan.peak.bytes / plan.budget_bytes:.0%} of the budget")
+    if plan.launch is not None:
+        from distill.compiler.launch import shell_line
+
+        console.print(f"  launch  {shell_line(plan.launch)}", soft_wrap=True, markup=False, highlight=False)
     for estimate in plan.estimates:
         when = f"~{_duration(estimate.seconds)}" if estimate.seconds is not None else "no estimate"
         console.print(f"  estimate {estimate.stage}: {when} ({estimate.flops:.3g} FLOPs = {estimate.why})")

@@ -37,6 +37,10 @@ class TrainStep:
             micro-batch at once (the naive way: 24 bytes x tokens x vocab).
         top_k: teacher logits kept per token when ``kd`` is "cached".
         teacher_dtype, teacher_quant: how the resident teacher is held when ``kd`` is "online".
+        processes: data-parallel ranks (gpus x nodes); ``micro_batch`` is per rank.
+        strategy: with ``processes`` > 1, "ddp" (a replica per rank, gradients copied into
+            DDP's buckets) or "fsdp" (FULL_SHARD, one unit per decoder layer; see
+            ``distill.compiler.distributed``).
     """
 
     micro_batch: int
@@ -54,6 +58,8 @@ class TrainStep:
     top_k: int = 64
     teacher_dtype: ComputeDtype = "float32"
     teacher_quant: Literal["none", "8bit", "4bit"] = "none"
+    processes: int = 1
+    strategy: Literal["ddp", "fsdp"] = "ddp"
 
     @property
     def tokens(self) -> int:

@@ -49,14 +49,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from distill.compiler.trainstep import TrainStep
-from distill.runtime.livebytes import LiveBytesCounter, reachable_tensors
+from distill.runtime.livebytes import LiveBytesCounter, _storage_key, reachable_tensors
 from distill.runtime.losses import kd_kl_chunked, kd_kl_naive
 from distill.runtime.models import DTYPES, bnb_config, reload_quantized
 
@@ -75,6 +75,7 @@ class StepParts:
     labels: torch.Tensor
     teacher: torch.nn.Module | None = None
     trainable: list[torch.nn.Parameter] = field(default_factory=list)
+    strategy: str = "none"
 
 
 def build_causal_lm(config: Mapping[str, Any], dtype: str, attention: str,
@@ -159,6 +160,9 @@ def prepare_step(student_config: Mapping[str, Any], step: TrainStep,
 
     With ``head="extractive-qa"`` the student is an encoder with a span head and the labels are
     one start and one end position per sequence (``labels`` holds them as a (b, 2) tensor).
+    With ``step.processes`` > 1 the student is wrapped per ``step.strategy`` as one rank of the
+    process group already initialized (``wrap_distributed``; torchrun + gloo on CPU); the
+    optimizer then sees the wrapped parameters, and ``step.micro_batch`` is this rank's.
     """
     if step.kd == "cached":
         raise NotImplementedError("kd='cached' (top-k logits from disk) is not measured yet")
@@ -170,12 +174,61 @@ def prepare_step(student_config: Mapping[str, Any], step: TrainStep,
     vocab = student.get_input_embeddings().num_embeddings
     if teacher is not None and teacher.get_input_embeddings().num_embeddings != vocab:
         raise ValueError("online KD needs the teacher and student vocabularies to agree")
+    strategy = _strategy(step)
+    student = wrap_distributed(student, strategy)
     trainable = [p for p in student.parameters() if p.requires_grad]
     optimizer, impl = _make_optimizer(trainable, step.optimizer)
     input_ids = torch.randint(0, vocab, (step.micro_batch, step.seq_len))
     labels = (torch.randint(0, step.seq_len, (step.micro_batch, 2)) if head == "extractive-qa"
               else input_ids.clone())
-    return StepParts(step, student, optimizer, impl, input_ids, labels, teacher, trainable)
+    return StepParts(step, student, optimizer, impl, input_ids, labels, teacher, trainable, strategy)
+
+
+def _strategy(step: TrainStep) -> str:
+    if step.processes == 1:
+        return "none"
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() != step.processes:
+        raise RuntimeError(f"step.processes={step.processes} needs an initialized process group of that size "
+                           "(run under torchrun with init_process_group('gloo'))")
+    return step.strategy
+
+
+def wrap_distributed(model: torch.nn.Module, strategy: str) -> torch.nn.Module:
+    """The student as accelerate's ``prepare`` wraps it with default settings (one rank).
+
+    "ddp": ``DistributedDataParallel(model)`` with default kwargs, as accelerate passes none
+    unless a ``DistributedDataParallelKwargs`` handler is given: ``gradient_as_bucket_view``
+    False (gradients are copied into flat bucket buffers of every trainable parameter), 25 MiB
+    buckets, buffers broadcast each forward.
+    "fsdp": FSDP1 with the kwargs accelerate's plugin passes for ``--use_fsdp
+    --fsdp_sharding_strategy FULL_SHARD --fsdp_auto_wrap_policy TRANSFORMER_BASED_WRAP
+    --fsdp_use_orig_params true``: one unit per class in ``_no_split_modules`` (the decoder
+    layer), the root unit holding the rest; no backward or forward prefetch (accelerate's
+    default), ``limit_all_gathers``, no CPU offload, no mixed precision. Exception:
+    ``sync_module_states`` is False, as torch refuses it for CPU modules ("The module has CPU
+    parameters or buffers when `sync_module_states=True`"); every rank builds the same seeded
+    weights instead.
+    """
+    if strategy == "none":
+        return model
+    if strategy == "ddp":
+        return torch.nn.parallel.DistributedDataParallel(model)
+    if strategy != "fsdp":
+        raise ValueError(f"strategy must be none, ddp or fsdp (got {strategy!r})")
+    import functools
+
+    from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
+    from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+
+    names = set(getattr(model, "_no_split_modules", None) or ())
+    layers = {type(m) for m in model.modules() if type(m).__name__ in names}
+    policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls=layers)
+    return FullyShardedDataParallel(
+        model, sharding_strategy=ShardingStrategy.FULL_SHARD, auto_wrap_policy=policy,
+        use_orig_params=True, limit_all_gathers=True, sync_module_states=False,
+        backward_prefetch=None, forward_prefetch=False, device_id=torch.device("cpu"))
 
 
 # --------------------------------------------------------------------------- running and measuring
@@ -211,7 +264,8 @@ def run_step(parts: StepParts, counter: LiveBytesCounter | None = None) -> float
     with phase("backward"):
         loss.backward()
         del loss
-    missing = sum(p.grad is None for p in parts.trainable)
+    # FSDP leaves .grad None on parameters outside this rank's shard.
+    missing = sum(p.grad is None for p in parts.trainable) if parts.strategy != "fsdp" else 0
     if missing:
         raise RuntimeError(f"{missing} trainable parameters got no gradient")
     with phase("optimizer"):
@@ -275,19 +329,72 @@ def _track_baseline(counter: LiveBytesCounter, parts: StepParts) -> None:
     counter.track_existing(iter((parts.input_ids, parts.labels)), "inputs")
 
 
-def measure(parts: StepParts) -> MeasuredStep:
-    """Runs the warm-up step, then measures the next one (protocol step 5)."""
-    run_step(parts)
-    gc.collect()
-    counter = LiveBytesCounter()
+class _Counter(LiveBytesCounter):
+    """The live-bytes counter, told of FSDP's storage resizes: FSDP1 frees and re-allocates an
+    unsharded flat parameter by resizing its storage in place (``_free_storage`` /
+    ``_alloc_storage``), which on CPU bypasses the dispatcher."""
+
+    def resized(self, tensor: torch.Tensor) -> None:
+        self._add(tensor, self._new_category)  # a tracked storage only has its size updated
+        self._note_peak("<fsdp storage resize>")
+
+    def survivors(self, known: set[int]) -> list[torch.Tensor]:
+        """A tensor on every live storage not in ``known`` (storage keys)."""
+        alive = (entry.ref() for key, entry in self._live.items() if key not in known and entry.ref)
+        return [torch.empty(0, dtype=torch.uint8).set_(storage) for storage in alive if storage is not None]
+
+
+@contextlib.contextmanager
+def _fsdp_resizes(counter: _Counter) -> Iterator[None]:
+    from torch.distributed.fsdp import _flat_param as flat
+
+    free, alloc = flat._free_storage, flat._alloc_storage
+
+    def freed(tensor: torch.Tensor) -> None:
+        free(tensor)
+        counter.resized(tensor)
+
+    def allocated(tensor: torch.Tensor, size: torch.Size) -> None:
+        alloc(tensor, size)
+        counter.resized(tensor)
+
+    flat._free_storage, flat._alloc_storage = freed, allocated
+    try:
+        yield
+    finally:
+        flat._free_storage, flat._alloc_storage = free, alloc
+
+
+def _hidden_buffers(parts: StepParts) -> list[torch.Tensor]:
+    """Storages that outlive a step but no Python object we walk holds: DDP's gradient buckets
+    (owned by its C++ Reducer). Found by tracing one more warm-up step, which is also when DDP
+    rebuilds its buckets in gradient-ready order (its second iteration)."""
+    counter = _Counter()
     _track_baseline(counter, parts)
+    with counter, _fsdp_resizes(counter):
+        run_step(parts, counter)
+    gc.collect()
+    known = {_storage_key(t) for t in reachable_tensors(parts.student, parts.optimizer, parts.teacher)}
+    known |= {_storage_key(t) for t in (parts.input_ids, parts.labels)}
+    return counter.survivors(known)
+
+
+def measure(parts: StepParts) -> MeasuredStep:
+    """Runs the warm-up step, then measures the next one (protocol step 5). Under a strategy a
+    second, traced warm-up finds DDP's buckets, counted from the start as "comm_buffers"."""
+    run_step(parts)
+    hidden = _hidden_buffers(parts) if parts.strategy != "none" else []
+    gc.collect()
+    counter = _Counter()
+    _track_baseline(counter, parts)
+    counter.track_existing(iter(hidden), "comm_buffers")
     baseline, baseline_split = counter.current, dict(counter.by_category)
     hooks = [p.register_post_accumulate_grad_hook(
         lambda p: counter.relabel(p.grad, "gradients")) for p in parts.trainable]
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        with counter:
+        with counter, _fsdp_resizes(counter) if parts.strategy == "fsdp" else contextlib.nullcontext():
             run_step(parts, counter)
     finally:
         if gc_was_enabled:
@@ -322,6 +429,7 @@ def measure_step(student_config: dict, step: TrainStep, teacher_config: dict | N
         head: "causal-lm", or "extractive-qa" for an encoder trained on answer spans.
 
     Returns:
-        The measurement of the second (post-warm-up) step.
+        The measurement of the second (post-warm-up) step; with ``step.processes`` > 1, this
+        rank's measurement of the third.
     """
     return measure(prepare_step(student_config, step, teacher_config, seed, head))

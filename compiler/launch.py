@@ -1,0 +1,38 @@
+"""The command that starts a multi-process training run of a plan, for a shell or a scheduler.
+
+``accelerate launch`` with flags equivalent to a config file (checked against accelerate 1.15's
+``launch --help``): ``--num_processes`` is the total over all machines, and ``--multi_gpu``
+also gives gloo CPU processes on a GPU-less machine (``--cpu --num_processes 2`` would silently
+start one). Each process runs ``python -m distill.runtime.train.worker DISTILLFILE``. Across
+machines every node runs the same line with its own ``$RANK`` (the machine rank) and the
+``$MASTER_ADDR``/``$MASTER_PORT`` of machine 0, left for the shell to expand.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+WORKER = ("-m", "distill.runtime.train.worker")
+ENV_REFERENCE = re.compile(r"^\$[A-Z_][A-Z0-9_]*$")
+
+
+def launch_command(distillfile: str, gpus: int, nodes: int, strategy: str, device: str) -> tuple[str, ...] | None:
+    """The ``accelerate launch`` argv for ``gpus`` x ``nodes`` processes; ``None`` for one process."""
+    processes = gpus * nodes
+    if processes <= 1:
+        return None
+    argv = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", str(nodes)]
+    if nodes > 1:
+        argv += ["--machine_rank", "$RANK", "--main_process_ip", "$MASTER_ADDR", "--main_process_port", "$MASTER_PORT"]
+    if strategy == "fsdp":
+        argv += ["--use_fsdp", "--fsdp_sharding_strategy", "FULL_SHARD",
+                 "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", "--fsdp_use_orig_params", "true"]
+        if device == "cpu":  # torch refuses sync_module_states for CPU modules (accelerate defaults it on)
+            argv += ["--fsdp_sync_module_states", "false"]
+    return (*argv, *WORKER, distillfile)
+
+
+def shell_line(argv: tuple[str, ...]) -> str:
+    """One shell line: arguments quoted, ``$VAR`` references double-quoted so they expand."""
+    return " ".join(f'"{arg}"' if ENV_REFERENCE.match(arg) else shlex.quote(arg) for arg in argv)
