@@ -217,18 +217,9 @@ def wrap_distributed(model: torch.nn.Module, strategy: str) -> torch.nn.Module:
         return torch.nn.parallel.DistributedDataParallel(model)
     if strategy != "fsdp":
         raise ValueError(f"strategy must be none, ddp or fsdp (got {strategy!r})")
-    import functools
+    from distill.runtime.train.sharding import fsdp_wrap
 
-    from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
-    from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
-
-    names = set(getattr(model, "_no_split_modules", None) or ())
-    layers = {type(m) for m in model.modules() if type(m).__name__ in names}
-    policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls=layers)
-    return FullyShardedDataParallel(
-        model, sharding_strategy=ShardingStrategy.FULL_SHARD, auto_wrap_policy=policy,
-        use_orig_params=True, limit_all_gathers=True, sync_module_states=False,
-        backward_prefetch=None, forward_prefetch=False, device_id=torch.device("cpu"))
+    return fsdp_wrap(model)
 
 
 # --------------------------------------------------------------------------- running and measuring

@@ -127,7 +127,8 @@ def align_special_tokens(model: torch.nn.Module, tokenizer: Any) -> None:
     generation would stop at a random byte and exports would declare it as EOS."""
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
            "pad_token_id": tokenizer.pad_token_id}
-    for config in (model.config, model.generation_config):
+    generation = getattr(model, "generation_config", None)  # None for encoders (extractive QA)
+    for config in (model.config, *([generation] if generation is not None else [])):
         for name, value in ids.items():
             setattr(config, name, value)
 

@@ -47,7 +47,7 @@ def build_file(path: Path, options: BuildOptions, progress: Progress | None = No
         check_lock(lock_file, lock)
     root = planned.compiled.root
     with exclusive(root / STATE):
-        stages = build_stages(planned, progress)
+        stages = build_stages(planned, progress, options.offline)
         stages.append(_report_stage(planned, lock, stages))
         rerun = ({s.name for s in stages} if options.force else
                  downstream(stages, options.from_stage) if options.from_stage else set())

@@ -43,7 +43,7 @@ def plan_data(planned: Planned) -> dict[str, Any]:
     return data
 
 
-def build_stages(planned: Planned, progress: Progress | None) -> list[Stage]:
+def build_stages(planned: Planned, progress: Progress | None, offline: bool = False) -> list[Stage]:
     spec, models = planned.compiled.spec, planned.models
     teacher = {"spec": to_data(spec.teacher), "model": model_identity(models["teacher"]) if "teacher" in models else None}
     student = {"spec": to_data(spec.student), "model": model_identity(models["student"])}
@@ -59,7 +59,7 @@ def build_stages(planned: Planned, progress: Progress | None) -> list[Stage]:
               lambda folder, up: _synthesize(planned, folder, up["extract"], progress)),
         Stage("train", 1, ("extract", "synthesize"), lambda: {"student": student, "teacher": teacher, "loss": to_data(spec.loss),
                                                     "train": to_data(spec.train), "seed": spec.seed, "plan": plan_data(planned)},
-              lambda folder, up: _train(planned, folder, up, progress)),
+              lambda folder, up: _train(planned, folder, up, progress, offline)),
     ]
     exports = []
     for target in spec.deploy:
@@ -105,15 +105,48 @@ def _synthesize(planned: Planned, folder: Path, extract: Path, progress: Progres
     return {"examples": card["examples"], "rejected": card["rejected"]["total"]}
 
 
-def _train(planned: Planned, folder: Path, up: Mapping[str, Path], progress: Progress | None) -> dict[str, Any]:
+def _train(planned: Planned, folder: Path, up: Mapping[str, Path], progress: Progress | None,
+           offline: bool) -> dict[str, Any]:
+    """In this process, or, for a multi-process plan, in one worker per process started with
+    torchrun (single node; a cluster's scheduler starts them with ``distill launch-cmd``)."""
+    import os
+
+    if planned.plan.processes == 1 or "WORLD_SIZE" in os.environ:
+        return train_in_process(planned, folder, up, progress)
+    return _train_launched(planned, folder, offline)
+
+
+def train_in_process(planned: Planned, folder: Path, up: Mapping[str, Path], progress: Progress | None
+                     ) -> dict[str, Any]:
     from distill.runtime.synthesis.run import teacher_key
     from distill.runtime.train.run import train_planned
 
-    corpus = corpus_texts(up["extract"])
-    trained = train_planned(planned, up["synthesize"], folder, corpus, progress, teacher_key(planned))
+    trained = train_planned(planned, up["synthesize"], folder, corpus_texts(up["extract"]), progress,
+                            teacher_key(planned))
     return {"steps": trained.result.steps, "stopped_early": trained.result.stopped_early,
             "best_val": trained.result.best_val, "merge_max_abs_diff": trained.merge.max_abs_diff,
             "skipped": len(trained.skipped)}
+
+
+def _train_launched(planned: Planned, folder: Path, offline: bool) -> dict[str, Any]:
+    import json
+    import subprocess
+    import sys
+
+    from distill.compiler.errors import DistillError
+
+    hardware = planned.compiled.spec.hardware
+    if hardware.nodes > 1:
+        raise DistillError(f"training runs on {hardware.nodes} nodes: start it on every node from your scheduler",
+                           hint=f"`distill launch-cmd {planned.compiled.path}` prints the command; "
+                                "`distill build` then continues after training")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={planned.plan.processes}", "-m", "distill.runtime.train.worker",
+               str(planned.compiled.path), *(["--offline"] if offline else [])]
+    if subprocess.run(command).returncode != 0:
+        raise DistillError(f"distributed training failed ({planned.plan.processes} processes)",
+                           hint="the workers' errors are above; rerun `distill build` to resume from the last checkpoint")
+    return json.loads((folder / "meta.json").read_text("utf-8"))["summary"]
 
 
 def _export(target: DeployTarget, folder: Path, train: Path) -> dict[str, Any]:

@@ -44,10 +44,20 @@ class Restored:
     scheduler: dict[str, Any]
 
 
+# Wrapper modules FSDP and activation checkpointing insert into a model's own module tree.
+_WRAPPERS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+
+
 def trainable_tensors(modules: dict[str, torch.nn.Module]) -> dict[str, torch.nn.Parameter]:
-    """Every trainable parameter, named ``<module>/<parameter>``."""
-    return {f"{key}/{name}": p for key, module in modules.items()
+    """Every trainable parameter, named ``<module>/<parameter>`` as in the unwrapped model."""
+    return {f"{key}/{_unwrapped(name)}": p for key, module in modules.items()
             for name, p in module.named_parameters() if p.requires_grad}
+
+
+def _unwrapped(name: str) -> str:
+    for wrapper in _WRAPPERS:
+        name = name.replace(wrapper, "")
+    return name
 
 
 def save(folder: Path, modules: dict[str, torch.nn.Module], optimizer: Any, scheduler: Any,

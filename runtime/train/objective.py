@@ -52,6 +52,11 @@ class Objective:
     teacher_head: Head | None = None
     cache: TopKCache | None = None
     projector: HiddenProjector | None = None
+    engine: Any = None  # the student as the loop runs it (DDP/FSDP-wrapped); the student itself when alone
+
+    def __post_init__(self) -> None:
+        if self.engine is None:
+            self.engine = self.student
 
     def trainables(self) -> dict[str, torch.nn.Module]:
         modules = {"student": self.student}
@@ -62,9 +67,9 @@ class Objective:
     def loss(self, batch: dict[str, torch.Tensor], examples: Sequence[Encoded]) -> tuple[torch.Tensor, dict[str, float]]:
         """The micro-batch's weighted loss and its parts (floats, for the metrics)."""
         if self.task == "extractive-qa":
-            loss = self.student(**batch).loss * self.weights.ce
+            loss = self.engine(**batch).loss * self.weights.ce
             return loss, {"loss": float(loss.detach()), "ce": float(loss.detach())}
-        out = causal_forward(self.student, batch, self.head, hidden=self.projector is not None)
+        out = causal_forward(self.engine, batch, self.head, hidden=self.projector is not None)
         mask = batch["labels"][:, 1:] != -100
         rows, targets = out.rows[:, :-1][mask], batch["labels"][:, 1:][mask]
         teacher_out = self._teacher_forward(batch)
@@ -102,20 +107,20 @@ class Objective:
         validation loss early stopping watches; no teacher involved."""
         device = next(self.student.parameters()).device
         total, count = 0.0, 0
-        was_training = self.student.training
-        self.student.eval()
+        was_training = self.engine.training
+        self.engine.eval()
         with torch.no_grad():
             for start in range(0, len(data), micro):
                 batch = {k: v.to(device) for k, v in collate(data[start:start + micro], pad_id).items()}
                 loss, weight = self._eval_batch(batch)
                 total, count = total + loss * weight, count + weight
-        self.student.train(was_training)
+        self.engine.train(was_training)
         return total / max(count, 1)
 
     def _eval_batch(self, batch: dict[str, torch.Tensor]) -> tuple[float, int]:
         if self.task == "extractive-qa":
-            return float(self.student(**batch).loss), int(batch["input_ids"].shape[0])
-        out = causal_forward(self.student, batch, self.head, hidden=False)
+            return float(self.engine(**batch).loss), int(batch["input_ids"].shape[0])
+        out = causal_forward(self.engine, batch, self.head, hidden=False)
         mask = batch["labels"][:, 1:] != -100
         rows, targets = out.rows[:, :-1][mask], batch["labels"][:, 1:][mask]
         parts = token_losses(rows, self.head or _identity, targets, None, ce_weight=1.0, kl_weight=0.0,

@@ -56,11 +56,45 @@ def train_planned(planned: Planned, data: Path, folder: Path, corpus: Sequence[s
     if causal and _needs_teacher(planned):
         _attach_teacher(objective, planned, train_set, pad_id, folder, teacher_key, corpus)
     result = train(objective, train_set, val_set, pad_id, spec, plan, folder, progress)
-    probe = {k: v.to(next(student.parameters()).device) for k, v in _probe(train_set, pad_id).items()}
-    merged, report = merge_adapter(objective.student, probe)
     model_dir = folder / "model"
-    save_model(merged, tokenizer, model_dir, torch.float32 if plan.dtype == "float32" else torch.bfloat16)
+    report = _merge_on_main(planned, objective.student, folder, _probe(train_set, pad_id), tokenizer, model_dir)
     return Trained(result, report, model_dir, tuple(skipped + val_skipped))
+
+
+def _merge_on_main(planned: Planned, student: Any, folder: Path, probe: dict[str, torch.Tensor], tokenizer: Any,
+                   model_dir: Path) -> MergeReport:
+    """The main process merges and saves (the others wait). An FSDP-trained student holds only
+    its shard of each weight: the merge uses a fresh student loaded with the gathered trainables."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    report = MergeReport(0.0, 1.0, merged=False)
+    if state.is_main_process:
+        plan = planned.plan
+        if planned.compiled.spec.hardware.strategy == "fsdp" and plan.processes > 1:
+            student = _reloaded_student(planned, folder)
+            if planned.models["student"].kind == "random":
+                from distill.runtime.models import align_special_tokens
+
+                align_special_tokens(student, tokenizer)
+        probe = {k: v.to(next(student.parameters()).device) for k, v in probe.items()}
+        merged, report = merge_adapter(student, probe)
+        save_model(merged, tokenizer, model_dir, torch.float32 if plan.dtype == "float32" else torch.bfloat16)
+    state.wait_for_everyone()
+    return report
+
+
+def _reloaded_student(planned: Planned, folder: Path) -> Any:
+    from safetensors.torch import load_file
+
+    from distill.runtime.train.checkpoint import restore_weights
+    from distill.runtime.train.student import build_student
+
+    spec = planned.compiled.spec
+    student = build_student(planned.models["student"], spec, planned.compiled.root, planned.plan)
+    saved = load_file(str(folder / "trainable.safetensors"))
+    restore_weights({"student": student}, {k: v for k, v in saved.items() if k.startswith("student/")})
+    return student
 
 
 def _split(path: Path, tokenizer: Any, planned: Planned) -> tuple[list[Encoded], list[Skip]]:

@@ -1,0 +1,51 @@
+"""Two training processes on CPU (torchrun, gloo), started by ``distill build``: DDP ends with the
+weights of a single-process run with the same effective batch; FSDP completes and saves a model
+that loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from distill.compiler.cli import main
+from tests.runtime.train.project import write_project
+
+pytestmark = pytest.mark.slow
+
+
+def build(root: Path, gpus: int, strategy: str = "ddp") -> Path:
+    """Build the tiny project with ``gpus`` CPU processes; returns its train stage folder."""
+    path = write_project(
+        root, hardware={"device": "cpu", "ram": "8GiB", "gpus": gpus, "strategy": strategy},
+        student={"random": {"config": "student.json"}, "chat_template": "{% for m in messages %}{{ m.content }}"
+                 "<|endoftext|>{% endfor %}", "adapter": {"type": "lora", "r": 4, "alpha": 8, "dropout": 0.0}},
+        train={"max_steps": 6, "effective_batch_size": 8, "micro_batch_size": 4, "max_seq_len": 128,
+               "checkpoint_every": 3, "learning_rate": 1.0e-3},
+        eval={"metrics": ["perplexity"]})
+    assert main(["build", str(path), "--offline"]) == 0
+    (folder,) = [p.parent for p in (root / ".distill" / "train").glob("*/meta.json")]
+    return folder
+
+
+def test_ddp_with_two_processes_equals_one_process(tmp_path: Path) -> None:
+    single = load_file(str(build(tmp_path / "one", 1) / "trainable.safetensors"))
+    ddp_folder = build(tmp_path / "two", 2)
+    ddp = load_file(str(ddp_folder / "trainable.safetensors"))
+    assert single.keys() == ddp.keys() and any(k.startswith("projector/") for k in ddp)
+    for name in single:
+        assert torch.allclose(single[name], ddp[name], atol=1e-5, rtol=1e-4), name
+    records = [json.loads(line) for line in (ddp_folder / "metrics.jsonl").read_text().splitlines()]
+    steps = [record["step"] for record in records if "loss" in record]
+    assert steps == list(range(1, 7))  # one process wrote the metrics
+
+
+def test_fsdp_with_two_processes_saves_a_model_that_loads(tmp_path: Path) -> None:
+    folder = build(tmp_path, 2, "fsdp")
+    model = AutoModelForCausalLM.from_pretrained(folder / "model")
+    assert sum(p.numel() for p in model.parameters()) > 0
+    assert (tmp_path / "dist" / "tiny-train" / "README.md").is_file()
