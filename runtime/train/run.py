@@ -39,7 +39,12 @@ def train_planned(planned: Planned, data: Path, folder: Path, corpus: Sequence[s
     from distill.runtime.models import align_special_tokens, load_tokenizer
     from distill.runtime.train.student import build_student, causal_head
 
+    from accelerate import PartialState
+
     spec, plan, root = planned.compiled.spec, planned.plan, planned.compiled.root
+    # Joins the launcher's process group now (not first in the loop): the teacher cache is
+    # computed shard by shard across ranks before training starts.
+    PartialState(cpu=not torch.cuda.is_available())
     tokenizer = load_tokenizer(planned.models["student"], spec.student, root, corpus)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     train_set, skipped = _split(data / "train.jsonl", tokenizer, planned)

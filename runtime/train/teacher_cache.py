@@ -9,7 +9,8 @@ against rows x vocab x 2 bytes = 64 GB for full fp16 logits at a 32k vocabulary.
 Layout: ``shard-NNNNN.safetensors`` files of SHARD examples each (tensors ``<id>.indices`` and
 ``<id>.logprobs``, ``<id>.tail``) and ``meta.json`` with the content key: a hash of the teacher, k, T and every
 example's tokens. Shards are written atomically as they finish, so an interrupted run reuses the
-finished ones; a different key starts over.
+finished ones; a different key starts over. In a multi-process run each rank computes every
+world-th shard and all ranks then read them all (the folder is shared).
 """
 
 from __future__ import annotations
@@ -57,23 +58,43 @@ def build_cache(teacher: Any, head: Head | None, examples: Sequence[Encoded], pa
                 temperature: float, folder: Path, teacher_key: str) -> TopKCache:
     """Compute (or reuse) the cache in ``folder`` and load it."""
     key = cache_key(teacher_key, examples, k, temperature)
+    rank, world = _ranks()
     meta = folder / "meta.json"
-    if not meta.is_file() or json.loads(meta.read_text()).get("key") != key:
+    if rank == 0 and (not meta.is_file() or json.loads(meta.read_text()).get("key") != key):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         write_atomic(meta, json.dumps({"key": key, "k": k, "temperature": temperature, "examples": len(examples),
                                        "shard": SHARD}, sort_keys=True) + "\n")
-    rows: dict[str, Rows] = {}
-    for number, start in enumerate(range(0, len(examples), SHARD)):
-        path = folder / f"shard-{number:05d}.safetensors"
-        shard = examples[start:start + SHARD]
-        if not path.is_file():
+    _barrier(world)
+    shards = [(folder / f"shard-{n:05d}.safetensors", examples[start:start + SHARD])
+              for n, start in enumerate(range(0, len(examples), SHARD))]
+    for number, (path, shard) in enumerate(shards):
+        if number % world == rank and not path.is_file():  # each rank computes its share of the shards
             computed = _shard_rows(teacher, head, shard, pad_id, micro, k, temperature)
             tensors = {f"{i}.{part}": t for i, parts in computed.items() for part, t in zip(PARTS, parts, strict=True)}
             write_atomic_with(path, lambda tmp, t=tensors: save_file(t, str(tmp)))
+    _barrier(world)
+    rows: dict[str, Rows] = {}
+    for path, shard in shards:
         loaded = load_file(str(path))
         rows.update({e.id: tuple(loaded[f"{e.id}.{part}"] for part in PARTS) for e in shard})  # type: ignore[misc]
     return TopKCache(rows)
+
+
+def _ranks() -> tuple[int, int]:
+    """This process's rank and the process count of a distributed run (0, 1 when alone)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def _shard_rows(teacher: Any, head: Head | None, examples: Sequence[Encoded], pad_id: int, micro: int, k: int,
