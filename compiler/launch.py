@@ -3,7 +3,7 @@
 ``accelerate launch`` with flags equivalent to a config file (checked against accelerate 1.15's
 ``launch --help``): ``--num_processes`` is the total over all machines, and ``--multi_gpu``
 also gives gloo CPU processes on a GPU-less machine (``--cpu --num_processes 2`` would silently
-start one). Each process runs ``python -m distill.runtime.train.worker DISTILLFILE``. Across
+start one). Each process runs ``python -m distill.runtime.build.worker DISTILLFILE train``. Across
 machines every node runs the same line with its own ``$RANK`` (the machine rank) and the
 ``$MASTER_ADDR``/``$MASTER_PORT`` of machine 0, left for the shell to expand.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import shlex
 
-WORKER = ("-m", "distill.runtime.train.worker")
+WORKER = ("-m", "distill.runtime.build.worker")
 ENV_REFERENCE = re.compile(r"^\$[A-Z_][A-Z0-9_]*$")
 
 
@@ -30,7 +30,7 @@ def launch_command(distillfile: str, gpus: int, nodes: int, strategy: str, devic
                  "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", "--fsdp_use_orig_params", "true"]
         if device == "cpu":  # torch refuses sync_module_states for CPU modules (accelerate defaults it on)
             argv += ["--fsdp_sync_module_states", "false"]
-    return (*argv, *WORKER, distillfile)
+    return (*argv, *WORKER, distillfile, "train")
 
 
 def shell_line(argv: tuple[str, ...]) -> str:

@@ -77,7 +77,7 @@ def make_plan(spec: Spec, models: dict[str, ResolvedModel], budget: Budget, volu
     teacher = architecture(models["teacher"].config) if "teacher" in models else None
     decisions: list[Decision] = []
     dtype = _dtype(spec, budget, decisions)
-    kd_mode = _kd_mode(spec, models, decisions)
+    kd_mode = _kd_mode(spec, models, decisions, _passes(spec, volume))
     targets = student.linear_names if spec.student.adapter.targets == "auto" else tuple(spec.student.adapter.targets)
     setting = _Setting(spec, student, head, teacher, budget, dtype, kd_mode,
                        _kd_chunk(spec, student, budget, kd_mode, decisions), targets)
@@ -98,7 +98,16 @@ def _dtype(spec: Spec, budget: Budget, decisions: list[Decision]) -> str:
     return dtype
 
 
-def _kd_mode(spec: Spec, models: dict[str, ResolvedModel], decisions: list[Decision]) -> str:
+def _passes(spec: Spec, volume: DataVolume) -> float:
+    """How many times training reads the train split: ``epochs``, or what ``max_steps`` x the
+    effective batch amounts to over the (estimated) train examples."""
+    if spec.train.max_steps is None:
+        return float(spec.train.epochs)
+    train_examples = max(1, int(volume.examples * spec.data.split.train))
+    return spec.train.max_steps * spec.train.effective_batch_size / train_examples
+
+
+def _kd_mode(spec: Spec, models: dict[str, ResolvedModel], decisions: list[Decision], passes: float) -> str:
     loss = spec.loss
     if "teacher" not in models:
         return "none"
@@ -114,16 +123,16 @@ def _kd_mode(spec: Spec, models: dict[str, ResolvedModel], decisions: list[Decis
             f"loss.kl/loss.hidden need the teacher and student to share a tokenizer, and they differ ({compared})",
             hint="remove loss.kl and loss.hidden: the student still learns from the teacher's "
                  "synthesized data (sequence-level KD), or pick models of one tokenizer family")
-    epochs = spec.train.epochs
     if loss.hidden is not None:
         mode, why = "online", "hidden-state matching needs the teacher's hidden states at every step"
     elif loss.kl is not None and loss.kl.top_k != "auto":
         mode, why = "cached", f"loss.kl.top_k {loss.kl.top_k} asks for cached top-k logits"
-    elif epochs > 1:
-        mode, why = "cached", (f"{epochs} epochs: caching top-{DEFAULT_TOP_K} logits runs the teacher once "
-                               f"instead of {epochs} times")
+    elif passes > 1:
+        mode, why = "cached", (f"{passes:.3g} passes over the train split: caching top-{DEFAULT_TOP_K} logits runs "
+                               f"the teacher once instead of {passes:.3g} times")
     else:
-        mode, why = "online", "1 epoch: the teacher runs once either way, online is exact (full vocabulary)"
+        mode, why = "online", (f"{passes:.3g} pass over the train split: the teacher runs at most once either way, "
+                               "online is exact (full vocabulary)")
     decisions.append(Decision("KD mode", mode, f"tokenizers identical ({compared}); {why}"))
     return mode
 

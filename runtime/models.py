@@ -41,17 +41,19 @@ def bnb_config(quant: str, compute_dtype: torch.dtype) -> Any:
     raise ValueError(f"unknown quantization {quant!r}")
 
 
-def load_model(resolved: ResolvedModel, model: Teacher, root: Path, dtype: str, quant: str | None, seed: int,
+def load_model(resolved: ResolvedModel, model: Teacher, root: Path, dtype: str, quant: str | None,
                head: Literal["causal-lm", "extractive-qa"] = "causal-lm") -> torch.nn.Module:
     """The model in eval mode. ``quant`` is the plan's choice ("none", "8bit", "4bit" or None);
-    ``head`` picks a causal LM or an extractive-QA (span) model."""
+    ``head`` picks a causal LM or an extractive-QA (span) model. A ``random`` model is initialised
+    from its own ``random.seed``."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForQuestionAnswering
 
     auto = AutoModelForQuestionAnswering if head == "extractive-qa" else AutoModelForCausalLM
     torch_dtype = DTYPES[dtype]
     quantization = bnb_config(quant, torch_dtype) if quant not in (None, "none") else None
     if resolved.kind == "random":
-        torch.manual_seed(seed)
+        assert model.random is not None
+        torch.manual_seed(model.random.seed)
         config = AutoConfig.for_model(**resolved.config)
         built = auto.from_config(config, dtype=torch_dtype)
         if quantization is not None:

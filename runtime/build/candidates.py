@@ -53,7 +53,7 @@ def teacher_folder(planned: Planned, folder: Path, up: Mapping[str, Path]) -> Pa
         from distill.runtime.build.stages import corpus_texts
         from distill.runtime.models import align_special_tokens, load_model, load_tokenizer
 
-        model = load_model(resolved, spec.teacher, root, planned.plan.dtype, None, spec.seed)
+        model = load_model(resolved, spec.teacher, root, planned.plan.dtype, None)
         tokenizer = load_tokenizer(resolved, spec.teacher, root, corpus_texts(up["extract"]))
         align_special_tokens(model, tokenizer)
         model.save_pretrained(saved, safe_serialization=True)

@@ -56,10 +56,10 @@ def build_stages(planned: Planned, progress: Progress | None, offline: bool = Fa
                                                       "task": spec.student.task, "mask": spec.loss.mask, "seed": spec.seed,
                                                       "plan": {k: plan_data(planned).get(k) for k in
                                                                ("dtype", "teacher_quant", "synthesis_batch")}},
-              lambda folder, up: _synthesize(planned, folder, up["extract"], progress)),
+              lambda folder, up: _here_or_launched(planned, "synthesize", folder, up, progress, offline)),
         Stage("train", 1, ("extract", "synthesize"), lambda: {"student": student, "teacher": teacher, "loss": to_data(spec.loss),
                                                     "train": to_data(spec.train), "seed": spec.seed, "plan": plan_data(planned)},
-              lambda folder, up: _train(planned, folder, up, progress, offline)),
+              lambda folder, up: _here_or_launched(planned, "train", folder, up, progress, offline)),
     ]
     exports = []
     for target in spec.deploy:
@@ -98,22 +98,12 @@ def corpus_texts(extract: Path) -> list[str]:
     return texts + [example.context for example in extracted.corpus.examples]
 
 
-def _synthesize(planned: Planned, folder: Path, extract: Path, progress: Progress | None) -> dict[str, Any]:
+def synthesize_in_process(planned: Planned, folder: Path, up: Mapping[str, Path], progress: Progress | None
+                          ) -> dict[str, Any]:
     from distill.runtime.synthesis.run import synthesize_planned
 
-    card = synthesize_planned(planned, _extracted(extract), folder, progress)
+    card = synthesize_planned(planned, _extracted(up["extract"]), folder, progress)
     return {"examples": card["examples"], "rejected": card["rejected"]["total"]}
-
-
-def _train(planned: Planned, folder: Path, up: Mapping[str, Path], progress: Progress | None,
-           offline: bool) -> dict[str, Any]:
-    """In this process, or, for a multi-process plan, in one worker per process started with
-    torchrun (single node; a cluster's scheduler starts them with ``distill launch-cmd``)."""
-    import os
-
-    if planned.plan.processes == 1 or "WORLD_SIZE" in os.environ:
-        return train_in_process(planned, folder, up, progress)
-    return _train_launched(planned, folder, offline)
 
 
 def train_in_process(planned: Planned, folder: Path, up: Mapping[str, Path], progress: Progress | None
@@ -128,24 +118,53 @@ def train_in_process(planned: Planned, folder: Path, up: Mapping[str, Path], pro
             "skipped": len(trained.skipped)}
 
 
-def _train_launched(planned: Planned, folder: Path, offline: bool) -> dict[str, Any]:
+IN_PROCESS = {"synthesize": synthesize_in_process, "train": train_in_process}
+
+
+def _here_or_launched(planned: Planned, stage: str, folder: Path, up: Mapping[str, Path], progress: Progress | None,
+                      offline: bool) -> dict[str, Any]:
+    """In this process, or, for a multi-process plan, in one worker per process started with
+    torchrun on this machine. Synthesis needs the teacher: with nothing to generate it stays here.
+    A multi-node training is started by the cluster's scheduler (``distill launch-cmd``)."""
+    import os
+
+    if planned.plan.processes == 1 or "WORLD_SIZE" in os.environ or (stage == "synthesize" and not _generates(planned)):
+        return IN_PROCESS[stage](planned, folder, up, progress)
+    return _launched(planned, stage, folder, offline)
+
+
+def _generates(planned: Planned) -> bool:
+    data = planned.compiled.spec.data
+    return data.synthesis is not None or data.augmentation.paraphrases > 0
+
+
+def _launched(planned: Planned, stage: str, folder: Path, offline: bool) -> dict[str, Any]:
     import json
+    import os
     import subprocess
     import sys
 
-    from distill.compiler.errors import DistillError
+    from distill.compiler.errors import DistillError, ExitCode
+    from distill.runtime.build.worker import ERROR_FILE
 
     hardware = planned.compiled.spec.hardware
-    if hardware.nodes > 1:
+    if hardware.nodes > 1 and stage == "train":
         raise DistillError(f"training runs on {hardware.nodes} nodes: start it on every node from your scheduler",
                            hint=f"`distill launch-cmd {planned.compiled.path}` prints the command; "
                                 "`distill build` then continues after training")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={planned.plan.processes}", "-m", "distill.runtime.train.worker",
-               str(planned.compiled.path), *(["--offline"] if offline else [])]
-    if subprocess.run(command).returncode != 0:
-        raise DistillError(f"distributed training failed ({planned.plan.processes} processes)",
-                           hint="the workers' errors are above; rerun `distill build` to resume from the last checkpoint")
+    processes = planned.plan.processes // hardware.nodes  # synthesis of a multi-node plan: this node's share
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               "-m", "distill.runtime.build.worker", str(planned.compiled.path), stage, *(["--offline"] if offline else [])]
+    error_file = folder / "worker-error.json"
+    error_file.unlink(missing_ok=True)
+    if subprocess.run(command, env={**os.environ, ERROR_FILE: str(error_file)}).returncode != 0:
+        if error_file.is_file():  # a user-facing error in the workers: the same message and exit code here
+            reported = json.loads(error_file.read_text("utf-8"))
+            error = DistillError(reported["message"], reported["hint"])
+            error.exit_code = ExitCode(reported["exit_code"])
+            raise error
+        raise DistillError(f"the {stage} stage failed in its {processes} processes",
+                           hint="the workers' errors are above; rerun `distill build` to resume where they stopped")
     return json.loads((folder / "meta.json").read_text("utf-8"))["summary"]
 
 

@@ -51,6 +51,18 @@ class Journal:
             items[entry["key"]] = entry["value"]
         return items
 
+    def read(self) -> dict[str, Any]:
+        """The finished items of a journal another process writes, without touching it: nothing
+        when it is for another fingerprint; a torn last line is left for its writer to cut."""
+        if not self.path.is_file():
+            return {}
+        data = self.path.read_bytes()
+        lines = data[:data.rfind(b"\n") + 1].decode("utf-8", errors="replace").splitlines()
+        if not lines or _header(lines[0]) != {"journal": VERSION, "fingerprint": self.fingerprint}:
+            return {}
+        entries = (_header(line) for line in lines[1:])
+        return {e["key"]: e["value"] for e in entries if isinstance(e, dict) and "key" in e and "value" in e}
+
     def append(self, items: Mapping[str, Any]) -> None:
         """Record finished items, all or none of them."""
         if not items:

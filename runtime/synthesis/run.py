@@ -43,7 +43,7 @@ def teacher_generator(planned: Planned, extracted: Extracted) -> Generator:
                               hint="use an instruction-tuned teacher, or set teacher.chat_template (Jinja text "
                                    "or a .jinja file)")
     torch.manual_seed(spec.seed)
-    model = load_model(resolved, teacher, root, plan.dtype, plan.teacher_quant, spec.seed)
+    model = load_model(resolved, teacher, root, plan.dtype, plan.teacher_quant)
     if resolved.kind == "random":
         align_special_tokens(model, tokenizer)
     synthesis = spec.data.synthesis

@@ -100,7 +100,8 @@ def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample]
     by_split["train"] += _typo_copies(spec, by_split["train"])
     card = data_card(by_split, rejections, asdict(stats), summarize(groups, assignment, split.val, split.test, by=split.by),
                      len(chunks), len(dataset))
-    _write(folder, by_split, rejections, card)
+    if _ranks()[0] == 0:  # every rank computed the same outputs; one writes them
+        _write(folder, by_split, rejections, card)
     if not by_split["train"]:
         raise NoTrainingData(
             f"no training data survived synthesis: {len(rejections)} item(s) rejected, reasons in "
@@ -130,24 +131,79 @@ def _generation_pass(spec: Spec, chunks: Sequence[Chunk], generator: Generator |
         raise ValueError("data.synthesis needs a generator")
     template = synthesis.prompt or default_prompt(synthesis.kind, spec.student.task == "extractive-qa")
     n = synthesis.pairs_per_chunk if synthesis.kind == "qa" else synthesis.turns
-    journal = Journal(folder / "generation.journal.jsonl",
-                      _fingerprint(VERSION, teacher_key, to_data(synthesis), spec.student.task, spec.seed,
-                                   [chunk.id for chunk in chunks]))
-    done: dict[str, list[str]] = journal.load()
-    stats.resumed_chunks = sum(chunk.id in done for chunk in chunks)
-    for start in range(0, len(chunks), batch):
-        todo = [chunk for chunk in chunks[start:start + batch] if chunk.id not in done]
-        if todo:
-            finished = _generate_batch(todo, generator, template, n, spec, stats)
-            journal.append(finished)
+    fingerprint = _fingerprint(VERSION, teacher_key, to_data(synthesis), spec.student.task, spec.seed,
+                               [chunk.id for chunk in chunks])
+    by_id = {chunk.id: chunk for chunk in chunks}
+    done, stats.resumed_chunks = journaled(
+        folder, "generation", fingerprint, list(by_id), batch,
+        lambda ids: _generate_batch([by_id[i] for i in ids], generator, template, n, spec), progress)
+    replies = {chunk.id: done[chunk.id] for chunk in chunks}
+    # Counted from the replies, not while generating: the same numbers whichever process, or
+    # which run before a crash, asked.
+    stats.requests = sum(len(attempts) for attempts in replies.values())
+    stats.repairs = stats.requests - len(replies)
+    stats.chunks_repaired = sum(len(attempts) > 1 for attempts in replies.values())
+    return replies
+
+
+def journaled(folder: Path, name: str, fingerprint: str, keys: Sequence[str], batch: int,
+              generate: Callable[[list[str]], dict[str, Any]], progress: Progress | None
+              ) -> tuple[dict[str, Any], int]:
+    """Results for every key, generated in fixed batches of ``keys`` (in order) and journaled;
+    and how many keys earlier runs had finished.
+
+    Resumable: keys any journal of this fingerprint already holds are not generated again. In a
+    multi-process run (torchrun), rank r generates batches r, r + world, ... into its own journal
+    (``<name>.journal.rank<r>.jsonl``; rank 0's is ``<name>.journal.jsonl``) and, after a barrier,
+    every rank reads them all: per-request seeded sampling makes a reply independent of the rank
+    and batch it ran in, so the union equals a one-process run.
+    """
+    rank, world = _ranks()
+    own = Journal(folder / _journal_name(name, rank), fingerprint)
+    done = {**_others(folder, name, own, fingerprint), **own.load()}
+    resumed = sum(key in done for key in keys)
+    for index, start in enumerate(range(0, len(keys), batch)):
+        todo = [key for key in keys[start:start + batch] if key not in done]
+        if todo and index % world == rank:
+            finished = generate(todo)
+            own.append(finished)
             done.update(finished)
-        if progress is not None:
-            progress("generate", min(start + batch, len(chunks)), len(chunks))
-    return {chunk.id: done[chunk.id] for chunk in chunks}
+        if progress is not None and rank == 0:
+            progress(name, min(start + batch, len(keys)), len(keys))
+    if world > 1:
+        _barrier()
+        done.update(_others(folder, name, own, fingerprint))
+    return done, resumed
 
 
-def _generate_batch(chunks: Sequence[Chunk], generator: Generator, template: str, n: int, spec: Spec,
-                    stats: Stats) -> dict[str, list[str]]:
+def _journal_name(name: str, rank: int) -> str:
+    return f"{name}.journal.jsonl" if rank == 0 else f"{name}.journal.rank{rank}.jsonl"
+
+
+def _others(folder: Path, name: str, own: Journal, fingerprint: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for path in sorted(folder.glob(f"{name}.journal*.jsonl")):
+        if path != own.path:
+            found.update(Journal(path, fingerprint).read())
+    return found
+
+
+def _ranks() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    dist.barrier()
+
+
+def _generate_batch(chunks: Sequence[Chunk], generator: Generator, template: str, n: int, spec: Spec
+                    ) -> dict[str, list[str]]:
     """First attempts for the batch together, then repair rounds for the chunks still unusable."""
     synthesis = spec.data.synthesis
     assert synthesis is not None
@@ -163,12 +219,9 @@ def _generate_batch(chunks: Sequence[Chunk], generator: Generator, template: str
             replies[cid].append(reply)
             parsed = parse_items(reply, synthesis.kind, synthesis.turns)
             problems[cid] = [] if parsed.clean else parsed.problems or ["the reply was not in the format asked for"]
-        stats.requests += len(requests)
-        stats.repairs += len(requests) if attempt else 0
         pending = [cid for cid in pending if problems[cid]]
         if not pending:
             break
-    stats.chunks_repaired += sum(len(r) > 1 for r in replies.values())
     return replies
 
 
@@ -224,18 +277,15 @@ def _paraphrase_pass(spec: Spec, train: Sequence[Example], generator: Generator 
         return {}
     if generator is None:
         raise ValueError("augmentation.paraphrases needs a generator")
-    journal = Journal(folder / "paraphrase.journal.jsonl", _fingerprint(VERSION, fingerprint, n, spec.seed))
-    done: dict[str, str] = journal.load()
-    for start in range(0, len(targets), batch):
-        todo = [e for e in targets[start:start + batch] if e.id not in done]
-        if todo:
-            requests = [Request(f"{e.id}:paraphrase", tuple(paraphrase_messages(e.question, n))) for e in todo]
-            finished = dict(zip((e.id for e in todo), generator.generate(requests), strict=True))
-            stats.paraphrase_requests += len(requests)
-            journal.append(finished)
-            done.update(finished)
-        if progress is not None:
-            progress("paraphrase", min(start + batch, len(targets)), len(targets))
+    by_id = {example.id: example for example in targets}
+
+    def generate(ids: list[str]) -> dict[str, str]:
+        requests = [Request(f"{i}:paraphrase", tuple(paraphrase_messages(by_id[i].question, n))) for i in ids]
+        return dict(zip(ids, generator.generate(requests), strict=True))  # type: ignore[union-attr]
+
+    done, _ = journaled(folder, "paraphrase", _fingerprint(VERSION, fingerprint, n, spec.seed), list(by_id), batch,
+                        generate, progress)
+    stats.paraphrase_requests = len(targets)
     if any(example.origin == "teacher" and len(example.messages) > 2 for example in train):
         stats.notes.append("paraphrases apply to QA pairs; conversations are not paraphrased")
     return {example.id: done[example.id] for example in targets}

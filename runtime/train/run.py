@@ -142,7 +142,7 @@ def _attach_teacher(objective: Objective, planned: Planned, train_set: Sequence[
 
     spec, plan, root = planned.compiled.spec, planned.plan, planned.compiled.root
     assert spec.teacher is not None
-    teacher = load_model(planned.models["teacher"], spec.teacher, root, plan.dtype, plan.teacher_quant, spec.seed)
+    teacher = load_model(planned.models["teacher"], spec.teacher, root, plan.dtype, plan.teacher_quant)
     teacher.requires_grad_(False)
     if planned.models["teacher"].kind == "random":
         align_special_tokens(teacher, load_tokenizer(planned.models["teacher"], spec.teacher, root, corpus))

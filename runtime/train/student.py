@@ -25,17 +25,18 @@ def student_quant(spec: Spec, plan: Plan) -> str:
 
 
 def build_student(resolved: ResolvedModel, spec: Spec, root: Path, plan: Plan) -> torch.nn.Module:
-    """The trainable student in train mode. ``spec.seed`` seeds a random base, then again the
-    adapter's initialisation, so one seed gives one starting point whatever ran before."""
+    """The trainable student in train mode. A random base is initialised from its
+    ``random.seed``; ``spec.seed`` seeds the adapter's initialisation, set right before it, so one
+    Distillfile gives one starting point whatever ran before."""
     import peft
 
     from distill.runtime.models import load_model
 
     quant = student_quant(spec, plan)
     if spec.student.task == "extractive-qa":
-        model = load_model(resolved, spec.student, root, plan.dtype, quant, spec.seed, head="extractive-qa")
+        model = load_model(resolved, spec.student, root, plan.dtype, quant, head="extractive-qa")
     else:
-        model = load_model(resolved, spec.student, root, plan.dtype, quant, spec.seed)
+        model = load_model(resolved, spec.student, root, plan.dtype, quant)
     adapter = spec.student.adapter
     no_reentrant = {"use_reentrant": False}
     if quant != "none":

@@ -29,20 +29,19 @@ def saved(folder: Path, safe: bool) -> Path:
 
 def test_a_local_safetensors_model_loads(tmp_path: Path) -> None:
     saved(tmp_path / "m", safe=True)
-    model = load_model(resolved("local", "m"), Teacher(model="m"), tmp_path, "float32", "none", 0)
+    model = load_model(resolved("local", "m"), Teacher(model="m"), tmp_path, "float32", "none")
     assert not model.training and model.config.hidden_size == 32
 
 
 def test_pickled_weights_are_refused(tmp_path: Path) -> None:
     saved(tmp_path / "m", safe=False)
     with pytest.raises(UnsafeWeights, match="no safetensors weights"):
-        load_model(resolved("local", "m"), Teacher(model="m"), tmp_path, "float32", None, 0)
+        load_model(resolved("local", "m"), Teacher(model="m"), tmp_path, "float32", None)
 
 
 def test_a_random_model_is_one_model_per_seed(tmp_path: Path) -> None:
-    spec = Teacher(random=RandomModel(config="tiny.json"))
-    a, b, c = (load_model(resolved("random", "tiny.json"), spec, tmp_path, "float32", None, seed)
-               for seed in (1, 1, 2))
+    a, b, c = (load_model(resolved("random", "tiny.json"), Teacher(random=RandomModel(config="tiny.json", seed=seed)),
+                          tmp_path, "float32", None) for seed in (1, 1, 2))
     weight = "model.embed_tokens.weight"
     assert torch.equal(a.state_dict()[weight], b.state_dict()[weight])
     assert not torch.equal(a.state_dict()[weight], c.state_dict()[weight])
@@ -75,7 +74,7 @@ def test_a_random_model_gets_its_tokenizers_special_ids(tmp_path: Path) -> None:
     from distill.runtime.models import align_special_tokens
 
     spec = Teacher(random=RandomModel(config="tiny.json"))
-    model = load_model(resolved("random", "tiny.json"), spec, tmp_path, "float32", None, 0)
+    model = load_model(resolved("random", "tiny.json"), spec, tmp_path, "float32", None)
     tokenizer = load_tokenizer(resolved("random", "tiny.json"), spec, tmp_path, ["a corpus of words"] * 20)
     align_special_tokens(model, tokenizer)
     assert model.config.eos_token_id == model.generation_config.eos_token_id == tokenizer.eos_token_id == 0

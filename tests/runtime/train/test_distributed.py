@@ -49,3 +49,36 @@ def test_fsdp_with_two_processes_saves_a_model_that_loads(tmp_path: Path) -> Non
     model = AutoModelForCausalLM.from_pretrained(folder / "model")
     assert sum(p.numel() for p in model.parameters()) > 0
     assert (tmp_path / "dist" / "tiny-train" / "README.md").is_file()
+
+
+def test_launch_cmd_starts_the_training_workers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_project(tmp_path, hardware={"device": "cpu", "ram": "8GiB", "gpus": 2, "nodes": 2, "strategy": "fsdp"},
+                         train={"effective_batch_size": 8, "max_seq_len": 128})
+    assert main(["launch-cmd", str(path), "--offline"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("accelerate launch --multi_gpu --num_processes 4 --num_machines 2 --machine_rank \"$RANK\"")
+    assert "--use_fsdp" in line and line.endswith(f"-m distill.runtime.build.worker {path} train")
+    single = write_project(tmp_path / "one")
+    assert main(["launch-cmd", str(single), "--offline"]) == 2
+    assert "nothing to launch" in capsys.readouterr().err
+
+
+def test_synthesis_in_two_processes_equals_one_process(tmp_path: Path) -> None:
+    """The garbage-writing random teacher: every reply is rejected, so the rejected items (which
+    quote every reply) show that both runs asked the same things and got the same answers."""
+    from tests.runtime.synthesis.test_generate import garbage_project
+
+    outputs = []
+    for gpus in (1, 2):
+        root = tmp_path / f"gpus{gpus}"
+        root.mkdir()
+        path = garbage_project(root)
+        path.write_text(path.read_text().replace("hardware: {device: cpu, ram: 8GiB}",
+                                                 f"hardware: {{device: cpu, ram: 8GiB, gpus: {gpus}}}"))
+        assert main(["build", str(path), "--offline"]) == 8
+        (folder,) = (root / ".distill" / "synthesize").iterdir()
+        journals = sorted(p.name for p in folder.glob("generation.journal*.jsonl"))
+        assert journals == (["generation.journal.jsonl"] if gpus == 1 else
+                            ["generation.journal.jsonl", "generation.journal.rank1.jsonl"])
+        outputs.append((folder / "rejected.jsonl").read_bytes())
+    assert outputs[0] == outputs[1] and outputs[0].count(b"\n") > 1

@@ -1,0 +1,99 @@
+"""One process of a multi-process stage: ``python -m distill.runtime.build.worker DISTILLFILE
+STAGE [--offline]`` (STAGE: synthesize or train), started once per rank by torchrun or
+``accelerate launch`` (which set RANK, WORLD_SIZE, MASTER_ADDR, ...). ``distill build`` starts the
+workers itself on one machine; on a cluster the scheduler starts the training workers on every
+node with the command ``distill launch-cmd`` prints.
+
+Every rank re-plans the Distillfile (pure and deterministic, so all agree), finds the finished
+stages this one reads under ``.distill/`` and runs the stage in its folder; the main process
+records it as finished (``meta.json``), so a later ``distill build`` picks up from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from distill.compiler.errors import DistillError
+
+ERROR_FILE = "DISTILL_WORKER_ERROR"  # where a worker started by `distill build` leaves its error
+
+
+def run(distillfile: Path, stage_name: str, offline: bool) -> None:
+    import torch
+    from accelerate import PartialState
+
+    from distill.compiler.fsutil import write_atomic
+    from distill.compiler.pipeline import plan_file
+    from distill.runtime.build.graph import META, stage_key
+    from distill.runtime.build.stages import IN_PROCESS, build_stages
+
+    PartialState(cpu=not torch.cuda.is_available())  # join the launcher's process group
+    planned = plan_file(distillfile, offline=offline)
+    state_dir = planned.compiled.root / ".distill"
+    stages = {stage.name: stage for stage in build_stages(planned, None, offline)}
+    keys: dict[str, str] = {}
+    folders: dict[str, Path] = {}
+    for name in _needed(stages, stage_name):
+        keys[name] = stage_key(stages[name], keys)
+        folders[name] = state_dir / name / keys[name][:16]
+    for name in stages[stage_name].needs:
+        if not (folders[name] / META).is_file():
+            raise DistillError(f"the {name} stage of this build has not run", hint=f"run `distill build {distillfile}` "
+                               "first: it runs every stage in order and launches this one")
+    folders[stage_name].mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    summary = IN_PROCESS[stage_name](planned, folders[stage_name], folders, None)
+    if PartialState().is_main_process:
+        write_atomic(folders[stage_name] / META, json.dumps({
+            "stage": stage_name, "version": stages[stage_name].version, "key": keys[stage_name],
+            "upstream": {n: str(folders[n]) for n in stages[stage_name].needs},
+            "seconds": round(time.monotonic() - started, 3), "summary": summary}, indent=2, sort_keys=True) + "\n")
+
+
+def _needed(stages: dict, name: str) -> list[str]:
+    """``name`` and every stage it reads, upstream first."""
+    order: list[str] = []
+
+    def visit(current: str) -> None:
+        for need in stages[current].needs:
+            visit(need)
+        if current not in order:
+            order.append(current)
+
+    visit(name)
+    return order
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m distill.runtime.build.worker")
+    parser.add_argument("distillfile", type=Path)
+    parser.add_argument("stage", choices=("synthesize", "train"))
+    parser.add_argument("--offline", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        run(args.distillfile, args.stage, args.offline)
+    except DistillError as error:
+        _report(error)
+        return int(error.exit_code)
+    return 0
+
+
+def _report(error: DistillError) -> None:
+    """Hand the error to the ``distill build`` that started this worker (it shows it and exits
+    with its code), or print it when a scheduler started the worker."""
+    import os
+
+    target = os.environ.get(ERROR_FILE)
+    if target and os.environ.get("RANK", "0") == "0":
+        Path(target).write_text(json.dumps({"message": error.message, "hint": error.hint,
+                                            "exit_code": int(error.exit_code)}))
+    else:
+        print(f"error: {error.message}" + (f"\n  hint: {error.hint}" if error.hint else ""), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
