@@ -183,11 +183,12 @@ def _resolve_random(role: str, model: Teacher, root: Path, spec: Spec) -> Resolv
         # output, say) must not lend this model its config.json.
         borrowed = _local_files(tokenizer) if tokenizer.is_dir() else {"tokenizer.json": tokenizer}
         files.update({name: path for name, path in borrowed.items() if name != CONFIG})
-    return _assemble(role, "random", model.random.config, None, files, model, spec)
+    return _assemble(role, "random", model.random.config, None, files, model, spec, root)
 
 
 def _assemble(role: str, kind: Literal["local", "hub", "random"], ref: str, commit: str | None,
-              files: dict[str, Path], model: Teacher, spec: Spec | None = None) -> ResolvedModel:
+              files: dict[str, Path], model: Teacher, spec: Spec | None = None,
+              root: Path | None = None) -> ResolvedModel:
     if CONFIG not in files:
         raise _Missing(Finding((role, "model"), f"{role}.model {ref!r} has no config.json"))
     try:
@@ -196,13 +197,24 @@ def _assemble(role: str, kind: Literal["local", "hub", "random"], ref: str, comm
         raise _Missing(Finding((role,), f"{role} config.json cannot be read: {exc}")) from None
     if not isinstance(config, dict):
         raise _Missing(Finding((role,), f"{role} config.json is not a JSON object"))
-    digests = tuple(digest_file(path, f"{ref}/{name}" if kind != "random" else str(path))
+    digests = tuple(digest_file(path, f"{ref}/{name}" if kind != "random" else _shown(path, root))
                     for name, path in sorted(files.items()))
     identity = tokenizer_identity(files) or (
         _trained_tokenizer_identity(config, spec) if kind == "random" else f"no tokenizer files in {ref}")
     template = model.chat_template is not None or _has_chat_template(files)
     return ResolvedModel(role, kind, ref, commit, config, digests, identity, template,
                          files.get("tokenizer.json"))
+
+
+def _shown(path: Path, root: Path | None) -> str:
+    """A random model's file as the lock shows it: relative to the Distillfile's folder, so the
+    lock and every stage key are the same wherever the project is checked out."""
+    if root is not None:
+        try:
+            return path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return str(path)
 
 
 def tokenizer_identity(files: dict[str, Path]) -> str | None:

@@ -68,6 +68,8 @@ def test_a_random_model_borrows_only_the_tokenizer_of_a_model_folder(tmp_path: P
     student = resolve_models(spec, tmp_path, offline=True)["student"]
     assert student.config["num_hidden_layers"] == 2
     assert student.tokenizer_file == tmp_path / "teacher" / "tokenizer.json"
+    # shown relative to the project: the lock and stage keys do not depend on where it is checked out
+    assert sorted(f.path for f in student.files) == ["student.json", "teacher/tokenizer.json"]
 
 
 def test_a_random_model_gets_its_tokenizers_special_ids(tmp_path: Path) -> None:
