@@ -186,5 +186,6 @@ def _evaluate(planned: Planned, folder: Path, up: Mapping[str, Path]) -> dict[st
 
     spec = planned.compiled.spec
     found = candidates(planned, folder, up)
-    evaluation = evaluate(found, up["synthesize"] / "test.jsonl", spec.student.task, spec.eval, folder)
+    evaluation = evaluate(found, up["synthesize"] / "test.jsonl", spec.student.task, spec.eval, folder,
+                          cache=folder.parent.parent / "evaluate-cache")
     return {"models": [m["name"] for m in evaluation["models"]]}

@@ -18,13 +18,12 @@ Comparability rules, decided here once:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from distill.compiler.fsutil import write_atomic
 from distill.compiler.spec import Eval
 from distill.runtime.evaluate import footprint
 from distill.runtime.evaluate.cases import CausalCase, Prepared, QACase, max_positions, prepare, read_records
@@ -58,6 +57,9 @@ class Candidate:
     tokenizer_dir: Path
 
 
+CACHE_VERSION = 1  # raise when what a measurement computes changes
+
+
 def resolve_metrics(eval_spec: Eval, task: Task) -> tuple[list[str], list[str]]:
     """The metrics to measure and notes on requested ones that do not apply to the task."""
     requested = AUTO_METRICS[task] if eval_spec.metrics == "auto" else tuple(eval_spec.metrics)
@@ -67,9 +69,13 @@ def resolve_metrics(eval_spec: Eval, task: Task) -> tuple[list[str], list[str]]:
 
 
 def evaluate(candidates: Sequence[Candidate], test: Path, task: Task, eval_spec: Eval, out: Path, *,
-             max_new_tokens: int = 64, threads: int = 2) -> dict[str, Any]:
+             max_new_tokens: int = 64, threads: int = 2, cache: Path | None = None) -> dict[str, Any]:
     """Evaluate every candidate on ``test`` (``test.jsonl``); writes ``out/evaluation.json`` and
     ``out/predictions.jsonl`` atomically and returns the evaluation.
+
+    ``cache``: a folder of earlier measurements keyed by the content of the candidate's files and
+    tokenizer, the test split and every setting; a candidate found there is not run again (a build
+    that only adds a deploy target measures only the new artifact), and a note says so.
 
     Raises:
         ValueError: duplicate candidate names, an empty test split, or a GGUF candidate for
@@ -93,7 +99,8 @@ def evaluate(candidates: Sequence[Candidate], test: Path, task: Task, eval_spec:
             prepared[key] = prepare(Path(candidate.tokenizer_dir), records, task, max_len)
             notes += [f"{candidate.name}: {note}" for note in prepared[key].notes]
         cases = prepared[key]
-        metrics, answers = _measure(candidate, cases, task, wanted, max_new_tokens, threads)
+        metrics, answers = _measured(candidate, cases, task, wanted, max_new_tokens, threads, cache,
+                                     [test, eval_spec.max_examples], notes)
         models.append(_model_entry(candidate, metrics))
         rows[candidate.name] = [c.scored for c in cases.cases if isinstance(c, CausalCase)]
         predictions += [{"model": candidate.name, **answer} for answer in answers]
@@ -106,8 +113,8 @@ def evaluate(candidates: Sequence[Candidate], test: Path, task: Task, eval_spec:
                                "latency_runs": LATENCY_RUNS},
                   "models": models, "retention": retention, "notes": notes}
     out = Path(out)
-    _write_atomic(out / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
-    _write_atomic(out / "evaluation.json", json.dumps(evaluation, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(out / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
+    write_atomic(out / "evaluation.json", json.dumps(evaluation, indent=2, ensure_ascii=False) + "\n")
     return evaluation
 
 
@@ -145,6 +152,40 @@ def _n_ctx(prepared: Prepared, max_new_tokens: int) -> int:
             lengths += [len(case.scored[0])] if case.scored else []
             lengths += [len(case.prompt) + max_new_tokens] if case.prompt else []
     return max(lengths) + 1
+
+
+def _measured(candidate: Candidate, prepared: Prepared, task: Task, wanted: Sequence[str], max_new_tokens: int,
+              threads: int, cache: Path | None, inputs: list[Any], notes: list[str]
+              ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """``_measure``, or its result from ``cache`` when the same model met the same test."""
+    if cache is None:
+        return _measure(candidate, prepared, task, wanted, max_new_tokens, threads)
+    key = _cache_key(candidate, task, wanted, max_new_tokens, threads, inputs)
+    entry = cache / f"{key}.json"
+    if entry.is_file():
+        notes.append(f"{candidate.name}: measured by an earlier build (same files, test split and settings; "
+                     "latency included)")
+        stored = json.loads(entry.read_text("utf-8"))
+        return stored["metrics"], stored["answers"]
+    metrics, answers = _measure(candidate, prepared, task, wanted, max_new_tokens, threads)
+    write_atomic(entry, json.dumps({"metrics": metrics, "answers": answers}, ensure_ascii=False, sort_keys=True))
+    return metrics, answers
+
+
+def _cache_key(candidate: Candidate, task: Task, wanted: Sequence[str], max_new_tokens: int, threads: int,
+               inputs: list[Any]) -> str:
+    import hashlib
+
+    from distill.compiler.digest import digest_file
+
+    def digests(path: Path) -> list[Any]:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        return [(f.name, digest_file(f, f.name).sha256) for f in files]
+
+    test, max_examples = inputs
+    key = [CACHE_VERSION, candidate.kind, digests(Path(candidate.path)), digests(Path(candidate.tokenizer_dir)),
+           digests(Path(test)), max_examples, task, list(wanted), max_new_tokens, threads, LATENCY_TOKENS, LATENCY_RUNS]
+    return hashlib.sha256(json.dumps(key).encode("utf-8")).hexdigest()
 
 
 def _measure(candidate: Candidate, prepared: Prepared, task: Task, wanted: Sequence[str], max_new_tokens: int,
@@ -250,16 +291,3 @@ def _retention(models: list[dict[str, Any]], rows: dict[str, list[Any]], notes: 
                 notes.append(f"{model['name']}: {reference} scored {metric} 0, so its {metric} retention is undefined")
         retention[model["name"]] = ratios
     return retention
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Temp file beside ``path``, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

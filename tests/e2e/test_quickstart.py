@@ -87,6 +87,9 @@ def test_the_quickstart_builds_rebuilds_and_resumes(project: Path, capsys: pytes
     runs = stage_runs(capsys)
     assert {name for name, state in runs.items() if state == "done"} == {"export:gguf:Q8_0", "evaluate", "report"}
     assert (dist / "gguf-Q8_0" / "model-Q8_0.gguf").is_file() and not (dist / "gguf-Q4_K_M").exists()
+    notes = json.loads((dist / "report.json").read_text())["evaluation"]["notes"]
+    reused = {note.split(": measured")[0] for note in notes if "measured by an earlier build" in note}
+    assert reused == {"teacher", "student", "onnx:int8"}  # only the new GGUF was measured
 
 
 def test_locked_builds_refuse_a_stale_lock_and_builds_do_not_overlap(project: Path,
