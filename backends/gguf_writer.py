@@ -68,6 +68,29 @@ def write_base(model_dir: Path, path: Path, quant: str = BASE_QUANT) -> None:
     writer.close()
 
 
+_LOG: list[str] = []
+_CALLBACK: list[object] = []  # the ctypes callback, alive as long as llama.cpp may call it
+
+
+def _captured_log() -> list[str]:
+    """Route llama.cpp's log (a line per converted tensor, on stderr by default) into a list of
+    recent lines, shown only when quantizing fails. Set once per process: llama.cpp keeps the
+    callback's address, so it must never be garbage collected."""
+    import ctypes
+
+    import llama_cpp
+
+    if not _CALLBACK:
+        @llama_cpp.llama_log_callback
+        def keep(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            _LOG.append(text.decode("utf-8", errors="replace"))
+            del _LOG[:-50]
+
+        _CALLBACK.append(keep)
+        llama_cpp.llama_log_set(keep, ctypes.c_void_p(0))
+    return _LOG
+
+
 def quantize(source: Path, dest: Path, quant: str) -> None:
     """llama.cpp's quantizer (the ``llama-quantize`` tool's code) from the F16 base."""
     import ctypes
@@ -77,7 +100,10 @@ def quantize(source: Path, dest: Path, quant: str) -> None:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")
     params.nthread = THREADS
+    log = _captured_log()
+    log.clear()
     code = llama_cpp.llama_model_quantize(str(source).encode(), str(dest).encode(),
                                           ctypes.byref(params))
     if code != 0 or not dest.is_file():
-        raise RuntimeError(f"llama_model_quantize to {quant} failed with code {code}")
+        tail = "".join(log[-5:]).strip()
+        raise RuntimeError(f"llama_model_quantize to {quant} failed with code {code}: {tail}")

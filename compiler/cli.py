@@ -173,6 +173,7 @@ def synthesize(
 
     Resumable: re-running after a crash asks the teacher only for chunks it had not finished.
     """
+    console.quiet_libraries()
     from distill.compiler.pipeline import plan_file
     from distill.runtime.sources.run import extract_and_chunk
     from distill.runtime.synthesis.run import synthesize_planned
@@ -208,6 +209,7 @@ def build(
     Finished stages are cached under .distill/ by the hash of their inputs; an interrupted build
     resumes at the stage it stopped in. Failed quality gates exit 4 after the report is written.
     """
+    console.quiet_libraries()
     from distill.runtime.build.run import BuildOptions, build_file
     from distill.runtime.evaluate import GateResult, enforce_gates
 
@@ -234,6 +236,7 @@ def export(
         "--out", help="Destination folder (default: dist/<model folder>-<kind>-<quant>).")] = None,
 ) -> None:
     """Export a model folder to a deployment format and verify it against the source model."""
+    console.quiet_libraries()
     from distill.backends.export import export_verified
 
     artifact, checks = export_verified(model_dir, to, out)
@@ -309,6 +312,7 @@ def chat(
 
     Reads one message per line from stdin until EOF or /exit; the model's own chat template renders it.
     """
+    console.quiet_libraries()
     from distill.runtime.chat import Settings, converse, open_session
 
     session = open_session(artifact, quant, Settings(max_new_tokens, temperature))

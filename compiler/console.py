@@ -73,3 +73,24 @@ def progress_bars() -> Iterator[Callable[..., None]]:
             progress.update(bars[name], completed=done, total=total, description=f"{name} {note}".strip())
 
         yield update
+
+
+# Libraries whose warnings speak to their own developers (tracer notes, deprecations, optional
+# kernels missing), not to someone running a build; DISTILL_DEBUG=1 shows them again.
+_CHATTY_LOGGERS = ("transformers", "optimum", "accelerate", "bitsandbytes", "peft", "torch", "onnxruntime")
+
+
+def quiet_libraries() -> None:
+    """Silence third-party warnings and info logs for the commands that load models."""
+    import logging
+    import os
+    import warnings
+
+    if os.environ.get("DISTILL_DEBUG") == "1":
+        return
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for module in ("torch", "transformers", "optimum", "onnxruntime", "peft", "accelerate", "bitsandbytes"):
+        warnings.filterwarnings("ignore", module=module)
+    logging.getLogger().setLevel(logging.ERROR)  # onnxruntime's quantizer logs through the root logger
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

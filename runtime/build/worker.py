@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stage", choices=("synthesize", "train"))
     parser.add_argument("--offline", action="store_true")
     args = parser.parse_args(argv)
+    from distill.compiler.console import quiet_libraries
+
+    quiet_libraries()
     try:
         run(args.distillfile, args.stage, args.offline)
     except DistillError as error:
