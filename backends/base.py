@@ -7,21 +7,16 @@ by the deploy target's kind (``"onnx"``, later ``"gguf"``).
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from distill.compiler.digest import digest_file
+from distill.compiler.fsutil import staged_folder
 from distill.compiler.spec import GgufTarget, OnnxTarget
 
 Target = OnnxTarget | GgufTarget
-
-# 1 MiB reads: hashing a multi-GB model file never holds more than this in memory.
-_HASH_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -94,12 +89,8 @@ class Backend(Protocol):
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex sha256 of a file (streamed, as the lock's digests are)."""
+    return digest_file(path, path.name).sha256
 
 
 def _onnx() -> Backend:
@@ -133,29 +124,12 @@ def export_atomically(out_dir: Path, build: Callable[[Path], Artifact],
     """Build an export in a temp folder beside ``out_dir``, verify it there, write its manifest,
     then rename it into place. A failed verification raises ``VerificationError`` and leaves
     ``out_dir`` as it was; the temp folder never survives."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
+    with staged_folder(out_dir) as tmp:
         staged = build(tmp)
         report = verify(staged)
         if not report.passed:
             raise VerificationError(report)
         write_manifest(tmp, staged, report)
-        _move_into_place(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _move_into_place(tmp: Path, out_dir: Path) -> None:
-    """Rename the verified folder onto ``out_dir``; an older export there is swapped out first
-    (two renames: a reader sees the old folder, briefly none, or the new one, never half)."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def get_backend(kind: str) -> Backend:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.compiler.codec import to_data
+from distill.compiler.fsutil import staged_folder
 from distill.compiler.pipeline import Planned, plan_file
 from distill.runtime.build.graph import Outcome, Stage, downstream, exclusive, run_graph
 from distill.runtime.build.stages import build_stages, target_name
@@ -118,16 +119,9 @@ def _publish(outcomes: dict[str, Outcome], dist: Path) -> None:
     key_file = dist / KEY_FILE
     if key_file.is_file() and key_file.read_text().strip() == report.key:
         return
-    staging = dist.with_name(f".{dist.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(report.folder, staging, ignore=shutil.ignore_patterns("meta.json"))
-    (staging / KEY_FILE).write_text(report.key + "\n")
-    old = dist.with_name(f".{dist.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dist.exists():
-        dist.rename(old)
-    staging.rename(dist)
-    shutil.rmtree(old, ignore_errors=True)
+    with staged_folder(dist) as staging:
+        shutil.copytree(report.folder, staging, ignore=shutil.ignore_patterns("meta.json"), dirs_exist_ok=True)
+        (staging / KEY_FILE).write_text(report.key + "\n")
 
 
 def _build_record(outcomes: dict[str, Outcome], dist: Path) -> dict[str, Any]:

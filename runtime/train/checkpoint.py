@@ -10,7 +10,6 @@ loaded with ``torch.load(weights_only=True)``: tensors and plain containers, nev
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from distill.compiler.fsutil import staged_folder
 
 PREFIX = "step-"
 KEEP = 2  # the newest two: the last one might be the one a reader is copying when a new one lands
@@ -64,31 +65,17 @@ def save(folder: Path, modules: dict[str, torch.nn.Module], optimizer: Any, sche
          state: LoopState) -> Path:
     """Write ``folder/step-<step>`` atomically and drop all but the newest ``KEEP``."""
     final = folder / f"{PREFIX}{state.step:08d}"
-    staging = folder / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in trainable_tensors(modules).items()},
-              str(staging / "trainable.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-               staging / "state.pt")
-    (staging / "loop.json").write_text(json.dumps(asdict(state), sort_keys=True))
-    for path in staging.iterdir():
-        _fsync(path)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(staging, final)
+    with staged_folder(final) as staging:
+        save_file({k: v.detach().contiguous().cpu() for k, v in trainable_tensors(modules).items()},
+                  str(staging / "trainable.safetensors"))
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+                   staging / "state.pt")
+        (staging / "loop.json").write_text(json.dumps(asdict(state), sort_keys=True))
     for old in complete(folder)[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def complete(folder: Path) -> list[Path]:

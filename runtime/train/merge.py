@@ -88,16 +88,8 @@ def _outputs(model: Any, probe: dict[str, torch.Tensor]) -> torch.Tensor:
 def save_model(model: Any, tokenizer: Any, folder: Path, dtype: torch.dtype) -> None:
     """safetensors weights, tokenizer (with its chat template) and generation config, written
     into a temporary sibling and renamed into place."""
-    import shutil
-    import tempfile
+    from distill.compiler.fsutil import staged_folder
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_folder(folder) as staging:
         model.to(dtype).save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        shutil.rmtree(folder, ignore_errors=True)
-        staging.rename(folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
