@@ -90,11 +90,18 @@ def _run_one(stage: Stage, key: str, folder: Path, upstream: Mapping[str, Path])
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     summary = stage.run(folder, upstream)
-    seconds = round(time.monotonic() - started, 3)
-    write_atomic(meta, json.dumps({"stage": stage.name, "version": stage.version, "key": key,
-                                   "upstream": {name: str(path) for name, path in upstream.items()},
-                                   "seconds": seconds, "summary": summary}, indent=2, sort_keys=True) + "\n")
+    seconds = record_finished(stage, key, folder, upstream, started, summary)
     return Outcome(stage.name, key, folder, False, seconds, summary)
+
+
+def record_finished(stage: Stage, key: str, folder: Path, upstream: Mapping[str, Path], started: float,
+                    summary: dict[str, Any]) -> float:
+    """Write ``meta.json``, the mark of a finished stage; returns the seconds it took."""
+    seconds = round(time.monotonic() - started, 3)
+    write_atomic(folder / META, json.dumps({"stage": stage.name, "version": stage.version, "key": key,
+                                            "upstream": {name: str(path) for name, path in upstream.items()},
+                                            "seconds": seconds, "summary": summary}, indent=2, sort_keys=True) + "\n")
+    return seconds
 
 
 def downstream(stages: Sequence[Stage], start: str) -> set[str]:

@@ -26,9 +26,8 @@ def run(distillfile: Path, stage_name: str, offline: bool) -> None:
     import torch
     from accelerate import PartialState
 
-    from distill.compiler.fsutil import write_atomic
     from distill.compiler.pipeline import plan_file
-    from distill.runtime.build.graph import META, stage_key
+    from distill.runtime.build.graph import META, record_finished, stage_key
     from distill.runtime.build.stages import IN_PROCESS, build_stages
 
     PartialState(cpu=not torch.cuda.is_available())  # join the launcher's process group
@@ -48,10 +47,9 @@ def run(distillfile: Path, stage_name: str, offline: bool) -> None:
     started = time.monotonic()
     summary = IN_PROCESS[stage_name](planned, folders[stage_name], folders, None)
     if PartialState().is_main_process:
-        write_atomic(folders[stage_name] / META, json.dumps({
-            "stage": stage_name, "version": stages[stage_name].version, "key": keys[stage_name],
-            "upstream": {n: str(folders[n]) for n in stages[stage_name].needs},
-            "seconds": round(time.monotonic() - started, 3), "summary": summary}, indent=2, sort_keys=True) + "\n")
+        stage = stages[stage_name]
+        record_finished(stage, keys[stage_name], folders[stage_name], {n: folders[n] for n in stage.needs},
+                        started, summary)
 
 
 def _needed(stages: dict, name: str) -> list[str]:

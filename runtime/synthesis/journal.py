@@ -16,11 +16,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from distill.compiler.errors import DistillError
+
 VERSION = 1
 
 
-class JournalDamaged(Exception):
-    """A complete line of the journal is not an entry."""
+class JournalDamaged(DistillError):
+    """A complete line of the journal is not an entry (damage from outside distill)."""
 
 
 class Journal:
@@ -31,37 +33,43 @@ class Journal:
 
     def load(self) -> dict[str, Any]:
         """Every finished item; a journal for another fingerprint (or unreadable) is discarded."""
-        if not self.path.is_file():
+        snapshot = self._snapshot()
+        if snapshot is None:
             return self._start()
+        complete, lines = snapshot
+        if complete != self.path.stat().st_size:  # a torn last line: cut it so appends start on a line
+            with self.path.open("r+b") as handle:
+                handle.truncate(complete)
+        return self._entries(lines)
+
+    def read(self) -> dict[str, Any]:
+        """The finished items of a journal another process writes, without touching it: nothing
+        when it is missing or for another fingerprint; a torn last line is left for its writer."""
+        snapshot = self._snapshot()
+        return {} if snapshot is None else self._entries(snapshot[1])
+
+    def _snapshot(self) -> tuple[int, list[str]] | None:
+        """The bytes up to the last newline and their lines, when the file is this fingerprint's."""
+        if not self.path.is_file():
+            return None
         data = self.path.read_bytes()
         complete = data[:data.rfind(b"\n") + 1]
         lines = complete.decode("utf-8", errors="replace").splitlines()
         if not lines or _header(lines[0]) != {"journal": VERSION, "fingerprint": self.fingerprint}:
-            return self._start()
-        if len(complete) != len(data):  # a torn last line: cut it so appends start on a line
-            with self.path.open("r+b") as handle:
-                handle.truncate(len(complete))
+            return None
+        return len(complete), lines
+
+    def _entries(self, lines: list[str]) -> dict[str, Any]:
         items: dict[str, Any] = {}
         for number, line in enumerate(lines[1:], start=2):
             entry = _header(line)
             if not isinstance(entry, dict) or "key" not in entry or "value" not in entry:
                 # Whole lines are written at once, so this is damage from outside: stop rather
                 # than silently redo (or drop) work.
-                raise JournalDamaged(f"{self.path}:{number}: not a journal entry; delete the file to start over")
+                raise JournalDamaged(f"{self.path}:{number}: not a journal entry",
+                                     hint="delete the file to generate its items again")
             items[entry["key"]] = entry["value"]
         return items
-
-    def read(self) -> dict[str, Any]:
-        """The finished items of a journal another process writes, without touching it: nothing
-        when it is for another fingerprint; a torn last line is left for its writer to cut."""
-        if not self.path.is_file():
-            return {}
-        data = self.path.read_bytes()
-        lines = data[:data.rfind(b"\n") + 1].decode("utf-8", errors="replace").splitlines()
-        if not lines or _header(lines[0]) != {"journal": VERSION, "fingerprint": self.fingerprint}:
-            return {}
-        entries = (_header(line) for line in lines[1:])
-        return {e["key"]: e["value"] for e in entries if isinstance(e, dict) and "key" in e and "value" in e}
 
     def append(self, items: Mapping[str, Any]) -> None:
         """Record finished items, all or none of them."""

@@ -25,6 +25,7 @@ from distill.compiler.codec import to_data
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.fsutil import write_atomic
 from distill.compiler.spec import Spec
+from distill.runtime.ranks import barrier, ranks
 from distill.runtime.sources.records import Chunk, QAExample
 from distill.runtime.synthesis.augment import typo_noise
 from distill.runtime.synthesis.card import data_card, card_markdown
@@ -100,7 +101,7 @@ def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample]
     by_split["train"] += _typo_copies(spec, by_split["train"])
     card = data_card(by_split, rejections, asdict(stats), summarize(groups, assignment, split.val, split.test, by=split.by),
                      len(chunks), len(dataset))
-    if _ranks()[0] == 0:  # every rank computed the same outputs; one writes them
+    if ranks()[0] == 0:  # every rank computed the same outputs; one writes them
         _write(folder, by_split, rejections, card)
     if not by_split["train"]:
         raise NoTrainingData(
@@ -158,7 +159,7 @@ def journaled(folder: Path, name: str, fingerprint: str, keys: Sequence[str], ba
     every rank reads them all: per-request seeded sampling makes a reply independent of the rank
     and batch it ran in, so the union equals a one-process run.
     """
-    rank, world = _ranks()
+    rank, world = ranks()
     own = Journal(folder / _journal_name(name, rank), fingerprint)
     done = {**_others(folder, name, own, fingerprint), **own.load()}
     resumed = sum(key in done for key in keys)
@@ -171,7 +172,7 @@ def journaled(folder: Path, name: str, fingerprint: str, keys: Sequence[str], ba
         if progress is not None and rank == 0:
             progress(name, min(start + batch, len(keys)), len(keys))
     if world > 1:
-        _barrier()
+        barrier()
         done.update(_others(folder, name, own, fingerprint))
     return done, resumed
 
@@ -186,20 +187,6 @@ def _others(folder: Path, name: str, own: Journal, fingerprint: str) -> dict[str
         if path != own.path:
             found.update(Journal(path, fingerprint).read())
     return found
-
-
-def _ranks() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    dist.barrier()
 
 
 def _generate_batch(chunks: Sequence[Chunk], generator: Generator, template: str, n: int, spec: Spec

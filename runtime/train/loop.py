@@ -13,6 +13,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,7 @@ def train(objective: Objective, train_set: Sequence[Encoded], val_set: Sequence[
         objective.engine, optimizer = accelerator.prepare(objective.student, optimizer)
     state = LoopState() if fsdp else _resume(folder / "checkpoints", objective, optimizer, scheduler)
     run = _Run(objective, accelerator, optimizer, scheduler, spec, plan, folder,
-               _Metrics(folder / "metrics.jsonl", state.step, accelerator.is_main_process), fsdp)
+               _Metrics(folder / "metrics.jsonl", state.step, accelerator.is_main_process), params, fsdp)
     started = time.monotonic()
     while state.step < schedule.total_steps and not state.stopped:
         batches = epoch_batches(len(train_set), schedule.micro_batch, spec.seed, state.epoch, schedule.processes)
@@ -154,6 +155,7 @@ class _Run:
     plan: Plan
     folder: Path
     metrics: _Metrics
+    params: list[torch.nn.Parameter]  # the trainables, as the optimizer holds them (clipped every step)
     fsdp: bool = False
 
 
@@ -207,15 +209,14 @@ def _optimizer_step(run: _Run, micros: list[list[int]], data: Sequence[Encoded],
         sync = index == len(micros) - 1
         # FSDP reduce-scatters every micro-batch into its sharded gradients (no ``no_sync``: that
         # would keep whole gradients between micro-batches, which the planner does not budget).
-        with accelerator.no_sync(objective.engine) if not sync and not run.fsdp else _nothing():
+        with accelerator.no_sync(objective.engine) if not sync and not run.fsdp else nullcontext():
             with accelerator.autocast():
                 loss, parts = objective.loss(batch, examples)
             accelerator.backward(loss / len(micros))
         for key, value in parts.items():
             sums[key] = sums.get(key, 0.0) + value / len(micros)
     _sync_side_modules(run)
-    params = [p for p in checkpoint.trainable_tensors(objective.trainables()).values()]
-    norm = accelerator.clip_grad_norm_(params, run.spec.train.max_grad_norm)
+    norm = accelerator.clip_grad_norm_(run.params, run.spec.train.max_grad_norm)
     lr = run.scheduler.get_last_lr()[0]
     run.optimizer.step()
     run.scheduler.step()
@@ -235,14 +236,6 @@ def _sync_side_modules(run: _Run) -> None:
         for param in module.parameters():
             if param.grad is not None:
                 param.grad = run.accelerator.reduce(param.grad, "mean")
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _evaluate(run: _Run, val_set: Sequence[Encoded], pad_id: int, state: LoopState) -> None:

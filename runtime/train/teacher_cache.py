@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from distill.compiler.fsutil import write_atomic, write_atomic_with
 from distill.runtime.losses import TopKRows, topk_logprobs
+from distill.runtime.ranks import barrier, ranks
 from distill.runtime.synthesis.examples import stable_id
 from distill.runtime.train.data import Encoded, collate
 from distill.runtime.train.student import Head, causal_forward
@@ -58,14 +59,14 @@ def build_cache(teacher: Any, head: Head | None, examples: Sequence[Encoded], pa
                 temperature: float, folder: Path, teacher_key: str) -> TopKCache:
     """Compute (or reuse) the cache in ``folder`` and load it."""
     key = cache_key(teacher_key, examples, k, temperature)
-    rank, world = _ranks()
+    rank, world = ranks()
     meta = folder / "meta.json"
     if rank == 0 and (not meta.is_file() or json.loads(meta.read_text()).get("key") != key):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         write_atomic(meta, json.dumps({"key": key, "k": k, "temperature": temperature, "examples": len(examples),
                                        "shard": SHARD}, sort_keys=True) + "\n")
-    _barrier(world)
+    barrier()
     shards = [(folder / f"shard-{n:05d}.safetensors", examples[start:start + SHARD])
               for n, start in enumerate(range(0, len(examples), SHARD))]
     for number, (path, shard) in enumerate(shards):
@@ -73,28 +74,12 @@ def build_cache(teacher: Any, head: Head | None, examples: Sequence[Encoded], pa
             computed = _shard_rows(teacher, head, shard, pad_id, micro, k, temperature)
             tensors = {f"{i}.{part}": t for i, parts in computed.items() for part, t in zip(PARTS, parts, strict=True)}
             write_atomic_with(path, lambda tmp, t=tensors: save_file(t, str(tmp)))
-    _barrier(world)
+    barrier()
     rows: dict[str, Rows] = {}
     for path, shard in shards:
         loaded = load_file(str(path))
         rows.update({e.id: tuple(loaded[f"{e.id}.{part}"] for part in PARTS) for e in shard})  # type: ignore[misc]
     return TopKCache(rows)
-
-
-def _ranks() -> tuple[int, int]:
-    """This process's rank and the process count of a distributed run (0, 1 when alone)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
 
 
 def _shard_rows(teacher: Any, head: Head | None, examples: Sequence[Encoded], pad_id: int, micro: int, k: int,

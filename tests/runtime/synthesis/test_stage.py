@@ -179,3 +179,15 @@ def test_dataset_examples_join_the_split_as_they_are(tmp_path: Path, task: str) 
         assert [r["answer_start"] for r in kept] == [17]
         assert [r["reason"] for r in records(tmp_path, "rejected.jsonl")] == [
             "no answer span in a context (an extractive-qa student needs one)"] * 2
+
+
+def test_a_damaged_journal_stops_the_stage_naming_the_line(tmp_path: Path) -> None:
+    from distill.runtime.synthesis.journal import JournalDamaged
+
+    run(tmp_path)
+    journal = tmp_path / "generation.journal.jsonl"
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join([lines[0], "not json", *lines[2:]]) + "\n")
+    with pytest.raises(JournalDamaged, match=r"generation\.journal\.jsonl:2: not a journal entry"):
+        run(tmp_path)
+    assert journal.read_text().splitlines()[1] == "not json"  # nothing was overwritten
