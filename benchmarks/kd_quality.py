@@ -45,6 +45,7 @@ import torch
 
 from distill.compiler.pipeline import Planned, plan_file
 from distill.runtime.sources.run import extract_and_chunk
+from distill.runtime.sources.stage import corpus_texts
 from distill.runtime.synthesis.run import synthesize_planned
 from distill.runtime.train.run import Trained, train_planned
 
@@ -171,8 +172,7 @@ def run_project(path: Path) -> tuple[Planned, Trained, float]:
     out = path.parent / "out"
     extracted = extract_and_chunk(planned.compiled, planned.models["student"], out / "extract")
     synthesize_planned(planned, extracted, out / "data")
-    corpus = [page.text for document in extracted.corpus.documents for page in document.pages]
-    trained = train_planned(planned, out / "data", out / "train", corpus)
+    trained = train_planned(planned, out / "data", out / "train", corpus_texts(extracted.corpus))
     return planned, trained, time.perf_counter() - start
 
 

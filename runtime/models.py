@@ -61,7 +61,7 @@ def load_model(resolved: ResolvedModel, model: Teacher, root: Path, dtype: str, 
         return built.eval()
     try:
         loaded = auto.from_pretrained(
-            _where(resolved, root), revision=resolved.revision, use_safetensors=True,
+            model_location(resolved, root), revision=resolved.revision, use_safetensors=True,
             trust_remote_code=model.trust_remote_code, dtype=torch_dtype, quantization_config=quantization,
             device_map="cpu" if quantization is not None and not torch.cuda.is_available() else None)
     except OSError as exc:
@@ -88,7 +88,9 @@ def reload_quantized(model: torch.nn.Module, quantization: Any, dtype: torch.dty
                                            device_map=None if torch.cuda.is_available() else "cpu", **kwargs)
 
 
-def _where(resolved: ResolvedModel, root: Path) -> str:
+def model_location(resolved: ResolvedModel, root: Path) -> str:
+    """What ``from_pretrained`` loads: a local model's folder (relative to the Distillfile), or the
+    hub id (its revision is passed beside it)."""
     if resolved.kind == "local":
         return str((root / Path(resolved.ref).expanduser()).resolve())
     return resolved.ref
@@ -115,7 +117,7 @@ def load_tokenizer(resolved: ResolvedModel, model: Teacher, root: Path,
         vocab = tokenizer.get_vocab()
         tokenizer.eos_token, tokenizer.pad_token = (t if t in vocab else None for t in SPECIAL_TOKENS)
     else:
-        folder = root / model.random.tokenizer if resolved.kind == "random" else _where(resolved, root)  # type: ignore[union-attr]
+        folder = root / model.random.tokenizer if resolved.kind == "random" else model_location(resolved, root)  # type: ignore[union-attr]
         tokenizer = AutoTokenizer.from_pretrained(folder, revision=resolved.revision,
                                                   trust_remote_code=model.trust_remote_code)
     if model.chat_template is not None:

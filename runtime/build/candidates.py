@@ -43,18 +43,20 @@ def teacher_folder(planned: Planned, folder: Path, up: Mapping[str, Path]) -> Pa
         return None
     resolved = planned.models["teacher"]
     if resolved.kind == "local":
-        return (root / Path(resolved.ref).expanduser()).resolve()
+        from distill.runtime.models import model_location
+
+        return Path(model_location(resolved, root))
     if resolved.kind == "hub":
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(resolved.ref, revision=resolved.revision))
     saved = folder / "teacher"
     if not (saved / "config.json").is_file():
-        from distill.runtime.build.stages import corpus_texts
+        from distill.runtime.build.stages import extracted_texts
         from distill.runtime.models import align_special_tokens, load_model, load_tokenizer
 
         model = load_model(resolved, spec.teacher, root, planned.plan.dtype, None)
-        tokenizer = load_tokenizer(resolved, spec.teacher, root, corpus_texts(up["extract"]))
+        tokenizer = load_tokenizer(resolved, spec.teacher, root, extracted_texts(up["extract"]))
         align_special_tokens(model, tokenizer)
         model.save_pretrained(saved, safe_serialization=True)
         tokenizer.save_pretrained(saved)

@@ -90,12 +90,11 @@ def _extracted(folder: Path) -> Any:
     return Extracted(corpus, chunks, "as extracted")
 
 
-def corpus_texts(extract: Path) -> list[str]:
-    """What a random model's byte-level BPE is trained on: the documents' pages and the dataset
-    contexts, exactly as the chunk stage counted with."""
-    extracted = _extracted(extract)
-    texts = [page.text for document in extracted.corpus.documents for page in document.pages]
-    return texts + [example.context for example in extracted.corpus.examples]
+def extracted_texts(extract: Path) -> list[str]:
+    """The finished extract stage's texts, as the chunk stage trained its tokenizer on them."""
+    from distill.runtime.sources.stage import corpus_texts
+
+    return corpus_texts(_extracted(extract).corpus)
 
 
 def synthesize_in_process(planned: Planned, folder: Path, up: Mapping[str, Path], progress: Progress | None
@@ -111,7 +110,7 @@ def train_in_process(planned: Planned, folder: Path, up: Mapping[str, Path], pro
     from distill.runtime.synthesis.run import teacher_key
     from distill.runtime.train.run import train_planned
 
-    trained = train_planned(planned, up["synthesize"], folder, corpus_texts(up["extract"]), progress,
+    trained = train_planned(planned, up["synthesize"], folder, extracted_texts(up["extract"]), progress,
                             teacher_key(planned))
     return {"steps": trained.result.steps, "stopped_early": trained.result.stopped_early,
             "best_val": trained.result.best_val, "merge_max_abs_diff": trained.merge.max_abs_diff,

@@ -145,11 +145,18 @@ def student_counter(model: ResolvedModel, corpus: Corpus) -> tuple[Callable[[str
     if model.tokenizer_file is not None:
         return counter(load_tokenizer(model.tokenizer_file)), str(model.tokenizer_file)
     if model.kind == "random":
-        texts = [page.text for document in corpus.documents for page in document.pages]
-        texts += [example.context for example in corpus.examples]
         vocab = int(model.config.get("vocab_size", 32000))
-        return counter(train_byte_bpe(texts, vocab)), f"byte-level BPE trained on the sources ({vocab:,} vocab)"
+        return (counter(train_byte_bpe(corpus_texts(corpus), vocab)),
+                f"byte-level BPE trained on the sources ({vocab:,} vocab)")
     raise SourceError(model.ref, "has no tokenizer.json to count chunk tokens with")
+
+
+def corpus_texts(corpus: Corpus) -> list[str]:
+    """What a tokenizer trained on the spot learns from: the documents' pages, then the dataset
+    contexts. Every stage that trains one (chunk counting, a random teacher or student) uses this,
+    so they all get the same token ids."""
+    texts = [page.text for document in corpus.documents for page in document.pages]
+    return texts + [example.context for example in corpus.examples]
 
 
 def read_outputs(folder: Path) -> tuple[Corpus, list[Chunk]]:

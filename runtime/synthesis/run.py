@@ -31,13 +31,13 @@ def teacher_generator(planned: Planned, extracted: Extracted) -> Generator:
     import torch
 
     from distill.runtime.models import align_special_tokens, load_model, load_tokenizer
+    from distill.runtime.sources.stage import corpus_texts
     from distill.runtime.synthesis.generate import HFGenerator
 
     spec, root, plan = planned.compiled.spec, planned.compiled.root, planned.plan
     teacher, resolved = spec.teacher, planned.models["teacher"]
     assert teacher is not None
-    texts = [page.text for document in extracted.corpus.documents for page in document.pages]
-    tokenizer = load_tokenizer(resolved, teacher, root, texts)
+    tokenizer = load_tokenizer(resolved, teacher, root, corpus_texts(extracted.corpus))
     if not getattr(tokenizer, "chat_template", None):
         raise TeacherUnusable(f"the teacher {resolved.ref} has no chat template to ask it for examples",
                               hint="use an instruction-tuned teacher, or set teacher.chat_template (Jinja text "

@@ -13,6 +13,7 @@ from typing import Any
 
 from distill.compiler.pipeline import Planned, plan_file
 from distill.runtime.sources.run import extract_and_chunk
+from distill.runtime.sources.stage import corpus_texts
 from distill.runtime.synthesis.run import synthesize_planned
 from distill.runtime.train.run import Trained, train_planned
 
@@ -55,8 +56,7 @@ def train_project(path: Path, out: Path, planned: Planned | None = None) -> Trai
     planned = planned or plan_file(path, offline=True)
     extracted = extract_and_chunk(planned.compiled, planned.models["student"], out / "extract")
     synthesize_planned(planned, extracted, out / "data")
-    corpus = [example.context for example in extracted.corpus.examples]
-    return train_planned(planned, out / "data", out / "train", corpus)
+    return train_planned(planned, out / "data", out / "train", corpus_texts(extracted.corpus))
 
 
 if __name__ == "__main__":  # python -m tests.runtime.train.project DISTILLFILE OUT DELAY
