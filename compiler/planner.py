@@ -84,8 +84,9 @@ def make_plan(spec: Spec, models: dict[str, ResolvedModel], budget: Budget, volu
     choice = _search(setting)
     if choice is None:
         raise _does_not_fit(setting)
-    _record(setting, choice, decisions)
-    return _assemble(setting, choice, decisions, models, volume)
+    synthesis = _synthesis(setting, choice.teacher_quant)
+    _record(setting, choice, decisions, synthesis)
+    return _assemble(setting, choice, decisions, models, volume, synthesis[0] if synthesis is not None else None)
 
 
 def _dtype(spec: Spec, budget: Budget, decisions: list[Decision]) -> str:
@@ -269,7 +270,8 @@ def _search(setting: _Setting) -> _Choice | None:
     return None
 
 
-def _record(setting: _Setting, choice: _Choice, decisions: list[Decision]) -> None:
+def _record(setting: _Setting, choice: _Choice, decisions: list[Decision],
+            synthesis: tuple[int, PhaseMemory] | None) -> None:
     spec, budget = setting.spec, setting.budget
     peak = max((p for p in choice.phases if p.phase.startswith("train")), key=lambda p: p.bytes)
     if setting.teacher is not None:
@@ -299,7 +301,6 @@ def _record(setting: _Setting, choice: _Choice, decisions: list[Decision]) -> No
                               "set in the Distillfile" if spec.train.optimizer != "auto" else
                               "AdamW with states in the parameters' dtype" if choice.optimizer == "adamw"
                               else "8-bit states to fit"))
-    synthesis = _synthesis(setting, choice.teacher_quant)
     if synthesis is not None:
         size, phase = synthesis
         decisions.append(Decision("synthesis batch", str(size),
@@ -368,7 +369,7 @@ def _with_seq_len(spec: Spec, length: int) -> Spec:
 
 
 def _assemble(setting: _Setting, choice: _Choice, decisions: list[Decision],
-              models: dict[str, ResolvedModel], volume: DataVolume) -> Plan:
+              models: dict[str, ResolvedModel], volume: DataVolume, synthesis_batch: int | None) -> Plan:
     spec, budget = setting.spec, setting.budget
     step = _step(setting, choice.teacher_quant, choice.student_quant, choice.optimizer,
                  choice.micro_batch, choice.checkpointing)
@@ -392,16 +393,11 @@ def _assemble(setting: _Setting, choice: _Choice, decisions: list[Decision],
         student_quant=choice.student_quant, kd_mode=setting.kd_mode, kd_chunk_tokens=setting.kd_chunk,
         examples=volume.examples, tokens_per_epoch=volume.tokens, optimizer_steps=steps,
         data_note=volume.note, estimates=tuple(_estimates(setting, choice, volume, steps)),
-        synthesis_batch=_synthesis_batch(setting, choice),
+        synthesis_batch=synthesis_batch,
         lora_targets=setting.targets if spec.student.adapter.type != "none" else (),
         kd_top_k=_top_k(spec) if setting.kd_mode == "cached" else None,
         launch=launch_command("Distillfile", spec.hardware.gpus, spec.hardware.nodes, spec.hardware.strategy,
                               budget.device))
-
-
-def _synthesis_batch(setting: _Setting, choice: _Choice) -> int | None:
-    synthesis = _synthesis(setting, choice.teacher_quant)
-    return synthesis[0] if synthesis is not None else None
 
 
 def _estimates(setting: _Setting, choice: _Choice, volume: DataVolume, steps: int) -> Iterator[Estimate]:
