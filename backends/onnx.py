@@ -174,16 +174,22 @@ def _parity(name: str, got: Any, ref: Any, quant: str) -> list[Check]:
             Check(f"{name}_top1_agreement", agree >= need, f"{agree:.4f} (need >= {need})")]
 
 
+def _side_by_side(auto_class: Any, ort_class: Any, artifact: Artifact, model_dir: Path) -> tuple[Any, Any, Any]:
+    """The fp32 torch reference, the exported model in onnxruntime (CPU, pinned threads), and the
+    probe ids both are fed."""
+    reference = load_reference(auto_class, model_dir)
+    exported = ort_class.from_pretrained(
+        artifact.path.parent, file_name=artifact.path.name, session_options=_session_options(),
+        provider="CPUExecutionProvider", local_files_only=True)
+    return reference, exported, _probe_ids(reference.config.vocab_size)
+
+
 def _verify_causal(artifact: Artifact, model_dir: Path) -> list[Check]:
     import torch
     from optimum.onnxruntime import ORTModelForCausalLM
     from transformers import AutoModelForCausalLM
 
-    reference = load_reference(AutoModelForCausalLM, model_dir)
-    exported = ORTModelForCausalLM.from_pretrained(
-        artifact.path.parent, file_name=artifact.path.name, session_options=_session_options(),
-        provider="CPUExecutionProvider", local_files_only=True)
-    ids = _probe_ids(reference.config.vocab_size)
+    reference, exported, ids = _side_by_side(AutoModelForCausalLM, ORTModelForCausalLM, artifact, model_dir)
     mask = torch.ones_like(ids)
     with torch.no_grad():
         want = reference(input_ids=ids, attention_mask=mask).logits
@@ -224,11 +230,8 @@ def _verify_qa(artifact: Artifact, model_dir: Path) -> list[Check]:
     from optimum.onnxruntime import ORTModelForQuestionAnswering
     from transformers import AutoModelForQuestionAnswering
 
-    reference = load_reference(AutoModelForQuestionAnswering, model_dir)
-    exported = ORTModelForQuestionAnswering.from_pretrained(
-        artifact.path.parent, file_name=artifact.path.name, session_options=_session_options(),
-        provider="CPUExecutionProvider", local_files_only=True)
-    ids = _probe_ids(reference.config.vocab_size)
+    reference, exported, ids = _side_by_side(AutoModelForQuestionAnswering, ORTModelForQuestionAnswering,
+                                             artifact, model_dir)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     if "token_type_ids" in exported.input_names:
         # question in segment 0, context in segment 1, as a QA pipeline feeds it.
