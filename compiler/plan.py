@@ -64,6 +64,8 @@ class Plan:
         phases: predicted peak memory per phase.
         micro_batch, accumulation, checkpointing, kd_mode, kd_chunk_tokens, teacher_quant,
         student_quant, dtype, optimizer: the chosen settings, for the runtime.
+        precision: the autocast compute dtype ("bf16", "fp16", or "fp32" for none); with ``device``
+            and ``dtype``, where and how every model of the build runs (``runtime/placement.py``).
         examples, tokens_per_epoch, optimizer_steps: data volume (estimated where the data does
             not exist yet, and said so in ``data_note``).
         estimates: time per stage (not part of the lock: throughput is measured).
@@ -85,6 +87,7 @@ class Plan:
     accumulation: int
     checkpointing: bool
     dtype: str
+    precision: str
     optimizer: str
     teacher_quant: str | None
     student_quant: str

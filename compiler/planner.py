@@ -65,6 +65,7 @@ class _Setting:
     teacher: Architecture | None
     budget: Budget
     dtype: str
+    precision: str
     kd_mode: str
     kd_chunk: int | None
     targets: tuple[str, ...]
@@ -77,9 +78,10 @@ def make_plan(spec: Spec, models: dict[str, ResolvedModel], budget: Budget, volu
     teacher = architecture(models["teacher"].config) if "teacher" in models else None
     decisions: list[Decision] = []
     dtype = _dtype(spec, budget, decisions)
+    precision = _precision(spec, budget, dtype, decisions)
     kd_mode = _kd_mode(spec, models, decisions, _passes(spec, volume))
     targets = student.linear_names if spec.student.adapter.targets == "auto" else tuple(spec.student.adapter.targets)
-    setting = _Setting(spec, student, head, teacher, budget, dtype, kd_mode,
+    setting = _Setting(spec, student, head, teacher, budget, dtype, precision, kd_mode,
                        _kd_chunk(spec, student, budget, kd_mode, decisions), targets)
     choice = _search(setting)
     if choice is None:
@@ -97,6 +99,26 @@ def _dtype(spec: Spec, budget: Budget, decisions: list[Decision]) -> str:
            "CPUs run fp32 matmuls fastest; bf16 would halve memory but is emulated on most CPUs")
     decisions.append(Decision("dtype", dtype, f"student.dtype auto on {budget.device}: {why}"))
     return dtype
+
+
+def _precision(spec: Spec, budget: Budget, dtype: str, decisions: list[Decision]) -> str:
+    """The autocast compute dtype of training, the teacher's forward passes and the merge check:
+    "bf16", "fp16", or "fp32" (no autocast: everything computes in the weights' dtype)."""
+    asked = spec.train.precision
+    if asked == "fp16" and budget.device == "cpu":
+        raise DistillError("train.precision fp16 needs a GPU: CPUs have no fp16 autocast for training",
+                           hint="use train.precision: bf16 (CPUs autocast bf16), or hardware.device: cuda")
+    if asked != "auto":
+        decisions.append(Decision("precision", asked, f"train.precision {asked}: set in the Distillfile"))
+        return asked
+    if budget.device == "cpu":
+        precision, why = "fp32", "CPUs compute in the weights' dtype (no autocast)"
+    elif dtype == "float16":
+        precision, why = "fp16", "float16 weights compute in fp16 autocast, with a gradient scaler"
+    else:
+        precision, why = "bf16", f"bf16 autocast on GPUs: matmuls in bf16, reductions and losses in fp32 ({dtype} weights)"
+    decisions.append(Decision("precision", precision, f"train.precision auto on {budget.device}: {why}"))
+    return precision
 
 
 def _passes(spec: Spec, volume: DataVolume) -> float:
@@ -389,7 +411,8 @@ def _assemble(setting: _Setting, choice: _Choice, decisions: list[Decision],
         processes=budget.processes, models=tuple(summaries), decisions=tuple(decisions),
         phases=tuple(choice.phases), micro_batch=choice.micro_batch,
         accumulation=per_process // choice.micro_batch, checkpointing=choice.checkpointing,
-        dtype=setting.dtype, optimizer=choice.optimizer, teacher_quant=choice.teacher_quant,
+        dtype=setting.dtype, precision=setting.precision, optimizer=choice.optimizer,
+        teacher_quant=choice.teacher_quant,
         student_quant=choice.student_quant, kd_mode=setting.kd_mode, kd_chunk_tokens=setting.kd_chunk,
         examples=volume.examples, tokens_per_epoch=volume.tokens, optimizer_steps=steps,
         data_note=volume.note, estimates=tuple(_estimates(setting, choice, volume, steps)),

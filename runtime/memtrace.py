@@ -58,7 +58,8 @@ import torch
 from distill.compiler.trainstep import TrainStep
 from distill.runtime.livebytes import LiveBytesCounter, _storage_key, reachable_tensors
 from distill.runtime.losses import kd_kl_chunked, kd_kl_naive
-from distill.runtime.models import DTYPES, bnb_config, reload_quantized
+from distill.runtime.models import bnb_config, reload_quantized
+from distill.runtime.placement import DTYPES, Placement
 
 # --------------------------------------------------------------------------- building the step
 
@@ -95,7 +96,9 @@ def build_causal_lm(config: Mapping[str, Any], dtype: str, attention: str,
     model = auto.from_config(cfg, dtype=torch_dtype, attn_implementation=attention)
     if quant == "none":
         return model
-    return reload_quantized(model, bnb_config(quant, torch_dtype), torch_dtype, attn_implementation=attention)
+    # memtrace measures a CPU step (or one under FakeTensorMode): the model stays on the CPU.
+    return reload_quantized(model, bnb_config(quant, torch_dtype), Placement("cpu", dtype, "fp32"),
+                            attn_implementation=attention)
 
 
 def _student_quant(step: TrainStep) -> str:
@@ -219,7 +222,7 @@ def wrap_distributed(model: torch.nn.Module, strategy: str) -> torch.nn.Module:
         raise ValueError(f"strategy must be none, ddp or fsdp (got {strategy!r})")
     from distill.runtime.train.sharding import fsdp_wrap
 
-    return fsdp_wrap(model)
+    return fsdp_wrap(model, torch.device("cpu"))  # memtrace measures CPU ranks (gloo)
 
 
 # --------------------------------------------------------------------------- running and measuring

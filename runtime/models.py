@@ -17,14 +17,12 @@ import torch
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.resolve import ResolvedModel
 from distill.compiler.spec import Teacher
+from distill.runtime.placement import Placement, place
 
 class UnsafeWeights(DistillError):
     """A model whose weights exist only in a pickle-based format."""
 
     exit_code = ExitCode.INVALID_SPEC
-
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def bnb_config(quant: str, compute_dtype: torch.dtype) -> Any:
@@ -41,29 +39,33 @@ def bnb_config(quant: str, compute_dtype: torch.dtype) -> Any:
     raise ValueError(f"unknown quantization {quant!r}")
 
 
-def load_model(resolved: ResolvedModel, model: Teacher, root: Path, dtype: str, quant: str | None,
-               head: Literal["causal-lm", "extractive-qa"] = "causal-lm") -> torch.nn.Module:
-    """The model in eval mode. ``quant`` is the plan's choice ("none", "8bit", "4bit" or None);
-    ``head`` picks a causal LM or an extractive-QA (span) model. A ``random`` model is initialised
-    from its own ``random.seed``."""
+def load_model(resolved: ResolvedModel, model: Teacher, root: Path, placement: Placement, quant: str | None,
+               role: str, head: Literal["causal-lm", "extractive-qa"] = "causal-lm") -> torch.nn.Module:
+    """The model in eval mode, on the plan's device in its dtype (``place`` checks and records
+    it as ``role``). ``quant`` is the plan's choice ("none", "8bit", "4bit" or None); ``head``
+    picks a causal LM or an extractive-QA (span) model. A ``random`` model is initialised from its
+    own ``random.seed``, directly on the planned device (a 3-8B model initialised on a CPU takes
+    minutes; the seed gives one model per device type)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForQuestionAnswering
 
     auto = AutoModelForQuestionAnswering if head == "extractive-qa" else AutoModelForCausalLM
-    torch_dtype = DTYPES[dtype]
-    quantization = bnb_config(quant, torch_dtype) if quant not in (None, "none") else None
+    quant = quant or "none"
+    dtype = placement.torch_dtype
+    quantization = bnb_config(quant, dtype) if quant != "none" else None
     if resolved.kind == "random":
         assert model.random is not None
         torch.manual_seed(model.random.seed)
         config = AutoConfig.for_model(**resolved.config)
-        built = auto.from_config(config, dtype=torch_dtype)
+        with placement.torch_device:
+            built = auto.from_config(config, dtype=dtype)
         if quantization is not None:
-            built = reload_quantized(built, quantization, torch_dtype)
-        return built.eval()
+            built = reload_quantized(built, quantization, placement)
+        return place(built, placement, role, quant).eval()
     try:
         loaded = auto.from_pretrained(
             model_location(resolved, root), revision=resolved.revision, use_safetensors=True,
-            trust_remote_code=model.trust_remote_code, dtype=torch_dtype, quantization_config=quantization,
-            device_map="cpu" if quantization is not None and not torch.cuda.is_available() else None)
+            trust_remote_code=model.trust_remote_code, dtype=dtype, quantization_config=quantization,
+            device_map=placement.device_map())
     except OSError as exc:
         if "safetensors" not in str(exc):
             raise
@@ -71,21 +73,21 @@ def load_model(resolved: ResolvedModel, model: Teacher, root: Path, dtype: str, 
                             "pickled (.bin/.pt) weights, which can run code when loaded",
                             hint="convert once, in a process you trust: AutoModelForCausalLM.from_pretrained(path)"
                                  ".save_pretrained(path, safe_serialization=True)") from None
-    return loaded.eval()
+    return place(loaded, placement, role, quant).eval()
 
 
-def reload_quantized(model: torch.nn.Module, quantization: Any, dtype: torch.dtype,
+def reload_quantized(model: torch.nn.Module, quantization: Any, placement: Placement,
                      **kwargs: Any) -> torch.nn.Module:
     """``from_config`` cannot quantize: save as safetensors and reload with the bitsandbytes
-    config, as a real checkpoint would load."""
+    config onto the planned device, as a real checkpoint would load."""
     import tempfile
 
     cls = type(model)
     with tempfile.TemporaryDirectory(prefix="distill-random-") as folder:
         model.save_pretrained(folder, safe_serialization=True)
         del model  # the caller's reference is dropped too when it rebinds: one copy in memory
-        return cls.from_pretrained(folder, quantization_config=quantization, dtype=dtype,  # type: ignore[attr-defined]
-                                           device_map=None if torch.cuda.is_available() else "cpu", **kwargs)
+        return cls.from_pretrained(folder, quantization_config=quantization, dtype=placement.torch_dtype,  # type: ignore[attr-defined]
+                                   device_map=placement.device_map(), **kwargs)
 
 
 def model_location(resolved: ResolvedModel, root: Path) -> str:

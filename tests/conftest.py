@@ -11,8 +11,8 @@ import pytest
 from ruamel.yaml import YAML
 
 REPO = Path(__file__).resolve().parents[1]
-# Real model configs (no weights) shipped beside the repo; CI clones the repo with shared/ beside it.
-FIXTURE_CONFIGS = REPO.parent / "shared" / "fixtures" / "configs"
+# Real model configs (no weights), copied into the repo: a clone has everything its tests need.
+FIXTURE_CONFIGS = REPO / "tests" / "fixtures" / "configs"
 # Every example Distillfile that validates in a clean checkout. The quickstart's Distillfile
 # distills the teacher that its teacher.Distillfile builds first, so it validates only after that
 # build; tests/e2e/test_quickstart.py builds and checks both.

@@ -54,8 +54,10 @@ def teacher_folder(planned: Planned, folder: Path, up: Mapping[str, Path]) -> Pa
     if not (saved / "config.json").is_file():
         from distill.runtime.build.stages import extracted_texts
         from distill.runtime.models import align_special_tokens, load_model, load_tokenizer
+        from distill.runtime.placement import Placement
 
-        model = load_model(resolved, spec.teacher, root, planned.plan.dtype, None)
+        # Initialised as training initialised it (same seed, same device type): the same teacher.
+        model = load_model(resolved, spec.teacher, root, Placement.of(planned.plan), None, "teacher (saved for evaluation)")
         tokenizer = load_tokenizer(resolved, spec.teacher, root, extracted_texts(up["extract"]))
         align_special_tokens(model, tokenizer)
         model.save_pretrained(saved, safe_serialization=True)

@@ -56,11 +56,9 @@ def _onnx_elements(folder: Path) -> int | None:
 
 
 def precision(kind: str, path: Path) -> str:
-    """hf: float32 (every HF candidate runs in fp32 on CPU); gguf: the quant type
-    (``model-Q4_K_M.gguf`` -> Q4_K_M, else the file's ``general.file_type``); onnx: int8 or
-    float32 from the export manifest."""
-    if kind == "hf":
-        return "float32"
+    """An artifact's precision: gguf: the quant type (``model-Q4_K_M.gguf`` -> Q4_K_M, else the
+    file's ``general.file_type``); onnx: int8 or float32 from the export manifest. (HF candidates
+    run at the plan's dtype.)"""
     if kind == "onnx":
         manifest = path / "manifest.json"
         quant = json.loads(manifest.read_text(encoding="utf-8")).get("quant") if manifest.is_file() else None

@@ -1,4 +1,4 @@
-"""One small Protocol over the three ways a candidate runs: torch (HF, fp32 on CPU), onnxruntime
+"""One small Protocol over the three ways a candidate runs: torch (HF, as the plan places it), onnxruntime
 (optimum ORT models) and llama.cpp (a child process, ``gguf_runner``). Every runner takes token
 ids, never text, and decodes greedily (argmax, no sampling, no repetition penalty).
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from distill.runtime.evaluate.metrics import nll_from_logits
+from distill.runtime.placement import Placement
 
 
 class Runner(Protocol):
@@ -63,59 +64,73 @@ def greedy(forward: Callable[[list[int], Any, int], tuple[Any, Any]], prompt: Se
 
 
 class ModelRunner:
-    """An HF-style model object: a torch model (fp32, eager attention, threads pinned around each
-    call) or an optimum ORT model (threads fixed in its session options). Both take the same
-    ``input_ids`` / ``attention_mask`` / ``past_key_values`` calls, so they share every method."""
+    """An HF-style model object: a torch model (on the plan's device in its dtype, eager attention,
+    threads pinned around each call) or an optimum ORT model (CPU, threads fixed in its session
+    options). Both take the same ``input_ids`` / ``attention_mask`` / ``past_key_values`` calls
+    on ``device``, so they share every method."""
 
-    def __init__(self, model: Any, pinned: Callable[[], Any]) -> None:
-        self.model, self._pinned = model, pinned
+    def __init__(self, model: Any, pinned: Callable[[], Any], device: str = "cpu") -> None:
+        self.model, self._pinned, self.device = model, pinned, device
+
+    def _row(self, ids: Sequence[int]) -> Any:
+        import torch
+
+        return torch.tensor([list(ids)], device=self.device)
 
     def _forward(self, ids: list[int], cache: Any, total: int) -> tuple[Any, Any]:
-        import numpy as np
         import torch
 
-        out = self.model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, total, dtype=torch.long),
+        out = self.model(input_ids=self._row(ids), attention_mask=torch.ones(1, total, dtype=torch.long, device=self.device),
                          past_key_values=cache, use_cache=True)
-        return np.asarray(out.logits[0, -1], dtype=np.float32), out.past_key_values
+        return _numpy(out.logits[0, -1]), out.past_key_values
 
     def nll(self, ids: Sequence[int], labels: Sequence[int]) -> tuple[float, int]:
-        import numpy as np
         import torch
 
-        row = torch.tensor([list(ids)])
+        row = self._row(ids)
         with self._pinned():
             logits = self.model(input_ids=row, attention_mask=torch.ones_like(row)).logits
-        return nll_from_logits(np.asarray(logits[0], dtype=np.float32), ids, labels)
+        return nll_from_logits(_numpy(logits[0]), ids, labels)
 
     def generate(self, prompt: Sequence[int], max_new_tokens: int, stop: Sequence[int]) -> tuple[list[int], float]:
         with self._pinned():
             return greedy(self._forward, prompt, max_new_tokens, stop)
 
     def qa_logits(self, ids: Sequence[int], token_type_ids: Sequence[int] | None) -> tuple[list[float], list[float], float]:
-        import numpy as np
         import torch
 
-        row = torch.tensor([list(ids)])
+        row = self._row(ids)
         inputs = {"input_ids": row, "attention_mask": torch.ones_like(row)}
         names = getattr(self.model, "input_names", None)  # ORT: only the graph's inputs
         if token_type_ids is not None and (names is None or "token_type_ids" in names):
-            inputs["token_type_ids"] = torch.tensor([list(token_type_ids)])
+            inputs["token_type_ids"] = self._row(token_type_ids)
         with self._pinned():
             began = time.perf_counter()
             out = self.model(**inputs)
+            start, end = _numpy(out.start_logits[0]), _numpy(out.end_logits[0])  # waits for a GPU's result
             seconds = time.perf_counter() - began
-        return np.asarray(out.start_logits[0]).tolist(), np.asarray(out.end_logits[0]).tolist(), seconds
+        return start.tolist(), end.tolist(), seconds
 
     def close(self) -> None:
         del self.model
 
 
-def torch_runner(path: Path, task: str, threads: int) -> ModelRunner:
-    """An HF model folder in float32 on CPU with eager attention (``load_reference``: the model
-    every backend verifies against), ``threads`` torch threads during each call."""
+def _numpy(tensor: Any) -> Any:
+    """A row of logits as a float32 numpy array, from any device and dtype (numpy has no bf16)."""
+    import numpy as np
+
+    if hasattr(tensor, "detach"):
+        tensor = tensor.detach().float().cpu()
+    return np.asarray(tensor, dtype=np.float32)
+
+
+def torch_runner(path: Path, task: str, threads: int, placement: Placement, role: str) -> ModelRunner:
+    """An HF model folder on the plan's device in its dtype (``place`` checks and records it as
+    ``role``), with eager attention (the plain-math attention every backend verifies against:
+    ``load_reference``), ``threads`` torch threads during each call."""
     from transformers import AutoModelForCausalLM, AutoModelForQuestionAnswering
 
-    from distill.backends.base import load_reference
+    from distill.runtime.placement import place
 
     @contextmanager
     def pinned() -> Iterator[None]:
@@ -131,7 +146,9 @@ def torch_runner(path: Path, task: str, threads: int) -> ModelRunner:
 
     auto = AutoModelForQuestionAnswering if task == "extractive-qa" else AutoModelForCausalLM
     with pinned():
-        return ModelRunner(load_reference(auto, path), pinned)
+        model = auto.from_pretrained(path, dtype=placement.torch_dtype, attn_implementation="eager",
+                                     device_map=placement.device_map(), use_safetensors=True)
+        return ModelRunner(place(model, placement, role).eval(), pinned, placement.torch_device.type)
 
 
 def ort_runner(folder: Path, task: str, threads: int) -> ModelRunner:
@@ -214,10 +231,12 @@ class LlamaCppRunner:
         self._log.close()
 
 
-def open_runner(kind: str, path: Path, task: str, threads: int, n_ctx: int) -> Runner:
-    """The runner for a candidate kind ("hf", "onnx", "gguf")."""
+def open_runner(kind: str, path: Path, task: str, threads: int, n_ctx: int, placement: Placement,
+                role: str) -> Runner:
+    """The runner for a candidate kind ("hf": on the plan's placement, recorded as ``role``;
+    "onnx" and "gguf": their CPU runtimes, as deployed)."""
     if kind == "hf":
-        return torch_runner(path, task, threads)
+        return torch_runner(path, task, threads, placement, role)
     if kind == "onnx":
         return ort_runner(path, task, threads)
     if kind == "gguf":

@@ -5,8 +5,9 @@ Comparability rules, decided here once:
     * Greedy decoding, the same ``max_new_tokens``, the same stop ids (the tokenizer's EOS plus
       the model folder's declared EOS ids), prompts from the tokenizer's chat template (generation
       prompt on), token ids from the HF tokenizer fed to every runtime as ids.
-    * HF models run in float32 on CPU whatever their saved dtype; artifacts run at their own
-      precision (that is what is being measured).
+    * HF models (teacher, student) run where the plan places every model of the build, on its
+      device in its dtype (``placement``); artifacts run at their own precision on their own CPU
+      runtimes (that is what is being measured).
     * Perplexity retention is computed only between candidates whose scored token rows are
       identical (same tokenizer, same template); otherwise each model's own per-token perplexity
       is reported and a note says why the ratio is missing.
@@ -29,6 +30,7 @@ from distill.runtime.evaluate import footprint
 from distill.runtime.evaluate.cases import CausalCase, Prepared, QACase, max_positions, prepare, read_records
 from distill.runtime.evaluate.metrics import best_span, exact_match, latency, mean, perplexity, rouge_l, token_f1
 from distill.runtime.evaluate.runners import Runner, open_runner
+from distill.runtime.placement import Placement
 
 Task = Literal["causal-lm", "extractive-qa"]
 AUTO_METRICS = {"causal-lm": ("perplexity", "token_f1", "rouge_l", "size", "latency"),
@@ -69,7 +71,8 @@ def resolve_metrics(eval_spec: Eval, task: Task) -> tuple[list[str], list[str]]:
 
 
 def evaluate(candidates: Sequence[Candidate], test: Path, task: Task, eval_spec: Eval, out: Path, *,
-             max_new_tokens: int = 64, threads: int = 2, cache: Path | None = None) -> dict[str, Any]:
+             placement: Placement, max_new_tokens: int = 64, threads: int = 2, cache: Path | None = None
+             ) -> dict[str, Any]:
     """Evaluate every candidate on ``test`` (``test.jsonl``); writes ``out/evaluation.json`` and
     ``out/predictions.jsonl`` atomically and returns the evaluation.
 
@@ -99,9 +102,9 @@ def evaluate(candidates: Sequence[Candidate], test: Path, task: Task, eval_spec:
             prepared[key] = prepare(Path(candidate.tokenizer_dir), records, task, max_len)
             notes += [f"{candidate.name}: {note}" for note in prepared[key].notes]
         cases = prepared[key]
-        metrics, answers = _measured(candidate, cases, task, wanted, max_new_tokens, threads, cache,
+        metrics, answers = _measured(candidate, cases, task, wanted, max_new_tokens, threads, placement, cache,
                                      [test, eval_spec.max_examples], notes)
-        models.append(_model_entry(candidate, metrics))
+        models.append(_model_entry(candidate, metrics, placement))
         rows[candidate.name] = [c.scored for c in cases.cases if isinstance(c, CausalCase)]
         predictions += [{"model": candidate.name, **answer} for answer in answers]
     retention = _retention(models, rows, notes)
@@ -109,7 +112,8 @@ def evaluate(candidates: Sequence[Candidate], test: Path, task: Task, eval_spec:
     evaluation = {"split": "test", "examples": len(records), "task": task,
                   "decoding": {"greedy": True, "max_new_tokens": max_new_tokens, "threads": threads,
                                "prompt": "chat template of tokenizer_dir, generation prompt on",
-                               "hf_dtype": "float32", "latency_new_tokens": LATENCY_TOKENS,
+                               "hf_device": placement.device, "hf_dtype": placement.dtype,
+                               "latency_new_tokens": LATENCY_TOKENS,
                                "latency_runs": LATENCY_RUNS},
                   "models": models, "retention": retention, "notes": notes}
     out = Path(out)
@@ -136,12 +140,12 @@ def _count_lines(path: Path) -> int:
         return sum(1 for line in lines if line.strip())
 
 
-def _model_entry(candidate: Candidate, metrics: dict[str, float]) -> dict[str, Any]:
+def _model_entry(candidate: Candidate, metrics: dict[str, float], placement: Placement) -> dict[str, Any]:
     """Size and precision are always recorded (cheap, file reads only): gates and reports need them."""
     kind, path = candidate.kind, Path(candidate.path)
+    precision = placement.dtype if kind == "hf" else footprint.precision(kind, path)
     return {"name": candidate.name, "kind": kind, "path": str(path), "params": footprint.params(kind, path),
-            "size_bytes": footprint.size_bytes(kind, path), "precision": footprint.precision(kind, path),
-            "metrics": metrics}
+            "size_bytes": footprint.size_bytes(kind, path), "precision": precision, "metrics": metrics}
 
 
 def _n_ctx(prepared: Prepared, max_new_tokens: int) -> int:
@@ -155,25 +159,25 @@ def _n_ctx(prepared: Prepared, max_new_tokens: int) -> int:
 
 
 def _measured(candidate: Candidate, prepared: Prepared, task: Task, wanted: Sequence[str], max_new_tokens: int,
-              threads: int, cache: Path | None, inputs: list[Any], notes: list[str]
+              threads: int, placement: Placement, cache: Path | None, inputs: list[Any], notes: list[str]
               ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """``_measure``, or its result from ``cache`` when the same model met the same test."""
     if cache is None:
-        return _measure(candidate, prepared, task, wanted, max_new_tokens, threads)
-    key = _cache_key(candidate, task, wanted, max_new_tokens, threads, inputs)
+        return _measure(candidate, prepared, task, wanted, max_new_tokens, threads, placement)
+    key = _cache_key(candidate, task, wanted, max_new_tokens, threads, placement, inputs)
     entry = cache / f"{key}.json"
     if entry.is_file():
         notes.append(f"{candidate.name}: measured by an earlier build (same files, test split and settings; "
                      "latency included)")
         stored = json.loads(entry.read_text("utf-8"))
         return stored["metrics"], stored["answers"]
-    metrics, answers = _measure(candidate, prepared, task, wanted, max_new_tokens, threads)
+    metrics, answers = _measure(candidate, prepared, task, wanted, max_new_tokens, threads, placement)
     write_atomic(entry, json.dumps({"metrics": metrics, "answers": answers}, ensure_ascii=False, sort_keys=True))
     return metrics, answers
 
 
 def _cache_key(candidate: Candidate, task: Task, wanted: Sequence[str], max_new_tokens: int, threads: int,
-               inputs: list[Any]) -> str:
+               placement: Placement, inputs: list[Any]) -> str:
     import hashlib
 
     from distill.compiler.digest import digest_file
@@ -184,14 +188,16 @@ def _cache_key(candidate: Candidate, task: Task, wanted: Sequence[str], max_new_
 
     test, max_examples = inputs
     key = [CACHE_VERSION, candidate.kind, digests(Path(candidate.path)), digests(Path(candidate.tokenizer_dir)),
-           digests(Path(test)), max_examples, task, list(wanted), max_new_tokens, threads, LATENCY_TOKENS, LATENCY_RUNS]
+           digests(Path(test)), max_examples, task, list(wanted), max_new_tokens, threads, LATENCY_TOKENS, LATENCY_RUNS,
+           [placement.device, placement.dtype] if candidate.kind == "hf" else None]
     return hashlib.sha256(json.dumps(key).encode("utf-8")).hexdigest()
 
 
 def _measure(candidate: Candidate, prepared: Prepared, task: Task, wanted: Sequence[str], max_new_tokens: int,
-             threads: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
+             threads: int, placement: Placement) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Open the candidate's runner, measure, close it (one model in memory at a time)."""
-    runner = open_runner(candidate.kind, Path(candidate.path), task, threads, _n_ctx(prepared, max_new_tokens))
+    runner = open_runner(candidate.kind, Path(candidate.path), task, threads, _n_ctx(prepared, max_new_tokens),
+                         placement, f"{candidate.name} (evaluation)")
     try:
         if task == "extractive-qa":
             metrics, answers = _measure_qa(runner, prepared, wanted)

@@ -31,6 +31,7 @@ def teacher_generator(planned: Planned, extracted: Extracted) -> Generator:
     import torch
 
     from distill.runtime.models import align_special_tokens, load_model, load_tokenizer
+    from distill.runtime.placement import Placement
     from distill.runtime.sources.stage import corpus_texts
     from distill.runtime.synthesis.generate import HFGenerator
 
@@ -43,7 +44,7 @@ def teacher_generator(planned: Planned, extracted: Extracted) -> Generator:
                               hint="use an instruction-tuned teacher, or set teacher.chat_template (Jinja text "
                                    "or a .jinja file)")
     torch.manual_seed(spec.seed)
-    model = load_model(resolved, teacher, root, plan.dtype, plan.teacher_quant)
+    model = load_model(resolved, teacher, root, Placement.of(plan), plan.teacher_quant, "teacher (synthesis)")
     if resolved.kind == "random":
         align_special_tokens(model, tokenizer)
     synthesis = spec.data.synthesis
@@ -52,12 +53,14 @@ def teacher_generator(planned: Planned, extracted: Extracted) -> Generator:
 
 
 def teacher_key(planned: Planned) -> str:
-    """What makes the teacher's replies what they are: its files, dtype and quantization."""
+    """What makes the teacher's replies (and its cached logits) what they are: its files, the
+    device type, dtype, precision and quantization it runs at."""
     if "teacher" not in planned.models:
         return "no teacher"
     resolved = planned.models["teacher"]
     return stable_id(resolved.ref, resolved.revision, [(f.sha256, f.size) for f in resolved.files],
-                     planned.plan.dtype, planned.plan.teacher_quant, to_data(planned.compiled.spec.teacher))
+                     planned.plan.device, planned.plan.dtype, planned.plan.precision, planned.plan.teacher_quant,
+                     to_data(planned.compiled.spec.teacher))
 
 
 def synthesize_planned(planned: Planned, extracted: Extracted, folder: Path,

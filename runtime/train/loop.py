@@ -25,6 +25,7 @@ from distill.compiler.spec import Spec
 from distill.runtime.train import checkpoint
 from distill.runtime.train.checkpoint import LoopState
 from distill.runtime.train.data import Encoded, collate
+from distill.runtime.placement import Misplaced, Placement
 from distill.runtime.train.objective import Objective
 
 Progress = Callable[..., None]  # (name, done, total, note="")
@@ -80,10 +81,10 @@ def epoch_batches(examples: int, micro: int, seed: int, epoch: int, processes: i
 
 
 def make_optimizer(params: list[torch.nn.Parameter], spec: Spec, plan: Plan) -> torch.optim.Optimizer:
-    """AdamW as planned; bitsandbytes' 8-bit states only on CUDA (its CPU path is not what the
-    planner measured), torch's AdamW otherwise."""
+    """AdamW as planned; bitsandbytes' 8-bit states only on CUDA plans (its CPU path is not what
+    the planner measured), torch's AdamW otherwise."""
     lr, decay = spec.train.learning_rate, spec.train.weight_decay
-    if plan.optimizer in ("adamw_8bit", "paged_adamw_8bit") and torch.cuda.is_available():
+    if plan.optimizer in ("adamw_8bit", "paged_adamw_8bit") and plan.device == "cuda":
         import bitsandbytes as bnb
 
         cls = bnb.optim.PagedAdamW8bit if plan.optimizer == "paged_adamw_8bit" else bnb.optim.AdamW8bit
@@ -98,12 +99,12 @@ def train(objective: Objective, train_set: Sequence[Encoded], val_set: Sequence[
     from transformers import get_scheduler
 
     schedule = Schedule.of(spec, plan, len(train_set))
-    accelerator = make_accelerator(spec)
+    accelerator = make_accelerator(objective.placement)
     fsdp = spec.hardware.strategy == "fsdp" and plan.processes > 1
     if fsdp:
         from distill.runtime.train.sharding import fsdp_wrap
 
-        objective.engine = fsdp_wrap(objective.student)
+        objective.engine = fsdp_wrap(objective.student, objective.placement.torch_device)
         # The head's weight is a shard outside the model's forward: the loss takes full logits.
         objective.head = None
     params = list(checkpoint.trainable_tensors(objective.trainables()).values())
@@ -159,12 +160,18 @@ class _Run:
     fsdp: bool = False
 
 
-def make_accelerator(spec: Spec) -> Any:
-    """accelerate's Accelerator for this run: the process group comes from the launcher's
+def make_accelerator(placement: Placement) -> Any:
+    """accelerate's Accelerator for this run, on the plan's device at its precision (an fp16
+    plan gets accelerate's gradient scaler); the process group comes from the launcher's
     environment (torchrun / accelerate launch)."""
     from accelerate import Accelerator
 
-    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=_mixed_precision(spec))
+    device = placement.torch_device  # a cuda plan without CUDA fails here, named (accelerate would use the CPU)
+    accelerator = Accelerator(cpu=placement.device == "cpu", mixed_precision=placement.mixed_precision)
+    if accelerator.device.type != device.type:
+        raise Misplaced(f"training should run on {device.type}, and accelerate chose {accelerator.device}",
+                        hint="this is a bug in distill; please report it")
+    return accelerator
 
 
 def _checkpoint(run: _Run, state: LoopState) -> None:
@@ -178,14 +185,6 @@ def _checkpoint(run: _Run, state: LoopState) -> None:
 
 def _sharded(run: _Run) -> bool:
     return run.fsdp
-
-
-def _mixed_precision(spec: Spec) -> str:
-    """Autocast on GPUs only: bf16 unless the Distillfile says otherwise; CPU trains in the
-    weights' dtype."""
-    if not torch.cuda.is_available():
-        return "no"
-    return {"auto": "bf16", "fp32": "no", "bf16": "bf16", "fp16": "fp16"}[spec.train.precision]
 
 
 def _resume(folder: Path, objective: Objective, optimizer: Any, scheduler: Any) -> LoopState:
@@ -210,8 +209,7 @@ def _optimizer_step(run: _Run, micros: list[list[int]], data: Sequence[Encoded],
         # FSDP reduce-scatters every micro-batch into its sharded gradients (no ``no_sync``: that
         # would keep whole gradients between micro-batches, which the planner does not budget).
         with accelerator.no_sync(objective.engine) if not sync and not run.fsdp else nullcontext():
-            with accelerator.autocast():
-                loss, parts = objective.loss(batch, examples)
+            loss, parts = objective.loss(batch, examples)
             accelerator.backward(loss / len(micros))
         for key, value in parts.items():
             sums[key] = sums.get(key, 0.0) + value / len(micros)
@@ -281,7 +279,7 @@ def _full_trainables(run: _Run) -> dict[str, torch.Tensor]:
         return dict(wanted)
     from distill.runtime.train.sharding import full_state
 
-    full = full_state(run.objective.engine)
+    full = full_state(run.objective.engine, run.objective.placement.torch_device)
     if not run.accelerator.is_main_process:
         return {}
     return {name: full[name.split("/", 1)[1]] if name.startswith("student/") else tensor

@@ -11,6 +11,7 @@ again. Either way the merged model would not be the trained one; the logit check
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,15 +19,23 @@ from typing import Any
 import torch
 
 from distill.compiler.errors import DistillError, ExitCode
+from distill.runtime.placement import Placement
 
-# Relative to the logits' scale max(1, max|logit|). fp32 on CPU: merging W + s·B·A only reorders
-# float sums, measured max |diff| 3.6e-7 at scale 1.27 on the tiny test model.
+# Bounds on max |difference| relative to the logits' scale max(1, max|logit|), one per comparison.
+# Each compares like with like; what differs is named and was measured.
+# Merging W + s·B·A in float32 only reorders float sums: measured 3.6e-7 at scale 1.27 on the tiny
+# test model.
 MERGE_RTOL = 1e-4
-# A bitsandbytes base: its CPU 4-bit kernel rounds the matmul to bf16 even with an fp32 compute
-# dtype (outputs land on bf16 values; 2^-8 = 0.4% relative), which the merged fp32 model does not:
-# measured 0.0028 on one layer, 0.0032 on logits at scale 1.13. 1% keeps a 3x margin and still fails
-# a merge into the wrong base (the original fp32 weights differ from nf4's by ~11% of their range).
+# A bitsandbytes base against its dequantized float copy, both under the plan's autocast: on CPU
+# the 4-bit kernel rounds its matmul output to bf16 even with an fp32 compute dtype (outputs land on
+# bf16 values; 2^-8 = 0.4% relative), which the float copy does not: measured 0.0028 on one layer,
+# 0.0032 on logits at scale 1.13. 1% keeps a 3x margin and still fails a merge into the wrong base
+# (the original fp32 weights differ from nf4's by ~11% of their range).
 MERGE_RTOL_QUANTIZED = 1e-2
+# 16-bit weights merge in their own dtype (an fp32 copy would double the model's memory on the
+# device): round(W + s·B·A) to bf16 replaces W·x + s·B·A·x, a rounding of up to 2^-9 of each
+# weight, under the same autocast on both sides.
+MERGE_RTOL_HALF = 2e-2
 
 
 class MergeMismatch(DistillError):
@@ -37,14 +46,24 @@ class MergeMismatch(DistillError):
 
 @dataclass(frozen=True)
 class MergeReport:
+    """The merge's checks: ``max_abs_diff`` of the merged model against what it replaces and,
+    for a quantized base, ``base_diff`` of the dequantized copy against the trained model (both
+    absolute; ``scale`` is the logits' max(1, max|logit|))."""
+
     max_abs_diff: float
     scale: float
     merged: bool
+    base_diff: float | None = None
+
+    @classmethod
+    def unmerged(cls) -> MergeReport:
+        return cls(0.0, 1.0, merged=False)
 
 
 def adapter_on_dequantized_base(model: Any) -> Any:
     """The same adapter on the base dequantized to float (transformers' ``dequantize``: every
-    bitsandbytes linear becomes an ``nn.Linear`` with the weights it computed with)."""
+    bitsandbytes linear becomes an ``nn.Linear`` holding the weights it computed with, in the
+    model's dtype: float32 after ``prepare_model_for_kbit_training``)."""
     import peft
 
     config = model.peft_config["default"]
@@ -56,29 +75,47 @@ def adapter_on_dequantized_base(model: Any) -> Any:
     return fresh.eval()
 
 
-def merge_adapter(model: Any, probe: dict[str, torch.Tensor]) -> tuple[Any, MergeReport]:
+def merge_adapter(model: Any, probe: dict[str, torch.Tensor], placement: Placement) -> tuple[Any, MergeReport]:
     """The merged plain model, checked on ``probe`` (input_ids, attention_mask) against the
-    adapter model's logits (start/end logits for extractive QA)."""
+    adapter model's logits (start/end logits for extractive QA), on the plan's device.
+
+    A quantized base is first dequantized, and that float copy is checked against the trained
+    model under the plan's autocast (the same kernels' precision on both sides); the merge is then
+    checked in float32 against the float copy. Unquantized weights merge in their own dtype and
+    the merged model is checked against the trained one under the plan's autocast.
+    """
     if not hasattr(model, "merge_and_unload"):
-        return model.eval(), MergeReport(0.0, 1.0, merged=False)
+        return model.eval(), MergeReport.unmerged()
     model.eval()
-    before = _outputs(model, probe)
-    quantized = bool(getattr(model.get_base_model(), "is_quantized", False))
-    if quantized:
+    trained = _outputs(model, probe, placement)
+    scale = max(1.0, float(trained.abs().max()))
+    base_diff, compared, bound = None, placement, MERGE_RTOL_HALF
+    if placement.dtype == "float32" and placement.mixed_precision == "no":
+        bound = MERGE_RTOL
+    if getattr(model.get_base_model(), "is_quantized", False):
         model = adapter_on_dequantized_base(model)
+        base_diff = _checked("the dequantized base", _outputs(model, probe, placement), trained,
+                             MERGE_RTOL_QUANTIZED * scale)
+        # The float copy is float32: from here the merge is compared exactly, without autocast.
+        compared, bound = None, MERGE_RTOL
+        trained = _outputs(model, probe, compared)
     merged = model.merge_and_unload().eval()
-    after = _outputs(merged, probe)
-    diff = float((after - before).abs().max())
-    scale = max(1.0, float(before.abs().max()))
-    bound = (MERGE_RTOL_QUANTIZED if quantized else MERGE_RTOL) * scale
-    if diff > bound:
-        raise MergeMismatch(f"merged model's outputs differ from the adapter model's by {diff:.3g} "
-                            f"(bound {bound:.3g})", hint="this is a bug; please report it")
-    return merged, MergeReport(diff, scale, merged=True)
+    diff = _checked("the merged model", _outputs(merged, probe, compared), trained, bound * scale)
+    return merged, MergeReport(diff, scale, merged=True, base_diff=base_diff)
 
 
-def _outputs(model: Any, probe: dict[str, torch.Tensor]) -> torch.Tensor:
-    with torch.no_grad():
+def _checked(what: str, outputs: torch.Tensor, reference: torch.Tensor, bound: float) -> float:
+    diff = float((outputs - reference).abs().max())
+    if not diff <= bound:  # NaN fails too
+        raise MergeMismatch(f"{what}'s outputs differ from the adapter model's by {diff:.3g} (bound {bound:.3g})",
+                            hint="this is a bug; please report it")
+    return diff
+
+
+def _outputs(model: Any, probe: dict[str, torch.Tensor], placement: Placement | None) -> torch.Tensor:
+    """The model's logits on ``probe`` in float32, computed under ``placement``'s autocast (none
+    for ``None``)."""
+    with torch.no_grad(), placement.autocast() if placement is not None else nullcontext():
         out = model(**probe)
     if hasattr(out, "logits") and out.logits is not None:
         return out.logits.float()

@@ -16,6 +16,7 @@ import torch
 
 from distill.runtime.hidden import HiddenProjector
 from distill.runtime.losses import FullRows, TopKRows, token_losses
+from distill.runtime.placement import Placement
 from distill.runtime.train.data import Encoded, collate
 from distill.runtime.train.student import Head, causal_forward
 
@@ -42,12 +43,13 @@ class Weights:
 
 @dataclass
 class Objective:
-    """The student, what teaches it, and how the loss is weighted."""
+    """The student, what teaches it, how the loss is weighted, and where it all runs."""
 
     student: Any
     task: str
     head: Head | None
     weights: Weights
+    placement: Placement
     teacher: Any = None
     teacher_head: Head | None = None
     cache: TopKCache | None = None
@@ -65,7 +67,13 @@ class Objective:
         return modules
 
     def loss(self, batch: dict[str, torch.Tensor], examples: Sequence[Encoded]) -> tuple[torch.Tensor, dict[str, float]]:
-        """The micro-batch's weighted loss and its parts (floats, for the metrics)."""
+        """The micro-batch's weighted loss and its parts (floats, for the metrics), computed under
+        the plan's autocast: the student, the teacher, the chunked loss and the projector all see
+        the same precision (backward runs outside it, as torch.autocast wants)."""
+        with self.placement.autocast():
+            return self._loss(batch, examples)
+
+    def _loss(self, batch: dict[str, torch.Tensor], examples: Sequence[Encoded]) -> tuple[torch.Tensor, dict[str, float]]:
         if self.task == "extractive-qa":
             loss = self.engine(**batch).loss * self.weights.ce
             return loss, {"loss": float(loss.detach()), "ce": float(loss.detach())}
@@ -105,11 +113,11 @@ class Objective:
     def evaluate(self, data: Sequence[Encoded], pad_id: int, micro: int) -> float:
         """Mean CE per learned token (causal) or per example (extractive) on ``data``: the
         validation loss early stopping watches; no teacher involved."""
-        device = next(self.student.parameters()).device
+        device = self.placement.torch_device
         total, count = 0.0, 0
         was_training = self.engine.training
         self.engine.eval()
-        with torch.no_grad():
+        with torch.no_grad(), self.placement.autocast():
             for start in range(0, len(data), micro):
                 batch = {k: v.to(device) for k, v in collate(data[start:start + micro], pad_id).items()}
                 loss, weight = self._eval_batch(batch)

@@ -41,10 +41,13 @@ def train_planned(planned: Planned, data: Path, folder: Path, corpus: Sequence[s
 
     from accelerate import PartialState
 
+    from distill.runtime.placement import Placement
+
     spec, plan, root = planned.compiled.spec, planned.plan, planned.compiled.root
+    placement = Placement.of(plan)
     # Joins the launcher's process group now (not first in the loop): the teacher cache is
     # computed shard by shard across ranks before training starts.
-    PartialState(cpu=not torch.cuda.is_available())
+    PartialState(cpu=placement.device == "cpu")
     tokenizer = load_tokenizer(planned.models["student"], spec.student, root, corpus)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     train_set, skipped = _split(data / "train.jsonl", tokenizer, planned)
@@ -57,7 +60,8 @@ def train_planned(planned: Planned, data: Path, folder: Path, corpus: Sequence[s
     if planned.models["student"].kind == "random":
         align_special_tokens(student, tokenizer)
     causal = spec.student.task == "causal-lm"
-    objective = Objective(student, spec.student.task, causal_head(student) if causal else None, _weights(planned))
+    objective = Objective(student, spec.student.task, causal_head(student) if causal else None, _weights(planned),
+                          placement)
     if causal and _needs_teacher(planned):
         _attach_teacher(objective, planned, train_set, pad_id, folder, teacher_key, corpus)
     result = train(objective, train_set, val_set, pad_id, spec, plan, folder, progress)
@@ -72,8 +76,10 @@ def _merge_on_main(planned: Planned, student: Any, folder: Path, probe: dict[str
     its shard of each weight: the merge uses a fresh student loaded with the gathered trainables."""
     from accelerate import PartialState
 
+    from distill.runtime.placement import Placement
+
     state = PartialState()
-    report = MergeReport(0.0, 1.0, merged=False)
+    report = MergeReport.unmerged()
     if state.is_main_process:
         plan = planned.plan
         if planned.compiled.spec.hardware.strategy == "fsdp" and plan.processes > 1:
@@ -82,8 +88,9 @@ def _merge_on_main(planned: Planned, student: Any, folder: Path, probe: dict[str
                 from distill.runtime.models import align_special_tokens
 
                 align_special_tokens(student, tokenizer)
-        probe = {k: v.to(next(student.parameters()).device) for k, v in probe.items()}
-        merged, report = merge_adapter(student, probe)
+        placement = Placement.of(plan)
+        probe = {k: v.to(placement.torch_device) for k, v in probe.items()}
+        merged, report = merge_adapter(student, probe, placement)
         save_model(merged, tokenizer, model_dir, torch.float32 if plan.dtype == "float32" else torch.bfloat16)
     state.wait_for_everyone()
     return report
@@ -142,7 +149,8 @@ def _attach_teacher(objective: Objective, planned: Planned, train_set: Sequence[
 
     spec, plan, root = planned.compiled.spec, planned.plan, planned.compiled.root
     assert spec.teacher is not None
-    teacher = load_model(planned.models["teacher"], spec.teacher, root, plan.dtype, plan.teacher_quant)
+    role = "teacher (top-k cache)" if plan.kd_mode == "cached" else "teacher (online KD)"
+    teacher = load_model(planned.models["teacher"], spec.teacher, root, objective.placement, plan.teacher_quant, role)
     teacher.requires_grad_(False)
     if planned.models["teacher"].kind == "random":
         align_special_tokens(teacher, load_tokenizer(planned.models["teacher"], spec.teacher, root, corpus))
@@ -150,7 +158,7 @@ def _attach_teacher(objective: Objective, planned: Planned, train_set: Sequence[
     if plan.kd_mode == "cached" and objective.weights.kl > 0:
         objective.cache = build_cache(teacher, objective.teacher_head, train_set, pad_id, plan.micro_batch,
                                       plan.kd_top_k or 64, objective.weights.temperature,
-                                      folder / "teacher_logits", teacher_key)
+                                      folder / "teacher_logits", teacher_key, objective.placement)
     hidden = spec.loss.hidden
     if objective.cache is not None and (hidden is None or hidden.weight <= 0):
         objective.teacher = None  # cached logits are all it gives: free its memory for training
@@ -159,4 +167,7 @@ def _attach_teacher(objective: Objective, planned: Planned, train_set: Sequence[
         pairs = (auto_layer_map(s_config.num_hidden_layers, t_config.num_hidden_layers)
                  if hidden.layers == "auto" else hidden.layers)
         torch.manual_seed(spec.seed)
-        objective.projector = HiddenProjector(pairs, s_config.hidden_size, t_config.hidden_size, hidden.kind)
+        # Initialised on the CPU (one seed, one projector on every device), then moved; its
+        # weights stay fp32 masters like LoRA's, computed in the plan's autocast precision.
+        projector = HiddenProjector(pairs, s_config.hidden_size, t_config.hidden_size, hidden.kind)
+        objective.projector = projector.to(objective.placement.torch_device)

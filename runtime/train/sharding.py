@@ -14,12 +14,12 @@ from typing import Any
 import torch
 
 
-def fsdp_wrap(model: torch.nn.Module) -> Any:
+def fsdp_wrap(model: torch.nn.Module, device: torch.device) -> Any:
     """One unit per class in ``_no_split_modules`` (the decoder layer), the root unit holding the
     rest; no backward or forward prefetch (accelerate's default), ``limit_all_gathers``, no CPU
     offload, no mixed precision. ``sync_module_states`` is off, as torch refuses it for CPU modules
     ("The module has CPU parameters or buffers when `sync_module_states=True`"): every rank builds
-    the same seeded weights instead."""
+    the same seeded weights instead. ``device``: this rank's, from the plan's placement."""
     from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
     from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 
@@ -27,19 +27,18 @@ def fsdp_wrap(model: torch.nn.Module) -> Any:
     names = set(getattr(base, "_no_split_modules", None) or ())
     layers = {type(m) for m in model.modules() if type(m).__name__ in names}
     policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls=layers)
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     return FullyShardedDataParallel(
         model, sharding_strategy=ShardingStrategy.FULL_SHARD, auto_wrap_policy=policy,
         use_orig_params=True, limit_all_gathers=True, sync_module_states=False,
         backward_prefetch=None, forward_prefetch=False, device_id=device)
 
 
-def full_state(wrapped: Any) -> dict[str, torch.Tensor]:
+def full_state(wrapped: Any, device: torch.device) -> dict[str, torch.Tensor]:
     """Every parameter of the FSDP-wrapped model whole, by its unwrapped name, on the main process
     (the others get an empty dict). Offloading to CPU is asked for on GPUs only: on CPU tensors it
     crashed torch 2.13's state-dict hook (SIGSEGV in ``param_hook``; measured)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    options = StateDictOptions(full_state_dict=True, cpu_offload=torch.cuda.is_available())
+    options = StateDictOptions(full_state_dict=True, cpu_offload=device.type == "cuda")
     state = get_model_state_dict(wrapped, options=options)
     return state if torch.distributed.get_rank() == 0 else {}

@@ -31,12 +31,11 @@ def build_student(resolved: ResolvedModel, spec: Spec, root: Path, plan: Plan) -
     import peft
 
     from distill.runtime.models import load_model
+    from distill.runtime.placement import Placement
 
     quant = student_quant(spec, plan)
-    if spec.student.task == "extractive-qa":
-        model = load_model(resolved, spec.student, root, plan.dtype, quant, head="extractive-qa")
-    else:
-        model = load_model(resolved, spec.student, root, plan.dtype, quant)
+    head = "extractive-qa" if spec.student.task == "extractive-qa" else "causal-lm"
+    model = load_model(resolved, spec.student, root, Placement.of(plan), quant, "student", head=head)
     adapter = spec.student.adapter
     no_reentrant = {"use_reentrant": False}
     if quant != "none":

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from distill.compiler.fsutil import write_atomic, write_atomic_with
 from distill.runtime.losses import TopKRows, topk_logprobs
+from distill.runtime.placement import Placement
 from distill.runtime.ranks import barrier, ranks
 from distill.runtime.synthesis.examples import stable_id
 from distill.runtime.train.data import Encoded, collate
@@ -56,8 +57,9 @@ def cache_key(teacher_key: str, examples: Sequence[Encoded], k: int, temperature
 
 
 def build_cache(teacher: Any, head: Head | None, examples: Sequence[Encoded], pad_id: int, micro: int, k: int,
-                temperature: float, folder: Path, teacher_key: str) -> TopKCache:
-    """Compute (or reuse) the cache in ``folder`` and load it."""
+                temperature: float, folder: Path, teacher_key: str, placement: Placement) -> TopKCache:
+    """Compute (or reuse) the cache in ``folder`` and load it. The teacher runs as it would
+    online: on the plan's device under its autocast (``teacher_key`` names the precision)."""
     key = cache_key(teacher_key, examples, k, temperature)
     rank, world = ranks()
     meta = folder / "meta.json"
@@ -71,7 +73,7 @@ def build_cache(teacher: Any, head: Head | None, examples: Sequence[Encoded], pa
               for n, start in enumerate(range(0, len(examples), SHARD))]
     for number, (path, shard) in enumerate(shards):
         if number % world == rank and not path.is_file():  # each rank computes its share of the shards
-            computed = _shard_rows(teacher, head, shard, pad_id, micro, k, temperature)
+            computed = _shard_rows(teacher, head, shard, pad_id, micro, k, temperature, placement)
             tensors = {f"{i}.{part}": t for i, parts in computed.items() for part, t in zip(PARTS, parts, strict=True)}
             write_atomic_with(path, lambda tmp, t=tensors: save_file(t, str(tmp)))
     barrier()
@@ -83,10 +85,10 @@ def build_cache(teacher: Any, head: Head | None, examples: Sequence[Encoded], pa
 
 
 def _shard_rows(teacher: Any, head: Head | None, examples: Sequence[Encoded], pad_id: int, micro: int, k: int,
-                temperature: float) -> dict[str, Rows]:
-    device = next(teacher.parameters()).device
+                temperature: float, placement: Placement) -> dict[str, Rows]:
+    device = placement.torch_device
     out: dict[str, Rows] = {}
-    with torch.no_grad():
+    with torch.no_grad(), placement.autocast():
         for start in range(0, len(examples), micro):
             batch_examples = examples[start:start + micro]
             batch = {name: t.to(device) for name, t in collate(batch_examples, pad_id).items()}

@@ -14,6 +14,9 @@ from distill.compiler.arch import UnsupportedArchitecture, architecture, head_of
 from tests.conftest import FIXTURE_CONFIGS
 
 FIXTURES = sorted(FIXTURE_CONFIGS.glob("*/config.json"))
+# Families the planner does not model yet (issue 15 adds them): they must be refused clearly, and
+# this marker fails (strict) the day they count exactly.
+NOT_YET = {"gemma-3-1b-it", "qwen3-0.6b"}
 
 TINY: dict[str, dict[str, Any]] = {
     "llama": dict(model_type="llama", hidden_size=64, intermediate_size=96, num_hidden_layers=2,
@@ -52,7 +55,9 @@ def test_the_fixture_configs_are_there() -> None:
     assert len(FIXTURES) >= 5, f"expected the real model configs in {FIXTURE_CONFIGS}"
 
 
-@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("path", [
+    pytest.param(p, marks=pytest.mark.xfail(strict=True, raises=UnsupportedArchitecture, reason="issue 15"))
+    if p.parent.name in NOT_YET else p for p in FIXTURES], ids=lambda p: p.parent.name)
 def test_fixture_configs_count_exactly(path: Path) -> None:
     config = json.loads(path.read_text())
     cfg = transformers.AutoConfig.from_pretrained(path.parent)

@@ -12,9 +12,13 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from distill.compiler.resolve import ResolvedModel
 from distill.compiler.spec import RandomModel, Teacher
 from distill.runtime.models import UnsafeWeights, load_model, load_tokenizer
+from distill.runtime.placement import Placement
 
 TINY = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
         "num_attention_heads": 2, "vocab_size": 300}
+
+
+CPU = Placement("cpu", "float32", "fp32")
 
 
 def resolved(kind: str, ref: str) -> ResolvedModel:
@@ -29,19 +33,19 @@ def saved(folder: Path, safe: bool) -> Path:
 
 def test_a_local_safetensors_model_loads(tmp_path: Path) -> None:
     saved(tmp_path / "m", safe=True)
-    model = load_model(resolved("local", "m"), Teacher(model="m"), tmp_path, "float32", "none")
+    model = load_model(resolved("local", "m"), Teacher(model="m"), tmp_path, CPU, "none", "teacher")
     assert not model.training and model.config.hidden_size == 32
 
 
 def test_pickled_weights_are_refused(tmp_path: Path) -> None:
     saved(tmp_path / "m", safe=False)
     with pytest.raises(UnsafeWeights, match="no safetensors weights"):
-        load_model(resolved("local", "m"), Teacher(model="m"), tmp_path, "float32", None)
+        load_model(resolved("local", "m"), Teacher(model="m"), tmp_path, CPU, None, "teacher")
 
 
 def test_a_random_model_is_one_model_per_seed(tmp_path: Path) -> None:
     a, b, c = (load_model(resolved("random", "tiny.json"), Teacher(random=RandomModel(config="tiny.json", seed=seed)),
-                          tmp_path, "float32", None) for seed in (1, 1, 2))
+                          tmp_path, CPU, None, "teacher") for seed in (1, 1, 2))
     weight = "model.embed_tokens.weight"
     assert torch.equal(a.state_dict()[weight], b.state_dict()[weight])
     assert not torch.equal(a.state_dict()[weight], c.state_dict()[weight])
@@ -76,7 +80,7 @@ def test_a_random_model_gets_its_tokenizers_special_ids(tmp_path: Path) -> None:
     from distill.runtime.models import align_special_tokens
 
     spec = Teacher(random=RandomModel(config="tiny.json"))
-    model = load_model(resolved("random", "tiny.json"), spec, tmp_path, "float32", None)
+    model = load_model(resolved("random", "tiny.json"), spec, tmp_path, CPU, None, "teacher")
     tokenizer = load_tokenizer(resolved("random", "tiny.json"), spec, tmp_path, ["a corpus of words"] * 20)
     align_special_tokens(model, tokenizer)
     assert model.config.eos_token_id == model.generation_config.eos_token_id == tokenizer.eos_token_id == 0

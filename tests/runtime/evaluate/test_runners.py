@@ -12,9 +12,11 @@ import transformers
 
 from distill.runtime.evaluate.cases import CausalCase, prepare
 from distill.runtime.evaluate.runners import LlamaCppRunner, ort_runner, torch_runner
+from distill.runtime.placement import Placement
 
 from .conftest import RECORDS
 
+CPU = Placement("cpu", "float32", "fp32")  # what these tests compare against: fp32 torch
 THREADS = 1  # steadier than 2 on 2 shared cores
 GREEDY_TOKENS = 6  # random tiny models have near-tied logits; a few tokens show the decode loop agrees
 
@@ -26,7 +28,7 @@ def cases(models: dict[str, Path]):
 
 @pytest.fixture(scope="module")
 def hf(models: dict[str, Path]):
-    runner = torch_runner(models["student"], "causal-lm", threads=THREADS)
+    runner = torch_runner(models["student"], "causal-lm", THREADS, CPU, "student")
     yield runner
     runner.close()
 

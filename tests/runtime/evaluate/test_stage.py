@@ -13,10 +13,12 @@ import transformers
 from distill.compiler.spec import Eval, Gates
 from distill.runtime.evaluate import Candidate, check_gates, evaluate, stage
 from distill.runtime.sources.tokenizer import train_byte_bpe
+from distill.runtime.placement import Placement
 
 from .conftest import RECORDS, TEXT
 
 MAX_NEW = 8
+CPU = Placement("cpu", "float32", "fp32")  # what these tests compare against: fp32 torch
 THREADS = 1  # the tests share 2 cores with whatever else runs; one thread per runtime keeps them steady
 
 
@@ -30,7 +32,7 @@ def test_teacher_student_and_gguf(models: dict[str, Path], gguf_f16: Path, test_
                   Candidate("student", "hf", models["student"], models["student"]),
                   Candidate("gguf:F16", "gguf", gguf_f16, models["student"])]
     result = evaluate(candidates, test_split, "causal-lm", Eval(), tmp_path, max_new_tokens=MAX_NEW,
-                      threads=THREADS)
+                      threads=THREADS, placement=CPU)
     assert json.loads((tmp_path / "evaluation.json").read_text()) == result
     assert result["examples"] == 3 and result["task"] == "causal-lm"
     assert {"greedy": True, "max_new_tokens": MAX_NEW, "threads": THREADS}.items() <= result["decoding"].items()
@@ -73,7 +75,7 @@ def test_teacher_with_another_tokenizer(models: dict[str, Path], test_split: Pat
                   Candidate("student", "hf", models["student"], models["student"])]
     result = evaluate(candidates, test_split, "causal-lm", Eval(metrics=("perplexity", "size", "rouge_l"),
                                                                   max_examples=2), tmp_path / "out",
-                      threads=THREADS)
+                      threads=THREADS, placement=CPU)
     assert result["examples"] == 2
     assert all("perplexity" in m["metrics"] for m in result["models"])  # each model's own per-token value
     assert "perplexity" not in result["retention"]["student"]
@@ -99,7 +101,7 @@ def test_extractive_qa_with_onnx(tmp_path: Path) -> None:
     split.write_text("".join(json.dumps(r) + "\n" for r in RECORDS[:2]))
     candidates = [Candidate("student", "hf", bert, bert), Candidate("onnx:none", "onnx", artifact.path.parent, bert)]
     result = evaluate(candidates, split, "extractive-qa", Eval(metrics=("exact_match", "f1", "perplexity", "latency")),
-                      tmp_path / "out", threads=THREADS)
+                      tmp_path / "out", threads=THREADS, placement=CPU)
     student, onnx = result["models"]
     assert set(student["metrics"]) == {"exact_match", "f1", "latency_ms"}
     assert onnx["metrics"]["f1"] == student["metrics"]["f1"] and onnx["precision"] == "float32"

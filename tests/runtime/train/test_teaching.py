@@ -12,12 +12,14 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForQuestionAnswering, BertTokenizerFast
 
 from distill.runtime.losses import FullRows, token_losses
+from distill.runtime.placement import Placement
 from distill.runtime.train.data import Encoded
 from distill.runtime.train.student import causal_head
 from distill.runtime.train.teacher_cache import build_cache
 from tests.runtime.train.project import STUDENT, train_project, write_project
 
 VOCAB = 50
+CPU = Placement("cpu", "float32", "fp32")
 
 
 def tiny_teacher() -> torch.nn.Module:
@@ -48,7 +50,7 @@ def test_cached_top_k_with_k_equal_vocab_matches_the_online_teacher(tmp_path: Pa
     teacher, data = tiny_teacher(), examples()
     head = causal_head(teacher)
     assert head is not None
-    cache = build_cache(teacher, head, data, 0, 2, VOCAB, 2.0, tmp_path, "teacher")
+    cache = build_cache(teacher, head, data, 0, 2, VOCAB, 2.0, tmp_path, "teacher", CPU)
     torch.manual_seed(3)
     student = AutoModelForCausalLM.from_config(AutoConfig.for_model(**{**STUDENT, "vocab_size": VOCAB}))
     student_head = causal_head(student)
@@ -66,16 +68,16 @@ def test_cached_top_k_with_k_equal_vocab_matches_the_online_teacher(tmp_path: Pa
 def test_the_cache_is_reused_and_keyed_by_content(tmp_path: Path) -> None:
     teacher, data = tiny_teacher(), examples()
     head = causal_head(teacher)
-    first = build_cache(teacher, head, data, 0, 2, 8, 2.0, tmp_path, "teacher")
+    first = build_cache(teacher, head, data, 0, 2, 8, 2.0, tmp_path, "teacher", CPU)
 
     class Unusable(torch.nn.Module):
         def forward(self, *args: object, **kwargs: object) -> None:
             raise AssertionError("the teacher ran again")
 
-    again = build_cache(Unusable(), head, data, 0, 2, 8, 2.0, tmp_path, "teacher")
+    again = build_cache(Unusable(), head, data, 0, 2, 8, 2.0, tmp_path, "teacher", CPU)
     ids = [e.id for e in data]
     assert torch.equal(first.rows(ids, torch.device("cpu")).logprobs, again.rows(ids, torch.device("cpu")).logprobs)
-    changed = build_cache(teacher, head, data, 0, 2, 4, 2.0, tmp_path, "teacher")
+    changed = build_cache(teacher, head, data, 0, 2, 4, 2.0, tmp_path, "teacher", CPU)
     assert changed.rows(ids, torch.device("cpu")).indices.shape[1] == 4
     assert json.loads((tmp_path / "meta.json").read_text())["k"] == 4
 
