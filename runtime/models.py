@@ -112,10 +112,12 @@ def load_tokenizer(resolved: ResolvedModel, model: Teacher, root: Path,
     if resolved.kind == "random" and (model.random is None or model.random.tokenizer is None):
         eos, pad = SPECIAL_TOKENS
         raw = train_byte_bpe(corpus, int(resolved.config.get("vocab_size", 32000)))
-        tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token=eos, pad_token=pad)
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token=eos, pad_token=pad,
+                                            model_input_names=_input_names(resolved.config))
     elif resolved.kind == "random" and not (root / model.random.tokenizer).is_dir():  # type: ignore[union-attr]
         # A bare tokenizer.json names no special tokens; ours are used when it has them.
-        tokenizer = PreTrainedTokenizerFast(tokenizer_object=load_json(root / model.random.tokenizer))  # type: ignore[union-attr]
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=load_json(root / model.random.tokenizer),  # type: ignore[union-attr]
+                                            model_input_names=_input_names(resolved.config))
         vocab = tokenizer.get_vocab()
         tokenizer.eos_token, tokenizer.pad_token = (t if t in vocab else None for t in SPECIAL_TOKENS)
     else:
@@ -125,6 +127,13 @@ def load_tokenizer(resolved: ResolvedModel, model: Teacher, root: Path,
     if model.chat_template is not None:
         tokenizer.chat_template = _template_text(model.chat_template, root)
     return tokenizer
+
+
+def _input_names(config: dict[str, Any]) -> list[str]:
+    """What a tokenizer made for this config returns: segment ids only for models that embed them
+    (BERT's ``type_vocab_size``); DistilBERT and decoders take none and refuse the argument."""
+    segments = ["token_type_ids"] if config.get("type_vocab_size", 0) else []
+    return ["input_ids", *segments, "attention_mask"]
 
 
 def align_special_tokens(model: torch.nn.Module, tokenizer: Any) -> None:

@@ -94,8 +94,11 @@ class Placement:
 
     @property
     def mixed_precision(self) -> str:
-        """accelerate's name for the precision ("no" for fp32)."""
-        return self.precision if self.precision in AUTOCAST else "no"
+        """What accelerate is told: "fp16" for fp16 (its gradient scaler comes with it), else "no".
+        bf16 is autocast by ``autocast`` alone: accelerate's bf16 wraps the model's forward in a
+        converter that makes every output float32, all of ``hidden_states`` included, (L + 1) x
+        tokens x hidden x 4 bytes that nothing reads in float32."""
+        return "fp16" if self.precision == "fp16" else "no"
 
     @contextmanager
     def autocast(self) -> Iterator[None]:
@@ -108,8 +111,10 @@ class Placement:
 
     def device_map(self) -> dict[str, Any]:
         """``from_pretrained``'s device_map for this placement: the whole model on one device
-        (bitsandbytes quantizes as the weights move there)."""
-        return {"": self.torch_device}
+        (bitsandbytes quantizes as the weights move there). A GPU is named by its index, the form
+        accelerate compares with its own device before training a quantized model."""
+        device = self.torch_device
+        return {"": device.index if device.type == "cuda" else "cpu"}
 
 
 def place(model: torch.nn.Module, placement: Placement, role: str, quant: str = "none") -> torch.nn.Module:

@@ -89,19 +89,45 @@ def _run_one(stage: Stage, key: str, folder: Path, upstream: Mapping[str, Path])
         return Outcome(stage.name, key, folder, True, recorded.get("seconds", 0.0), recorded.get("summary", {}))
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    summary = stage.run(folder, upstream)
-    seconds = record_finished(stage, key, folder, upstream, started, summary)
+    with device_peaks() as peaks:
+        summary = stage.run(folder, upstream)
+    seconds = record_finished(stage, key, folder, upstream, started, summary, peaks)
     return Outcome(stage.name, key, folder, False, seconds, summary)
 
 
 def record_finished(stage: Stage, key: str, folder: Path, upstream: Mapping[str, Path], started: float,
-                    summary: dict[str, Any]) -> float:
-    """Write ``meta.json``, the mark of a finished stage; returns the seconds it took."""
+                    summary: dict[str, Any], peaks: Mapping[str, int] | None = None) -> float:
+    """Write ``meta.json``, the mark of a finished stage (with its CUDA peaks when it used a
+    GPU); returns the seconds it took."""
     seconds = round(time.monotonic() - started, 3)
-    write_atomic(folder / META, json.dumps({"stage": stage.name, "version": stage.version, "key": key,
-                                            "upstream": {name: str(path) for name, path in upstream.items()},
-                                            "seconds": seconds, "summary": summary}, indent=2, sort_keys=True) + "\n")
+    meta = {"stage": stage.name, "version": stage.version, "key": key,
+            "upstream": {name: str(path) for name, path in upstream.items()}, "seconds": seconds, "summary": summary}
+    if peaks:
+        meta["device_peak"] = dict(peaks)
+    write_atomic(folder / META, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return seconds
+
+
+@contextmanager
+def device_peaks() -> Iterator[dict[str, int]]:
+    """The CUDA caching allocator's peak bytes over the block, ``allocated`` (live tensors) and
+    ``reserved`` (what the allocator holds from the driver), filled in at its end; empty when
+    the block did not use CUDA. The allocator's cache is emptied first, so one stage's reserved
+    blocks do not count towards the next stage's peak. Looks torch up without importing it: the
+    compiler-only stages never load it."""
+    import gc
+    import sys
+
+    peaks: dict[str, int] = {}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    yield peaks
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        peaks.update(allocated=int(torch.cuda.max_memory_allocated()), reserved=int(torch.cuda.max_memory_reserved()))
 
 
 def downstream(stages: Sequence[Stage], start: str) -> set[str]:

@@ -23,15 +23,14 @@ ERROR_FILE = "DISTILL_WORKER_ERROR"  # where a worker started by `distill build`
 
 
 def run(distillfile: Path, stage_name: str, offline: bool) -> None:
-    import torch
     from accelerate import PartialState
 
     from distill.compiler.pipeline import plan_file
-    from distill.runtime.build.graph import META, record_finished, stage_key
+    from distill.runtime.build.graph import META, device_peaks, record_finished, stage_key
     from distill.runtime.build.stages import IN_PROCESS, build_stages
 
-    PartialState(cpu=not torch.cuda.is_available())  # join the launcher's process group
     planned = plan_file(distillfile, offline=offline)
+    PartialState(cpu=planned.plan.device == "cpu")  # join the launcher's process group
     state_dir = planned.compiled.root / ".distill"
     stages = {stage.name: stage for stage in build_stages(planned, None, offline)}
     keys: dict[str, str] = {}
@@ -45,11 +44,12 @@ def run(distillfile: Path, stage_name: str, offline: bool) -> None:
                                "first: it runs every stage in order and launches this one")
     folders[stage_name].mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    summary = IN_PROCESS[stage_name](planned, folders[stage_name], folders, None)
+    with device_peaks() as peaks:  # rank 0's: every rank of a plan runs the same step
+        summary = IN_PROCESS[stage_name](planned, folders[stage_name], folders, None)
     if PartialState().is_main_process:
         stage = stages[stage_name]
         record_finished(stage, keys[stage_name], folders[stage_name], {n: folders[n] for n in stage.needs},
-                        started, summary)
+                        started, summary, peaks)
 
 
 def _needed(stages: dict, name: str) -> list[str]:

@@ -63,7 +63,7 @@ class MergeReport:
 def adapter_on_dequantized_base(model: Any) -> Any:
     """The same adapter on the base dequantized to float (transformers' ``dequantize``: every
     bitsandbytes linear becomes an ``nn.Linear`` holding the weights it computed with, in the
-    model's dtype: float32 after ``prepare_model_for_kbit_training``)."""
+    model's dtype)."""
     import peft
 
     config = model.peft_config["default"]
@@ -79,28 +79,26 @@ def merge_adapter(model: Any, probe: dict[str, torch.Tensor], placement: Placeme
     """The merged plain model, checked on ``probe`` (input_ids, attention_mask) against the
     adapter model's logits (start/end logits for extractive QA), on the plan's device.
 
-    A quantized base is first dequantized, and that float copy is checked against the trained
-    model under the plan's autocast (the same kernels' precision on both sides); the merge is then
-    checked in float32 against the float copy. Unquantized weights merge in their own dtype and
-    the merged model is checked against the trained one under the plan's autocast.
+    Both sides of each check run under the plan's autocast, on the same device. A quantized base
+    is first dequantized (in its compute dtype: a float32 copy of a 4-bit model would not fit
+    where it trained), and that copy is checked against the trained model; the merge is then
+    checked against the copy. Weights merge in their own dtype.
     """
     if not hasattr(model, "merge_and_unload"):
         return model.eval(), MergeReport.unmerged()
     model.eval()
     trained = _outputs(model, probe, placement)
     scale = max(1.0, float(trained.abs().max()))
-    base_diff, compared, bound = None, placement, MERGE_RTOL_HALF
-    if placement.dtype == "float32" and placement.mixed_precision == "no":
-        bound = MERGE_RTOL
+    base_diff = None
     if getattr(model.get_base_model(), "is_quantized", False):
         model = adapter_on_dequantized_base(model)
-        base_diff = _checked("the dequantized base", _outputs(model, probe, placement), trained,
-                             MERGE_RTOL_QUANTIZED * scale)
-        # The float copy is float32: from here the merge is compared exactly, without autocast.
-        compared, bound = None, MERGE_RTOL
-        trained = _outputs(model, probe, compared)
+        dequantized = _outputs(model, probe, placement)
+        base_diff = _checked("the dequantized base", dequantized, trained, MERGE_RTOL_QUANTIZED * scale)
+        trained = dequantized  # the merge replaces this model: compare with it
+    exact = placement.precision == "fp32" and all(p.dtype == torch.float32 for p in model.parameters())
     merged = model.merge_and_unload().eval()
-    diff = _checked("the merged model", _outputs(merged, probe, compared), trained, bound * scale)
+    diff = _checked("the merged model", _outputs(merged, probe, placement), trained,
+                    (MERGE_RTOL if exact else MERGE_RTOL_HALF) * scale)
     return merged, MergeReport(diff, scale, merged=True, base_diff=base_diff)
 
 

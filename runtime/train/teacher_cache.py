@@ -47,8 +47,11 @@ class TopKCache:
 
     def rows(self, ids: Sequence[str], device: torch.device) -> TopKRows:
         """The rows of these examples, concatenated in order (row-major, as the loss gathers)."""
-        indices, logprobs, tail = (torch.cat([self._rows[i][part] for i in ids]).to(device) for part in range(3))
-        return TopKRows(indices.long(), logprobs.float(), tail.float())
+        # Widened before the cat: CPU autocast refuses to cat float16 tensors (its dtype
+        # promotion has no float16 on CPU), and the loss computes in float32 anyway.
+        indices, logprobs, tail = (torch.cat([self._rows[i][part].to(dtype) for i in ids]).to(device)
+                                   for part, dtype in enumerate((torch.long, torch.float32, torch.float32)))
+        return TopKRows(indices, logprobs, tail)
 
 
 def cache_key(teacher_key: str, examples: Sequence[Encoded], k: int, temperature: float) -> str:

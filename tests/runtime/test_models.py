@@ -85,3 +85,12 @@ def test_a_random_model_gets_its_tokenizers_special_ids(tmp_path: Path) -> None:
     align_special_tokens(model, tokenizer)
     assert model.config.eos_token_id == model.generation_config.eos_token_id == tokenizer.eos_token_id == 0
     assert model.config.bos_token_id is None and model.config.pad_token_id == tokenizer.pad_token_id == 1
+
+
+@pytest.mark.parametrize(("model_type", "segments"), [("bert", True), ("distilbert", False), ("llama", False)])
+def test_a_tokenizer_trained_for_a_random_model_returns_the_inputs_it_takes(tmp_path: Path, model_type: str,
+                                                                           segments: bool) -> None:
+    config = {"model_type": model_type, **({"type_vocab_size": 2} if model_type == "bert" else {}), "vocab_size": 300}
+    model = ResolvedModel("student", "random", "s.json", None, config, (), "tok", False)  # type: ignore[arg-type]
+    tokenizer = load_tokenizer(model, Teacher(random=RandomModel(config="s.json")), tmp_path, ["a corpus of words"] * 20)
+    assert ("token_type_ids" in tokenizer("a question", "a context")) == segments
