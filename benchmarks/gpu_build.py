@@ -4,8 +4,8 @@
 
 Each case is a project written from a real model config (``tests/fixtures/configs``) with random
 weights, built end to end (extract -> synthesize -> train -> merge -> evaluate) with
-``hardware.device: cuda`` for a few optimizer steps: QLoRA, LoRA bf16, full bf16, online KD, cached
-KD, synthesis by a 4-bit teacher, an extractive-QA encoder. The cases run concurrently, one process
+``hardware.device: cuda`` for a few optimizer steps: QLoRA, LoRA bf16, full bf16, online KD (Gemma-2,
+GPT-2), cached KD, synthesis by a 4-bit teacher from 2,000-token chunks, an extractive-QA encoder. The cases run concurrently, one process
 each (torch.cuda's peak counters are per process); random weights are initialised on the GPU by the
 build itself. Per stage it prints the exit code, seconds, the plan's predicted peak and the measured
 one (torch.cuda max allocated and max reserved from the stage's ``meta.json``, plus the CUDA context
@@ -39,7 +39,7 @@ WORDS = ("pump valve filter pressure sensor motor relay cable housing bracket se
          "watt amp check clean replace inspect tighten loosen drain fill start stop run hold press turn open close").split()
 SHRUNK = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
           "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 512, "n_layers": 2, "dim": 64, "hidden_dim": 128,
-          "n_heads": 4}
+          "n_heads": 4, "n_layer": 2, "n_embd": 64, "n_head": 4}
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,11 @@ CASES = (
          {"student": {"adapter": {"type": "none"}}, "loss": KL}, teacher=("gemma-2-2b-it", {}), vram="24GiB"),
     Case("cached KD qwen2.5-0.5b -> qwen2.5 4 layers", ("qwen2.5-0.5b", {"num_hidden_layers": 4}),
          {"student": _lora(16), "loss": {**KL, "kl": {**KL["kl"], "top_k": 64}}}, teacher=("qwen2.5-0.5b", {})),
-    Case("synthesis gemma-2-2b nf4 -> qwen2.5-0.5b lora", ("qwen2.5-0.5b", {}),
-         {"student": _lora(8), "teacher": {"quantization": "4bit"}}, teacher=("gemma-2-2b-it", {}), synthesis=True,
-         vram="8GiB"),
+    Case("online KD gpt2-large -> distilgpt2 full", ("distilgpt2", {}),
+         {"student": {"adapter": {"type": "none"}}, "loss": KL}, teacher=("gpt2-large", {})),
+    Case("synthesis gemma-2-2b nf4, 2000-token chunks -> qwen2.5-0.5b lora", ("qwen2.5-0.5b", {}),
+         {"student": _lora(8), "teacher": {"quantization": "4bit"}, "data": {"chunk_tokens": 2000, "overlap_tokens": 100}},
+         teacher=("gemma-2-2b-it", {}), synthesis=True, vram="8GiB"),
     Case("extractive-qa distilbert full", ("distilbert-base-uncased", {}),
          {"student": {"task": "extractive-qa", "adapter": {"type": "none"}}, "loss": {"ce": {"weight": 1.0}},
           "eval": {"metrics": ["exact_match", "f1"]}}, seq_len=384),
@@ -124,7 +126,9 @@ def write_case(case: Case, root: Path, tiny: bool) -> Path:
         spec["teacher"] = {"random": {"config": "teacher.json"}, "chat_template": TEMPLATE}
     if case.synthesis:
         (root / "docs").mkdir(exist_ok=True)
-        (root / "docs" / "guide.md").write_text("# Pumps\n\n" + "\n\n".join(_context(i, 60) for i in range(4)) + "\n")
+        paragraphs = 4 if tiny else 12  # 12 x 250 words: two chunks of 2,000 tokens
+        (root / "docs" / "guide.md").write_text("# Pumps\n\n" + "\n\n".join(_context(i, 60 if tiny else 250)
+                                                                           for i in range(paragraphs)) + "\n")
         sources.append({"text": "docs/*.md"})
         spec["data"]["synthesis"] = {"kind": "qa", "pairs_per_chunk": 1, "max_new_tokens": 24, "max_repairs": 0}
     for section, values in case.sections.items():
@@ -150,7 +154,8 @@ def run_case(path: Path) -> dict[str, Any]:
         built = build_file(path, BuildOptions(offline=True))
         result["stages"] = [_stage_row(built.planned.plan, name, outcome.folder)
                             for name, outcome in built.outcomes.items()]
-        result["merge"] = built.outcomes["train"].summary.get("merge_max_abs_diff")
+        summary = built.outcomes["train"].summary
+        result["merge"] = {k: summary.get(f"merge_{k}") for k in ("max_abs_diff", "base_diff")}
     except DistillError as error:
         details = [f"{d.location}: {d.message}" for d in getattr(error, "diagnostics", ())]
         result.update(exit=int(error.exit_code), error="; ".join([error.message, *details]))
@@ -247,8 +252,11 @@ def report(results: list[dict[str, Any]], context: int, device: str) -> bool:
         elsewhere = [p for p in result["placed"] if p["devices"] != [device]]
         if result["error"]:
             print(f"    error (exit {result['exit']}): {result['error']}")
-        if result.get("merge") is not None:
-            print(f"    merge check max |diff| {result['merge']:.3g}")
+        if result.get("merge"):
+            merge = result["merge"]
+            print(f"    merge: float32 logits max |diff| {merge['max_abs_diff']:.3g}" +
+                  (f"; quantized layers vs dequantized weights, worst relative error {merge['base_diff']:.3g}"
+                   if merge["base_diff"] is not None else ""))
         print(f"    placed: " + "; ".join(f"{p['role']} on {'/'.join(p['devices'])} {'/'.join(p['dtypes'])}"
                                           f"{' ' + p['quant'] if p['quant'] != 'none' else ''}"
                                           for p in result["placed"]))

@@ -112,21 +112,22 @@ def record_finished(stage: Stage, key: str, folder: Path, upstream: Mapping[str,
 def device_peaks() -> Iterator[dict[str, int]]:
     """The CUDA caching allocator's peak bytes over the block, ``allocated`` (live tensors) and
     ``reserved`` (what the allocator holds from the driver), filled in at its end; empty when
-    the block did not use CUDA. The allocator's cache is emptied first, so one stage's reserved
+    the block allocated nothing on a GPU. The allocator's cache is emptied first, so one stage's reserved
     blocks do not count towards the next stage's peak. Looks torch up without importing it: the
     compiler-only stages never load it."""
     import gc
     import sys
 
     peaks: dict[str, int] = {}
-    torch = sys.modules.get("torch")
+    torch, before = sys.modules.get("torch"), 0
     if torch is not None and torch.cuda.is_initialized():
         gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
     yield peaks
     torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_initialized():
+    if torch is not None and torch.cuda.is_initialized() and torch.cuda.max_memory_allocated() > before:
         peaks.update(allocated=int(torch.cuda.max_memory_allocated()), reserved=int(torch.cuda.max_memory_reserved()))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.compiler.codec import to_data
-from distill.compiler.fsutil import staged_folder
+from distill.compiler.fsutil import link_tree, staged_folder
 from distill.compiler.pipeline import Planned, plan_file
 from distill.runtime.build.graph import Outcome, Stage, downstream, exclusive, run_graph
 from distill.runtime.build.stages import build_stages, target_name
@@ -79,10 +79,10 @@ def _report(planned: Planned, lock: dict[str, Any], folder: Path, up: Mapping[st
     for name, stage in sorted(up.items()):
         if name.startswith("export:"):
             relative = name.split(":", 1)[1].replace(":", "-").replace(",", "-")
-            shutil.copytree(stage / "artifact", folder / relative, dirs_exist_ok=True)
+            link_tree(stage / "artifact", folder / relative)
             manifest = json.loads((stage / "artifact" / "manifest.json").read_text("utf-8"))
             artifacts.append({"kind": manifest["kind"], "path": relative, "manifest": manifest})
-    shutil.copytree(up["train"] / "model", folder / "model", dirs_exist_ok=True)
+    link_tree(up["train"] / "model", folder / "model")
     shutil.copy2(up["synthesize"] / "DATA_CARD.md", folder / "DATA_CARD.md")
     metrics = up["train"] / "metrics.jsonl"
     write_report(folder, ReportInputs(

@@ -115,6 +115,7 @@ def train_in_process(planned: Planned, folder: Path, up: Mapping[str, Path], pro
                             teacher_key(planned))
     return {"steps": trained.result.steps, "stopped_early": trained.result.stopped_early,
             "best_val": trained.result.best_val, "merge_max_abs_diff": trained.merge.max_abs_diff,
+            "merge_base_diff": trained.merge.base_diff,
             "skipped": len(trained.skipped)}
 
 

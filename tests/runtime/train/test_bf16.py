@@ -15,20 +15,22 @@ import torch
 
 from distill.runtime import placement
 from distill.runtime.train import objective
+from distill.runtime.train.merge import LAYER_RTOL, MERGE_RTOL
 from tests.runtime.train.project import TEMPLATE, train_project, write_project
 
-ADAPTERS = {"lora": {"type": "lora", "r": 4, "alpha": 8, "dropout": 0.1}, "qlora": {"type": "qlora", "r": 4, "alpha": 8},
-            "full": {"type": "none"}}
+LORA = {"type": "lora", "r": 4, "alpha": 8, "dropout": 0.1}
+ADAPTERS = {"lora": LORA, "lora on 8-bit": LORA, "qlora": {"type": "qlora", "r": 4, "alpha": 8}, "full": {"type": "none"}}
 LOSSES = {"online KD + hidden": {"ce": {"weight": 1.0}, "kl": {"weight": 0.5, "temperature": 2.0},
                                  "hidden": {"weight": 0.1}},
           "cached KD": {"ce": {"weight": 1.0}, "kl": {"weight": 0.5, "temperature": 2.0, "top_k": 8}}}
 CASES = [("lora", "online KD + hidden"), ("lora", "cached KD"), ("qlora", "online KD + hidden"),
-         ("full", "cached KD")]
+         ("lora on 8-bit", "cached KD"), ("full", "cached KD")]
+QUANT = {"qlora": "4bit", "lora on 8-bit": "8bit"}
 
 
 def bf16_project(root: Path, adapter: str, loss: str) -> Path:
     student: dict[str, Any] = {"random": {"config": "student.json"}, "chat_template": TEMPLATE, "dtype": "bfloat16",
-                               "adapter": ADAPTERS[adapter]}
+                               "adapter": ADAPTERS[adapter], **({"quantization": "8bit"} if adapter == "lora on 8-bit" else {})}
     return write_project(root, student=student, loss=LOSSES[loss],
                          train={"epochs": 1, "effective_batch_size": 4, "max_seq_len": 128, "checkpoint_every": 3,
                                 "learning_rate": 1.0e-3, "precision": "bf16"})
@@ -48,9 +50,9 @@ def test_a_bf16_plan_trains_teaches_and_merges_under_autocast(adapter: str, loss
     monkeypatch.setattr(placement, "PLACED", [])
     trained = train_project(bf16_project(tmp_path, adapter, loss), tmp_path / "out")
 
-    # Every loss (training and validation) ran under bf16 autocast on bf16 rows (QLoRA's final
-    # norm is float32: prepare_model_for_kbit_training keeps norms in float32 for stability).
-    rows = torch.float32 if adapter == "qlora" else torch.bfloat16
+    # Every loss (training and validation) ran under bf16 autocast on bf16 rows (a quantized
+    # base's final norm is float32: prepare_model_for_kbit_training keeps norms in float32).
+    rows = torch.float32 if adapter in QUANT else torch.bfloat16
     assert seen and all(seen_one == (True, torch.bfloat16, rows) for seen_one in seen), seen[:3]
     metrics = [json.loads(line) for line in (tmp_path / "out" / "train" / "metrics.jsonl").read_text().splitlines()]
     assert any("val_loss" in m for m in metrics)
@@ -61,11 +63,15 @@ def test_a_bf16_plan_trains_teaches_and_merges_under_autocast(adapter: str, loss
     teacher = "teacher (online KD)" if loss.startswith("online") else "teacher (top-k cache)"
     assert set(roles) == {"student", teacher}
     assert all(p.devices == ("cpu",) and p.dtypes == ("bfloat16",) for p in roles.values())
-    assert roles["student"].quant == ("4bit" if adapter == "qlora" else "none")
-    # The merge checked like with like and saved the planned dtype.
+    assert roles["student"].quant == QUANT.get(adapter, "none")
+    # The merge checked like with like: quantized layers against their dequantized weights, the
+    # merge itself in float32; the model is saved in the planned dtype.
     assert trained.merge.merged == (adapter != "full")
-    if adapter == "qlora":
-        assert trained.merge.base_diff is not None
+    if trained.merge.merged:
+        assert trained.merge.max_abs_diff <= MERGE_RTOL * trained.merge.scale
+    assert (trained.merge.base_diff is not None) == (adapter in QUANT)
+    if adapter in QUANT:
+        assert 0 < trained.merge.base_diff <= LAYER_RTOL[QUANT[adapter]]
     from transformers import AutoModelForCausalLM
 
     saved = AutoModelForCausalLM.from_pretrained(trained.model_dir, dtype="auto")  # as saved
