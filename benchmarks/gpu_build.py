@@ -5,7 +5,8 @@
 Each case is a project written from a real model config (``tests/fixtures/configs``) with random
 weights, built end to end (extract -> synthesize -> train -> merge -> evaluate) with
 ``hardware.device: cuda`` for a few optimizer steps: QLoRA, LoRA bf16, full bf16, online KD (Gemma-2,
-GPT-2), cached KD, synthesis by a 4-bit teacher from 2,000-token chunks, an extractive-QA encoder. The cases run concurrently, one process
+GPT-2), cached KD, synthesis by a 4-bit teacher from 2,000-token chunks, an extractive-QA encoder,
+LoRA on float16 weights with fp16 autocast and its gradient scaler (GPUs without bf16, like a T4). The cases run concurrently, one process
 each (torch.cuda's peak counters are per process); random weights are initialised on the GPU by the
 build itself. Per stage it prints the exit code, seconds, the plan's predicted peak and the measured
 one (torch.cuda max allocated and max reserved from the stage's ``meta.json``, plus the CUDA context
@@ -65,6 +66,7 @@ CASES = (
          {"student": _lora(16, ["qkv_proj", "o_proj"], "qlora"), "train": {"micro_batch_size": 4}}),
     Case("lora llama-3.2-1b bf16 s1024", ("llama-3.2-1b", {}), {"student": _lora(16)}, seq_len=1024, vram="8GiB"),
     Case("full qwen2.5-0.5b bf16", ("qwen2.5-0.5b", {}), {"student": {"adapter": {"type": "none"}}}),
+    Case("lora qwen2.5-0.5b fp16 (pre-bf16 GPUs)", ("qwen2.5-0.5b", {}), {"student": {**_lora(16), "dtype": "float16"}}),
     Case("online KD gemma-2-2b -> gemma-2 6 layers", ("gemma-2-2b-it", {"num_hidden_layers": 6}),
          {"student": {"adapter": {"type": "none"}}, "loss": KL}, teacher=("gemma-2-2b-it", {}), vram="24GiB"),
     Case("cached KD qwen2.5-0.5b -> qwen2.5 4 layers", ("qwen2.5-0.5b", {"num_hidden_layers": 4}),
@@ -257,7 +259,7 @@ def report(results: list[dict[str, Any]], context: int, device: str) -> bool:
             print(f"    merge: float32 logits max |diff| {merge['max_abs_diff']:.3g}" +
                   (f"; quantized layers vs dequantized weights, worst relative error {merge['base_diff']:.3g}"
                    if merge["base_diff"] is not None else ""))
-        print(f"    placed: " + "; ".join(f"{p['role']} on {'/'.join(p['devices'])} {'/'.join(p['dtypes'])}"
+        print("    placed: " + "; ".join(f"{p['role']} on {'/'.join(p['devices'])} {'/'.join(p['dtypes'])}"
                                           f"{' ' + p['quant'] if p['quant'] != 'none' else ''}"
                                           for p in result["placed"]))
         if elsewhere:

@@ -108,6 +108,12 @@ def _precision(spec: Spec, budget: Budget, dtype: str, decisions: list[Decision]
     if asked == "fp16" and budget.device == "cpu":
         raise DistillError("train.precision fp16 needs a GPU: CPUs have no fp16 autocast for training",
                            hint="use train.precision: bf16 (CPUs autocast bf16), or hardware.device: cuda")
+    if dtype == "float16" and spec.student.adapter.type == "none" and asked in ("auto", "fp16"):
+        # fp16 autocast needs a gradient scaler, and the scaler refuses float16 gradients: the
+        # weights it updates must be float32 masters (LoRA adapters are, whatever the base).
+        raise DistillError("full fine-tuning of float16 weights cannot use fp16 mixed precision: its gradient "
+                           "scaler needs float32 weights to update",
+                           hint="set student.dtype: float32 with train.precision: fp16, or use bfloat16, or an adapter")
     if asked != "auto":
         decisions.append(Decision("precision", asked, f"train.precision {asked}: set in the Distillfile"))
         return asked

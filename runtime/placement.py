@@ -7,8 +7,8 @@ goes through ``place``, which puts the model on the planned device, checks every
 buffer landed there in the planned dtype, and records what was asked and what came out in
 ``PLACED``: a plan that says cuda and a model that would run on the CPU is an error, never a
 silent fallback. The same ``autocast`` context wraps every forward pass that trains or teaches
-(training loss, validation loss, teacher forward, top-k cache, merge check), so CPU tests with a
-bf16 plan run the code a GPU runs.
+(training loss, validation loss, the teacher's forward passes, the top-k cache), so CPU tests with
+a bf16 plan run the code a GPU runs. (The merge is checked in float32: ``train/merge.py``.)
 """
 
 from __future__ import annotations
@@ -118,9 +118,9 @@ class Placement:
 
 
 def place(model: torch.nn.Module, placement: Placement, role: str, quant: str = "none") -> torch.nn.Module:
-    """``model`` on the planned device, checked and recorded. A quantized model (bitsandbytes)
-    is already placed by its ``device_map`` at load: moving it would dequantize nothing and
-    break its quantization state, so it is only checked."""
+    """``model`` on the planned device, checked and recorded. A quantized (bitsandbytes) model is
+    placed by its ``device_map`` at load, where the weights are quantized as they move, and
+    transformers refuses ``.to`` on it: it is only checked."""
     if quant == "none":
         model = model.to(placement.torch_device)
     PLACED.append(check_placed(model, placement, role, quant))

@@ -25,9 +25,10 @@ def test_without_cuda_it_says_so_and_exits_0(capsys: pytest.CaptureFixture[str])
 
 
 @pytest.mark.parametrize("case", gpu_build.CASES, ids=lambda case: case.name)
-def test_every_case_is_a_cuda_plan_at_bf16(case: gpu_build.Case, tmp_path: Path) -> None:
+def test_every_case_is_a_cuda_plan(case: gpu_build.Case, tmp_path: Path) -> None:
     plan = plan_file(gpu_build.write_case(case, tmp_path, tiny=False), offline=True).plan
-    assert Placement.of(plan) == Placement("cuda", "bfloat16", "bf16")
+    half = "fp16" in case.name
+    assert Placement.of(plan) == Placement("cuda", "float16" if half else "bfloat16", "fp16" if half else "bf16")
     assert plan.processes == 1 and plan.optimizer_steps == 3
     assert (plan.synthesis_batch is not None) == case.synthesis
 

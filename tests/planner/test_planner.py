@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +176,33 @@ def test_several_epochs_cache_the_teacher_top_k(tmp_path: Path) -> None:
     assert plan.kd_mode == "cached"
     assert "teacher logits" in [phase.phase for phase in plan.phases]
     assert any(term.name == "cached top-k" for phase in plan.phases for term in phase.terms)
+
+
+@pytest.mark.parametrize(("extra", "precision"), [
+    ("hardware: {device: cuda, vram: 8GiB}\n", "bf16"),
+    ("hardware: {device: cpu, ram: 2GiB}\n", "fp32"),
+    ("train: {precision: bf16}\nhardware: {device: cpu, ram: 2GiB}\n", "bf16"),
+    ("student_dtype: float16\nhardware: {device: cuda, vram: 8GiB}\n", "fp16"),
+])
+def test_the_precision_is_decided_with_its_reason(tmp_path: Path, extra: str, precision: str) -> None:
+    student = "random: {config: tiny.json}"
+    if extra.startswith("student_dtype"):
+        extra, student = extra.split("\n", 1)[1], "random: {config: tiny.json}\n  dtype: float16"
+    plan = plan_file(write(tmp_path, "loss: {mask: all}\n" + extra, student=student)).plan
+    assert plan.precision == precision
+    assert [d.value for d in plan.decisions if d.name == "precision"] == [precision]
+
+
+NO_GPU = shutil.which("nvidia-smi") is None  # what the planner probes for device: auto
+
+
+@pytest.mark.parametrize(("extra", "student", "message"), [
+    pytest.param("train: {precision: fp16}\nhardware: {ram: 2GiB}\n", "random: {config: tiny.json}",
+                 "fp16 needs a GPU", marks=pytest.mark.skipif(not NO_GPU, reason="device auto is cuda here")),
+    ("hardware: {device: cuda, vram: 8GiB}\n", "random: {config: tiny.json}\n  dtype: float16\n  adapter: {type: none}",
+     "full fine-tuning of float16 weights cannot use fp16 mixed precision"),
+])
+def test_a_precision_the_device_cannot_train_is_refused_at_plan_time(tmp_path: Path, extra: str, student: str,
+                                                                     message: str) -> None:
+    with pytest.raises(Exception, match=message):
+        plan_file(write(tmp_path, "loss: {mask: all}\n" + extra, student=student))

@@ -12,8 +12,8 @@ import transformers
 
 from distill.compiler.spec import Eval, Gates
 from distill.runtime.evaluate import Candidate, check_gates, evaluate, stage
-from distill.runtime.sources.tokenizer import train_byte_bpe
 from distill.runtime.placement import Placement
+from distill.runtime.sources.tokenizer import train_byte_bpe
 
 from .conftest import RECORDS, TEXT
 
