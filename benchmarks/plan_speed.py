@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/plan_speed.py
 
-A Gemma-2-2B teacher and a Llama-3.2-1B student (configs from ../shared/fixtures, no weights) on a
+A Gemma-2-2B teacher and a Llama-3.2-1B student (configs from tests/fixtures, no weights) on a
 16 GiB GPU budget, with synthesis: resolution, memory model and the whole search. The issue asks
 for under 2 s. Median of 5 fresh processes.
 """
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "configs"
+FIXTURES = REPO / "tests" / "fixtures" / "configs"
 RUNS = 5
 
 

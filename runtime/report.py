@@ -214,7 +214,8 @@ def _decisions(lock: dict[str, Any]) -> list[str]:
     decisions = plan.get("decisions") or []
     if not decisions:
         return ["## Plan", "", "No plan decisions recorded in the lock."]
-    lines = ["## Plan", "", f"Device {plan.get('device', 'not recorded')}, memory budget "
+    lines = ["## Plan", "", f"Device {plan.get('device', 'not recorded')} ({plan.get('dtype', '?')} weights, "
+             f"{plan.get('precision', '?')} compute), memory budget "
              f"{plan.get('budget_bytes', 0) / 2**30:.2f} GiB ({plan.get('budget_source', 'source not recorded')}).", ""]
     return lines + [f"- **{d.get('name')}** = {d.get('value')}: {d.get('why')}" for d in decisions]
 
