@@ -87,3 +87,24 @@ def test_a_bf16_build_places_every_model_it_loads(tmp_path: Path, monkeypatch: p
     for placed in placement.PLACED:
         assert (placed.device, placed.dtype, placed.devices, placed.dtypes) == ("cpu", "bfloat16", ("cpu",),
                                                                                 ("bfloat16",)), placed
+
+
+# Where the runtime may build a model object: the placement path, evaluation's runners (torch
+# through ``place``; onnxruntime on the CPU, as deployed), the chat runtime (onnxruntime) and the
+# memory tracer (a CPU measurement protocol, not a build).
+LOADERS = {"runtime/models.py", "runtime/evaluate/runners.py", "runtime/chat.py", "runtime/memtrace.py"}
+
+
+def test_models_are_built_only_where_the_placement_path_is() -> None:
+    import re
+
+    repo = Path(__file__).resolve().parents[2]
+    call = re.compile(r"\.(from_pretrained|from_config)\(")
+    found = set()
+    for path in (repo / "runtime").rglob("*.py"):
+        for line in path.read_text("utf-8").splitlines():
+            code = line.split("#", 1)[0]
+            if call.search(code) and not re.search(r"Tokenizer|tokenizer|Config\.|f\"|f'", code):
+                found.add(str(path.relative_to(repo)))
+    assert found <= LOADERS, f"a model built outside the placement path: {sorted(found - LOADERS)}"
+    assert "runtime/models.py" in found
