@@ -304,6 +304,9 @@ def _check_train(spec: Spec, root: Path) -> Iterator[Finding]:
         if train.optimizer == "paged_adamw_8bit":
             yield Finding(("train", "optimizer"), "paged optimizers page CUDA memory; the device is cpu",
                           "use adamw or auto")
+        elif train.optimizer == "adamw_8bit":
+            yield Finding(("train", "optimizer"), "adamw_8bit keeps bitsandbytes' 8-bit states on a GPU; "
+                          "the device is cpu", "use adamw or auto")
 
 
 def _check_hardware(spec: Spec, root: Path) -> Iterator[Finding]:

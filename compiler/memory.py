@@ -96,7 +96,7 @@ def optimizer_state_bytes(trainable: int, tensors: int, param_bytes: int, optimi
         per = 2 + 2 * F32 / 2048
         return Term("optimizer states", int(trainable * per) + tensors * F32,
                     f"{trainable:,} x 2 moments x 1 B + absmax")
-    per = 2 * (2 if optimizer == "adamw_bf16" else param_bytes)
+    per = 2 * param_bytes
     return Term("optimizer states", trainable * per + tensors * F32,
                 f"{trainable:,} trainable x 2 moments x {per // 2} B + {tensors:,} step counters")
 

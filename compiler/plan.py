@@ -66,6 +66,7 @@ class Plan:
         student_quant, dtype, optimizer: the chosen settings, for the runtime.
         precision: the autocast compute dtype ("bf16", "fp16", or "fp32" for none); with ``device``
             and ``dtype``, where and how every model of the build runs (``runtime/placement.py``).
+        teacher_dtype: the teacher's weights dtype; ``None`` without a teacher.
         examples, tokens_per_epoch, optimizer_steps: data volume (estimated where the data does
             not exist yet, and said so in ``data_note``).
         estimates: time per stage (not part of the lock: throughput is measured).
@@ -87,6 +88,7 @@ class Plan:
     accumulation: int
     checkpointing: bool
     dtype: str
+    teacher_dtype: str | None
     precision: str
     optimizer: str
     teacher_quant: str | None

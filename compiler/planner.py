@@ -65,6 +65,7 @@ class _Setting:
     teacher: Architecture | None
     budget: Budget
     dtype: str
+    teacher_dtype: str | None
     precision: str
     kd_mode: str
     kd_chunk: int | None
@@ -78,10 +79,11 @@ def make_plan(spec: Spec, models: dict[str, ResolvedModel], budget: Budget, volu
     teacher = architecture(models["teacher"].config) if "teacher" in models else None
     decisions: list[Decision] = []
     dtype = _dtype(spec, budget, decisions)
+    teacher_dtype = _teacher_dtype(spec, dtype, decisions) if teacher is not None else None
     precision = _precision(spec, budget, dtype, decisions)
     kd_mode = _kd_mode(spec, models, decisions, _passes(spec, volume))
     targets = student.linear_names if spec.student.adapter.targets == "auto" else tuple(spec.student.adapter.targets)
-    setting = _Setting(spec, student, head, teacher, budget, dtype, precision, kd_mode,
+    setting = _Setting(spec, student, head, teacher, budget, dtype, teacher_dtype, precision, kd_mode,
                        _kd_chunk(spec, student, budget, kd_mode, decisions), targets)
     choice = _search(setting)
     if choice is None:
@@ -101,13 +103,26 @@ def _dtype(spec: Spec, budget: Budget, decisions: list[Decision]) -> str:
     return dtype
 
 
+def _teacher_dtype(spec: Spec, dtype: str, decisions: list[Decision]) -> str:
+    """The teacher's weights dtype: as declared, else the student's (one autocast, logits and
+    hidden states compared at one precision)."""
+    asked = spec.teacher.dtype  # type: ignore[union-attr]
+    if asked != "auto":
+        return asked
+    decisions.append(Decision("teacher dtype", dtype, "teacher.dtype auto: the student's, so both compute alike"))
+    return dtype
+
+
 def _precision(spec: Spec, budget: Budget, dtype: str, decisions: list[Decision]) -> str:
-    """The autocast compute dtype of training, the teacher's forward passes and the merge check:
-    "bf16", "fp16", or "fp32" (no autocast: everything computes in the weights' dtype)."""
+    """The autocast compute dtype of training and of the teacher's forward passes: "bf16",
+    "fp16", or "fp32" (no autocast: everything computes in the weights' dtype)."""
     asked = spec.train.precision
     if asked == "fp16" and budget.device == "cpu":
         raise DistillError("train.precision fp16 needs a GPU: CPUs have no fp16 autocast for training",
                            hint="use train.precision: bf16 (CPUs autocast bf16), or hardware.device: cuda")
+    if spec.train.optimizer in ("adamw_8bit", "paged_adamw_8bit") and budget.device == "cpu":
+        raise DistillError(f"train.optimizer {spec.train.optimizer} keeps bitsandbytes' 8-bit states on a GPU, "
+                           "and the plan runs on the CPU", hint="use train.optimizer: adamw or auto")
     if dtype == "float16" and spec.student.adapter.type == "none" and asked in ("auto", "fp16"):
         # fp16 autocast needs a gradient scaler, and the scaler refuses float16 gradients: the
         # weights it updates must be float32 masters (LoRA adapters are, whatever the base).
@@ -217,7 +232,7 @@ def _step(setting: _Setting, tq: str | None, sq: str, optimizer: str, m: int, ck
         checkpointing=ckpt, optimizer=optimizer,  # type: ignore[arg-type]
         kd=setting.kd_mode if setting.kd_mode in ("online", "cached") else "none",  # type: ignore[arg-type]
         kd_chunk_tokens=setting.kd_chunk, top_k=_top_k(spec),
-        teacher_dtype=setting.dtype, teacher_quant=tq or "none",  # type: ignore[arg-type]
+        teacher_dtype=setting.teacher_dtype or setting.dtype, teacher_quant=tq or "none",  # type: ignore[arg-type]
         processes=setting.budget.processes, strategy=spec.hardware.strategy)
 
 
@@ -239,7 +254,7 @@ def _phases(setting: _Setting, choice: _Choice, synthesis: PhaseMemory | None) -
     if teacher is not None and setting.kd_mode == "cached":
         top_k = _top_k(spec)
         phases.append(_on_device(setting, PhaseMemory("teacher logits", teacher_forward_terms(
-            teacher, setting.dtype, choice.teacher_quant or "none", step.tokens, top_k))))
+            teacher, step.teacher_dtype, choice.teacher_quant or "none", step.tokens, top_k))))
     return phases
 
 
@@ -252,7 +267,8 @@ def _synthesis(setting: _Setting, teacher_quant: str | None) -> tuple[int, Phase
     prompt = spec.data.chunk_tokens + PROMPT_OVERHEAD_TOKENS
     for size in SYNTHESIS_BATCHES:
         phase = _on_device(setting, PhaseMemory(f"synthesis (batch {size})", generation_terms(
-            teacher, setting.dtype, teacher_quant or "none", size, prompt, spec.data.synthesis.max_new_tokens)))
+            teacher, setting.teacher_dtype or setting.dtype, teacher_quant or "none", size, prompt,
+            spec.data.synthesis.max_new_tokens)))
         if phase.bytes <= setting.budget.memory:
             break
     return size, phase
@@ -417,7 +433,8 @@ def _assemble(setting: _Setting, choice: _Choice, decisions: list[Decision],
         processes=budget.processes, models=tuple(summaries), decisions=tuple(decisions),
         phases=tuple(choice.phases), micro_batch=choice.micro_batch,
         accumulation=per_process // choice.micro_batch, checkpointing=choice.checkpointing,
-        dtype=setting.dtype, precision=setting.precision, optimizer=choice.optimizer,
+        dtype=setting.dtype, teacher_dtype=setting.teacher_dtype, precision=setting.precision,
+        optimizer=choice.optimizer,
         teacher_quant=choice.teacher_quant,
         student_quant=choice.student_quant, kd_mode=setting.kd_mode, kd_chunk_tokens=setting.kd_chunk,
         examples=volume.examples, tokens_per_epoch=volume.tokens, optimizer_steps=steps,

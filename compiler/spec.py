@@ -181,7 +181,7 @@ class Train:
     effective_batch_size: int = 16
     micro_batch_size: Auto | int = "auto"
     max_seq_len: int = 1024
-    optimizer: Literal["auto", "adamw", "adamw_bf16", "adamw_8bit", "paged_adamw_8bit"] = "auto"
+    optimizer: Literal["auto", "adamw", "adamw_8bit", "paged_adamw_8bit"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     gradient_checkpointing: Literal["auto", True, False] = "auto"
     weight_decay: float = 0.0

@@ -30,7 +30,8 @@ class TrainStep:
             with double quantization).
         checkpointing: recompute each layer's activations in backward (non-reentrant).
         attention: "sdpa" (fused, no s x s score tensor kept) or "eager".
-        optimizer: AdamW with fp32 states, bf16 states, or bitsandbytes 8-bit (paged) states.
+        optimizer: AdamW with states in the trained weights' dtype, or bitsandbytes 8-bit (paged)
+            states.
         kd: "none"; "online": the teacher runs in the same step; "cached": top-k teacher logits
             are read from disk; "sequence": train on teacher-generated text only (no logits).
         kd_chunk_tokens: tokens per KD loss chunk; ``None`` computes the loss over the whole
@@ -52,7 +53,7 @@ class TrainStep:
     base_quant: Literal["none", "8bit", "4bit"] = "none"
     checkpointing: bool = False
     attention: Literal["sdpa", "eager"] = "sdpa"
-    optimizer: Literal["adamw", "adamw_bf16", "adamw_8bit", "paged_adamw_8bit"] = "adamw"
+    optimizer: Literal["adamw", "adamw_8bit", "paged_adamw_8bit"] = "adamw"
     kd: KdMode = "none"
     kd_chunk_tokens: int | None = None
     top_k: int = 64

@@ -152,8 +152,8 @@ def _make_optimizer(params: list[torch.nn.Parameter], kind: str
 
         return bnb.optim.AdamW8bit(params, lr=1e-4), "bitsandbytes.optim.AdamW8bit"
     raise NotImplementedError(
-        f"optimizer {kind!r} is not measured on CPU: paged optimizers need CUDA unified memory "
-        "and torch AdamW has no bf16-state option; use 'adamw' or 'adamw_8bit'")
+        f"optimizer {kind!r} is not measured on CPU: paged optimizers need CUDA unified memory; "
+        "use 'adamw' or 'adamw_8bit'")
 
 
 def prepare_step(student_config: Mapping[str, Any], step: TrainStep,

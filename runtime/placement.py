@@ -73,7 +73,13 @@ class Placement:
 
     @classmethod
     def of(cls, plan: Plan) -> Placement:
+        """The student's placement (and every model's device and precision)."""
         return cls(plan.device, plan.dtype, plan.precision)
+
+    @classmethod
+    def of_teacher(cls, plan: Plan) -> Placement:
+        """The teacher's: the plan's device and precision, the teacher's own weights dtype."""
+        return cls(plan.device, plan.teacher_dtype or plan.dtype, plan.precision)
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -12,12 +12,14 @@ from distill.runtime.evaluate import Candidate
 
 
 def candidates(planned: Planned, folder: Path, up: Mapping[str, Path]) -> list[Candidate]:
+    from distill.runtime.placement import Placement
+
     student = up["train"] / "model"
     found = []
     teacher = teacher_folder(planned, folder, up)
     if teacher is not None:
-        found.append(Candidate("teacher", "hf", teacher, teacher))
-    found.append(Candidate("student", "hf", student, student))
+        found.append(Candidate("teacher", "hf", teacher, teacher, Placement.of_teacher(planned.plan)))
+    found.append(Candidate("student", "hf", student, student, Placement.of(planned.plan)))
     for name, stage in sorted(up.items()):
         if name.startswith("export:"):
             found += artifact_candidates(stage / "artifact", student)
@@ -57,7 +59,8 @@ def teacher_folder(planned: Planned, folder: Path, up: Mapping[str, Path]) -> Pa
         from distill.runtime.placement import Placement
 
         # Initialised as training initialised it (same seed, same device type): the same teacher.
-        model = load_model(resolved, spec.teacher, root, Placement.of(planned.plan), None, "teacher (saved for evaluation)")
+        model = load_model(resolved, spec.teacher, root, Placement.of_teacher(planned.plan), None,
+                           "teacher (saved for evaluation)")
         tokenizer = load_tokenizer(resolved, spec.teacher, root, extracted_texts(up["extract"]))
         align_special_tokens(model, tokenizer)
         model.save_pretrained(saved, safe_serialization=True)

@@ -55,7 +55,7 @@ def build_stages(planned: Planned, progress: Progress | None, offline: bool = Fa
         Stage("synthesize", 1, ("extract",), lambda: {"data": to_data(spec.data), "teacher": teacher,
                                                       "task": spec.student.task, "mask": spec.loss.mask, "seed": spec.seed,
                                                       "plan": {k: plan_data(planned).get(k) for k in
-                                                               ("device", "dtype", "teacher_quant", "synthesis_batch")}},
+                                                               ("device", "teacher_dtype", "precision", "teacher_quant", "synthesis_batch")}},
               lambda folder, up: _here_or_launched(planned, "synthesize", folder, up, progress, offline)),
         Stage("train", 1, ("extract", "synthesize"), lambda: {"student": student, "teacher": teacher, "loss": to_data(spec.loss),
                                                     "train": to_data(spec.train), "seed": spec.seed, "plan": plan_data(planned)},
@@ -69,7 +69,7 @@ def build_stages(planned: Planned, progress: Progress | None, offline: bool = Fa
                             lambda folder, up, t=target: _export(t, folder, up["train"])))
     stages.append(Stage("evaluate", 1, ("extract", "synthesize", "train", *exports),
                         lambda: {"eval": to_data(spec.eval), "teacher": teacher, "task": spec.student.task,
-                                 "plan": {k: plan_data(planned).get(k) for k in ("device", "dtype")}},
+                                 "plan": {k: plan_data(planned).get(k) for k in ("device", "dtype", "teacher_dtype")}},
                         lambda folder, up: _evaluate(planned, folder, up)))
     return stages
 
@@ -184,10 +184,9 @@ def _export(target: DeployTarget, folder: Path, train: Path) -> dict[str, Any]:
 def _evaluate(planned: Planned, folder: Path, up: Mapping[str, Path]) -> dict[str, Any]:
     from distill.runtime.build.candidates import candidates
     from distill.runtime.evaluate import evaluate
-    from distill.runtime.placement import Placement
 
     spec = planned.compiled.spec
     found = candidates(planned, folder, up)
     evaluation = evaluate(found, up["synthesize"] / "test.jsonl", spec.student.task, spec.eval, folder,
-                          placement=Placement.of(planned.plan), cache=folder.parent.parent / "evaluate-cache")
+                          cache=folder.parent.parent / "evaluate-cache")
     return {"models": [m["name"] for m in evaluation["models"]]}

@@ -231,11 +231,13 @@ class LlamaCppRunner:
         self._log.close()
 
 
-def open_runner(kind: str, path: Path, task: str, threads: int, n_ctx: int, placement: Placement,
+def open_runner(kind: str, path: Path, task: str, threads: int, n_ctx: int, placement: Placement | None,
                 role: str) -> Runner:
-    """The runner for a candidate kind ("hf": on the plan's placement, recorded as ``role``;
-    "onnx" and "gguf": their CPU runtimes, as deployed)."""
+    """The runner for a candidate kind ("hf": on its ``placement``, recorded as ``role``; "onnx"
+    and "gguf": their CPU runtimes, as deployed)."""
     if kind == "hf":
+        if placement is None:
+            raise ValueError(f"{role}: an hf candidate needs its placement")
         return torch_runner(path, task, threads, placement, role)
     if kind == "onnx":
         return ort_runner(path, task, threads)

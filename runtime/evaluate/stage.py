@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from distill.compiler.codec import to_data
 from distill.compiler.fsutil import write_atomic
 from distill.compiler.spec import Eval
 from distill.runtime.evaluate import footprint
@@ -51,12 +52,15 @@ class Candidate:
         name: "teacher", "student", "gguf:Q4_K_M", "onnx:int8", ...
         kind: hf (a saved model folder), gguf (the .gguf file), onnx (the exported folder).
         tokenizer_dir: an HF tokenizer folder (for artifacts: the merged student they came from).
+        placement: where and how an hf model runs (the plan's, for the teacher its own dtype);
+            ``None`` for artifacts, which run on their own CPU runtimes.
     """
 
     name: str
     kind: Literal["hf", "gguf", "onnx"]
     path: Path
     tokenizer_dir: Path
+    placement: Placement | None = None
 
 
 CACHE_VERSION = 1  # raise when what a measurement computes changes
@@ -71,8 +75,7 @@ def resolve_metrics(eval_spec: Eval, task: Task) -> tuple[list[str], list[str]]:
 
 
 def evaluate(candidates: Sequence[Candidate], test: Path, task: Task, eval_spec: Eval, out: Path, *,
-             placement: Placement, max_new_tokens: int = 64, threads: int = 2, cache: Path | None = None
-             ) -> dict[str, Any]:
+             max_new_tokens: int = 64, threads: int = 2, cache: Path | None = None) -> dict[str, Any]:
     """Evaluate every candidate on ``test`` (``test.jsonl``); writes ``out/evaluation.json`` and
     ``out/predictions.jsonl`` atomically and returns the evaluation.
 
@@ -102,9 +105,9 @@ def evaluate(candidates: Sequence[Candidate], test: Path, task: Task, eval_spec:
             prepared[key] = prepare(Path(candidate.tokenizer_dir), records, task, max_len)
             notes += [f"{candidate.name}: {note}" for note in prepared[key].notes]
         cases = prepared[key]
-        metrics, answers = _measured(candidate, cases, task, wanted, max_new_tokens, threads, placement, cache,
+        metrics, answers = _measured(candidate, cases, task, wanted, max_new_tokens, threads, cache,
                                      [test, eval_spec.max_examples], notes)
-        models.append(_model_entry(candidate, metrics, placement))
+        models.append(_model_entry(candidate, metrics))
         rows[candidate.name] = [c.scored for c in cases.cases if isinstance(c, CausalCase)]
         predictions += [{"model": candidate.name, **answer} for answer in answers]
     retention = _retention(models, rows, notes)
@@ -112,7 +115,7 @@ def evaluate(candidates: Sequence[Candidate], test: Path, task: Task, eval_spec:
     evaluation = {"split": "test", "examples": len(records), "task": task,
                   "decoding": {"greedy": True, "max_new_tokens": max_new_tokens, "threads": threads,
                                "prompt": "chat template of tokenizer_dir, generation prompt on",
-                               "hf_device": placement.device, "hf_dtype": placement.dtype,
+                               "hf": "each on its placement (models[].device, models[].precision)",
                                "latency_new_tokens": LATENCY_TOKENS,
                                "latency_runs": LATENCY_RUNS},
                   "models": models, "retention": retention, "notes": notes}
@@ -140,12 +143,14 @@ def _count_lines(path: Path) -> int:
         return sum(1 for line in lines if line.strip())
 
 
-def _model_entry(candidate: Candidate, metrics: dict[str, float], placement: Placement) -> dict[str, Any]:
-    """Size and precision are always recorded (cheap, file reads only): gates and reports need them."""
-    kind, path = candidate.kind, Path(candidate.path)
-    precision = placement.dtype if kind == "hf" else footprint.precision(kind, path)
+def _model_entry(candidate: Candidate, metrics: dict[str, float]) -> dict[str, Any]:
+    """Size, precision and device are always recorded (cheap, file reads only): gates and reports
+    need them."""
+    kind, path, placement = candidate.kind, Path(candidate.path), candidate.placement
+    precision = placement.dtype if placement is not None else footprint.precision(kind, path)
     return {"name": candidate.name, "kind": kind, "path": str(path), "params": footprint.params(kind, path),
-            "size_bytes": footprint.size_bytes(kind, path), "precision": precision, "metrics": metrics}
+            "size_bytes": footprint.size_bytes(kind, path), "precision": precision,
+            "device": placement.device if placement is not None else "cpu", "metrics": metrics}
 
 
 def _n_ctx(prepared: Prepared, max_new_tokens: int) -> int:
@@ -159,25 +164,25 @@ def _n_ctx(prepared: Prepared, max_new_tokens: int) -> int:
 
 
 def _measured(candidate: Candidate, prepared: Prepared, task: Task, wanted: Sequence[str], max_new_tokens: int,
-              threads: int, placement: Placement, cache: Path | None, inputs: list[Any], notes: list[str]
+              threads: int, cache: Path | None, inputs: list[Any], notes: list[str]
               ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """``_measure``, or its result from ``cache`` when the same model met the same test."""
     if cache is None:
-        return _measure(candidate, prepared, task, wanted, max_new_tokens, threads, placement)
-    key = _cache_key(candidate, task, wanted, max_new_tokens, threads, placement, inputs)
+        return _measure(candidate, prepared, task, wanted, max_new_tokens, threads)
+    key = _cache_key(candidate, task, wanted, max_new_tokens, threads, inputs)
     entry = cache / f"{key}.json"
     if entry.is_file():
         notes.append(f"{candidate.name}: measured by an earlier build (same files, test split and settings; "
                      "latency included)")
         stored = json.loads(entry.read_text("utf-8"))
         return stored["metrics"], stored["answers"]
-    metrics, answers = _measure(candidate, prepared, task, wanted, max_new_tokens, threads, placement)
+    metrics, answers = _measure(candidate, prepared, task, wanted, max_new_tokens, threads)
     write_atomic(entry, json.dumps({"metrics": metrics, "answers": answers}, ensure_ascii=False, sort_keys=True))
     return metrics, answers
 
 
 def _cache_key(candidate: Candidate, task: Task, wanted: Sequence[str], max_new_tokens: int, threads: int,
-               placement: Placement, inputs: list[Any]) -> str:
+               inputs: list[Any]) -> str:
     import hashlib
 
     from distill.compiler.digest import digest_file
@@ -189,15 +194,15 @@ def _cache_key(candidate: Candidate, task: Task, wanted: Sequence[str], max_new_
     test, max_examples = inputs
     key = [CACHE_VERSION, candidate.kind, digests(Path(candidate.path)), digests(Path(candidate.tokenizer_dir)),
            digests(Path(test)), max_examples, task, list(wanted), max_new_tokens, threads, LATENCY_TOKENS, LATENCY_RUNS,
-           [placement.device, placement.dtype] if candidate.kind == "hf" else None]
+           to_data(candidate.placement)]
     return hashlib.sha256(json.dumps(key).encode("utf-8")).hexdigest()
 
 
 def _measure(candidate: Candidate, prepared: Prepared, task: Task, wanted: Sequence[str], max_new_tokens: int,
-             threads: int, placement: Placement) -> tuple[dict[str, float], list[dict[str, Any]]]:
+             threads: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Open the candidate's runner, measure, close it (one model in memory at a time)."""
     runner = open_runner(candidate.kind, Path(candidate.path), task, threads, _n_ctx(prepared, max_new_tokens),
-                         placement, f"{candidate.name} (evaluation)")
+                         candidate.placement, f"{candidate.name} (evaluation)")
     try:
         if task == "extractive-qa":
             metrics, answers = _measure_qa(runner, prepared, wanted)

@@ -44,7 +44,7 @@ def teacher_generator(planned: Planned, extracted: Extracted) -> Generator:
                               hint="use an instruction-tuned teacher, or set teacher.chat_template (Jinja text "
                                    "or a .jinja file)")
     torch.manual_seed(spec.seed)
-    model = load_model(resolved, teacher, root, Placement.of(plan), plan.teacher_quant, "teacher (synthesis)")
+    model = load_model(resolved, teacher, root, Placement.of_teacher(plan), plan.teacher_quant, "teacher (synthesis)")
     if resolved.kind == "random":
         align_special_tokens(model, tokenizer)
     synthesis = spec.data.synthesis
@@ -59,7 +59,7 @@ def teacher_key(planned: Planned) -> str:
         return "no teacher"
     resolved = planned.models["teacher"]
     return stable_id(resolved.ref, resolved.revision, [(f.sha256, f.size) for f in resolved.files],
-                     planned.plan.device, planned.plan.dtype, planned.plan.precision, planned.plan.teacher_quant,
+                     planned.plan.device, planned.plan.teacher_dtype, planned.plan.precision, planned.plan.teacher_quant,
                      to_data(planned.compiled.spec.teacher))
 
 

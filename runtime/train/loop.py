@@ -81,10 +81,10 @@ def epoch_batches(examples: int, micro: int, seed: int, epoch: int, processes: i
 
 
 def make_optimizer(params: list[torch.nn.Parameter], spec: Spec, plan: Plan) -> torch.optim.Optimizer:
-    """AdamW as planned; bitsandbytes' 8-bit states only on CUDA plans (its CPU path is not what
-    the planner measured), torch's AdamW otherwise."""
+    """AdamW as planned: bitsandbytes' 8-bit states (planned on CUDA only), else torch's AdamW
+    with states in the trained weights' dtype."""
     lr, decay = spec.train.learning_rate, spec.train.weight_decay
-    if plan.optimizer in ("adamw_8bit", "paged_adamw_8bit") and plan.device == "cuda":
+    if plan.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
         import bitsandbytes as bnb
 
         cls = bnb.optim.PagedAdamW8bit if plan.optimizer == "paged_adamw_8bit" else bnb.optim.AdamW8bit

@@ -144,13 +144,15 @@ def _attach_teacher(objective: Objective, planned: Planned, train_set: Sequence[
     hidden-state projector (seeded, trainable)."""
     from distill.runtime.hidden import HiddenProjector, auto_layer_map
     from distill.runtime.models import align_special_tokens, load_model, load_tokenizer
+    from distill.runtime.placement import Placement
     from distill.runtime.train.student import causal_head
     from distill.runtime.train.teacher_cache import build_cache
 
     spec, plan, root = planned.compiled.spec, planned.plan, planned.compiled.root
     assert spec.teacher is not None
     role = "teacher (top-k cache)" if plan.kd_mode == "cached" else "teacher (online KD)"
-    teacher = load_model(planned.models["teacher"], spec.teacher, root, objective.placement, plan.teacher_quant, role)
+    teacher = load_model(planned.models["teacher"], spec.teacher, root, Placement.of_teacher(plan), plan.teacher_quant,
+                         role)
     teacher.requires_grad_(False)
     if planned.models["teacher"].kind == "random":
         align_special_tokens(teacher, load_tokenizer(planned.models["teacher"], spec.teacher, root, corpus))

@@ -108,3 +108,25 @@ def test_models_are_built_only_where_the_placement_path_is() -> None:
                 found.add(str(path.relative_to(repo)))
     assert found <= LOADERS, f"a model built outside the placement path: {sorted(found - LOADERS)}"
     assert "runtime/models.py" in found
+
+
+def test_the_teacher_runs_at_its_own_dtype(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """teacher.dtype is planned (a decision when auto) and obeyed: a float32 teacher beside a bf16
+    student, both under the plan's bf16 autocast."""
+    from distill.compiler.pipeline import plan_file
+
+    monkeypatch.setattr(placement, "PLACED", [])
+    path = write_project(tmp_path, student={"random": {"config": "student.json"}, "chat_template": TEMPLATE,
+                                            "dtype": "bfloat16", "adapter": {"type": "lora", "r": 4, "alpha": 8}},
+                         teacher={"random": {"config": "teacher.json"}, "dtype": "float32"},
+                         train={"max_steps": 2, "effective_batch_size": 4, "max_seq_len": 128, "precision": "bf16"})
+    plan = plan_file(path, offline=True).plan
+    assert (plan.dtype, plan.teacher_dtype) == ("bfloat16", "float32")
+    assert Placement.of_teacher(plan) == Placement("cpu", "float32", "bf16")
+    train_project(path, tmp_path / "out", plan_file(path, offline=True))
+    assert {p.role: p.dtypes for p in placement.PLACED} == {"student": ("bfloat16",),
+                                                            "teacher (online KD)": ("float32",)}
+    auto = plan_file(write_project(tmp_path / "auto", student={"random": {"config": "student.json"},
+                                                                "dtype": "bfloat16"}), offline=True).plan
+    assert auto.teacher_dtype == "bfloat16"
+    assert [d.value for d in auto.decisions if d.name == "teacher dtype"] == ["bfloat16"]

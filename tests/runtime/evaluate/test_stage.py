@@ -28,11 +28,11 @@ def short_latency_runs(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_teacher_student_and_gguf(models: dict[str, Path], gguf_f16: Path, test_split: Path, tmp_path: Path) -> None:
-    candidates = [Candidate("teacher", "hf", models["teacher"], models["teacher"]),
-                  Candidate("student", "hf", models["student"], models["student"]),
+    candidates = [Candidate("teacher", "hf", models["teacher"], models["teacher"], CPU),
+                  Candidate("student", "hf", models["student"], models["student"], CPU),
                   Candidate("gguf:F16", "gguf", gguf_f16, models["student"])]
     result = evaluate(candidates, test_split, "causal-lm", Eval(), tmp_path, max_new_tokens=MAX_NEW,
-                      threads=THREADS, placement=CPU)
+                      threads=THREADS)
     assert json.loads((tmp_path / "evaluation.json").read_text()) == result
     assert result["examples"] == 3 and result["task"] == "causal-lm"
     assert {"greedy": True, "max_new_tokens": MAX_NEW, "threads": THREADS}.items() <= result["decoding"].items()
@@ -71,11 +71,11 @@ def test_teacher_with_another_tokenizer(models: dict[str, Path], test_split: Pat
                                                num_attention_heads=2, vocab_size=len(tokenizer),
                                                max_position_embeddings=256)
     transformers.AutoModelForCausalLM.from_config(config).save_pretrained(teacher)
-    candidates = [Candidate("teacher", "hf", teacher, teacher),
-                  Candidate("student", "hf", models["student"], models["student"])]
+    candidates = [Candidate("teacher", "hf", teacher, teacher, CPU),
+                  Candidate("student", "hf", models["student"], models["student"], CPU)]
     result = evaluate(candidates, test_split, "causal-lm", Eval(metrics=("perplexity", "size", "rouge_l"),
                                                                   max_examples=2), tmp_path / "out",
-                      threads=THREADS, placement=CPU)
+                      threads=THREADS)
     assert result["examples"] == 2
     assert all("perplexity" in m["metrics"] for m in result["models"])  # each model's own per-token value
     assert "perplexity" not in result["retention"]["student"]
@@ -99,9 +99,9 @@ def test_extractive_qa_with_onnx(tmp_path: Path) -> None:
     artifact, _ = export_verified(bert, "onnx:none", tmp_path / "onnx")
     split = tmp_path / "test.jsonl"
     split.write_text("".join(json.dumps(r) + "\n" for r in RECORDS[:2]))
-    candidates = [Candidate("student", "hf", bert, bert), Candidate("onnx:none", "onnx", artifact.path.parent, bert)]
+    candidates = [Candidate("student", "hf", bert, bert, CPU), Candidate("onnx:none", "onnx", artifact.path.parent, bert)]
     result = evaluate(candidates, split, "extractive-qa", Eval(metrics=("exact_match", "f1", "perplexity", "latency")),
-                      tmp_path / "out", threads=THREADS, placement=CPU)
+                      tmp_path / "out", threads=THREADS)
     student, onnx = result["models"]
     assert set(student["metrics"]) == {"exact_match", "f1", "latency_ms"}
     assert onnx["metrics"]["f1"] == student["metrics"]["f1"] and onnx["precision"] == "float32"
