@@ -82,9 +82,24 @@ def _cases() -> list[Case]:
         ("gemma2 full b2 s128", GEMMA2, dict(micro_batch=2, seq_len=128)),
         ("gemma2 lora b1 s256", GEMMA2, dict(micro_batch=1, seq_len=256, **lora)),
         ("gemma2 full ckpt b2 s128", GEMMA2, dict(micro_batch=2, seq_len=128, checkpointing=True)),
+        ("llama full b2 s128 acc2", LLAMA, dict(micro_batch=2, seq_len=128, accumulation=2)),
+        ("llama lora b2 s128 acc2", LLAMA, dict(micro_batch=2, seq_len=128, accumulation=2, **lora)),
+        ("qwen2 full ckpt b2 s128 acc2", QWEN2, dict(micro_batch=2, seq_len=128, checkpointing=True, accumulation=2)),
+        ("gpt2 full b2 s128 acc2", GPT2, dict(micro_batch=2, seq_len=128, accumulation=2)),
+        ("llama lora dropout b1 s256", LLAMA, dict(micro_batch=1, seq_len=256, lora_dropout=0.05, **lora)),
+        ("llama lora dropout bf16 b1 s256", LLAMA, dict(micro_batch=1, seq_len=256, lora_dropout=0.05,
+                                                        dtype="bfloat16", **lora)),
+        ("llama qlora dropout acc2 b2 s128", LLAMA, dict(micro_batch=2, seq_len=128, lora_dropout=0.05, accumulation=2,
+                                                         **{**lora, "adapter": "qlora"})),
+        ("qwen2 lora dropout ckpt b2 s128", QWEN2, dict(micro_batch=2, seq_len=128, lora_dropout=0.05,
+                                                        checkpointing=True, **lora)),
+        ("gpt2 lora dropout b2 s128", GPT2, dict(micro_batch=2, seq_len=128, adapter="lora", lora_r=8, lora_dropout=0.05,
+                                                 lora_targets=("c_attn", "c_proj", "c_fc"))),
         ("phi3 full b2 s128", PHI3, dict(micro_batch=2, seq_len=128)),
         ("phi3 lora b1 s256", PHI3, dict(micro_batch=1, seq_len=256, adapter="lora", lora_r=8,
                                          lora_targets=("qkv_proj", "o_proj", "gate_up_proj", "down_proj"))),
+        ("phi3 lora dropout b1 s256", PHI3, dict(micro_batch=1, seq_len=256, adapter="lora", lora_r=8, lora_dropout=0.05,
+                                                 lora_targets=("qkv_proj", "o_proj", "gate_up_proj", "down_proj"))),
     ]
     cases = [Case(name, config, TrainStep(**step)) for name, config, step in rows]
     cases += [Case(name, config, TrainStep(**step), head="extractive-qa") for name, config, step in (
@@ -104,6 +119,7 @@ def _cases() -> list[Case]:
 
 
 QUICK = ("llama full b4 s64", "llama lora ckpt b2 s128", "qwen2 full b2 s128", "llama KD chunked b2 s128",
+         "qwen2 full ckpt b2 s128 acc2", "llama lora dropout b1 s256",
          "gpt2 lora b2 s128", "gemma2 full b2 s128", "bert qa b4 s128")
 
 

@@ -51,12 +51,32 @@ def _adapted(step: TrainStep, *names: str) -> bool:
     return step.adapter != "none" and any(name in step.lora_targets for name in names)
 
 
+# Linears fed by a layer's input (its attention's projections): in the first layer under a frozen
+# embedding that input needs no gradient.
+ATTENTION_INPUTS = ("q_proj", "k_proj", "v_proj", "qkv_proj", "c_attn", "query", "key", "value",
+                    "q_lin", "k_lin", "v_lin")
+
+
 def lora_bytes(arch: Architecture, step: TrainStep) -> int:
-    """Per token per layer: each adapted matrix's A-output, and its input's fp32 copy on a
-    16-bit base."""
+    """Per token per layer: each adapted matrix's A-output, and what its input leaves: without
+    adapter dropout, the input's fp32 copy on a 16-bit base (peft casts it to the adapter's
+    dtype); with dropout, the dropped fp32 input lora_A keeps and the dropout's mask, fp32 on a
+    CPU, where dropout multiplies by a mask in its input's dtype (measured; CUDA's fused dropout
+    keeps a 1-byte mask, which this over-counts by 3 B per input element)."""
     e = DTYPE_BYTES[step.dtype]
-    return sum(F32 * step.lora_r + (F32 * lin.fan_in if e != F32 else 0)
-               for lin in arch.linears if _adapted(step, lin.name))
+    if step.lora_dropout > 0:
+        kept = 2 * F32
+    else:
+        kept = F32 if e != F32 else 0
+    return sum(F32 * step.lora_r + kept * lin.fan_in for lin in arch.linears if _adapted(step, lin.name))
+
+
+def first_layer_masks(arch: Architecture, step: TrainStep) -> int:
+    """Per token: with adapter dropout, the first layer's attention adapters keep no dropout mask
+    (their input needs no gradient under a frozen embedding)."""
+    if step.adapter == "none" or step.lora_dropout <= 0:
+        return 0
+    return F32 * sum(lin.fan_in for lin in arch.linears if lin.name in ATTENTION_INPUTS and _adapted(step, lin.name))
 
 
 def decoder_layer_bytes(arch: Architecture, step: TrainStep) -> int:
@@ -74,23 +94,23 @@ def decoder_layer_bytes(arch: Architecture, step: TrainStep) -> int:
     else:  # eager: the fp32 softmax output, its copy in e when e != 4 (fed to the PV matmul)
         scores = F32 * a * s + (e * a * s if e != F32 else 0)
     attention = 4 * e * q + scores             # q, k, v (repeated to all heads), output
-    if arch.family == "phi3":
-        attention += e * q  # its attention output is copied once more before o_proj
+    if arch.family == "phi3" and _input_kept(step, e, "o_proj"):
+        attention += e * q  # its attention output is copied once more before o_proj, which keeps it
     mlp = 3 * e * f + (e * f if _input_kept(step, e, "down_proj") else 0)
     return norms + attention + mlp + lora_bytes(arch, step)
 
 
 def _input_kept(step: TrainStep, e: int, *consumers: str) -> bool:
     """Whether a tensor feeding these linears is kept in its own dtype: a trained linear keeps its
-    input; an adapter keeps it too when it is fp32 already (on a 16-bit base the adapter keeps the
-    fp32 copy it casts to, counted in ``lora_bytes``)."""
-    return step.adapter == "none" or (e == F32 and _adapted(step, *consumers))
+    input; an adapter keeps it too when it is fp32 already and has no dropout (on a 16-bit base the
+    adapter keeps the fp32 copy it casts to, with dropout its dropped copy: ``lora_bytes``)."""
+    return step.adapter == "none" or (e == F32 and step.lora_dropout <= 0 and _adapted(step, *consumers))
 
 
 def first_layer_discount(arch: Architecture, step: TrainStep) -> int:
     """Per token: with a frozen embedding the first layer's input needs no grad, so its first
-    norm keeps neither x nor rsqrt."""
-    return 0 if step.adapter == "none" else F32 * arch.hidden + F32
+    norm keeps neither x nor rsqrt, and its attention adapters no dropout mask."""
+    return 0 if step.adapter == "none" else F32 * arch.hidden + F32 + first_layer_masks(arch, step)
 
 
 def gpt2_layer_bytes(arch: Architecture, step: TrainStep) -> int:
@@ -117,7 +137,8 @@ def gpt2_layer_bytes(arch: Architecture, step: TrainStep) -> int:
             qkv, probabilities = 3 * F32 * h, 3 * F32 * a * s
         else:
             qkv, probabilities = (5 if step.micro_batch == 1 else 3) * e * h, 3 * e * a * s
-        attention = qkv + probabilities + e * h + 2 * e * h  # merged heads, residual masks
+        merged = e * h if _input_kept(step, e, "c_proj") else 0  # the merged heads, kept by c_proj
+        attention = qkv + probabilities + merged + 2 * e * h  # residual masks
     else:
         attention = 3 * e * h + e * h + F32 * a + e * s
     residuals = 2 * e * h
@@ -174,12 +195,13 @@ def model_activations(arch: Architecture, step: TrainStep) -> Activations:
         # attention mask is shared by every layer.
         embedding = (4 * e * h + 2 * F32) if full else e * h
         mask = F32 * b * s
-        return Activations(encoder_layer_bytes(arch, step), 0, embedding, embedding, mask, mask)
+        return Activations(encoder_layer_bytes(arch, step), first_layer_masks(arch, step), embedding, embedding,
+                           mask, mask)
     if arch.family == "gpt2":
         embedding = ((2 if arch.dropout > 0 else 1) * e * h) if full else 0  # dropout mask + output
         head = e * h + 2 * F32 + embedding
         positions = 8 * s + (8 * b * s if b > 1 else 0)  # arange, and its per-sequence copy
-        return Activations(gpt2_layer_bytes(arch, step), 0 if full else 2 * F32, head,
+        return Activations(gpt2_layer_bytes(arch, step), 0 if full else 2 * F32 + first_layer_masks(arch, step), head,
                            head - (0 if full else e * h), positions, checkpoint_shared)
     norm = gemma_norm_bytes if arch.family in ("gemma", "gemma2") else rms_norm_bytes
     return Activations(decoder_layer_bytes(arch, step), first_layer_discount(arch, step),

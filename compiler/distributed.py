@@ -143,6 +143,9 @@ def _fsdp_phases(memory: StepMemory, arch: Architecture, head: str, step: TrainS
                                  f"rank {rank}: {share.trainable:,} trainable elements of its shards"),
         "gradients": Term(f"gradients ({shard})", share.grads,
                           "whole flat shard of every unit that trains (frozen elements too)"),
+        # FSDP reduce-scatters every micro-step (the loop uses no no_sync): what accumulates is
+        # the sharded gradient.
+        "earlier gradients": Term(f"earlier gradients ({shard})", share.grads, "accumulated in the shards"),
         "optimizer temporaries": Term("optimizer temporaries", temp, temp_why),
     }
     root = Term("all-gathered root", share.root_gathered, "embeddings, final norm, head: unsharded forward to backward end")

@@ -154,13 +154,16 @@ def _kd_terms(step: TrainStep, t: int, v: int) -> tuple[tuple[Term, ...], tuple[
 def _recompute_phase(arch: Architecture, step: TrainStep, head: str, static: list[Term],
                      layer: int, shared: int) -> tuple[Term, ...]:
     """Backward through the first layer, the last one recomputed: every gradient but the
-    embedding's and that layer's (its down_proj's is made first), the layer's activations, and
-    two f-sized gradient buffers in its MLP."""
+    embedding's and that layer's (its down_proj's is made first; with accumulation every
+    gradient exists from the earlier micro-steps and is added to in place), the layer's
+    activations, and two f-sized gradient buffers in its MLP."""
     e, t = DTYPE_BYTES[step.dtype], step.tokens
     buffers = 2
     trainable, param_bytes = trainable_params(arch, step, head)
     down = arch.linears[-1]  # the MLP's output projection is every family's last linear
-    if step.adapter == "none":
+    if step.accumulation > 1:
+        pending = 0
+    elif step.adapter == "none":
         # A tied token embedding already holds the LM head's gradient; an untied one, and the
         # position/type embeddings, get theirs last.
         token, *others = arch.embedding_shapes
@@ -219,8 +222,12 @@ def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = 
     kd_forward, kd_backward = _kd_terms(step, t, v)
     softcap = (Term("logit softcap", e * t * v, f"tanh(logits / cap) kept: {t:,} x {v:,} x {e} B"),) \
         if arch.logit_softcap and head == "causal-lm" else ()
-    phases = {"forward": (*static, layers, final_norm, logits, *softcap, *kd_forward),
-              "backward": (*static, layers, final_norm_kept, loss_grad, *softcap, *kd_backward)}
+    # From the second accumulated micro-step on, the earlier ones' gradients are alive through
+    # forward, backward and recomputation (measured: exactly the trainable gradients' bytes).
+    earlier = (Term("earlier gradients", grads.bytes, f"accumulation {step.accumulation}: {grads.why}"),) \
+        if step.accumulation > 1 else ()
+    phases = {"forward": (*static, *earlier, layers, final_norm, logits, *softcap, *kd_forward),
+              "backward": (*static, *earlier, layers, final_norm_kept, loss_grad, *softcap, *kd_backward)}
     if step.checkpointing:
         phases["recompute"] = _recompute_phase(arch, step, head, static, layer, shared)
     if full and not step.checkpointing:

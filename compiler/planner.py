@@ -225,9 +225,12 @@ def _micro_batches(spec: Spec, processes: int) -> list[int]:
 def _step(setting: _Setting, tq: str | None, sq: str, optimizer: str, m: int, ckpt: bool) -> TrainStep:
     spec = setting.spec
     adapter = spec.student.adapter.type
+    per_process = max(1, spec.train.effective_batch_size // setting.budget.processes)
     return TrainStep(
         micro_batch=m, seq_len=spec.train.max_seq_len, dtype=setting.dtype,  # type: ignore[arg-type]
+        accumulation=max(1, per_process // m),
         adapter=adapter, lora_r=spec.student.adapter.r, lora_targets=setting.targets,
+        lora_dropout=spec.student.adapter.dropout if adapter != "none" else 0.0,
         base_quant="none" if adapter == "qlora" else sq,  # type: ignore[arg-type]
         checkpointing=ckpt, optimizer=optimizer,  # type: ignore[arg-type]
         kd=setting.kd_mode if setting.kd_mode in ("online", "cached") else "none",  # type: ignore[arg-type]

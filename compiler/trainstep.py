@@ -21,10 +21,13 @@ class TrainStep:
     Attributes:
         micro_batch: sequences per forward pass.
         seq_len: tokens per sequence (every sequence padded or packed to this length).
+        accumulation: micro-steps per optimizer step; from the second on, the gradients of the
+            earlier ones stay alive through forward and backward.
         dtype: dtype of the student's weights and activations.
         adapter: "none" trains every weight; "lora" adds adapters to ``lora_targets``; "qlora"
             is lora on an nf4 base (``base_quant`` "4bit").
         lora_r: adapter rank.
+        lora_dropout: dropout on each adapter's input (peft's lora_dropout).
         lora_targets: names of the adapted linear layers (see ``Architecture.linear_names``).
         base_quant: bitsandbytes quantization of the frozen base: "none", "8bit" or "4bit" (nf4
             with double quantization).
@@ -47,8 +50,10 @@ class TrainStep:
     micro_batch: int
     seq_len: int
     dtype: ComputeDtype = "float32"
+    accumulation: int = 1
     adapter: Literal["none", "lora", "qlora"] = "none"
     lora_r: int = 16
+    lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = ()
     base_quant: Literal["none", "8bit", "4bit"] = "none"
     checkpointing: bool = False

@@ -79,11 +79,14 @@ class LiveBytesCounter(TorchDispatchMode):
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        """Within the block, new storages get the phase's category and peaks are kept per phase."""
+        """Within the block, new storages get the phase's category and peaks are kept per phase
+        (a phase entered again, as forward and backward are per accumulated micro-step, keeps
+        the peak of all its entries)."""
         self.phase_name = name
         self._new_category = "activations" if name == "forward" else "temporaries"
-        self.phase_peaks[name] = self.current
-        self.phase_by_category[name] = dict(self.by_category)
+        if self.current > self.phase_peaks.get(name, -1):
+            self.phase_peaks[name] = self.current
+            self.phase_by_category[name] = dict(self.by_category)
         try:
             yield
         finally:

@@ -11,7 +11,7 @@ Protocol:
   2. Quantized bases (``adapter="qlora"`` means a 4-bit base; ``base_quant`` "8bit"/"4bit"): the
      random model is saved as safetensors and reloaded with a bitsandbytes config (nf4 + double
      quantization, or int8), then ``peft.prepare_model_for_kbit_training`` (non-reentrant
-     checkpointing when asked). Adapters: peft ``LoraConfig(r, alpha=2r, dropout=0)`` on
+     checkpointing when asked). Adapters: peft ``LoraConfig(r, alpha=2r, step.lora_dropout)`` on
      ``step.lora_targets``. Checkpointing: ``gradient_checkpointing_enable`` with
      ``use_reentrant=False`` (inputs need not require grad then).
   3. ``torch.optim.AdamW(trainable, lr=1e-4)`` with torch's default implementation (on CPU the
@@ -119,7 +119,7 @@ def _build_student(config: Mapping[str, Any], step: TrainStep, head: str) -> tor
             model, use_gradient_checkpointing=step.checkpointing,
             gradient_checkpointing_kwargs=no_reentrant)
     if step.adapter != "none":
-        lora = peft.LoraConfig(r=step.lora_r, lora_alpha=2 * step.lora_r, lora_dropout=0.0,
+        lora = peft.LoraConfig(r=step.lora_r, lora_alpha=2 * step.lora_r, lora_dropout=step.lora_dropout,
                                target_modules=list(step.lora_targets),
                                task_type="QUESTION_ANS" if head == "extractive-qa" else "CAUSAL_LM")
         model = peft.get_peft_model(model, lora)
@@ -250,14 +250,18 @@ def _forward_loss(parts: StepParts) -> torch.Tensor:
 
 
 def run_step(parts: StepParts, counter: LiveBytesCounter | None = None) -> float:
-    """One micro-step in the three measured phases; returns the loss value."""
+    """One optimizer step: ``step.accumulation`` micro-steps (each loss divided by it, as the
+    loop does, gradients accumulating), then the optimizer, in the three measured phases
+    (forward and backward cover every micro-step); returns the last loss value."""
     phase = counter.phase if counter is not None else lambda name: contextlib.nullcontext()
-    with phase("forward"):
-        loss = _forward_loss(parts)
-    value = float(loss.detach())
-    with phase("backward"):
-        loss.backward()
-        del loss
+    accumulation = parts.step.accumulation
+    for _ in range(accumulation):
+        with phase("forward"):
+            loss = _forward_loss(parts)
+        value = float(loss.detach())
+        with phase("backward"):
+            (loss / accumulation).backward() if accumulation > 1 else loss.backward()
+            del loss
     # FSDP leaves .grad None on parameters outside this rank's shard.
     missing = sum(p.grad is None for p in parts.trainable) if parts.strategy != "fsdp" else 0
     if missing:

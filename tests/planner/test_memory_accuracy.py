@@ -27,4 +27,6 @@ def test_the_benchmark_covers_the_matrix_the_issue_asks_for() -> None:
     assert {s.adapter for s in steps} == {"none", "lora", "qlora"}
     assert {s.checkpointing for s in steps} == {True, False}
     assert {s.kd for s in steps} == {"none", "online"}
+    assert {s.accumulation for s in steps} == {1, 2}
+    assert {s.lora_dropout > 0 for s in steps if s.adapter != "none"} == {True, False}
     assert len({s.micro_batch for s in steps}) >= 3 and len({s.seq_len for s in steps}) >= 3
