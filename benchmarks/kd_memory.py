@@ -25,7 +25,7 @@ from collections.abc import Callable
 import torch
 
 from distill.runtime.livebytes import LiveBytesCounter, reachable_tensors
-from distill.runtime.losses import FullRows, _Terms, kd_kl_naive, token_losses
+from distill.runtime.losses import FullRows, _Terms, token_losses
 
 TEMPERATURE = 2.0
 MIB = 2**20
@@ -38,6 +38,16 @@ def make_problem(rows: int, hidden: int, vocab: int) -> tuple[torch.Tensor, torc
     teacher = FullRows(torch.randn(rows, hidden),
                        torch.nn.Linear(hidden, vocab, bias=False).requires_grad_(False))
     return student, head, teacher
+
+
+def kd_kl_naive(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The baseline: T^2 * KL(teacher || student) over all rows at once, in float32 (both
+    log-softmaxes saved for backward, ~24 B x rows x vocab)."""
+    student = student_logits.float() / temperature
+    teacher = teacher_logits.float() / temperature
+    kl = torch.nn.functional.kl_div(torch.log_softmax(student, -1), torch.log_softmax(teacher, -1),
+                                    log_target=True, reduction="batchmean")
+    return kl * temperature * temperature
 
 
 def naive(hidden: torch.Tensor, head: torch.nn.Linear, teacher: FullRows, chunk: int) -> torch.Tensor:

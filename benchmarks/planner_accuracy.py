@@ -5,7 +5,7 @@
 For each configuration the planner's arithmetic (``distill.compiler.memory.estimate_step``, no
 torch) predicts the peak live tensor bytes of one micro-step, and ``distill.runtime.memtrace``
 runs that step on real tensors and measures it. Prints the table and the worst relative error;
-exits 1 if any row is off by more than 5%.
+exits 1 if any row is off by more than 3%.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from distill.compiler.memory import estimate_step
 from distill.compiler.trainstep import TrainStep
 from distill.runtime.memtrace import measure_step
 
-BOUND = 0.05
+BOUND = 0.03  # issue 14: the runtime's own step within 3%
 LLAMA = dict(model_type="llama", hidden_size=256, intermediate_size=688, num_hidden_layers=2,
              num_attention_heads=4, num_key_value_heads=2, vocab_size=2000, tie_word_embeddings=False)
 QWEN2 = dict(model_type="qwen2", hidden_size=192, intermediate_size=512, num_hidden_layers=3,
@@ -108,19 +108,39 @@ def _cases() -> list[Case]:
                                            lora_targets=("query", "key", "value", "dense"))),
         ("distilbert qa b4 s128", DISTILBERT, dict(micro_batch=4, seq_len=128)),
     )]
+    qlora_bf16 = dict(micro_batch=2, seq_len=128, dtype="bfloat16", **{**lora, "adapter": "qlora"})
+    cases += [Case(name, config, TrainStep(**step)) for name, config, step in (
+        # Several loss chunks per micro-batch (rows = b x (s - 1)).
+        ("llama full b2 s256 chunk128", LLAMA, dict(micro_batch=2, seq_len=256, loss_chunk_tokens=128)),
+        ("llama lora b4 s512 chunk1024", LLAMA, dict(micro_batch=4, seq_len=512, **lora)),
+        ("llama lora bf16 b2 s256 chunk64", LLAMA, dict(micro_batch=2, seq_len=256, dtype="bfloat16",
+                                                       loss_chunk_tokens=64, **lora)),
+        ("qwen2 full b2 s256 chunk128", QWEN2, dict(micro_batch=2, seq_len=256, loss_chunk_tokens=128)),
+        ("qwen2 lora ckpt b4 s128 chunk64", QWEN2, dict(micro_batch=4, seq_len=128, checkpointing=True,
+                                                       loss_chunk_tokens=64, lora_r=16, adapter="lora",
+                                                       lora_targets=ALL)),
+        ("gemma2 lora b2 s256 chunk128", GEMMA2, dict(micro_batch=2, seq_len=256, loss_chunk_tokens=128, **lora)),
+        ("gpt2 full b2 s256 chunk128", GPT2, dict(micro_batch=2, seq_len=256, loss_chunk_tokens=128)),
+        ("llama qlora bf16 b2 s128", LLAMA, qlora_bf16),
+        ("phi3 qlora bf16 b2 s128", PHI3, dict(qlora_bf16, lora_targets=("qkv_proj", "o_proj"))),
+    )]
     cases += [
-        Case("llama KD naive b1 s256", LLAMA, TrainStep(micro_batch=1, seq_len=256, kd="online"), teacher),
-        Case("llama KD chunked b2 s128", LLAMA,
-             TrainStep(micro_batch=2, seq_len=128, kd="online", kd_chunk_tokens=64), teacher),
-        Case("llama KD chunked lora b2 s128", LLAMA,
-             TrainStep(micro_batch=2, seq_len=128, kd="online", kd_chunk_tokens=32, **lora), teacher),
+        Case("llama KD b1 s256", LLAMA, TrainStep(micro_batch=1, seq_len=256, kd="online"), teacher),
+        Case("llama KD b2 s128 chunk64", LLAMA,
+             TrainStep(micro_batch=2, seq_len=128, kd="online", loss_chunk_tokens=64), teacher),
+        Case("llama KD lora b2 s128 chunk32", LLAMA,
+             TrainStep(micro_batch=2, seq_len=128, kd="online", loss_chunk_tokens=32, **lora), teacher),
+        Case("llama KD bf16 teacher b2 s256 chunk128", LLAMA,
+             TrainStep(micro_batch=2, seq_len=256, kd="online", loss_chunk_tokens=128, teacher_dtype="bfloat16",
+                       **lora), teacher),
     ]
     return cases
 
 
-QUICK = ("llama full b4 s64", "llama lora ckpt b2 s128", "qwen2 full b2 s128", "llama KD chunked b2 s128",
+QUICK = ("llama full b4 s64", "llama lora ckpt b2 s128", "qwen2 full b2 s128", "llama KD b2 s128 chunk64",
          "qwen2 full ckpt b2 s128 acc2", "llama lora dropout b1 s256",
-         "gpt2 lora b2 s128", "gemma2 full b2 s128", "bert qa b4 s128")
+         "gpt2 lora b2 s128", "gemma2 full b2 s128", "bert qa b4 s128", "qwen2 full b2 s256 chunk128",
+         "phi3 qlora bf16 b2 s128", "llama KD lora b2 s128 chunk32")
 
 
 def compare(case: Case) -> tuple[int, int, str]:
@@ -137,14 +157,14 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(2)
     cases = [c for c in _cases() if not args.quick or c.name in QUICK]
-    print(f"{'configuration':<32} {'predicted':>13} {'measured':>13} {'error':>8}  peak phase")
+    print(f"{'configuration':<40} {'predicted':>13} {'measured':>13} {'error':>8}  peak phase")
     worst = 0.0
     start = time.perf_counter()
     for case in cases:
         predicted, measured, phase = compare(case)
         error = (predicted - measured) / measured
         worst = max(worst, abs(error))
-        print(f"{case.name:<32} {predicted:>13,} {measured:>13,} {error:>+8.2%}  {phase}")
+        print(f"{case.name:<40} {predicted:>13,} {measured:>13,} {error:>+8.2%}  {phase}")
     print(f"{len(cases)} configurations, worst error {worst:.2%} (bound {BOUND:.0%}), "
           f"{time.perf_counter() - start:.0f} s")
     return 0 if worst <= BOUND else 1

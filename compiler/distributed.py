@@ -31,7 +31,8 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 ROOT_GATHERED = ("forward", "backward", "recompute", "backward end")
 LAYER_GATHERED = ("recompute",)
 # Terms of the backward phase that are gone once backward reaches the last decoder layer.
-LOSS_TERMS = ("final norm", "loss backward", "KL backward", "logit softcap", "head gradient")
+LOSS_TERMS = ("final norm", "loss rows", "rows gradient", "loss chunk backward", "logit softcap", "teacher rows",
+              "head gradient")
 
 
 @dataclass(frozen=True)

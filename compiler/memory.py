@@ -9,7 +9,7 @@ modules' code and checked against real CPU steps traced tensor by tensor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from distill.compiler.arch import Architecture
 from distill.compiler.trainstep import ComputeDtype, TrainStep
@@ -72,6 +72,14 @@ def weight_bytes(arch: Architecture, head: str, dtype: ComputeDtype, quant: str)
     return Term("weights", quantized + rest * e, why)
 
 
+def layer_transient(arch: Architecture, tokens: int, dtype_bytes: int) -> Term:
+    """The largest working set of one layer run without autograd (a frozen teacher, a prefill):
+    its MLP's gate/up/product (3 x f) beside the residual stream and norm outputs (4 x h)."""
+    per_token = (3 * arch.intermediate + 4 * arch.hidden) * dtype_bytes
+    return Term("layer transient", tokens * per_token, f"{tokens:,} tokens x (3 x {arch.intermediate} + 4 x "
+                                                          f"{arch.hidden}) x {dtype_bytes} B, one layer's MLP")
+
+
 def lora_params(arch: Architecture, step: TrainStep) -> int:
     """Adapter parameters: r x (fan_in + fan_out) for each targeted matrix in each layer."""
     targets = set(step.lora_targets)
@@ -121,34 +129,77 @@ def cpu_adamw_temporaries(sizes: list[int]) -> int:
     return max(prev + 2 * cur for prev, cur in zip([0, *sizes[:-1]], sizes, strict=True))
 
 
-def _kd_terms(step: TrainStep, t: int, v: int) -> tuple[tuple[Term, ...], tuple[Term, ...]]:
-    """Online KL buffers beside the CE loss's (see ``distill.runtime.memtrace.kd_kl_*``).
+def loss_chunk_bytes_per_row(step: TrainStep, vocab: int, teacher_dtype_bytes: int) -> tuple[int, int]:
+    """(forward, backward) bytes per row of one loss chunk's temporaries at their peak.
 
-    Naive: teacher logits, both fp32 logits over T and their log-softmaxes, and kl_div's
-    difference, exp and product: 32 B x tokens x vocab at fp32 (the teacher's logits in its
-    dtype); backward keeps the student log-softmax, exp(target) and a gradient: 16 B x t x V.
-    Chunked: teacher logits and a gradient buffer the size of the student's logits, plus the
-    chunk's float32 log-probabilities of both, q, log q - log p and their product (5 x chunk x
-    vocab x 4 B); backward keeps only the buffer.
+    Measured with ``LiveBytesCounter`` on ``token_losses`` (one chunk, V = 20,000), per row and
+    vocabulary entry: CE 8 + e/4 B in forward (the chunk's float32 logits and log-softmax) and
+    12 + e/4 B in backward (recomputed logits, the log-softmax's gradient and the logits'); with
+    online KD 24 + (e + e_teacher)/4 B in both (float32 logits, log p and log q at T, and the
+    divergence's q, log q - log p and their product; backward recomputes the same).
     """
+    e = DTYPE_BYTES[step.dtype]
+    if step.kd == "online":
+        both = (96 + e + teacher_dtype_bytes) * vocab // 4
+        return both, both
+    return (32 + e) * vocab // 4, (44 + e) * vocab // 4
+
+
+def _loss_terms(arch: Architecture, step: TrainStep, teacher: Architecture | None
+                ) -> tuple[tuple[Term, ...], tuple[Term, ...], tuple[Term, ...]]:
+    """What a causal LM's loss adds in forward, in backward, and (a trained head over several
+    chunks) when backward sums the head's gradients (``runtime/losses.token_losses``, called
+    by ``runtime/train/objective.py``).
+
+    The model returns its final hidden states; the rows whose next token is learned (at most
+    t - b) are gathered into one copy, which the chunks' checkpoints keep until backward. Each
+    chunk of c rows makes its logits, loss and (in backward, recomputed) gradients and frees
+    them before the next, so only c x vocab-sized temporaries exist at once. Backward also
+    builds the rows' gradient (rows x h x e) chunk by chunk. With online KD the teacher's
+    final hidden states (its backbone only) are gathered the same way and kept through
+    backward; its logits are made per chunk, under no_grad. A trained LM head (full fine-tuning,
+    tied or not) gets one weight gradient per chunk, which autograd sums: the running sum, the
+    new chunk's and their sum are alive at once (3 x vocab x h, measured), beside the chunk's
+    rows gradient.
+    """
+    e, t, h, v = DTYPE_BYTES[step.dtype], step.tokens, arch.hidden, arch.vocab
+    rows = t - step.micro_batch
+    c = min(step.loss_chunk_tokens, rows)
+    et = DTYPE_BYTES[step.teacher_dtype]
+    per_forward, per_backward = loss_chunk_bytes_per_row(step, v, et)
+    # Under FSDP the head's weight is a shard outside the model's forward, so the loss takes the
+    # model's full logits as its rows (an identity head): rows are vocab-wide, not h-wide.
+    full_logits = step.processes > 1 and step.strategy == "fsdp"
+    width = v if full_logits else h
+    kept = Term("loss rows", rows * width * e, f"{rows:,} gathered rows x {width:,} x {e} B")
+    rows_grad = Term("rows gradient", rows * width * e, f"{rows:,} x {width:,} x {e} B")
+    forward: list[Term] = [kept, Term("loss chunk", c * per_forward, f"{c:,} rows x {per_forward / v:g} B x {v:,} vocab")]
+    if full_logits:
+        forward.append(Term("logits", t * v * e, f"the model's: {t:,} x {v:,} x {e} B"))
+    # Autograd runs the chunks last to first; from the second on, the rows' gradient exists.
+    backward: list[Term] = [kept, *((rows_grad,) if rows > c else ()),
+                            Term("loss chunk backward", c * per_backward, f"{c:,} rows x {per_backward / v:g} B x {v:,} vocab")]
+    if arch.logit_softcap:
+        cap = Term("logit softcap", e * c * v, f"tanh(logits / cap) kept: {c:,} x {v:,} x {e} B")
+        forward.append(cap)
+        backward.append(cap)
+    if step.kd == "online" and teacher is not None:
+        teacher_rows = Term("teacher rows", rows * teacher.hidden * et,
+                            f"{rows:,} gathered teacher rows x {teacher.hidden} x {et} B")
+        forward.append(teacher_rows)
+        backward.append(teacher_rows)
     if step.kd == "cached":
         # The micro-batch's cached top-k (fp16 values, int32 indices) and the student's fp32
-        # log-probabilities gathered at them plus the tail mass: small next to the CE buffers.
+        # log-probabilities gathered at them plus the tail mass: small next to the chunk.
         cached = Term("cached top-k", t * step.top_k * (6 + 2 * F32), f"{t:,} x top-{step.top_k} x 14 B")
-        return (cached,), (cached,)
-    if step.kd != "online":
-        return (), ()
-    e, et = DTYPE_BYTES[step.dtype], DTYPE_BYTES[step.teacher_dtype]
-    teacher_logits = Term("teacher logits", et * t * v, f"{t:,} x {v:,} x {et} B")
-    if step.kd_chunk_tokens is None:
-        upcast = F32 if e != F32 else 0
-        naive = Term("KL buffers (naive)", (upcast + 4 * F32 + 3 * F32) * t * v,
-                     f"{t:,} x {v:,} x {upcast + 28} B: fp32 logits/T, 2 log-softmax, kl_div temporaries")
-        return (teacher_logits, naive), (Term("KL backward", 4 * F32 * t * v, f"4 x {t:,} x {v:,} x 4 B"),)
-    chunk = min(step.kd_chunk_tokens, t)
-    buffer = Term("KL gradient buffer", e * t * v, f"{t:,} x {v:,} x {e} B")
-    temporaries = Term("KL chunk", 5 * F32 * chunk * v, f"5 x {chunk:,} x {v:,} x 4 B")
-    return (teacher_logits, buffer, temporaries), (buffer,)
+        forward.append(cached)
+        backward.append(cached)
+    summing: tuple[Term, ...] = ()
+    if step.adapter == "none" and rows > c and not full_logits:
+        summing = (kept, rows_grad, Term("head gradient sum", 3 * v * h * e, f"3 x {v:,} x {h} x {e} B"),
+                   Term("chunk rows gradient", c * h * e, f"{c:,} x {h} x {e} B"),
+                   *(term for term in backward if term.name in ("teacher rows", "cached top-k")))
+    return tuple(forward), tuple(backward), summing
 
 
 def _recompute_phase(arch: Architecture, step: TrainStep, head: str, static: list[Term],
@@ -179,11 +230,23 @@ def _recompute_phase(arch: Architecture, step: TrainStep, head: str, static: lis
                  f"{buffers} x {t:,} x {arch.intermediate} x {e} B"))
 
 
+def kbit_step(step: TrainStep) -> TrainStep:
+    """The step as a quantized base really runs it: ``peft.prepare_model_for_kbit_training``
+    casts every parameter bitsandbytes left alone (embeddings, norms, LM head) to float32, so
+    the hidden states, norms, activations and logits are float32 whatever the declared dtype;
+    bitsandbytes computes each matmul in the declared dtype and returns its input's (measured:
+    a bfloat16 QLoRA step holds exactly the float32 one's bytes). Planning it at 16 bits
+    under-predicted by 13-25% on CPU and 34% on CUDA."""
+    quantized = step.adapter == "qlora" or step.base_quant != "none"
+    return replace(step, dtype="float32") if quantized else step
+
+
 def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = "cpu",
                   teacher: Architecture | None = None) -> StepMemory:
     """Peak live bytes of each phase of one micro-step (see ``distill.runtime.memtrace``)."""
     from distill.compiler import activations as act
 
+    step = kbit_step(step)
     e, t, h = DTYPE_BYTES[step.dtype], step.tokens, arch.hidden
     # An extractive-QA head scores 2 positions (start, end) per token instead of the vocabulary.
     v = 2 if head == "extractive-qa" else arch.vocab
@@ -212,22 +275,27 @@ def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = 
         saved = arch.layers * layer - model.first_layer_discount
         layers = Term("activations", saved * t + model.shared,
                       f"{arch.layers} layers x {t:,} tokens x {layer:,} B/token")
-    logits = Term("logits + loss", t * v * (e + (F32 if e != F32 else 0) + F32) + 8 * (t + step.micro_batch),
-                  f"{t:,} tokens x {v:,} vocab x ({e} logits + 4 log-softmax" + (" + 4 fp32 copy)" if e != F32 else ")"))
-    if head == "extractive-qa":  # the span loss is tiny; backward starts with a hidden-size gradient
-        loss_grad = Term("head gradient", e * h * t, f"{t:,} tokens x {e * h} B")
+    if head == "extractive-qa":  # a span loss over 2 scores per token: tiny
+        loss_forward: tuple[Term, ...] = (
+            Term("logits + loss", t * v * (e + (F32 if e != F32 else 0) + F32) + 8 * (t + step.micro_batch),
+                 f"{t:,} tokens x {v} scores x ({e} + 4 log-softmax" + (" + 4 fp32 copy)" if e != F32 else ")")),)
+        # backward starts with a hidden-size gradient
+        loss_backward: tuple[Term, ...] = (Term("head gradient", e * h * t, f"{t:,} tokens x {e * h} B"),)
+        summing: tuple[Term, ...] = ()
     else:
-        loss_grad = Term("loss backward", 3 * F32 * t * v,
-                         f"log-softmax, its grad and the logits' grad: 3 x {t:,} x {v:,} x 4 B")
-    kd_forward, kd_backward = _kd_terms(step, t, v)
-    softcap = (Term("logit softcap", e * t * v, f"tanh(logits / cap) kept: {t:,} x {v:,} x {e} B"),) \
-        if arch.logit_softcap and head == "causal-lm" else ()
+        loss_forward, loss_backward, summing = _loss_terms(arch, step, teacher)
     # From the second accumulated micro-step on, the earlier ones' gradients are alive through
     # forward, backward and recomputation (measured: exactly the trainable gradients' bytes).
     earlier = (Term("earlier gradients", grads.bytes, f"accumulation {step.accumulation}: {grads.why}"),) \
         if step.accumulation > 1 else ()
-    phases = {"forward": (*static, *earlier, layers, final_norm, logits, *softcap, *kd_forward),
-              "backward": (*static, *earlier, layers, final_norm_kept, loss_grad, *softcap, *kd_backward)}
+    phases = {"forward": (*static, *earlier, layers, final_norm, *loss_forward),
+              "backward": (*static, *earlier, layers, final_norm_kept, *loss_backward)}
+    if summing:
+        phases["head gradient"] = (*static, *earlier, layers, final_norm_kept, *summing)
+    if step.kd == "online" and teacher is not None and head == "causal-lm":
+        # The teacher runs after the student's forward, under no_grad, beside its gathered rows.
+        phases["teacher forward"] = (*static, *earlier, layers, final_norm, loss_forward[0],
+                                     layer_transient(teacher, t, DTYPE_BYTES[step.teacher_dtype]))
     if step.checkpointing:
         phases["recompute"] = _recompute_phase(arch, step, head, static, layer, shared)
     if full and not step.checkpointing:

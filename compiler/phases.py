@@ -5,7 +5,7 @@ not yet traced (say so where they are printed)."""
 from __future__ import annotations
 
 from distill.compiler.arch import Architecture
-from distill.compiler.memory import DTYPE_BYTES, F32, Term, weight_bytes
+from distill.compiler.memory import DTYPE_BYTES, F32, Term, layer_transient, weight_bytes
 
 # Measured on common setups, not here (no GPU in this environment): the CUDA context and
 # cuBLAS/cuDNN handles take 300-600 MiB outside PyTorch's allocator; the caching allocator's
@@ -29,12 +29,11 @@ def generation_terms(teacher: Architecture, dtype: str, quant: str, batch: int,
     e = DTYPE_BYTES[dtype]
     length = prompt_tokens + new_tokens
     kv = 2 * teacher.layers * teacher.kv_dim * e * batch * length
-    prefill = batch * prompt_tokens * (3 * teacher.intermediate + 4 * teacher.hidden) * e
     return (weight_bytes(teacher, "causal-lm", dtype, quant),  # type: ignore[arg-type]
             Term("KV cache", kv, f"2 x {teacher.layers} layers x {teacher.kv_dim} x {e} B x "
                  f"{batch} seqs x {length} tokens"),
             Term("decode logits", batch * teacher.vocab * F32, f"{batch} x {teacher.vocab:,} x 4 B"),
-            Term("prefill transient", prefill, f"{batch} x {prompt_tokens} tokens, one layer's MLP"))
+            layer_transient(teacher, batch * prompt_tokens, e))
 
 
 def teacher_forward_terms(teacher: Architecture, dtype: str, quant: str, tokens: int,
@@ -42,9 +41,8 @@ def teacher_forward_terms(teacher: Architecture, dtype: str, quant: str, tokens:
     """Caching top-k teacher logits: weights, one layer's transient, the micro-batch's logits and
     the fp16 values + int32 indices kept."""
     e = DTYPE_BYTES[dtype]
-    transient = tokens * (3 * teacher.intermediate + 4 * teacher.hidden) * e
     return (weight_bytes(teacher, "causal-lm", dtype, quant),  # type: ignore[arg-type]
-            Term("layer transient", transient, f"{tokens:,} tokens, one layer's MLP"),
+            layer_transient(teacher, tokens, e),
             Term("teacher logits", tokens * teacher.vocab * (e + F32),
                  f"{tokens:,} x {teacher.vocab:,} x ({e} + 4 fp32 for top-k)"),
             Term("top-k", tokens * top_k * 6, f"{tokens:,} x {top_k} x (2 B value + 4 B index)"))

@@ -20,6 +20,11 @@ class Decision:
     why: str
 
 
+# Which planned phases each build stage runs: the teacher generates in synthesize; the train
+# stage caches the teacher's top-k logits (when KD is cached) and trains.
+STAGE_PHASES: dict[str, tuple[str, ...]] = {"synthesize": ("synthesis",), "train": ("train:", "teacher logits")}
+
+
 @dataclass(frozen=True)
 class PhaseMemory:
     """Predicted peak bytes of one phase, as the sum of its terms."""
@@ -62,8 +67,9 @@ class Plan:
         models: the resolved teacher and student.
         decisions: the settings chosen, in the order they were decided.
         phases: predicted peak memory per phase.
-        micro_batch, accumulation, checkpointing, kd_mode, kd_chunk_tokens, teacher_quant,
+        micro_batch, accumulation, checkpointing, kd_mode, teacher_quant,
         student_quant, dtype, optimizer: the chosen settings, for the runtime.
+        loss_chunk_tokens: rows per chunk of a causal LM's loss; ``None`` for other heads.
         precision: the autocast compute dtype ("bf16", "fp16", or "fp32" for none); with ``device``
             and ``dtype``, where and how every model of the build runs (``runtime/placement.py``).
         teacher_dtype: the teacher's weights dtype; ``None`` without a teacher.
@@ -94,7 +100,7 @@ class Plan:
     teacher_quant: str | None
     student_quant: str
     kd_mode: str
-    kd_chunk_tokens: int | None
+    loss_chunk_tokens: int | None
     examples: int
     tokens_per_epoch: int
     optimizer_steps: int
@@ -108,3 +114,10 @@ class Plan:
     @property
     def peak(self) -> PhaseMemory:
         return max(self.phases, key=lambda phase: phase.bytes)
+
+    def stage_peak(self, stage: str) -> PhaseMemory | None:
+        """The largest planned phase a build stage runs (``STAGE_PHASES``); ``None`` for a stage
+        the plan has no memory phase for."""
+        prefixes = STAGE_PHASES.get(stage, ())
+        return max((phase for phase in self.phases if phase.phase.startswith(prefixes)),
+                   key=lambda phase: phase.bytes, default=None) if prefixes else None

@@ -15,12 +15,12 @@ from distill.compiler.arch import Architecture, architecture
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.hardware import Budget
 from distill.compiler.launch import launch_command
-from distill.compiler.memory import estimate_step, trainable_params
+from distill.compiler.memory import DTYPE_BYTES, estimate_step, loss_chunk_bytes_per_row, trainable_params
 from distill.compiler.phases import PROMPT_OVERHEAD_TOKENS, cuda_overheads, generation_terms, teacher_forward_terms
 from distill.compiler.plan import Decision, Estimate, ModelSummary, PhaseMemory, Plan
 from distill.compiler.resolve import ResolvedModel
 from distill.compiler.spec import Spec
-from distill.compiler.trainstep import TrainStep
+from distill.compiler.trainstep import DEFAULT_LOSS_CHUNK, TrainStep
 from distill.compiler.units import format_size
 from distill.compiler.volume import DataVolume
 
@@ -31,8 +31,9 @@ BOUND_TRACED = 0.05
 # declared peak of a GPU (typical model FLOPs utilization of fine-tuning is 30-50%).
 UTILIZATION = 0.4
 DEFAULT_TOP_K = 64
-# The chunked KL keeps ~5 float32 chunk x vocab buffers: give them at most 2% of the budget.
-KD_CHUNK_SHARE = 0.02
+# One chunk of the loss holds 8-48 B x rows x vocab at once (CE .. online KD): give it at most
+# 2% of the budget.
+LOSS_CHUNK_SHARE = 0.02
 
 
 class DoesNotFit(DistillError):
@@ -68,7 +69,7 @@ class _Setting:
     teacher_dtype: str | None
     precision: str
     kd_mode: str
-    kd_chunk: int | None
+    loss_chunk: int | None
     targets: tuple[str, ...]
 
 
@@ -84,7 +85,7 @@ def make_plan(spec: Spec, models: dict[str, ResolvedModel], budget: Budget, volu
     kd_mode = _kd_mode(spec, models, decisions, _passes(spec, volume))
     targets = student.linear_names if spec.student.adapter.targets == "auto" else tuple(spec.student.adapter.targets)
     setting = _Setting(spec, student, head, teacher, budget, dtype, teacher_dtype, precision, kd_mode,
-                       _kd_chunk(spec, student, budget, kd_mode, decisions), targets)
+                       _loss_chunk(spec, student, head, budget, dtype, teacher_dtype, kd_mode, decisions), targets)
     choice = _search(setting)
     if choice is None:
         raise _does_not_fit(setting)
@@ -181,17 +182,21 @@ def _kd_mode(spec: Spec, models: dict[str, ResolvedModel], decisions: list[Decis
     return mode
 
 
-def _kd_chunk(spec: Spec, student: Architecture, budget: Budget, kd_mode: str,
-              decisions: list[Decision]) -> int | None:
-    if kd_mode != "online" or spec.loss.kl is None:
+def _loss_chunk(spec: Spec, student: Architecture, head: str, budget: Budget, dtype: str,
+                teacher_dtype: str | None, kd_mode: str, decisions: list[Decision]) -> int | None:
+    """Rows per chunk of a causal LM's loss: as many as keep one chunk's temporaries within
+    LOSS_CHUNK_SHARE of the budget, a power of two, at most DEFAULT_LOSS_CHUNK."""
+    if head != "causal-lm":
         return None
-    per_token = 5 * 4 * student.vocab  # bytes of the chunk's float32 buffers per token
-    tokens = max(16, int(budget.memory * KD_CHUNK_SHARE) // per_token)
-    chunk = min(2 ** int(math.log2(tokens)), spec.train.max_seq_len)
-    decisions.append(Decision("KD chunk", f"{chunk} tokens",
-                              f"5 x {chunk} x {student.vocab:,} vocab x 4 B = {format_size(chunk * per_token)} "
-                              f"<= {KD_CHUNK_SHARE:.0%} of {format_size(budget.memory)}; the naive "
-                              f"loss would hold 32 B x tokens x vocab"))
+    kd = "online" if kd_mode == "online" else "none"
+    probe = TrainStep(micro_batch=1, seq_len=1, dtype=dtype, kd=kd)  # type: ignore[arg-type]
+    per_row = max(loss_chunk_bytes_per_row(probe, student.vocab, DTYPE_BYTES[teacher_dtype or dtype]))
+    rows = max(16, int(budget.memory * LOSS_CHUNK_SHARE) // per_row)
+    chunk = min(2 ** int(math.log2(rows)), DEFAULT_LOSS_CHUNK)
+    decisions.append(Decision("loss chunk", f"{chunk} rows",
+                              f"{chunk} rows x {per_row / student.vocab:g} B x {student.vocab:,} vocab = "
+                              f"{format_size(chunk * per_row)} <= {LOSS_CHUNK_SHARE:.0%} of {format_size(budget.memory)} "
+                              f"(at most {DEFAULT_LOSS_CHUNK:,}); full logits would hold that per token of the micro-batch"))
     return chunk
 
 
@@ -234,7 +239,7 @@ def _step(setting: _Setting, tq: str | None, sq: str, optimizer: str, m: int, ck
         base_quant="none" if adapter == "qlora" else sq,  # type: ignore[arg-type]
         checkpointing=ckpt, optimizer=optimizer,  # type: ignore[arg-type]
         kd=setting.kd_mode if setting.kd_mode in ("online", "cached") else "none",  # type: ignore[arg-type]
-        kd_chunk_tokens=setting.kd_chunk, top_k=_top_k(spec),
+        loss_chunk_tokens=setting.loss_chunk or DEFAULT_LOSS_CHUNK, top_k=_top_k(spec),
         teacher_dtype=setting.teacher_dtype or setting.dtype, teacher_quant=tq or "none",  # type: ignore[arg-type]
         processes=setting.budget.processes, strategy=spec.hardware.strategy)
 
@@ -439,7 +444,7 @@ def _assemble(setting: _Setting, choice: _Choice, decisions: list[Decision],
         dtype=setting.dtype, teacher_dtype=setting.teacher_dtype, precision=setting.precision,
         optimizer=choice.optimizer,
         teacher_quant=choice.teacher_quant,
-        student_quant=choice.student_quant, kd_mode=setting.kd_mode, kd_chunk_tokens=setting.kd_chunk,
+        student_quant=choice.student_quant, kd_mode=setting.kd_mode, loss_chunk_tokens=setting.loss_chunk,
         examples=volume.examples, tokens_per_epoch=volume.tokens, optimizer_steps=steps,
         data_note=volume.note, estimates=tuple(_estimates(setting, choice, volume, steps)),
         synthesis_batch=synthesis_batch,

@@ -14,6 +14,12 @@ ComputeDtype = Literal["float32", "bfloat16", "float16"]
 KdMode = Literal["none", "online", "cached", "sequence"]
 
 
+# Rows per chunk of a causal LM's loss unless the plan says otherwise: its float32 temporaries
+# are ~12-40 B x rows x vocab (CE alone .. online KD), so 1,024 rows of a 128k vocabulary hold
+# 1.5-5 GiB at once.
+DEFAULT_LOSS_CHUNK = 1024
+
+
 @dataclass(frozen=True)
 class TrainStep:
     """One optimizer micro-step of the student, and the teacher beside it when KD is online.
@@ -37,8 +43,8 @@ class TrainStep:
             states.
         kd: "none"; "online": the teacher runs in the same step; "cached": top-k teacher logits
             are read from disk; "sequence": train on teacher-generated text only (no logits).
-        kd_chunk_tokens: tokens per KD loss chunk; ``None`` computes the loss over the whole
-            micro-batch at once (the naive way: 24 bytes x tokens x vocab).
+        loss_chunk_tokens: rows per chunk of a causal LM's loss (CE and KD,
+            ``runtime/losses.token_losses``): the logits of one chunk exist at a time.
         top_k: teacher logits kept per token when ``kd`` is "cached".
         teacher_dtype, teacher_quant: how the resident teacher is held when ``kd`` is "online".
         processes: data-parallel ranks (gpus x nodes); ``micro_batch`` is per rank.
@@ -60,7 +66,7 @@ class TrainStep:
     attention: Literal["sdpa", "eager"] = "sdpa"
     optimizer: Literal["adamw", "adamw_8bit", "paged_adamw_8bit"] = "adamw"
     kd: KdMode = "none"
-    kd_chunk_tokens: int | None = None
+    loss_chunk_tokens: int = DEFAULT_LOSS_CHUNK
     top_k: int = 64
     teacher_dtype: ComputeDtype = "float32"
     teacher_quant: Literal["none", "8bit", "4bit"] = "none"

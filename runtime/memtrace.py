@@ -8,21 +8,22 @@ Protocol:
   1. ``torch.manual_seed(seed)``; the student is ``AutoModelForCausalLM.from_config`` of
      ``AutoConfig.for_model(**config)`` with ``use_cache=False``, ``dtype=step.dtype`` and
      ``attn_implementation=step.attention``, in ``train()`` mode (config dropouts stay active).
-  2. Quantized bases (``adapter="qlora"`` means a 4-bit base; ``base_quant`` "8bit"/"4bit"): the
-     random model is saved as safetensors and reloaded with a bitsandbytes config (nf4 + double
-     quantization, or int8), then ``peft.prepare_model_for_kbit_training`` (non-reentrant
-     checkpointing when asked). Adapters: peft ``LoraConfig(r, alpha=2r, step.lora_dropout)`` on
-     ``step.lora_targets``. Checkpointing: ``gradient_checkpointing_enable`` with
-     ``use_reentrant=False`` (inputs need not require grad then).
+  2. The student is made trainable by the build's own ``runtime.train.student.make_trainable``:
+     quantized bases (``adapter="qlora"`` means a 4-bit base; ``base_quant`` "8bit"/"4bit") are
+     saved as safetensors and reloaded with a bitsandbytes config (nf4 + double quantization,
+     or int8), then ``peft.prepare_model_for_kbit_training``; adapters: peft
+     ``LoraConfig(r, alpha=2r, step.lora_dropout)`` on ``step.lora_targets``; checkpointing
+     non-reentrant.
   3. ``torch.optim.AdamW(trainable, lr=1e-4)`` with torch's default implementation (on CPU the
      single-tensor loop; ``MeasuredStep.optimizer_impl`` records it), or bitsandbytes
      ``AdamW8bit`` for "adamw_8bit".
   4. Inputs ``randint(0, vocab, (b, s))`` int64, ``labels = input_ids.clone()``, no attention
-     mask. For online KD the teacher (``teacher_dtype``/``teacher_quant``, eval, frozen) runs
-     first under ``no_grad``; then the student; loss = HF labels loss + T^2-scaled KL at T = 2
-     (``kd_kl_naive`` or ``kd_kl_chunked``). Only the loss tensor outlives the forward (as in
-     HF Trainer), so logits live on only where autograd saved them. kd "sequence" trains on
-     CE alone; "cached" is not measured yet.
+     mask. The loss is the training loop's own (``runtime.train.objective.Objective.loss``): the
+     student's final hidden states (HF keeps one position's logits), CE on every next token
+     plus, for online KD, forward KL at T = 2 against the teacher's final hidden states (run
+     after the student, under ``no_grad``), both through ``token_losses`` in checkpointed
+     chunks of ``step.loss_chunk_tokens`` rows. kd "sequence" trains on CE alone; "cached" is
+     not measured yet.
      Note (transformers 4.57): with no mask, the packed-sequence check on ``position_ids``
      disables the SDPA ``is_causal`` shortcut, so a (b, 1, s, s) bool causal mask is built; K/V
      are then ``repeat_kv``-ed to all heads and torch's CPU flash kernel saves the mask as float32
@@ -57,7 +58,8 @@ import torch
 
 from distill.compiler.trainstep import TrainStep
 from distill.runtime.livebytes import LiveBytesCounter, _storage_key, reachable_tensors
-from distill.runtime.losses import kd_kl_chunked, kd_kl_naive
+from distill.runtime.losses import KD_TEMPERATURE
+from distill.runtime.train.objective import Objective, Weights
 from distill.runtime.models import bnb_config, reload_quantized
 from distill.runtime.placement import DTYPES, Placement
 
@@ -77,6 +79,7 @@ class StepParts:
     teacher: torch.nn.Module | None = None
     trainable: list[torch.nn.Parameter] = field(default_factory=list)
     strategy: str = "none"
+    objective: Objective | None = None  # the training loop's loss, for causal LMs
 
 
 def build_causal_lm(config: Mapping[str, Any], dtype: str, attention: str,
@@ -108,26 +111,14 @@ def _student_quant(step: TrainStep) -> str:
     return quant
 
 
-def _build_student(config: Mapping[str, Any], step: TrainStep, head: str) -> torch.nn.Module:
-    import peft
+def _build_student(config: Mapping[str, Any], step: TrainStep, head: str, seed: int) -> torch.nn.Module:
+    from distill.runtime.train.student import Lora, make_trainable
 
     quant = _student_quant(step)
     model = build_causal_lm(config, step.dtype, step.attention, quant, head)
-    no_reentrant = {"use_reentrant": False}
-    if quant != "none":
-        model = peft.prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=step.checkpointing,
-            gradient_checkpointing_kwargs=no_reentrant)
-    if step.adapter != "none":
-        lora = peft.LoraConfig(r=step.lora_r, lora_alpha=2 * step.lora_r, lora_dropout=step.lora_dropout,
-                               target_modules=list(step.lora_targets),
-                               task_type="QUESTION_ANS" if head == "extractive-qa" else "CAUSAL_LM")
-        model = peft.get_peft_model(model, lora)
-    if step.checkpointing:
-        # Non-reentrant checkpointing needs no enable_input_require_grads even under peft.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=no_reentrant)
-    model.train()
-    return model
+    lora = (Lora(step.lora_r, 2 * step.lora_r, step.lora_dropout, tuple(step.lora_targets))
+            if step.adapter != "none" else None)
+    return make_trainable(model, quant, lora, step.checkpointing, head, seed)
 
 
 def _build_teacher(config: Mapping[str, Any], step: TrainStep) -> torch.nn.Module:
@@ -172,19 +163,24 @@ def prepare_step(student_config: Mapping[str, Any], step: TrainStep,
     if step.kd == "online" and teacher_config is None:
         raise ValueError("kd='online' needs a teacher_config")
     torch.manual_seed(seed)
-    student = _build_student(student_config, step, head)
+    student = _build_student(student_config, step, head, seed)
     teacher = _build_teacher(teacher_config, step) if step.kd == "online" else None
     vocab = student.get_input_embeddings().num_embeddings
     if teacher is not None and teacher.get_input_embeddings().num_embeddings != vocab:
         raise ValueError("online KD needs the teacher and student vocabularies to agree")
     strategy = _strategy(step)
+    objective = _objective(student, teacher, step) if head == "causal-lm" else None  # probes the head unwrapped
     student = wrap_distributed(student, strategy)
+    if objective is not None:
+        objective.engine = student
+        if strategy == "fsdp":  # as the loop: the head's weight is a shard, the loss takes full logits
+            objective.head = None
     trainable = [p for p in student.parameters() if p.requires_grad]
     optimizer, impl = _make_optimizer(trainable, step.optimizer)
     input_ids = torch.randint(0, vocab, (step.micro_batch, step.seq_len))
     labels = (torch.randint(0, step.seq_len, (step.micro_batch, 2)) if head == "extractive-qa"
               else input_ids.clone())
-    return StepParts(step, student, optimizer, impl, input_ids, labels, teacher, trainable, strategy)
+    return StepParts(step, student, optimizer, impl, input_ids, labels, teacher, trainable, strategy, objective)
 
 
 def _strategy(step: TrainStep) -> str:
@@ -228,25 +224,30 @@ def wrap_distributed(model: torch.nn.Module, strategy: str) -> torch.nn.Module:
 # --------------------------------------------------------------------------- running and measuring
 
 
+def _objective(student: torch.nn.Module, teacher: torch.nn.Module | None, step: TrainStep) -> Objective:
+    """The training loop's loss for this step (``runtime/train/objective.py``): CE on every next
+    token, plus forward KL at T = 2 against an online teacher, chunked as planned."""
+    from distill.runtime.train.student import causal_head
+
+    weights = Weights(ce=1.0, kl=1.0 if teacher is not None else 0.0, temperature=KD_TEMPERATURE, direction="forward",
+                      hidden=0.0, chunk_tokens=step.loss_chunk_tokens)
+    objective = Objective(student, "causal-lm", causal_head(student), weights, Placement("cpu", step.dtype, "fp32"))
+    if teacher is not None:
+        objective.teacher, objective.teacher_head = teacher, causal_head(teacher)
+    return objective
+
+
 def _forward_loss(parts: StepParts) -> torch.Tensor:
-    """Teacher (no grad), student, loss. Returns only the loss: outputs die with this frame."""
-    step = parts.step
-    teacher_logits = None
-    if step.kd == "online":
-        with torch.no_grad():
-            teacher_logits = parts.teacher(input_ids=parts.input_ids).logits
-    if parts.labels.shape != parts.input_ids.shape:  # extractive QA: (start, end) per sequence
+    """The loss of one micro-batch as the loop computes it (teacher under no grad, student, the
+    chunked loss). Returns only the loss: outputs die with this frame."""
+    if parts.objective is None:  # extractive QA: (start, end) per sequence
         out = parts.student(input_ids=parts.input_ids, start_positions=parts.labels[:, 0],
                             end_positions=parts.labels[:, 1])
         return out.loss
-    out = parts.student(input_ids=parts.input_ids, labels=parts.labels)
-    if teacher_logits is None:  # "none" and "sequence" (text-only KD) train on CE alone
-        return out.loss
-    if step.kd_chunk_tokens is None:
-        kd = kd_kl_naive(out.logits, teacher_logits)
-    else:
-        kd = kd_kl_chunked(out.logits, teacher_logits, step.kd_chunk_tokens)
-    return out.loss + kd
+    # No attention mask (every token real): see protocol step 4.
+    batch = {"input_ids": parts.input_ids, "attention_mask": None, "labels": parts.labels}
+    loss, _ = parts.objective.loss(batch, ())
+    return loss
 
 
 def run_step(parts: StepParts, counter: LiveBytesCounter | None = None) -> float:

@@ -18,7 +18,7 @@ from distill.runtime.hidden import HiddenProjector
 from distill.runtime.losses import FullRows, TopKRows, token_losses
 from distill.runtime.placement import Placement
 from distill.runtime.train.data import Encoded, collate
-from distill.runtime.train.student import Head, causal_forward
+from distill.runtime.train.student import Head, causal_forward, final_rows
 
 if TYPE_CHECKING:
     from distill.runtime.train.teacher_cache import TopKCache
@@ -99,6 +99,8 @@ class Objective:
         if not online:
             return None
         with torch.no_grad():
+            if self.projector is None and self.teacher_head is not None:
+                return final_rows(self.teacher, batch)
             return causal_forward(self.teacher, batch, self.teacher_head, hidden=self.projector is not None)
 
     def _signal(self, teacher_out: Any, mask: torch.Tensor, examples: Sequence[Encoded]) -> TopKRows | FullRows | None:

@@ -12,6 +12,7 @@ import torch
 
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.pipeline import Planned
+from distill.compiler.trainstep import DEFAULT_LOSS_CHUNK
 from distill.runtime.train.data import Encoded, Skip, read_split
 from distill.runtime.train.loop import Progress, TrainResult, train
 from distill.runtime.train.merge import MergeReport, merge_adapter, save_model
@@ -130,7 +131,7 @@ def _weights(planned: Planned) -> Weights:
                    temperature=loss.kl.temperature if loss.kl else 1.0,
                    direction=loss.kl.direction if loss.kl else "forward",
                    hidden=loss.hidden.weight if loss.hidden else 0.0,
-                   chunk_tokens=plan.kd_chunk_tokens or 1024)
+                   chunk_tokens=plan.loss_chunk_tokens or DEFAULT_LOSS_CHUNK)
 
 
 def _needs_teacher(planned: Planned) -> bool:

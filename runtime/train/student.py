@@ -28,8 +28,6 @@ def build_student(resolved: ResolvedModel, spec: Spec, root: Path, plan: Plan) -
     """The trainable student in train mode. A random base is initialised from its
     ``random.seed``; ``spec.seed`` seeds the adapter's initialisation, set right before it, so one
     Distillfile gives one starting point whatever ran before."""
-    import peft
-
     from distill.runtime.models import load_model
     from distill.runtime.placement import Placement
 
@@ -37,19 +35,55 @@ def build_student(resolved: ResolvedModel, spec: Spec, root: Path, plan: Plan) -
     head = "extractive-qa" if spec.student.task == "extractive-qa" else "causal-lm"
     model = load_model(resolved, spec.student, root, Placement.of(plan), quant, "student", head=head)
     adapter = spec.student.adapter
+    lora = (Lora(adapter.r, adapter.alpha, adapter.dropout, tuple(plan.lora_targets))
+            if adapter.type != "none" else None)
+    return make_trainable(model, quant, lora, plan.checkpointing, head, spec.seed)
+
+
+@dataclass(frozen=True)
+class Lora:
+    """The adapter the plan trains: rank, alpha, dropout and the modules it wraps."""
+
+    r: int
+    alpha: int
+    dropout: float
+    targets: tuple[str, ...]
+
+
+def make_trainable(model: torch.nn.Module, quant: str, lora: Lora | None, checkpointing: bool, head: str,
+                   seed: int) -> torch.nn.Module:
+    """The loaded base made trainable as planned, in train mode: k-bit preparation of a quantized
+    base, the adapter (``seed`` set right before its initialisation), non-reentrant gradient
+    checkpointing. The build and ``runtime/memtrace.py`` both call this: one student, two uses."""
+    import peft
+
     no_reentrant = {"use_reentrant": False}
     if quant != "none":
-        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=plan.checkpointing,
+        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
                                                      gradient_checkpointing_kwargs=no_reentrant)
-    if adapter.type != "none":
-        torch.manual_seed(spec.seed)
-        config = peft.LoraConfig(r=adapter.r, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
-                                 target_modules=list(plan.lora_targets),
-                                 task_type="QUESTION_ANS" if spec.student.task == "extractive-qa" else "CAUSAL_LM")
+        _one_kbit_kernel(model)
+    if lora is not None:
+        torch.manual_seed(seed)
+        config = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                 target_modules=list(lora.targets),
+                                 task_type="QUESTION_ANS" if head == "extractive-qa" else "CAUSAL_LM")
         model = peft.get_peft_model(model, config)
-    if plan.checkpointing:
+    if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=no_reentrant)
     return model.train()
+
+
+def _one_kbit_kernel(model: torch.nn.Module) -> None:
+    """Keeps a 4-bit student on one kernel for training, validation and merging. Why: on a CPU
+    with AVX512-BF16, bitsandbytes repacks a Linear4bit's weight the first time it runs in eval
+    mode under no_grad (the head probe, a validation pass) for a forward-only bf16 kernel, and
+    keeps that layout: later training forwards then run a kernel whose outputs differ by ~1%, and
+    the repack asserts on widths not divisible by 32."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 @dataclass(frozen=True)
@@ -98,3 +132,13 @@ def causal_forward(model: Any, batch: dict[str, torch.Tensor], head: Head | None
         return HeadedOutput(out.logits, out.hidden_states if hidden else None)
     out = model(**inputs, output_hidden_states=True, logits_to_keep=1)
     return HeadedOutput(out.hidden_states[-1], out.hidden_states)
+
+
+def final_rows(model: Any, batch: dict[str, torch.Tensor]) -> HeadedOutput:
+    """A frozen model's final (normalized) hidden states from its backbone alone: no logits, and
+    not every layer's output held until the forward ends (``output_hidden_states`` would keep
+    layers + 1 copies of tokens x hidden). For a teacher whose ``causal_head`` probe passed, these
+    are the rows its head reads (HF's ``last_hidden_state`` is ``hidden_states[-1]``)."""
+    backbone = getattr(model, model.base_model_prefix)
+    out = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    return HeadedOutput(out.last_hidden_state, None)

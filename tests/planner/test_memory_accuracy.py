@@ -1,4 +1,4 @@
-"""A subset of benchmarks/planner_accuracy.py: predicted peaks within 5% of traced CPU steps."""
+"""A subset of benchmarks/planner_accuracy.py: predicted peaks within 3% of traced CPU steps (the training loop's own step)."""
 
 from __future__ import annotations
 
