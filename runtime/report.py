@@ -4,9 +4,10 @@
 Every number comes from the inputs (lock, data card, training metrics, evaluation, gates, export
 manifests, stage records); nothing is estimated here, and anything missing is said to be missing.
 
-Determinism: two builds of the same inputs give byte-identical files, except the stage seconds.
-Those are the only wall-clock facts; they sit in report.json under ``"timings"`` (the last key)
-and in the README's build-stage table, nowhere else. No timestamps are written; the PNGs are
+Determinism: two builds of the same inputs give byte-identical files, except the stage seconds
+and, on a GPU, the stages' measured CUDA peaks. Those are the only measured run facts; they sit
+in report.json under ``"device_peaks"`` and ``"timings"`` (the last two keys) and in the README's
+build-stage table, nowhere else. No timestamps are written; the PNGs are
 saved without the "Software" metadata, so equal inputs give equal bytes.
 """
 
@@ -44,7 +45,9 @@ class ReportInputs:
         evaluation: evaluation.json; ``{}`` when evaluation did not run.
         gates: one dict per gate result (gate, model, value, threshold, passed, message).
         artifacts: one dict per export (kind, path relative to the report folder, manifest).
-        stages: one dict per stage (stage, key, seconds, cached).
+        stages: one dict per stage (stage, key, seconds, cached; ``predicted_peak`` {phase, bytes}
+            where the plan has a memory phase for it, ``device_peak`` {allocated, reserved} where
+            it ran on a GPU).
     """
 
     name: str
@@ -121,14 +124,29 @@ def _sorted(value: Any) -> Any:
     return value
 
 
+MEASURED = ("seconds", "device_peak")
+
+
+def _held(stage: dict[str, Any]) -> dict[str, Any]:
+    """A stage's CUDA peaks beside its plan: reserved over predicted says how well the plan held
+    (the planner's phase includes the CUDA context, which the allocator does not count)."""
+    held = dict(stage["device_peak"])
+    predicted = stage.get("predicted_peak")
+    if predicted:
+        held["predicted"] = predicted["bytes"]
+        held["reserved_over_predicted"] = round(held["reserved"] / predicted["bytes"], 4)
+    return held
+
+
 def report_json(inputs: ReportInputs, training: dict[str, Any] | None) -> str:
     """All the inputs' facts, keys sorted; stage seconds only under "timings", the last key."""
     facts = _sorted({
         "name": inputs.name, "spec": inputs.spec, "spec_sha256": inputs.spec_sha256, "lock": inputs.lock,
         "data_card": inputs.data_card or None, "training": training, "evaluation": inputs.evaluation or None,
         "gates": inputs.gates, "artifacts": inputs.artifacts,
-        "stages": [{k: v for k, v in s.items() if k != "seconds"} for s in inputs.stages],
+        "stages": [{k: v for k, v in s.items() if k not in MEASURED} for s in inputs.stages],
     })
+    facts["device_peaks"] = {s["stage"]: _held(s) for s in inputs.stages if "device_peak" in s}
     facts["timings"] = {s["stage"]: s.get("seconds") for s in inputs.stages}
     return json.dumps(facts, indent=2, ensure_ascii=False) + "\n"
 
@@ -364,11 +382,26 @@ def _stages(stages: list[dict[str, Any]]) -> list[str]:
     if not stages:
         return ["## Build stages", "", "No stage records."]
     rows = [[s.get("stage"), f"`{str(s.get('key'))[:12]}`", "cached" if s.get("cached") else "run",
-             f"{s['seconds']:.2f}" if s.get("seconds") is not None else MISSING] for s in stages]
+             f"{s['seconds']:.2f}" if s.get("seconds") is not None else MISSING,
+             _mib(s["predicted_peak"]["bytes"]) if s.get("predicted_peak") else "",
+             _measured_peak(s)] for s in stages]
     total = sum(s.get("seconds") or 0 for s in stages)
-    return ["## Build stages", "", *_table(["stage", "key", "status", "seconds"], rows), "",
-            f"{total:.2f} s in all; seconds are wall-clock and differ between runs (report.json keeps them "
-            "under \"timings\")."]
+    return ["## Build stages", "",
+            *_table(["stage", "key", "status", "seconds", "planned peak (MiB)", "CUDA reserved / allocated (MiB)"], rows),
+            "", f"{total:.2f} s in all; seconds are wall-clock and differ between runs (report.json keeps them "
+            "under \"timings\"). The planned peak is the plan's largest phase for the stage (CUDA context "
+            "included on a GPU); the CUDA peaks are the caching allocator's, in report.json under \"device_peaks\"."]
+
+
+def _mib(size: int) -> str:
+    return f"{size / MIB:,.0f}"
+
+
+def _measured_peak(stage: dict[str, Any]) -> str:
+    peak = stage.get("device_peak")
+    if not peak:
+        return "" if not stage.get("predicted_peak") else "not on a GPU"
+    return f"{_mib(peak['reserved'])} / {_mib(peak['allocated'])}"
 
 
 def _tools(lock: dict[str, Any]) -> list[str]:

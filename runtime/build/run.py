@@ -13,6 +13,7 @@ from typing import Any
 from distill.compiler.codec import to_data
 from distill.compiler.fsutil import link_tree, staged_folder
 from distill.compiler.pipeline import Planned, plan_file
+from distill.compiler.plan import Plan
 from distill.runtime.build.graph import Outcome, Stage, downstream, exclusive, run_graph
 from distill.runtime.build.stages import build_stages, target_name
 
@@ -89,7 +90,7 @@ def _report(planned: Planned, lock: dict[str, Any], folder: Path, up: Mapping[st
         name=spec.name, spec=to_data(spec), spec_sha256=planned.compiled.hash, lock=lock,
         data_card=json.loads((up["synthesize"] / "data_card.json").read_text("utf-8")),
         metrics=metrics if metrics.is_file() else None, loss_png=_existing(up["train"] / "loss.png"),
-        evaluation=evaluation, gates=gates, artifacts=artifacts, stages=_stage_rows(up)))
+        evaluation=evaluation, gates=gates, artifacts=artifacts, stages=_stage_rows(up, planned.plan)))
     return {"gates": gates}
 
 
@@ -97,12 +98,18 @@ def _existing(path: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def _stage_rows(up: Mapping[str, Path]) -> list[dict[str, Any]]:
+def _stage_rows(up: Mapping[str, Path], plan: Plan) -> list[dict[str, Any]]:
     rows = []
     for name, folder in up.items():
         meta = json.loads((folder / "meta.json").read_text("utf-8"))
         # seconds: what the stage took when it ran (a cached stage keeps its first run's time)
-        rows.append({"stage": name, "key": meta["key"], "seconds": meta["seconds"]})
+        row = {"stage": name, "key": meta["key"], "seconds": meta["seconds"]}
+        predicted = plan.stage_peak(name)
+        if predicted is not None:
+            row["predicted_peak"] = {"phase": predicted.phase, "bytes": predicted.bytes}
+        if "device_peak" in meta:  # CUDA's allocator, when the stage ran on a GPU
+            row["device_peak"] = meta["device_peak"]
+        rows.append(row)
     return rows
 
 

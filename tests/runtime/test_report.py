@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.runtime.report import ReportInputs, write_report
+from distill.runtime.report import MIB, ReportInputs, write_report
 
 SOURCE_SHA = "a" * 64
 PLAN = {"device": "cpu", "budget_bytes": 8 * 2**30, "budget_source": "--memory 8GiB",
@@ -94,8 +94,26 @@ def test_report_json_round_trips(inputs: ReportInputs, tmp_path: Path) -> None:
     assert data["gates"] == GATES and data["artifacts"][0]["manifest"] == MANIFEST
     assert data["training"]["best_val"] == {"step": 2, "val_loss": 4.4} and data["training"]["steps"] == 4
     assert all("seconds" not in s for s in data["stages"])
-    assert list(data)[-1] == "timings" and data["timings"] == {"extract": 0.25, "train": 12.5}
-    assert list(data)[:-1] == sorted(list(data)[:-1])
+    assert list(data)[-2:] == ["device_peaks", "timings"] and data["timings"] == {"extract": 0.25, "train": 12.5}
+    assert data["device_peaks"] == {}  # no stage ran on a GPU
+    assert list(data)[:-2] == sorted(list(data)[:-2])
+
+
+def test_cuda_peaks_are_reported_beside_the_plan(inputs: ReportInputs, tmp_path: Path) -> None:
+    train = {"stage": "train", "key": "f" * 64, "seconds": 12.5, "cached": False,
+             "predicted_peak": {"phase": "train: backward", "bytes": 8 * MIB},
+             "device_peak": {"allocated": 6 * MIB, "reserved": 10 * MIB}}
+    synthesize = {"stage": "synthesize", "key": "a" * 64, "seconds": 3.0, "cached": False,
+                  "predicted_peak": {"phase": "synthesis (batch 4)", "bytes": 4 * MIB}}
+    write_report(tmp_path / "out", replace(inputs, stages=[synthesize, train]))
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["device_peaks"] == {"train": {"allocated": 6 * MIB, "reserved": 10 * MIB, "predicted": 8 * MIB,
+                                              "reserved_over_predicted": 1.25}}
+    assert all("device_peak" not in s for s in data["stages"])
+    assert data["stages"][1]["predicted_peak"] == {"phase": "train: backward", "bytes": 8 * MIB}
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| train | `ffffffffffff` | run | 12.50 | 8 | 10 / 6 |" in card
+    assert "| synthesize | `aaaaaaaaaaaa` | run | 3.00 | 4 | not on a GPU |" in card
 
 
 def test_missing_parts_are_said_to_be_missing(inputs: ReportInputs, tmp_path: Path) -> None:
@@ -128,3 +146,4 @@ def test_equal_inputs_give_equal_bytes(inputs: ReportInputs, tmp_path: Path) -> 
     write_report(tmp_path / "c", slower)
     a, c = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("a", "c"))
     assert a.pop("timings") != c.pop("timings") and a == c
+
