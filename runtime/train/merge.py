@@ -89,7 +89,6 @@ def merge_adapter(model: Any, probe: dict[str, torch.Tensor], placement: Placeme
     base_diff = None
     quant = _quantization(model.get_base_model())
     if quant is not None:
-        _standard_layout(model.get_base_model())
         base_diff = _checked_layers(model.get_base_model(), quant, placement)
         model = adapter_on_dequantized_base(model)
     model = model.float()  # exact: the merge and its check run in float32
@@ -110,19 +109,6 @@ def _quantization(base: Any) -> str | None:
     return "8bit" if getattr(base, "is_loaded_in_8bit", False) else None
 
 
-def _standard_layout(base: Any) -> None:
-    """4-bit weights back in bitsandbytes' standard layout. On CPUs with AVX-512 bf16 its kernel
-    repacks a layer's weights in place the first time the layer runs in eval mode without grad
-    (validation does), and dequantization reads only the standard layout: measured, the packed
-    weights dequantized 170% of the weights' range away. Saving a layer converts it back
-    (``Linear4bit._save_to_state_dict``), so each repacked layer is asked for its state dict."""
-    import bitsandbytes as bnb
-
-    for layer in base.modules():
-        if isinstance(layer, bnb.nn.Linear4bit) and getattr(layer.weight.quant_state, "packing_format_for_cpu", False):
-            layer.state_dict()
-
-
 def _checked_layers(base: Any, quant: str, placement: Placement) -> float:
     """The largest relative error of a quantized linear against its dequantized weight (see
     ``LAYER_RTOL``); raises ``MergeMismatch`` naming the layer past the bound."""
@@ -138,12 +124,9 @@ def _checked_layers(base: Any, quant: str, placement: Placement) -> float:
         generator = torch.Generator(device).manual_seed(0)
         x = torch.randn(8, layer.in_features, generator=generator, device=device).to(placement.torch_dtype)
         weight = dequantize_bnb_weight(layer.weight, x.dtype, getattr(layer, "state", None))
-        # In training mode: in eval mode bitsandbytes' CPU kernel would repack the weights again
-        # (see ``_standard_layout``) before they are dequantized for the merge.
-        was_training = layer.training
+        # The training kernel: make_trainable turned bitsandbytes' CPU eval-mode repacking off.
         with torch.no_grad():
-            kernel = layer.train()(x).float()
-        layer.train(was_training)
+            kernel = layer(x).float()
         exact = F.linear(x.float(), weight.float(), None if layer.bias is None else layer.bias.float())
         scale = float((x.abs().float() @ weight.abs().float().T).max())
         error = float((kernel - exact).abs().max()) / max(scale, torch.finfo(torch.float32).tiny)
