@@ -46,3 +46,36 @@ def teacher_forward_terms(teacher: Architecture, dtype: str, quant: str, tokens:
             Term("teacher logits", tokens * teacher.vocab * (e + F32),
                  f"{tokens:,} x {teacher.vocab:,} x ({e} + 4 fp32 for top-k)"),
             Term("top-k", tokens * top_k * 6, f"{tokens:,} x {top_k} x (2 B value + 4 B index)"))
+
+
+# The merge's check runs the first PROBE_SEQUENCES training examples through the adapter model
+# and the merged one (``runtime/train/run.py``).
+PROBE_SEQUENCES = 4
+
+
+def merge_terms(student: Architecture, head: str, adapter_params: int, seq_len: int) -> tuple[Term, ...]:
+    """Merging adapters (``runtime/train/merge.py``): a quantized base is dequantized and the
+    whole model turned to float32, the merge adds s x B x A to each adapted weight one matrix at
+    a time, and the probe's logits of the adapter model and of the merged one are compared."""
+    params = student.params(head)  # type: ignore[arg-type]
+    largest = max(linear.fan_in * linear.fan_out for linear in student.linears)
+    vocab = 2 if head == "extractive-qa" else student.vocab
+    tokens = PROBE_SEQUENCES * seq_len
+    return (Term("float32 model", params * F32, f"{params:,} params x 4 B"),
+            Term("adapters", adapter_params * F32, f"{adapter_params:,} x 4 B"),
+            Term("merge delta", largest * F32, f"s x B x A of the largest matrix: {largest:,} x 4 B"),
+            Term("probe logits", 2 * tokens * vocab * F32,
+                 f"adapter model and merged: 2 x {PROBE_SEQUENCES} x {seq_len:,} tokens x {vocab:,} x 4 B"))
+
+
+def evaluation_terms(model: Architecture, head: str, dtype: str, quant: str, seq_len: int) -> tuple[Term, ...]:
+    """Evaluating an HF model (``runtime/evaluate/runners.py``): its weights as planned, one
+    sequence at a time with eager attention under inference mode: a layer's working set, one
+    layer's attention scores in float32 and the sequence's logits in float32."""
+    e = DTYPE_BYTES[dtype]
+    vocab = 2 if head == "extractive-qa" else model.vocab
+    scores = model.heads * seq_len * seq_len * (e + F32)
+    return (weight_bytes(model, head, dtype, quant),  # type: ignore[arg-type]
+            layer_transient(model, seq_len, e),
+            Term("attention scores", scores, f"{model.heads} heads x {seq_len:,}^2 x ({e} + 4 softmax) B"),
+            Term("logits", seq_len * vocab * (e + F32), f"{seq_len:,} tokens x {vocab:,} x ({e} + 4) B"))

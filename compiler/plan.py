@@ -21,16 +21,20 @@ class Decision:
 
 
 # Which planned phases each build stage runs: the teacher generates in synthesize; the train
-# stage caches the teacher's top-k logits (when KD is cached) and trains.
-STAGE_PHASES: dict[str, tuple[str, ...]] = {"synthesize": ("synthesis",), "train": ("train:", "teacher logits")}
+# stage caches the teacher's top-k logits (when KD is cached), trains and merges; evaluate loads
+# the teacher and the student one after the other.
+STAGE_PHASES: dict[str, tuple[str, ...]] = {"synthesize": ("synthesis",), "train": ("train:", "teacher logits", "merge"),
+                                            "evaluate": ("evaluate:",)}
 
 
 @dataclass(frozen=True)
 class PhaseMemory:
-    """Predicted peak bytes of one phase, as the sum of its terms."""
+    """Predicted peak bytes of one phase, as the sum of its terms; ``host``: it runs in the host's
+    memory on a GPU plan (not held against the GPU budget)."""
 
     phase: str
     terms: tuple[Term, ...]
+    host: bool = False
 
     @property
     def bytes(self) -> int:
@@ -70,6 +74,8 @@ class Plan:
         micro_batch, accumulation, checkpointing, kd_mode, teacher_quant,
         student_quant, dtype, optimizer: the chosen settings, for the runtime.
         loss_chunk_tokens: rows per chunk of a causal LM's loss; ``None`` for other heads.
+        merge_device: where the adapter is merged into the base in float32 ("cuda" when that
+            fits the budget, else "cpu"); ``None`` when nothing is merged (full fine-tuning).
         precision: the autocast compute dtype ("bf16", "fp16", or "fp32" for none); with ``device``
             and ``dtype``, where and how every model of the build runs (``runtime/placement.py``).
         teacher_dtype: the teacher's weights dtype; ``None`` without a teacher.
@@ -101,6 +107,7 @@ class Plan:
     student_quant: str
     kd_mode: str
     loss_chunk_tokens: int | None
+    merge_device: str | None
     examples: int
     tokens_per_epoch: int
     optimizer_steps: int
@@ -113,7 +120,8 @@ class Plan:
 
     @property
     def peak(self) -> PhaseMemory:
-        return max(self.phases, key=lambda phase: phase.bytes)
+        """The largest phase held against the budget."""
+        return max((phase for phase in self.phases if not phase.host), key=lambda phase: phase.bytes)
 
     def stage_peak(self, stage: str) -> PhaseMemory | None:
         """The largest planned phase a build stage runs (``STAGE_PHASES``); ``None`` for a stage

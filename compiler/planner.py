@@ -15,8 +15,15 @@ from distill.compiler.arch import Architecture, architecture
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.hardware import Budget
 from distill.compiler.launch import launch_command
-from distill.compiler.memory import DTYPE_BYTES, estimate_step, loss_chunk_bytes_per_row, trainable_params
-from distill.compiler.phases import PROMPT_OVERHEAD_TOKENS, cuda_overheads, generation_terms, teacher_forward_terms
+from distill.compiler.memory import DTYPE_BYTES, estimate_step, lora_params, loss_chunk_bytes_per_row, trainable_params
+from distill.compiler.phases import (
+    PROMPT_OVERHEAD_TOKENS,
+    cuda_overheads,
+    evaluation_terms,
+    generation_terms,
+    merge_terms,
+    teacher_forward_terms,
+)
 from distill.compiler.plan import Decision, Estimate, ModelSummary, PhaseMemory, Plan
 from distill.compiler.resolve import ResolvedModel
 from distill.compiler.spec import Spec
@@ -55,7 +62,7 @@ class _Choice:
 
     @property
     def peak(self) -> PhaseMemory:
-        return max(self.phases, key=lambda p: p.bytes)
+        return max((p for p in self.phases if not p.host), key=lambda p: p.bytes)
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class _Setting:
     kd_mode: str
     loss_chunk: int | None
     targets: tuple[str, ...]
+    merge_device: str | None = None
 
 
 def make_plan(spec: Spec, models: dict[str, ResolvedModel], budget: Budget, volume: DataVolume) -> Plan:
@@ -86,6 +94,7 @@ def make_plan(spec: Spec, models: dict[str, ResolvedModel], budget: Budget, volu
     targets = student.linear_names if spec.student.adapter.targets == "auto" else tuple(spec.student.adapter.targets)
     setting = _Setting(spec, student, head, teacher, budget, dtype, teacher_dtype, precision, kd_mode,
                        _loss_chunk(spec, student, head, budget, dtype, teacher_dtype, kd_mode, decisions), targets)
+    setting = replace(setting, merge_device=_merge_device(setting, decisions))
     choice = _search(setting)
     if choice is None:
         raise _does_not_fit(setting)
@@ -200,6 +209,32 @@ def _loss_chunk(spec: Spec, student: Architecture, head: str, budget: Budget, dt
     return chunk
 
 
+def _merge_phase(setting: _Setting, host: bool) -> PhaseMemory:
+    spec = setting.spec
+    adapter = TrainStep(micro_batch=1, seq_len=1, adapter="lora", lora_r=spec.student.adapter.r,
+                        lora_targets=setting.targets)
+    terms = merge_terms(setting.student, setting.head, lora_params(setting.student, adapter), spec.train.max_seq_len)
+    return PhaseMemory("merge (host)", terms, host=True) if host else _on_device(setting, PhaseMemory("merge", terms))
+
+
+def _merge_device(setting: _Setting, decisions: list[Decision]) -> str | None:
+    """Where the adapter is merged in float32: on the plan's device when that fits its budget,
+    else in the host's memory (a GPU's float32 copy of a 3.8B student alone is 14 GiB)."""
+    if setting.spec.student.adapter.type == "none":
+        return None
+    device = setting.budget.device
+    phase = _merge_phase(setting, host=False)
+    if device == "cpu" or phase.bytes <= setting.budget.memory:
+        decisions.append(Decision("merge device", device, f"the float32 merge needs {format_size(phase.bytes)} "
+                                  f"<= {format_size(setting.budget.memory)}" if device == "cuda" else
+                                  "the plan runs on the CPU"))
+        return device
+    decisions.append(Decision("merge device", "cpu", f"the float32 merge needs {format_size(phase.bytes)} > "
+                              f"{format_size(setting.budget.memory)} of GPU memory: the student moves to the host's "
+                              "memory to merge (slower, same result)"))
+    return "cpu"
+
+
 def _options(setting: _Setting) -> Iterator[tuple[str | None, str, str]]:
     """(teacher quant, student quant, optimizer), best quality first."""
     spec = setting.spec
@@ -257,12 +292,27 @@ def _phases(setting: _Setting, choice: _Choice, synthesis: PhaseMemory | None) -
     memory = estimate_step(setting.student, setting.head, step, setting.budget.device, setting.teacher)
     phases = [_on_device(setting, PhaseMemory(f"train: {name}", terms)) for name, terms in memory.phases.items()]
     spec, teacher = setting.spec, setting.teacher
+    if setting.merge_device is not None:
+        phases.append(_merge_phase(setting, host=setting.merge_device != setting.budget.device))
+    phases += _evaluation_phases(setting, choice.teacher_quant)
     if synthesis is not None:
         phases.append(synthesis)
     if teacher is not None and setting.kd_mode == "cached":
         top_k = _top_k(spec)
         phases.append(_on_device(setting, PhaseMemory("teacher logits", teacher_forward_terms(
             teacher, step.teacher_dtype, choice.teacher_quant or "none", step.tokens, top_k))))
+    return phases
+
+
+def _evaluation_phases(setting: _Setting, teacher_quant: str | None) -> list[PhaseMemory]:
+    """The evaluate stage's HF models, one at a time on the plan's device: the teacher as planned
+    (its dtype and quantization), the merged student in the plan's dtype."""
+    seq = setting.spec.train.max_seq_len
+    phases = [_on_device(setting, PhaseMemory("evaluate: student", evaluation_terms(
+        setting.student, setting.head, setting.dtype, "none", seq)))]
+    if setting.teacher is not None:
+        phases.insert(0, _on_device(setting, PhaseMemory("evaluate: teacher", evaluation_terms(
+            setting.teacher, "causal-lm", setting.teacher_dtype or setting.dtype, teacher_quant or "none", seq))))
     return phases
 
 
@@ -392,11 +442,11 @@ def _does_not_fit(setting: _Setting) -> DoesNotFit:
     key = "hardware.vram" if budget.device == "cuda" else "hardware.ram"
     changes = [f"{key} >= {_round_up(peak.bytes)}"]
     if spec.student.adapter.type != "qlora" and spec.student.task == "causal-lm":
-        if _search(replace(setting, spec=_with_adapter(spec, "qlora"))) is not None:
+        if _search(_respec(setting, _with_adapter(spec, "qlora"))) is not None:
             changes.append("student.adapter.type: qlora")
     length = spec.train.max_seq_len // 2
     while length >= 64:
-        if _search(replace(setting, spec=_with_seq_len(spec, length))) is not None:
+        if _search(_respec(setting, _with_seq_len(spec, length))) is not None:
             changes.append(f"train.max_seq_len <= {length}")
             break
         length //= 2
@@ -404,6 +454,12 @@ def _does_not_fit(setting: _Setting) -> DoesNotFit:
         f"nothing fits in {format_size(budget.memory)} ({budget.memory_source}): the smallest plan "
         f"(micro-batch 1, checkpointing, most quantized) peaks at {format_size(peak.bytes)} in {peak.phase}",
         hint=", or ".join(changes))
+
+
+def _respec(setting: _Setting, spec: Spec) -> _Setting:
+    """The setting for another spec, its merge re-decided (an adapter may now be merged)."""
+    changed = replace(setting, spec=spec)
+    return replace(changed, merge_device=_merge_device(changed, []))
 
 
 def _round_up(n_bytes: int) -> str:
@@ -445,6 +501,7 @@ def _assemble(setting: _Setting, choice: _Choice, decisions: list[Decision],
         optimizer=choice.optimizer,
         teacher_quant=choice.teacher_quant,
         student_quant=choice.student_quant, kd_mode=setting.kd_mode, loss_chunk_tokens=setting.loss_chunk,
+        merge_device=setting.merge_device,
         examples=volume.examples, tokens_per_epoch=volume.tokens, optimizer_steps=steps,
         data_note=volume.note, estimates=tuple(_estimates(setting, choice, volume, steps)),
         synthesis_batch=synthesis_batch,

@@ -18,7 +18,8 @@ def candidates(planned: Planned, folder: Path, up: Mapping[str, Path]) -> list[C
     found = []
     teacher = teacher_folder(planned, folder, up)
     if teacher is not None:
-        found.append(Candidate("teacher", "hf", teacher, teacher, Placement.of_teacher(planned.plan)))
+        found.append(Candidate("teacher", "hf", teacher, teacher, Placement.of_teacher(planned.plan),
+                               planned.plan.teacher_quant or "none"))
     found.append(Candidate("student", "hf", student, student, Placement.of(planned.plan)))
     for name, stage in sorted(up.items()):
         if name.startswith("export:"):

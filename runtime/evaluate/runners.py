@@ -124,12 +124,14 @@ def _numpy(tensor: Any) -> Any:
     return np.asarray(tensor, dtype=np.float32)
 
 
-def torch_runner(path: Path, task: str, threads: int, placement: Placement, role: str) -> ModelRunner:
-    """An HF model folder on the plan's device in its dtype (``place`` checks and records it as
-    ``role``), with eager attention (the plain-math attention every backend verifies against:
+def torch_runner(path: Path, task: str, threads: int, placement: Placement, role: str,
+                 quant: str = "none") -> ModelRunner:
+    """An HF model folder on the plan's device in its dtype and ``quant`` (bitsandbytes; ``place``
+    checks and records it as ``role``), with eager attention (the plain-math attention every backend verifies against:
     ``load_reference``), ``threads`` torch threads during each call."""
     from transformers import AutoModelForCausalLM, AutoModelForQuestionAnswering
 
+    from distill.runtime.models import bnb_config
     from distill.runtime.placement import place
 
     @contextmanager
@@ -146,9 +148,11 @@ def torch_runner(path: Path, task: str, threads: int, placement: Placement, role
 
     auto = AutoModelForQuestionAnswering if task == "extractive-qa" else AutoModelForCausalLM
     with pinned():
+        quantization = bnb_config(quant, placement.torch_dtype) if quant != "none" else None
         model = auto.from_pretrained(path, dtype=placement.torch_dtype, attn_implementation="eager",
-                                     device_map=placement.device_map(), use_safetensors=True)
-        return ModelRunner(place(model, placement, role).eval(), pinned, placement.torch_device.type)
+                                     device_map=placement.device_map(), use_safetensors=True,
+                                     quantization_config=quantization)
+        return ModelRunner(place(model, placement, role, quant).eval(), pinned, placement.torch_device.type)
 
 
 def ort_runner(folder: Path, task: str, threads: int) -> ModelRunner:
@@ -232,13 +236,13 @@ class LlamaCppRunner:
 
 
 def open_runner(kind: str, path: Path, task: str, threads: int, n_ctx: int, placement: Placement | None,
-                role: str) -> Runner:
+                role: str, quant: str = "none") -> Runner:
     """The runner for a candidate kind ("hf": on its ``placement``, recorded as ``role``; "onnx"
     and "gguf": their CPU runtimes, as deployed)."""
     if kind == "hf":
         if placement is None:
             raise ValueError(f"{role}: an hf candidate needs its placement")
-        return torch_runner(path, task, threads, placement, role)
+        return torch_runner(path, task, threads, placement, role, quant)
     if kind == "onnx":
         return ort_runner(path, task, threads)
     if kind == "gguf":

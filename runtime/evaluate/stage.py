@@ -54,6 +54,8 @@ class Candidate:
         tokenizer_dir: an HF tokenizer folder (for artifacts: the merged student they came from).
         placement: where and how an hf model runs (the plan's, for the teacher its own dtype);
             ``None`` for artifacts, which run on their own CPU runtimes.
+        quant: bitsandbytes quantization an hf model is loaded with (the teacher's as planned:
+            the build's teacher is the one it scores), "none" otherwise.
     """
 
     name: str
@@ -61,6 +63,7 @@ class Candidate:
     path: Path
     tokenizer_dir: Path
     placement: Placement | None = None
+    quant: str = "none"
 
 
 CACHE_VERSION = 1  # raise when what a measurement computes changes
@@ -194,7 +197,7 @@ def _cache_key(candidate: Candidate, task: Task, wanted: Sequence[str], max_new_
     test, max_examples = inputs
     key = [CACHE_VERSION, candidate.kind, digests(Path(candidate.path)), digests(Path(candidate.tokenizer_dir)),
            digests(Path(test)), max_examples, task, list(wanted), max_new_tokens, threads, LATENCY_TOKENS, LATENCY_RUNS,
-           to_data(candidate.placement)]
+           to_data(candidate.placement), candidate.quant]
     return hashlib.sha256(json.dumps(key).encode("utf-8")).hexdigest()
 
 
@@ -202,7 +205,7 @@ def _measure(candidate: Candidate, prepared: Prepared, task: Task, wanted: Seque
              threads: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Open the candidate's runner, measure, close it (one model in memory at a time)."""
     runner = open_runner(candidate.kind, Path(candidate.path), task, threads, _n_ctx(prepared, max_new_tokens),
-                         candidate.placement, f"{candidate.name} (evaluation)")
+                         candidate.placement, f"{candidate.name} (evaluation)", candidate.quant)
     try:
         if task == "extractive-qa":
             metrics, answers = _measure_qa(runner, prepared, wanted)

@@ -79,13 +79,14 @@ def adapter_on_dequantized_base(model: Any) -> Any:
 
 
 def merge_adapter(model: Any, probe: dict[str, torch.Tensor], placement: Placement) -> tuple[Any, MergeReport]:
-    """The merged plain model in float32 on the plan's device (the caller saves it in the planned
-    dtype), checked on ``probe`` (input_ids, attention_mask) against the adapter model's logits
+    """The merged plain model in float32 on ``placement``'s device, the plan's merge device (the
+    caller saves it in the planned dtype), checked on ``probe`` (input_ids, attention_mask) against the adapter model's logits
     (start/end logits for extractive QA); a quantized base is checked layer by layer against its
     dequantized weights first."""
     if not hasattr(model, "merge_and_unload"):
         return model.eval(), MergeReport.unmerged()
-    model.eval()
+    # The plan merges in the host's memory when the float32 model does not fit the GPU.
+    model = model.to(placement.torch_device).eval()
     base_diff = None
     quant = _quantization(model.get_base_model())
     if quant is not None:

@@ -3,14 +3,16 @@ runs and what the build's stages call."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from distill.compiler.errors import DistillError, ExitCode
+from distill.compiler.phases import PROBE_SEQUENCES
 from distill.compiler.pipeline import Planned
 from distill.compiler.trainstep import DEFAULT_LOSS_CHUNK
 from distill.runtime.train.data import Encoded, Skip, read_split
@@ -66,15 +68,19 @@ def train_planned(planned: Planned, data: Path, folder: Path, corpus: Sequence[s
     if causal and _needs_teacher(planned):
         _attach_teacher(objective, planned, train_set, pad_id, folder, teacher_key, corpus)
     result = train(objective, train_set, val_set, pad_id, spec, plan, folder, progress)
+    student = objective.student
+    del objective  # the teacher, its cache and the projector: the plan's merge phase holds none of them
+    gc.collect()
     model_dir = folder / "model"
-    report = _merge_on_main(planned, objective.student, folder, _probe(train_set, pad_id), tokenizer, model_dir)
+    report = _merge_on_main(planned, student, folder, _probe(train_set, pad_id), tokenizer, model_dir)
     return Trained(result, report, model_dir, tuple(skipped + val_skipped))
 
 
 def _merge_on_main(planned: Planned, student: Any, folder: Path, probe: dict[str, torch.Tensor], tokenizer: Any,
                    model_dir: Path) -> MergeReport:
-    """The main process merges and saves (the others wait). An FSDP-trained student holds only
-    its shard of each weight: the merge uses a fresh student loaded with the gathered trainables."""
+    """The main process merges and saves (the others wait), on the plan's merge device. An
+    FSDP-trained student holds only its shard of each weight: the merge uses a fresh student
+    loaded with the gathered trainables."""
     from accelerate import PartialState
 
     from distill.runtime.placement import Placement
@@ -89,7 +95,7 @@ def _merge_on_main(planned: Planned, student: Any, folder: Path, probe: dict[str
                 from distill.runtime.models import align_special_tokens
 
                 align_special_tokens(student, tokenizer)
-        placement = Placement.of(plan)
+        placement = replace(Placement.of(plan), device=plan.merge_device or plan.device)
         probe = {k: v.to(placement.torch_device) for k, v in probe.items()}
         merged, report = merge_adapter(student, probe, placement)
         save_model(merged, tokenizer, model_dir, torch.float32 if plan.dtype == "float32" else torch.bfloat16)
@@ -120,7 +126,7 @@ def _split(path: Path, tokenizer: Any, planned: Planned) -> tuple[list[Encoded],
 def _probe(train_set: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     from distill.runtime.train.data import collate
 
-    batch = collate(train_set[:4], pad_id)
+    batch = collate(train_set[:PROBE_SEQUENCES], pad_id)
     return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
 

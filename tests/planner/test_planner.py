@@ -115,6 +115,34 @@ def test_phi3_qlora_b4_s512_on_16gib_does_not_claim_what_overflowed(tmp_path: Pa
     assert held >= 18.09 * 2**30
 
 
+def test_a_float32_merge_that_does_not_fit_the_gpu_runs_in_host_memory(tmp_path: Path) -> None:
+    """Phi-3-mini's float32 copy alone is 14.2 GiB: on 16 GiB the merge moves to the host, and its
+    phase is listed but not held against the GPU budget."""
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cuda, vram: 16GiB}\ntrain: {max_seq_len: 512}\n",
+                 student=f"random: {{config: {FIXTURES / 'phi-3-mini-4k-instruct' / 'config.json'}}}\n"
+                         "  adapter: {type: qlora, r: 16, targets: [qkv_proj, o_proj]}")
+    plan = plan_file(path).plan
+    merge = next(p for p in plan.phases if p.phase.startswith("merge"))
+    assert plan.merge_device == "cpu" and merge.host
+    assert next(t for t in merge.terms if t.name == "float32 model").bytes == 3_821_079_552 * 4
+    assert not plan.peak.host and plan.peak.bytes <= plan.budget_bytes
+    decision = next(d for d in plan.decisions if d.name == "merge device")
+    assert decision.value == "cpu" and " > 16.00 GiB of GPU memory" in decision.why, decision.why
+
+
+def test_merge_and_evaluation_are_planned_on_the_device(tmp_path: Path) -> None:
+    path = write(tmp_path, "loss: {mask: all, ce: {weight: 1.0}, kl: {weight: 1.0}}\n"
+                           "hardware: {device: cuda, vram: 24GiB}\n",
+                 student="random: {config: tiny.json}\n  adapter: {type: lora, r: 8}",
+                 teacher="random: {config: tiny.json}")
+    plan = plan_file(path).plan
+    names = [p.phase for p in plan.phases]
+    assert plan.merge_device == "cuda" and "merge" in names
+    assert {"evaluate: teacher", "evaluate: student"} <= set(names)
+    assert all(not p.host for p in plan.phases)
+    assert plan.stage_peak("evaluate").phase.startswith("evaluate:")
+
+
 def test_kl_with_different_tokenizers_is_refused(tmp_path: Path) -> None:
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**TINY, "vocab_size": 600}))

@@ -94,3 +94,19 @@ def test_onnx_runner_matches_torch(models: dict[str, Path], cases, hf, tmp_path_
         assert runner.generate(cases.cases[0].prompt, GREEDY_TOKENS, ())[0] == want
     finally:
         runner.close()
+
+
+def test_an_hf_candidate_loads_with_its_planned_quantization(models: dict[str, Path], cases) -> None:
+    """The build's teacher is scored as it was used (a 4-bit teacher is evaluated in 4 bits)."""
+    import bitsandbytes as bnb
+
+    from distill.runtime.placement import PLACED
+
+    runner = torch_runner(models["student"], "causal-lm", THREADS, CPU, "teacher (evaluation)", quant="4bit")
+    try:
+        linears = [m for m in runner.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+        assert linears
+        assert PLACED[-1].role == "teacher (evaluation)" and PLACED[-1].quant == "4bit"
+        assert all(math.isfinite(p) for p in _perplexities(runner, cases))
+    finally:
+        runner.close()
