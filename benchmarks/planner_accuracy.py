@@ -123,6 +123,16 @@ def _cases() -> list[Case]:
         ("gpt2 full b2 s256 chunk128", GPT2, dict(micro_batch=2, seq_len=256, loss_chunk_tokens=128)),
         ("llama qlora bf16 b2 s128", LLAMA, qlora_bf16),
         ("phi3 qlora bf16 b2 s128", PHI3, dict(qlora_bf16, lora_targets=("qkv_proj", "o_proj"))),
+        # Under bf16 autocast (CPU autocast here; the planner's precision on GPUs).
+        ("llama lora bf16 autocast b2 s128", LLAMA, dict(micro_batch=2, seq_len=128, dtype="bfloat16",
+                                                        precision="bf16", **lora)),
+        ("llama lora dropout bf16 autocast b1 s256", LLAMA, dict(micro_batch=1, seq_len=256, dtype="bfloat16",
+                                                                precision="bf16", lora_dropout=0.05, **lora)),
+        ("llama full bf16 autocast b2 s256 chunk128", LLAMA, dict(micro_batch=2, seq_len=256, dtype="bfloat16",
+                                                                 precision="bf16", loss_chunk_tokens=128)),
+        ("llama full fp32 autocast b2 s128", LLAMA, dict(micro_batch=2, seq_len=128, precision="bf16")),
+        ("phi3 qlora bf16 autocast b2 s128", PHI3, dict(qlora_bf16, precision="bf16",
+                                                         lora_targets=("qkv_proj", "o_proj"))),
     )]
     cases += [
         Case("llama KD b1 s256", LLAMA, TrainStep(micro_batch=1, seq_len=256, kd="online"), teacher),

@@ -62,13 +62,21 @@ def lora_bytes(arch: Architecture, step: TrainStep) -> int:
     adapter dropout, the input's fp32 copy on a 16-bit base (peft casts it to the adapter's
     dtype); with dropout, the dropped fp32 input lora_A keeps and the dropout's mask, fp32 on a
     CPU, where dropout multiplies by a mask in its input's dtype (measured; CUDA's fused dropout
-    keeps a 1-byte mask, which this over-counts by 3 B per input element)."""
+    keeps a 1-byte mask, which this over-counts by 3 B per input element).
+
+    Under 16-bit autocast lora_A runs in the autocast dtype: it keeps autocast's 16-bit copy of
+    its input (whatever the base's dtype; the fp32 input it was cast from is not kept for it)
+    and its A-output is 16-bit (measured: a bf16 LoRA step under bf16 autocast holds 10% less,
+    all of it here)."""
     e = DTYPE_BYTES[step.dtype]
+    a = 2 if step.precision != "fp32" else F32  # the adapter's compute dtype
     if step.lora_dropout > 0:
-        kept = 2 * F32
+        kept = F32 + a  # the dropout's mask, and the dropped input lora_A keeps
+    elif a != F32:
+        kept = a
     else:
-        kept = F32 if e != F32 else 0
-    return sum(F32 * step.lora_r + kept * lin.fan_in for lin in arch.linears if _adapted(step, lin.name))
+        kept = F32 if e != F32 else 0  # the fp32 cast of a 16-bit input; an fp32 input is the layer's own
+    return sum(a * step.lora_r + kept * lin.fan_in for lin in arch.linears if _adapted(step, lin.name))
 
 
 def first_layer_masks(arch: Architecture, step: TrainStep) -> int:
@@ -93,7 +101,14 @@ def decoder_layer_bytes(arch: Architecture, step: TrainStep) -> int:
         scores = F32 * a + e * s               # logsumexp + the additive mask SDPA builds
     else:  # eager: the fp32 softmax output, its copy in e when e != 4 (fed to the PV matmul)
         scores = F32 * a * s + (e * a * s if e != F32 else 0)
-    attention = 4 * e * q + scores             # q, k, v (repeated to all heads), output
+    # q, k and v (repeated to all heads: a copy, except with one kv head, where repeat_kv's
+    # expand + reshape is a view of the kv-sized tensor), and the output.
+    kv = arch.kv_dim if arch.kv_heads == 1 else q
+    attention = 2 * e * q + 2 * e * kv + scores
+    if arch.family == "phi3" and arch.kv_heads == arch.heads:
+        # Traced (Phi-3-mini is MHA): without GQA repeat_kv copies nothing, and the views RoPE and
+        # SDPA keep hold the fused qkv output whole, 2 x e x q more than the copies GQA makes.
+        attention += 2 * e * q
     if arch.family == "phi3" and _input_kept(step, e, "o_proj"):
         attention += e * q  # its attention output is copied once more before o_proj, which keeps it
     mlp = 3 * e * f + (e * f if _input_kept(step, e, "down_proj") else 0)
@@ -102,9 +117,10 @@ def decoder_layer_bytes(arch: Architecture, step: TrainStep) -> int:
 
 def _input_kept(step: TrainStep, e: int, *consumers: str) -> bool:
     """Whether a tensor feeding these linears is kept in its own dtype: a trained linear keeps its
-    input; an adapter keeps it too when it is fp32 already and has no dropout (on a 16-bit base the
-    adapter keeps the fp32 copy it casts to, with dropout its dropped copy: ``lora_bytes``)."""
-    return step.adapter == "none" or (e == F32 and step.lora_dropout <= 0 and _adapted(step, *consumers))
+    input; an adapter keeps it too when it is fp32 already, has no dropout and runs without
+    autocast (else it keeps its own copy: ``lora_bytes``)."""
+    return step.adapter == "none" or (e == F32 and step.lora_dropout <= 0 and step.precision == "fp32"
+                                      and _adapted(step, *consumers))
 
 
 def first_layer_discount(arch: Architecture, step: TrainStep) -> int:

@@ -125,9 +125,11 @@ def plan(
     if json_output:
         _print_json({"spec_hash": planned.compiled.hash, "lock": str(path), "plan": to_data(planned.plan)})
         return
-    from distill.compiler.report import print_plan
+    from distill.compiler.report import past_peaks, print_plan
 
     print_plan(console.stdout(), planned.plan, f"distill plan {planned.compiled.path}")
+    for line in past_peaks(planned.compiled.root / "dist" / planned.compiled.spec.name / "report.json"):
+        console.stdout().print(line, markup=False, highlight=False)
     console.stdout().print(f"{path} is up to date" if check else f"wrote {path}")
 
 

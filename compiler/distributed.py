@@ -32,7 +32,7 @@ ROOT_GATHERED = ("forward", "backward", "recompute", "backward end")
 LAYER_GATHERED = ("recompute",)
 # Terms of the backward phase that are gone once backward reaches the last decoder layer.
 LOSS_TERMS = ("final norm", "loss rows", "rows gradient", "loss chunk backward", "logit softcap", "teacher rows",
-              "head gradient")
+              "head gradient", "head gradient so far")
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,8 @@ def loss_chunk_bytes_per_row(step: TrainStep, vocab: int, teacher_dtype_bytes: i
 
     Measured with ``LiveBytesCounter`` on ``token_losses`` (one chunk, V = 20,000), per row and
     vocabulary entry: CE 8 + e/4 B in forward (the chunk's float32 logits and log-softmax) and
-    12 + e/4 B in backward (recomputed logits, the log-softmax's gradient and the logits'); with
+    12 B in backward (recomputed logits, the log-softmax's gradient and the logits'; alone it
+    measures 12 + e/4, inside a training step 12 flat, at fp32 and bf16, autocast or not); with
     online KD 24 + (e + e_teacher)/4 B in both (float32 logits, log p and log q at T, and the
     divergence's q, log q - log p and their product; backward recomputes the same).
     """
@@ -142,7 +143,7 @@ def loss_chunk_bytes_per_row(step: TrainStep, vocab: int, teacher_dtype_bytes: i
     if step.kd == "online":
         both = (96 + e + teacher_dtype_bytes) * vocab // 4
         return both, both
-    return (32 + e) * vocab // 4, (44 + e) * vocab // 4
+    return (32 + e) * vocab // 4, 12 * vocab
 
 
 def _loss_terms(arch: Architecture, step: TrainStep, teacher: Architecture | None
@@ -176,8 +177,11 @@ def _loss_terms(arch: Architecture, step: TrainStep, teacher: Architecture | Non
     forward: list[Term] = [kept, Term("loss chunk", c * per_forward, f"{c:,} rows x {per_forward / v:g} B x {v:,} vocab")]
     if full_logits:
         forward.append(Term("logits", t * v * e, f"the model's: {t:,} x {v:,} x {e} B"))
-    # Autograd runs the chunks last to first; from the second on, the rows' gradient exists.
-    backward: list[Term] = [kept, *((rows_grad,) if rows > c else ()),
+    # Autograd runs the chunks last to first; from the second on, the rows' gradient exists, and
+    # so does a trained head's gradient summed so far.
+    summed_head = (Term("head gradient so far", v * h * e, f"{v:,} x {h} x {e} B"),) \
+        if step.adapter == "none" and rows > c and not full_logits else ()
+    backward: list[Term] = [kept, *((rows_grad,) if rows > c else ()), *summed_head,
                             Term("loss chunk backward", c * per_backward, f"{c:,} rows x {per_backward / v:g} B x {v:,} vocab")]
     if arch.logit_softcap:
         cap = Term("logit softcap", e * c * v, f"tanh(logits / cap) kept: {c:,} x {v:,} x {e} B")
@@ -209,9 +213,11 @@ def _recompute_phase(arch: Architecture, step: TrainStep, head: str, static: lis
     gradient exists from the earlier micro-steps and is added to in place), the layer's
     activations, and two f-sized gradient buffers in its MLP."""
     e, t = DTYPE_BYTES[step.dtype], step.tokens
-    buffers = 2
     trainable, param_bytes = trainable_params(arch, step, head)
     down = arch.linears[-1]  # the MLP's output projection is every family's last linear
+    # Traced: six tokens x f tensors are alive at the MLP's backward peak whether or not
+    # down_proj keeps its input (act x up): a frozen, unadapted down_proj leaves one more buffer.
+    buffers = 2 if step.adapter == "none" or down.name in step.lora_targets else 3
     if step.accumulation > 1:
         pending = 0
     elif step.adapter == "none":

@@ -48,9 +48,11 @@ def teacher_forward_terms(teacher: Architecture, dtype: str, quant: str, tokens:
             Term("top-k", tokens * top_k * 6, f"{tokens:,} x {top_k} x (2 B value + 4 B index)"))
 
 
-# The merge's check runs the first PROBE_SEQUENCES training examples through the adapter model
-# and the merged one (``runtime/train/run.py``).
+# The merge's check runs the first PROBE_SEQUENCES training examples, cut to PROBE_TOKENS tokens,
+# through the adapter model and the merged one (``runtime/train/run.py``): enough to see a wrong
+# merge in every layer, while their float32 logits stay small (4 x 128 x 128k vocab x 4 B = 256 MiB).
 PROBE_SEQUENCES = 4
+PROBE_TOKENS = 128
 
 
 def merge_terms(student: Architecture, head: str, adapter_params: int, seq_len: int) -> tuple[Term, ...]:
@@ -60,12 +62,13 @@ def merge_terms(student: Architecture, head: str, adapter_params: int, seq_len: 
     params = student.params(head)  # type: ignore[arg-type]
     largest = max(linear.fan_in * linear.fan_out for linear in student.linears)
     vocab = 2 if head == "extractive-qa" else student.vocab
-    tokens = PROBE_SEQUENCES * seq_len
+    per_sequence = min(seq_len, PROBE_TOKENS)
+    tokens = PROBE_SEQUENCES * per_sequence
     return (Term("float32 model", params * F32, f"{params:,} params x 4 B"),
             Term("adapters", adapter_params * F32, f"{adapter_params:,} x 4 B"),
             Term("merge delta", largest * F32, f"s x B x A of the largest matrix: {largest:,} x 4 B"),
             Term("probe logits", 2 * tokens * vocab * F32,
-                 f"adapter model and merged: 2 x {PROBE_SEQUENCES} x {seq_len:,} tokens x {vocab:,} x 4 B"))
+                 f"adapter model and merged: 2 x {PROBE_SEQUENCES} x {per_sequence:,} tokens x {vocab:,} x 4 B"))
 
 
 def evaluation_terms(model: Architecture, head: str, dtype: str, quant: str, seq_len: int) -> tuple[Term, ...]:

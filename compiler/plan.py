@@ -124,8 +124,8 @@ class Plan:
         return max((phase for phase in self.phases if not phase.host), key=lambda phase: phase.bytes)
 
     def stage_peak(self, stage: str) -> PhaseMemory | None:
-        """The largest planned phase a build stage runs (``STAGE_PHASES``); ``None`` for a stage
-        the plan has no memory phase for."""
+        """The largest planned device phase a build stage runs (``STAGE_PHASES``), what its
+        measured device peak compares with; ``None`` for a stage the plan has no such phase for."""
         prefixes = STAGE_PHASES.get(stage, ())
-        return max((phase for phase in self.phases if phase.phase.startswith(prefixes)),
+        return max((phase for phase in self.phases if phase.phase.startswith(prefixes) and not phase.host),
                    key=lambda phase: phase.bytes, default=None) if prefixes else None

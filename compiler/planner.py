@@ -268,6 +268,7 @@ def _step(setting: _Setting, tq: str | None, sq: str, optimizer: str, m: int, ck
     per_process = max(1, spec.train.effective_batch_size // setting.budget.processes)
     return TrainStep(
         micro_batch=m, seq_len=spec.train.max_seq_len, dtype=setting.dtype,  # type: ignore[arg-type]
+        precision=setting.precision,  # type: ignore[arg-type]
         accumulation=max(1, per_process // m),
         adapter=adapter, lora_r=spec.student.adapter.r, lora_targets=setting.targets,
         lora_dropout=spec.student.adapter.dropout if adapter != "none" else 0.0,

@@ -30,6 +30,7 @@ class TrainStep:
         accumulation: micro-steps per optimizer step; from the second on, the gradients of the
             earlier ones stay alive through forward and backward.
         dtype: dtype of the student's weights and activations.
+        precision: the autocast the loop computes the loss under ("fp32": none; "bf16", "fp16").
         adapter: "none" trains every weight; "lora" adds adapters to ``lora_targets``; "qlora"
             is lora on an nf4 base (``base_quant`` "4bit").
         lora_r: adapter rank.
@@ -56,6 +57,7 @@ class TrainStep:
     micro_batch: int
     seq_len: int
     dtype: ComputeDtype = "float32"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     accumulation: int = 1
     adapter: Literal["none", "lora", "qlora"] = "none"
     lora_r: int = 16

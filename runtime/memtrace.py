@@ -226,12 +226,14 @@ def wrap_distributed(model: torch.nn.Module, strategy: str) -> torch.nn.Module:
 
 def _objective(student: torch.nn.Module, teacher: torch.nn.Module | None, step: TrainStep) -> Objective:
     """The training loop's loss for this step (``runtime/train/objective.py``): CE on every next
-    token, plus forward KL at T = 2 against an online teacher, chunked as planned."""
+    token, plus forward KL at T = 2 against an online teacher, chunked as planned, under the
+    step's autocast (CPU autocast for bf16)."""
     from distill.runtime.train.student import causal_head
 
     weights = Weights(ce=1.0, kl=1.0 if teacher is not None else 0.0, temperature=KD_TEMPERATURE, direction="forward",
                       hidden=0.0, chunk_tokens=step.loss_chunk_tokens)
-    objective = Objective(student, "causal-lm", causal_head(student), weights, Placement("cpu", step.dtype, "fp32"))
+    objective = Objective(student, "causal-lm", causal_head(student), weights,
+                          Placement("cpu", step.dtype, step.precision))
     if teacher is not None:
         objective.teacher, objective.teacher_head = teacher, causal_head(teacher)
     return objective

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from distill.compiler.errors import DistillError, ExitCode
-from distill.compiler.phases import PROBE_SEQUENCES
+from distill.compiler.phases import PROBE_SEQUENCES, PROBE_TOKENS
 from distill.compiler.pipeline import Planned
 from distill.compiler.trainstep import DEFAULT_LOSS_CHUNK
 from distill.runtime.train.data import Encoded, Skip, read_split
@@ -127,7 +127,7 @@ def _probe(train_set: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]
     from distill.runtime.train.data import collate
 
     batch = collate(train_set[:PROBE_SEQUENCES], pad_id)
-    return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    return {k: v[:, :PROBE_TOKENS] for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
 def _weights(planned: Planned) -> Weights:

@@ -56,6 +56,22 @@ def test_plan_writes_a_lock_that_check_accepts(tmp_path: Path, capsys: pytest.Ca
     assert run(capsys, "plan", "--check", str(path))[0] == 0
 
 
+def test_plan_says_how_the_last_builds_plan_held(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n")
+    report = tmp_path / "dist" / "p" / "report.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"lock": {"plan": {"budget_source": "probed: NVIDIA H200"}}, "device_peaks": {
+        "train": {"allocated": 6 * 2**30, "reserved": 9 * 2**30, "predicted": 8 * 2**30,
+                  "reserved_over_predicted": 1.125}}}))
+    code, out, err = run(capsys, "plan", str(path))
+    assert code == 0, err
+    assert ("last build train: CUDA reserved 9.00 GiB, allocated 6.00 GiB vs planned 8.00 GiB (1.12 x) "
+            "(probed: NVIDIA H200)") in out
+    report.write_text("{not json")
+    code, out, _ = run(capsys, "plan", str(path))
+    assert code == 0 and "unreadable (JSONDecodeError" in out
+
+
 def test_check_names_what_changed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n")
     assert run(capsys, "plan", str(path))[0] == 0
