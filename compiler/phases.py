@@ -82,3 +82,19 @@ def evaluation_terms(model: Architecture, head: str, dtype: str, quant: str, seq
             layer_transient(model, seq_len, e),
             Term("attention scores", scores, f"{model.heads} heads x {seq_len:,}^2 x ({e} + 4 softmax) B"),
             Term("logits", seq_len * vocab * (e + F32), f"{seq_len:,} tokens x {vocab:,} x ({e} + 4) B"))
+
+
+# Host bytes per parameter of a verified export (the model read from its fp32 or bf16
+# safetensors, converted, written, and run again beside torch to verify it), measured by
+# ``benchmarks/export_memory.py`` as the slope between a 16M and a 68M model: GGUF (F16 file,
+# llama.cpp's quantizer, verification in llama.cpp) 8.6 B, ONNX fp32 (optimum's export,
+# verification in onnxruntime) 16.6 B. int8 is not measured (its verification refuses random
+# weights there); it is planned as the fp32 export plus its int8 copy, one byte per weight.
+EXPORT_BYTES_PER_PARAM = {"gguf": 8.6, "onnx": 16.6, "onnx:int8": 17.6}
+
+
+def export_terms(student: Architecture, head: str, kind: str) -> tuple[Term, ...]:
+    """One verified export of the merged student (backends run on the CPU, in host memory)."""
+    params = student.params(head)  # type: ignore[arg-type]
+    per = EXPORT_BYTES_PER_PARAM[kind]
+    return (Term("export", int(params * per), f"{params:,} params x {per} B (benchmarks/export_memory.py)"),)

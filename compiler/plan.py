@@ -126,6 +126,10 @@ class Plan:
     def stage_peak(self, stage: str) -> PhaseMemory | None:
         """The largest planned device phase a build stage runs (``STAGE_PHASES``), what its
         measured device peak compares with; ``None`` for a stage the plan has no such phase for."""
+        if stage.startswith("export:"):  # one phase per export kind: export:onnx:int8 -> "export: onnx:int8"
+            target = stage.split(":", 1)[1]
+            kind = "gguf" if target.startswith("gguf") else "onnx:int8" if target == "onnx:int8" else "onnx"
+            return next((p for p in self.phases if p.phase == f"export: {kind}" and not p.host), None)
         prefixes = STAGE_PHASES.get(stage, ())
         return max((phase for phase in self.phases if phase.phase.startswith(prefixes) and not phase.host),
                    key=lambda phase: phase.bytes, default=None) if prefixes else None

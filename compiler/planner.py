@@ -20,6 +20,7 @@ from distill.compiler.phases import (
     PROMPT_OVERHEAD_TOKENS,
     cuda_overheads,
     evaluation_terms,
+    export_terms,
     generation_terms,
     merge_terms,
     teacher_forward_terms,
@@ -296,6 +297,7 @@ def _phases(setting: _Setting, choice: _Choice, synthesis: PhaseMemory | None) -
     if setting.merge_device is not None:
         phases.append(_merge_phase(setting, host=setting.merge_device != setting.budget.device))
     phases += _evaluation_phases(setting, choice.teacher_quant)
+    phases += _export_phases(setting)
     if synthesis is not None:
         phases.append(synthesis)
     if teacher is not None and setting.kd_mode == "cached":
@@ -303,6 +305,16 @@ def _phases(setting: _Setting, choice: _Choice, synthesis: PhaseMemory | None) -
         phases.append(_on_device(setting, PhaseMemory("teacher logits", teacher_forward_terms(
             teacher, step.teacher_dtype, choice.teacher_quant or "none", step.tokens, top_k))))
     return phases
+
+
+def _export_phases(setting: _Setting) -> list[PhaseMemory]:
+    """Each deploy target's verified export, on the CPU: in host memory, held against the budget
+    only when the plan runs on the CPU."""
+    host = setting.budget.device != "cpu"
+    kinds = dict.fromkeys("gguf" if t.gguf is not None else ("onnx:int8" if t.onnx.quant == "int8" else "onnx")  # type: ignore[union-attr]
+                          for t in setting.spec.deploy)
+    return [PhaseMemory(f"export: {kind}" + (" (host)" if host else ""), export_terms(setting.student, setting.head, kind),
+                        host=host) for kind in kinds]
 
 
 def _evaluation_phases(setting: _Setting, teacher_quant: str | None) -> list[PhaseMemory]:

@@ -148,15 +148,28 @@ def test_a_float32_merge_that_does_not_fit_the_gpu_runs_in_host_memory(tmp_path:
 
 def test_merge_and_evaluation_are_planned_on_the_device(tmp_path: Path) -> None:
     path = write(tmp_path, "loss: {mask: all, ce: {weight: 1.0}, kl: {weight: 1.0}}\n"
-                           "hardware: {device: cuda, vram: 24GiB}\n",
+                           "hardware: {device: cuda, vram: 24GiB}\ndeploy: [{gguf: {quant: [Q4_K_M]}}]\n",
                  student="random: {config: tiny.json}\n  adapter: {type: lora, r: 8}",
                  teacher="random: {config: tiny.json}")
     plan = plan_file(path).plan
     names = [p.phase for p in plan.phases]
     assert plan.merge_device == "cuda" and "merge" in names
     assert {"evaluate: teacher", "evaluate: student"} <= set(names)
-    assert all(not p.host for p in plan.phases)
+    assert all(not p.host for p in plan.phases if not p.phase.startswith("export"))
     assert plan.stage_peak("evaluate").phase.startswith("evaluate:")
+    exports = {p.phase: p for p in plan.phases if p.phase.startswith("export")}
+    assert exports and all(p.host and p.phase.endswith("(host)") for p in exports.values())  # backends run on the CPU
+    assert plan.stage_peak("export:gguf:Q4_K_M") is None  # nothing on the GPU to compare with
+
+
+def test_exports_are_held_against_a_cpu_budget(tmp_path: Path) -> None:
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 4GiB}\n"
+                           "deploy: [{gguf: {quant: [Q4_K_M]}}, {onnx: {quant: int8}}]\n")
+    plan = plan_file(path).plan
+    gguf, onnx = (next(p for p in plan.phases if p.phase == f"export: {kind}") for kind in ("gguf", "onnx:int8"))
+    params = plan.models[-1].params
+    assert not gguf.host and gguf.bytes == int(params * 8.6) and onnx.bytes == int(params * 17.6)
+    assert plan.stage_peak("export:onnx:int8") is onnx and plan.stage_peak("export:gguf:Q4_K_M") is gguf
 
 
 def test_kl_with_different_tokenizers_is_refused(tmp_path: Path) -> None:
