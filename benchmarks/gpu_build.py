@@ -170,20 +170,9 @@ def run_case(path: Path) -> dict[str, Any]:
 
 def _stage_row(plan: Any, stage: str, folder: Path) -> dict[str, Any]:
     meta = json.loads((folder / "meta.json").read_text())
-    return {"stage": stage, "seconds": meta["seconds"], "predicted": _predicted(plan, stage),
+    predicted = plan.stage_peak(stage)  # the same figure the build's report compares with
+    return {"stage": stage, "seconds": meta["seconds"], "predicted": predicted.bytes if predicted else None,
             **meta.get("device_peak", {})}
-
-
-def _predicted(plan: Any, stage: str) -> int | None:
-    """The plan's peak for what the stage runs: generation for synthesis, the largest training
-    phase (teacher-logit caching included) for training; none for the rest."""
-    if stage == "synthesize":
-        phases = [p for p in plan.phases if p.phase.startswith("synthesis")]
-    elif stage == "train":
-        phases = [p for p in plan.phases if p.phase.startswith("train") or p.phase == "teacher logits"]
-    else:
-        return None
-    return max((p.bytes for p in phases), default=None)
 
 
 # --------------------------------------------------------------------------- the matrix
