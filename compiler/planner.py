@@ -392,8 +392,9 @@ def _record(setting: _Setting, choice: _Choice, decisions: list[Decision],
     if setting.teacher is not None:
         decisions.append(Decision("teacher quantization", choice.teacher_quant or "none",
                                   _quant_why(spec.teacher.quantization, choice.teacher_quant)))  # type: ignore[union-attr]
-    decisions.append(Decision("student base", choice.student_quant,
-                              _quant_why(spec.student.quantization, choice.student_quant)))
+    base_why = ("student.adapter.type qlora: LoRA on an nf4 base, set in the Distillfile"
+                if spec.student.adapter.type == "qlora" else _quant_why(spec.student.quantization, choice.student_quant))
+    decisions.append(Decision("student base", choice.student_quant, base_why))
     per_process = spec.train.effective_batch_size // budget.processes
     accumulation = per_process // choice.micro_batch
     n = budget.processes

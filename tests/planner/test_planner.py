@@ -142,6 +142,7 @@ def test_a_float32_merge_that_does_not_fit_the_gpu_runs_in_host_memory(tmp_path:
     assert plan.merge_device == "cpu" and merge.host
     assert next(t for t in merge.terms if t.name == "float32 model").bytes == 3_821_079_552 * 4
     assert not plan.peak.host and plan.peak.bytes <= plan.budget_bytes
+    assert next(d for d in plan.decisions if d.name == "student base").why.startswith("student.adapter.type qlora")
     decision = next(d for d in plan.decisions if d.name == "merge device")
     assert decision.value == "cpu" and " > 16.00 GiB of GPU memory" in decision.why, decision.why
 
