@@ -1,9 +1,9 @@
 """GGUF backend: write a saved Hugging Face causal LM as GGUF for llama.cpp, quantize it, verify.
 
-We write the F16 base file ourselves with the PyPI ``gguf`` package (``gguf_writer``: llama,
-qwen2, phi3, gemma, gemma2 and gpt2, each architecture's tensor changes in ``gguf_archs``, byte-level
-BPE tokenizer metadata in ``gguf_vocab``), then make every other requested type from it with
-llama.cpp's own quantizer (``llama_cpp.llama_model_quantize``; ``gguf.quants`` cannot make K-quants).
+llama.cpp's own converter writes the F16 base file with distill's tokenizer metadata
+(``gguf_writer``, which says why; what the backend takes is declared in ``gguf_archs``, the
+tokenizer metadata is ``gguf_vocab``), then llama.cpp's own quantizer makes every other requested
+type from it (``llama_cpp.llama_model_quantize``; ``gguf.quants`` cannot make K-quants).
 
 Several files, one Artifact: ``out_dir`` holds ``model-F16.gguf`` (always: the base every quant is
 made from) plus ``model-<QUANT>.gguf`` per requested quant, an Ollama ``model-<QUANT>.Modelfile``
@@ -109,21 +109,22 @@ def file_name(quant: str) -> str:
     return f"model-{quant}.gguf"
 
 
-def tensor_types(path: Path) -> dict[str, tuple[str, int]]:
-    """GGUF tensor name -> (ggml type name, row width ne0), read back from the file."""
+def tensor_types(path: Path) -> dict[str, tuple[str, int, int]]:
+    """GGUF tensor name -> (ggml type name, row width ne0, dimensions), read back from the file."""
     import gguf
 
-    return {t.name: (t.tensor_type.name, int(t.shape[0])) for t in gguf.GGUFReader(path).tensors}
+    return {t.name: (t.tensor_type.name, int(t.shape[0]), len(t.shape))
+            for t in gguf.GGUFReader(path).tensors}
 
 
 def _types_check(path: Path, quant: str) -> tuple[Check, dict[str, int]]:
     """Every 2-D weight has a type the quant stands for, except where its row width forces
     llama.cpp's fallback, or llama.cpp keeps it as written (GPT-2's position embedding); every
-    1-D tensor stays F32."""
+    1-D tensor (norms, biases, rope factors) stays F32."""
     wrong, counts = [], {}
-    for name, (kind, width) in tensor_types(path).items():
+    for name, (kind, width, dims) in tensor_types(path).items():
         counts[kind] = counts.get(kind, 0) + 1
-        if name.endswith(("norm.weight", ".bias")):
+        if dims == 1:
             ok = kind == "F32"
         elif name == "position_embd.weight":
             ok = kind in ("F32", BASE_QUANT)
@@ -184,7 +185,7 @@ def _verify_file(path: Path, quant: str, model_dir: Path, tokens: bool) -> list[
 
     checks = [_types_check(path, quant)[0]]
     config = read_config(model_dir)
-    ids = _probe_ids(path, config.vocab_size)
+    ids = _probe_ids(path, config["vocab_size"])
     tokenizer = gguf_tokens.load_tokenizer(model_dir) if tokens else None
     got, facts = run_llama_cpp(path, ids, gguf_tokens.request(model_dir, tokenizer) if tokens else None)
     reference = _reference(model_dir, None if quant in EXACT else path)

@@ -1,9 +1,17 @@
-"""What differs between the architectures the GGUF backend writes: llama.cpp's architecture name,
-its hyperparameter keys, and how a Hugging Face tensor must change to mean the same to llama.cpp.
+"""What the GGUF backend takes, declared once: the Hugging Face architectures, rope scalings and
+settings llama.cpp computes as transformers does, and how each architecture's tensors change on
+the way into GGUF (to undo it when verifying a quantized file).
 
-Each transform has its inverse (``from_gguf``): verifying a quantized file runs torch on the
-weights read back from it. Configs are ``transformers`` config objects, whose attribute aliases
-give GPT-2's ``n_embd``/``n_layer``/``n_head`` the common names.
+llama.cpp's own converter writes the file (``gguf_writer``); this module is what distill adds:
+
+* :func:`refusal` says, from config.json alone, why a model cannot be exported. ``distill plan``
+  calls it before anything is trained (``compiler/support.py``) and the export calls it again, so
+  the two cannot disagree. It refuses settings the converter would write without complaint but
+  llama.cpp would then compute differently (a query scale, a layer pattern, an activation).
+* :meth:`Family.from_gguf` undoes the converter's tensor changes: verifying a quantized file runs
+  torch on the weights read back from it.
+
+Configs here are the raw config.json dicts (what the planner reads), not transformers objects.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+Check = Callable[[dict[str, Any]], "str | None"]
+
 
 @dataclass(frozen=True)
 class Family:
@@ -19,34 +29,27 @@ class Family:
 
     Attributes:
         gguf: llama.cpp's architecture name.
-        hparams: writes the architecture's hyperparameters.
-        activation: (config attribute, the values llama.cpp's graph for this arch computes).
+        activation: (config key, the values llama.cpp's graph for this arch computes).
+        rope_types: ``rope_scaling`` types llama.cpp reproduces for this arch (besides none).
+        checks: further settings llama.cpp would compute differently, each a reason or None.
         permute_qk: llama.cpp applies llama's rotary embedding to interleaved pairs, HF to two
-            halves, so llama's q/k rows are permuted (qwen2, phi3 and gemma use llama.cpp's NEOX
-            rope, on halves, so no permute).
+            halves, so the converter permutes llama's q/k rows (qwen, phi3 and gemma use
+            llama.cpp's NEOX rope, on halves: no permute).
         norm_shift: added to every norm weight (Gemma's RMSNorm multiplies by ``1 + w``,
             llama.cpp's by ``w``).
         transposed: HF tensor suffixes stored [in, out] (GPT-2's Conv1D); llama.cpp wants [out, in].
     """
 
     gguf: str
-    hparams: Callable[[Any, Any], None]
     activation: tuple[str, tuple[str, ...]]
+    rope_types: tuple[str, ...] = ()
+    checks: tuple[Check, ...] = ()
     permute_qk: bool = False
     norm_shift: float = 0.0
     transposed: tuple[str, ...] = ()
 
-    def to_gguf(self, hf_name: str, data: Any, config: Any) -> Any:
-        """The HF tensor (numpy, fp32) as llama.cpp expects it."""
-        if hf_name.endswith(self.transposed):
-            data = data.T
-        if self.norm_shift and hf_name.endswith("norm.weight"):
-            data = data + self.norm_shift
-        heads = qk_heads(hf_name, config) if self.permute_qk else None
-        return data if heads is None else _permute(data, heads)
-
-    def from_gguf(self, hf_name: str, data: Any, config: Any) -> Any:
-        """The inverse of :meth:`to_gguf` (``data`` already shaped as llama.cpp stores it)."""
+    def from_gguf(self, hf_name: str, data: Any, config: dict[str, Any]) -> Any:
+        """The HF tensor (numpy, fp32) from ``data`` as the GGUF stores it."""
         heads = qk_heads(hf_name, config) if self.permute_qk else None
         if heads is not None:
             data = _unpermute(data, heads)
@@ -55,115 +58,129 @@ class Family:
         return data.T if hf_name.endswith(self.transposed) else data
 
 
-def head_dim(config: Any) -> int:
-    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+def head_dim(config: dict[str, Any]) -> int:
+    return config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
 
 
-def _decoder(writer: Any, config: Any, context: int | None = None) -> None:
-    """The hyperparameters every rotary, RMSNorm decoder here shares."""
-    heads, dim = config.num_attention_heads, head_dim(config)
-    if getattr(config, "rope_scaling", None):
-        raise NotImplementedError(f"rope_scaling {config.rope_scaling} is not written yet")
-    writer.add_context_length(context or config.max_position_embeddings)
-    writer.add_embedding_length(config.hidden_size)
-    writer.add_block_count(config.num_hidden_layers)
-    writer.add_feed_forward_length(config.intermediate_size)
-    writer.add_head_count(heads)
-    writer.add_head_count_kv(getattr(config, "num_key_value_heads", None) or heads)
-    writer.add_key_length(dim)
-    writer.add_value_length(dim)
-    writer.add_rope_dimension_count(int(dim * getattr(config, "partial_rotary_factor", 1.0)))
-    writer.add_rope_freq_base(float(getattr(config, "rope_theta", 10000.0)))
-    writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
+def rope_type(config: dict[str, Any]) -> str | None:
+    """The ``rope_scaling`` type (older configs say ``type``, newer ``rope_type``)."""
+    scaling = config.get("rope_scaling") or {}
+    return scaling.get("rope_type") or scaling.get("type")
 
 
-def _phi3(writer: Any, config: Any) -> None:
-    """HF Phi-3 attends within ``sliding_window`` tokens on every layer; llama.cpp has that
-    disabled for Phi (it attends to the whole context, measured: top-1 0.67 at window 8 over 16
-    tokens). Within the window the two are the same computation (query q sees keys k with
-    q - k < window, i.e. all of them), so the GGUF declares a context of at most the window."""
-    window = config.sliding_window or config.max_position_embeddings
-    _decoder(writer, config, context=min(config.max_position_embeddings, window))
-    if getattr(config, "original_max_position_embeddings", None):
-        writer.add_rope_scaling_orig_ctx_len(config.original_max_position_embeddings)
+def _no_sliding_window(config: dict[str, Any]) -> str | None:
+    """Qwen's optional sliding window: llama.cpp's qwen2/qwen3 graphs attend to everything."""
+    if config.get("use_sliding_window"):
+        return "use_sliding_window: true (llama.cpp's graph for it attends to the whole context)"
+    return None
 
 
-def _gemma2(writer: Any, config: Any) -> None:
-    """Gemma-2 adds soft-capping and sliding-window attention on alternate layers.
-
-    llama.cpp scales queries by ``head_dim**-0.5`` except for the 27B shape, HF by
-    ``query_pre_attn_scalar**-0.5``: other scalars would silently compute another model.
-    Likewise llama.cpp hard-codes the layer pattern (sliding, full, sliding, ...).
-    """
-    _decoder(writer, config)
-    if config.query_pre_attn_scalar != head_dim(config):
-        raise NotImplementedError(f"Gemma-2 query_pre_attn_scalar {config.query_pre_attn_scalar} "
-                                  f"!= head_dim {head_dim(config)}: llama.cpp would scale queries differently")
-    alternating = ["sliding_attention" if i % 2 == 0 else "full_attention"
-                   for i in range(config.num_hidden_layers)]
-    if getattr(config, "layer_types", alternating) != alternating:
-        raise NotImplementedError(f"Gemma-2 layer_types {config.layer_types}: llama.cpp alternates "
-                                  "sliding and full attention, starting with sliding")
-    writer.add_attn_logit_softcapping(float(config.attn_logit_softcapping))
-    writer.add_final_logit_softcapping(float(config.final_logit_softcapping))
-    writer.add_sliding_window(config.sliding_window)
+def _window_within_longrope(config: dict[str, Any]) -> str | None:
+    """Phi-3 and Mistral attend within ``sliding_window`` tokens on every layer; llama.cpp does not
+    (measured for phi3: top-1 0.67 at window 8 over 16 tokens). Within the window the two are the
+    same computation, so the GGUF declares a context of at most the window (``gguf_writer``). With
+    rope scaling that cap would change the scaling llama.cpp derives from the context length."""
+    window = config.get("sliding_window")
+    if window and window < config.get("max_position_embeddings", window + 1) and rope_type(config):
+        return (f"sliding_window {window} below max_position_embeddings "
+                f"{config.get('max_position_embeddings')} together with {rope_type(config)} rope scaling")
+    return None
 
 
-def _gpt2(writer: Any, config: Any) -> None:
-    """Learned positions and LayerNorm; GPT-2 configs carry ``n_positions`` and maybe ``n_ctx``
-    (the attribute aliases map ``max_position_embeddings`` to ``n_positions``)."""
-    writer.add_context_length(getattr(config, "n_ctx", None) or config.max_position_embeddings)
-    writer.add_embedding_length(config.hidden_size)
-    writer.add_block_count(config.num_hidden_layers)
-    writer.add_feed_forward_length(config.n_inner or 4 * config.hidden_size)
-    writer.add_head_count(config.num_attention_heads)
-    writer.add_layer_norm_eps(float(config.layer_norm_epsilon))
+def _gemma_query_scale(config: dict[str, Any]) -> str | None:
+    """llama.cpp scales Gemma-2/3 queries by ``head_dim**-0.5``, except for the 27B shapes, where it
+    uses ``(hidden / heads)**-0.5``; HF by ``query_pre_attn_scalar**-0.5``."""
+    scalar, dim = config.get("query_pre_attn_scalar", head_dim(config)), head_dim(config)
+    big = config["num_hidden_layers"] in (46, 62) and scalar == config["hidden_size"] // config["num_attention_heads"]
+    if scalar != dim and not big:
+        return f"query_pre_attn_scalar {scalar} != head_dim {dim} (llama.cpp would scale queries by head_dim)"
+    return None
+
+
+def _layer_pattern(every: int) -> Check:
+    """llama.cpp hard-codes which layers attend within the window (every ``every``-th layer
+    attends to everything, as HF's default ``layer_types``); HF reads ``layer_types``."""
+    def check(config: dict[str, Any]) -> str | None:
+        expected = ["sliding_attention" if (i + 1) % every else "full_attention"
+                    for i in range(config["num_hidden_layers"])]
+        given = config.get("layer_types")
+        if given is not None and list(given) != expected:
+            return f"layer_types {given} (llama.cpp's pattern is {expected})"
+        return None
+    return check
+
+
+def _no_attention_softcap(config: dict[str, Any]) -> str | None:
+    if config.get("attn_logit_softcapping"):
+        return "attn_logit_softcapping (llama.cpp's gemma3 has none)"
+    return None
 
 
 # gelu_new and gelu_pytorch_tanh are the tanh approximation, which is ggml_gelu. HF Gemma's MLP
-# reads hidden_act (Gemma-2's hidden_activation); Gemma checkpoints say "gelu" (exact), which
+# reads hidden_act (Gemma-2/3's hidden_activation); Gemma checkpoints say "gelu" (exact), which
 # differs from the tanh form by at most 4.7e-4 (at x = +-2.7), left to the F16 logits check.
 _SILU = ("hidden_act", ("silu",))
+_LLAMA = Family("llama", _SILU, rope_types=("llama3",), permute_qk=True)
+_GEMMA_NEXT = ("hidden_activation", ("gelu_pytorch_tanh",))
 FAMILIES = {
-    "LlamaForCausalLM": Family("llama", _decoder, _SILU, permute_qk=True),
-    "Qwen2ForCausalLM": Family("qwen2", _decoder, _SILU),
-    "Phi3ForCausalLM": Family("phi3", _phi3, _SILU),
-    "GemmaForCausalLM": Family("gemma", _decoder, ("hidden_act", ("gelu_pytorch_tanh", "gelu")), norm_shift=1.0),
-    "Gemma2ForCausalLM": Family("gemma2", _gemma2, ("hidden_activation", ("gelu_pytorch_tanh",)), norm_shift=1.0),
-    "GPT2LMHeadModel": Family("gpt2", _gpt2, ("activation_function", ("gelu_new",)),
+    "LlamaForCausalLM": _LLAMA,
+    "MistralForCausalLM": Family("llama", _SILU, checks=(_window_within_longrope,), permute_qk=True),
+    "Qwen2ForCausalLM": Family("qwen2", _SILU, checks=(_no_sliding_window,)),
+    "Qwen3ForCausalLM": Family("qwen3", _SILU, checks=(_no_sliding_window,)),
+    "Phi3ForCausalLM": Family("phi3", _SILU, rope_types=("longrope",), checks=(_window_within_longrope,)),
+    "GemmaForCausalLM": Family("gemma", ("hidden_act", ("gelu_pytorch_tanh", "gelu")), norm_shift=1.0),
+    "Gemma2ForCausalLM": Family("gemma2", _GEMMA_NEXT, norm_shift=1.0,
+                                checks=(_gemma_query_scale, _layer_pattern(2))),
+    "Gemma3ForCausalLM": Family("gemma3", _GEMMA_NEXT, norm_shift=1.0,
+                                checks=(_gemma_query_scale, _layer_pattern(6),
+                                        _no_attention_softcap)),
+    "GPT2LMHeadModel": Family("gpt2", ("activation_function", ("gelu_new",)),
                               transposed=("attn.c_attn.weight", "attn.c_proj.weight",
                                           "mlp.c_fc.weight", "mlp.c_proj.weight")),
 }
 
 
-def family(config: Any) -> Family:
-    """The family of a config, after checking its activation is the one llama.cpp computes.
+def refusal(config: dict[str, Any]) -> str | None:
+    """Why llama.cpp cannot run this model as transformers does, in one line; None when it can."""
+    names = config.get("architectures") or ()
+    found = next((FAMILIES[name] for name in names if name in FAMILIES), None)
+    if found is None:
+        return f"the gguf backend takes {', '.join(FAMILIES)}; this model is {', '.join(names) or 'unnamed'}"
+    key, allowed = found.activation
+    value = config.get(key, allowed[0])
+    if value not in allowed:
+        return f"{key}={value!r}: llama.cpp's {found.gguf} computes {allowed[0]}"
+    scaling = rope_type(config)
+    if scaling not in (None, "default", *found.rope_types):
+        takes = ", ".join(found.rope_types) or "none"
+        return f"rope_scaling {scaling!r}: llama.cpp's {found.gguf} is checked here with {takes}"
+    return next((reason for check in found.checks if (reason := check(config))), None)
+
+
+def family(config: dict[str, Any]) -> Family:
+    """The family of a config llama.cpp runs as transformers does.
 
     Raises:
-        NotImplementedError: for another architecture or activation.
+        NotImplementedError: with :func:`refusal`'s reason otherwise.
     """
-    for name in config.architectures or ():
-        if name in FAMILIES:
-            found = FAMILIES[name]
-            key, allowed = found.activation
-            value = getattr(config, key, None)
-            if value not in allowed:
-                raise NotImplementedError(f"{name} with {key}={value!r}: llama.cpp's {found.gguf} "
-                                          f"computes {allowed[0]}")
-            return found
-    raise NotImplementedError(f"gguf backend writes {', '.join(FAMILIES)}; got {config.architectures}")
+    reason = refusal(config)
+    if reason is not None:
+        raise NotImplementedError(reason)
+    return next(FAMILIES[name] for name in config["architectures"] if name in FAMILIES)
 
 
-def tensor_names(config: Any, hf_names: Any) -> dict[str, str]:
+def tensor_names(config: dict[str, Any], hf_names: Any) -> dict[str, str]:
     """HF tensor name -> GGUF tensor name; an unmapped tensor is an error, not a silent drop.
     An ``lm_head`` tied to the embedding is left out: llama.cpp reuses ``token_embd``."""
     import gguf
 
     arch = family(config).gguf
-    mapping = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], config.num_hidden_layers)
+    layers = config.get("num_hidden_layers") or config["n_layer"]
+    mapping = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], layers)
+    tied = config.get("tie_word_embeddings", True)
     names = {}
     for name in hf_names:
-        if name.endswith("rotary_emb.inv_freq") or (name == "lm_head.weight" and config.tie_word_embeddings):
+        if name.endswith("rotary_emb.inv_freq") or (name == "lm_head.weight" and tied):
             continue
         new = mapping.get_name(name, try_suffixes=(".weight", ".bias"))
         if new is None:
@@ -172,23 +189,18 @@ def tensor_names(config: Any, hf_names: Any) -> dict[str, str]:
     return names
 
 
-def qk_heads(hf_name: str, config: Any) -> int | None:
+def qk_heads(hf_name: str, config: dict[str, Any]) -> int | None:
     """Heads to permute over for q/k projections, else None."""
     if hf_name.endswith("q_proj.weight"):
-        return config.num_attention_heads
+        return config["num_attention_heads"]
     if hf_name.endswith("k_proj.weight"):
-        return getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        return config.get("num_key_value_heads") or config["num_attention_heads"]
     return None
 
 
-def _permute(weight: Any, heads: int) -> Any:
-    """HF rotary halves -> llama.cpp interleaved pairs, per head (as convert_hf_to_gguf)."""
-    rows = weight.shape[0]
-    return (weight.reshape(heads, 2, rows // heads // 2, *weight.shape[1:])
-            .swapaxes(1, 2).reshape(weight.shape))
-
-
 def _unpermute(weight: Any, heads: int) -> Any:
+    """llama.cpp's interleaved rotary pairs -> HF's halves, per head (the inverse of the
+    converter's ``LlamaModel.permute``)."""
     rows = weight.shape[0]
     return (weight.reshape(heads, rows // heads // 2, 2, *weight.shape[1:])
             .swapaxes(1, 2).reshape(weight.shape))

@@ -134,30 +134,43 @@ def eos_ids(model_dir: Path, tokenizer: Any) -> list[int]:
     return list(dict.fromkeys(declared))
 
 
-def write_tokenizer(writer: Any, model_dir: Path, config: Any) -> None:
+def tokenizer_refusal(tokenizer_json: dict[str, Any]) -> str | None:
+    """Why llama.cpp would tokenize differently from this tokenizer.json, or None. ``distill
+    plan`` asks this of the student's tokenizer before training; the export asks it again."""
+    model = tokenizer_json.get("model") or {}
+    if model.get("type") != "BPE":
+        return (f"the gguf backend writes BPE tokenizers (byte-level, or SentencePiece-style with "
+                f"byte fallback); this one is {model.get('type')}"
+                + (": llama.cpp's SentencePiece tokenizer joins pairs by score, not Unigram's best "
+                   "segmentation" if model.get("type") == "Unigram" else ""))
+    try:
+        if model.get("byte_fallback"):
+            space_prefix(tokenizer_json)
+        else:
+            pre_tokenizer(tokenizer_json)
+    except NotImplementedError as error:
+        return str(error)
+    return None
+
+
+def write_tokenizer(writer: Any, model_dir: Path, config: dict[str, Any]) -> None:
     """Tokenizer metadata: tokens by id, types, merges or scores, special ids, chat template.
 
     Raises:
-        NotImplementedError: for a tokenizer llama.cpp would tokenize differently or cannot read
-            from a tokenizer.json (Unigram, WordPiece; see :func:`pre_tokenizer` and
-            :func:`space_prefix`).
+        NotImplementedError: with :func:`tokenizer_refusal`'s reason.
     """
     from transformers import AutoTokenizer
 
     tokenizer_json = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
-    model = tokenizer_json["model"]
-    if model.get("type") != "BPE":
-        raise NotImplementedError(
-            f"gguf backend writes BPE tokenizers (byte-level, or SentencePiece-style with byte "
-            f"fallback); got {model.get('type')}"
-            + (": llama.cpp's SentencePiece tokenizer joins pairs by score, not Unigram's best "
-               "segmentation" if model.get("type") == "Unigram" else ""))
+    reason = tokenizer_refusal(tokenizer_json)
+    if reason is not None:
+        raise NotImplementedError(reason)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if model.get("byte_fallback"):
-        _write_sentencepiece(writer, tokenizer, tokenizer_json, config.vocab_size)
+    if tokenizer_json["model"].get("byte_fallback"):
+        _write_sentencepiece(writer, tokenizer, tokenizer_json, config["vocab_size"])
     else:
-        _write_byte_level(writer, tokenizer, tokenizer_json, config.vocab_size)
-    _write_special_ids(writer, model_dir, tokenizer, config.bos_token_id)
+        _write_byte_level(writer, tokenizer, tokenizer_json, config["vocab_size"])
+    _write_special_ids(writer, model_dir, tokenizer, config.get("bos_token_id"))
     if tokenizer.chat_template:
         writer.add_chat_template(tokenizer.chat_template)
 

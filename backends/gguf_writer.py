@@ -1,17 +1,39 @@
-"""Writing GGUF: a saved Hugging Face causal LM as an F16 (or F32) GGUF file with the PyPI
-``gguf`` package, and every other type made from it by llama.cpp's own quantizer.
+"""Writing GGUF: llama.cpp's own converter (``convert_hf_to_gguf.py``'s ``conversion`` package)
+writes a saved Hugging Face causal LM as an F16 (or F32) GGUF, with distill's tokenizer metadata;
+every other type is made from it by llama.cpp's own quantizer.
 
-Tensor names and per-architecture changes come from ``gguf_archs``, the tokenizer metadata from
-``gguf_vocab``. ``gguf.quants`` cannot make K-quants, hence ``llama_cpp.llama_model_quantize``.
+Why the converter and not our own writer (measured 2026-12-05 against distill's writer of commit
+46f99f4, tiny seeded llama, qwen2, phi3, gemma and gemma2): every tensor byte-identical (21-27 of
+21-27 per model), the converter writes two extra general.* keys. It knows every architecture
+llama.cpp runs, at the same llama.cpp version as the quantizer and runtime that verify the files
+(``scripts/setup.sh`` takes it from the installed llama-cpp-python's sdist): Llama 3.x rope
+factors, Mistral, Qwen3's q/k norms, Gemma 3's layer pattern and Phi-3.5's longrope, all of which
+ours lacked. It costs about 0.5 s more per file in process (its import), 4 s in a child process.
+
+What distill adds around it:
+
+* the tokenizer metadata (``gguf_vocab``): the converter names a byte-level BPE's pre-tokenizer by
+  hashing its tokens of a fixed text, which fails for any tokenizer it has not seen (every
+  tokenizer trained for a project), and without a ``tokenizer.model`` it writes SentencePiece
+  scores of -1000, which tokenizes differently; distill's writer matches the split regex and
+  ranks merges, and is checked token for token against HF at verification;
+* config fixes (:func:`converter_hparams`): GPT-2 configs without ``n_ctx``, and a context capped
+  at the sliding window where llama.cpp attends without one (see ``gguf_archs``);
+* the refusals of ``gguf_archs``, checked before the converter runs, and all of verification.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from distill.backends.gguf_archs import family, tensor_names
+from distill.backends.gguf_archs import family, rope_type
 from distill.backends.gguf_vocab import write_tokenizer
 
 THREADS = int(os.environ.get("DISTILL_THREADS", "2"))
@@ -21,51 +43,107 @@ BASE_QUANT = "F16"
 # measured here: with name "phi3-student" it refuses to load our phi3 AND gemma files. So the
 # name never comes from the model's folder or hub id.
 GENERAL_NAME = "distill-student"
+# Where scripts/setup.sh unpacks llama.cpp's converter; DISTILL_LLAMA_CPP_CONVERTER overrides it.
+CONVERTER_ENV = "DISTILL_LLAMA_CPP_CONVERTER"
 
 
-def read_config(model_dir: Path) -> Any:
-    """The model's ``transformers`` config (attribute aliases included)."""
+def read_config(model_dir: Path) -> dict[str, Any]:
+    """The model's config as transformers completes it (class defaults filled in), as a dict."""
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(model_dir)
+    return AutoConfig.from_pretrained(model_dir).to_dict()
 
 
-def _state_dict(model_dir: Path) -> dict[str, Any]:
-    from safetensors.numpy import load_file
+def converter_dir() -> Path:
+    """llama.cpp's converter for the installed llama-cpp-python (same llama.cpp version)."""
+    if os.environ.get(CONVERTER_ENV):
+        return Path(os.environ[CONVERTER_ENV])
+    try:
+        version = metadata.version("llama_cpp_python")
+    except metadata.PackageNotFoundError:
+        version = "missing"
+    return Path(sys.prefix) / "share" / "distill" / f"llama.cpp-{version}"
 
-    files = sorted(model_dir.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"no *.safetensors in {model_dir}")
-    tensors: dict[str, Any] = {}
-    for file in files:
-        tensors.update(load_file(file))
-    return tensors
+
+def converter_missing() -> str | None:
+    """Why the converter cannot be used here, or None."""
+    folder = converter_dir()
+    if not (folder / "conversion" / "__init__.py").is_file():
+        return (f"llama.cpp's converter is not in {folder} (scripts/setup.sh puts it there from the "
+                f"llama-cpp-python sdist; or set {CONVERTER_ENV})")
+    return None
+
+
+def _conversion() -> Any:
+    """The converter's ``conversion`` package. Imported from its folder, which holds nothing else
+    importable; its ``gguf`` is the venv's, which setup installs from the same sdist."""
+    reason = converter_missing()
+    if reason is not None:
+        raise NotImplementedError(reason)
+    folder = str(converter_dir())
+    sys.path.insert(0, folder)
+    try:
+        import conversion
+    finally:
+        sys.path.remove(folder)
+    return conversion
+
+
+def converter_hparams(config: dict[str, Any], hparams: dict[str, Any]) -> dict[str, Any]:
+    """The converter's hyperparameters with distill's fixes (see the module docstring)."""
+    fixed = dict(hparams)
+    if "n_positions" in fixed and "n_ctx" not in fixed:
+        fixed["n_ctx"] = fixed["n_positions"]
+    window, context = config.get("sliding_window"), config.get("max_position_embeddings")
+    sliding_everywhere = config.get("model_type") in ("phi3", "mistral")
+    if sliding_everywhere and window and context and window < context and not rope_type(config):
+        fixed["max_position_embeddings"] = window
+    return fixed
 
 
 def write_base(model_dir: Path, path: Path, quant: str = BASE_QUANT) -> None:
-    """The F16 (or F32) GGUF of a saved model: 2-D weights in f16, norms and biases in f32 (as
-    llama.cpp's converter; its kernels want f32 1-D tensors)."""
+    """The F16 (or F32) GGUF of a saved model, by llama.cpp's converter: 2-D weights in f16,
+    norms and biases in f32.
+
+    Raises:
+        NotImplementedError: for a model ``gguf_archs`` refuses, or without the converter.
+    """
     import gguf
-    import numpy as np
+    import torch
 
     config = read_config(model_dir)
-    arch = family(config)
-    writer = gguf.GGUFWriter(str(path), arch.gguf)
-    writer.add_name(GENERAL_NAME)
-    arch.hparams(writer, config)
-    writer.add_vocab_size(config.vocab_size)
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if quant == "F16" else gguf.LlamaFileType.ALL_F32)
-    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    write_tokenizer(writer, model_dir, config)
-    tensors = _state_dict(model_dir)
-    for hf_name, gguf_name in tensor_names(config, tensors).items():
-        data = arch.to_gguf(hf_name, tensors[hf_name].astype(np.float32), config)
-        half = data.ndim == 2 and quant == "F16"
-        writer.add_tensor(gguf_name, np.ascontiguousarray(data.astype(np.float16) if half else data))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    family(config)
+    conversion = _conversion()
+    hparams = converter_hparams(config, conversion.ModelBase.load_hparams(model_dir, False))
+    model_class = conversion.get_model_class(
+        conversion.get_model_architecture(hparams, conversion.ModelType.TEXT))
+    file_type = gguf.LlamaFileType.MOSTLY_F16 if quant == "F16" else gguf.LlamaFileType.ALL_F32
+    with torch.inference_mode(), _quiet("hf-to-gguf", "gguf.gguf_writer"):
+        model = model_class(model_dir, file_type, path, model_name=GENERAL_NAME, hparams=hparams)
+        # The instance's own set_vocab replaces the class's: the tokenizer is distill's part.
+        model.set_vocab = lambda: write_tokenizer(model.gguf_writer, model_dir, config)
+        # ModelBase.write's steps, with its tqdm progress bar (one per file, on stderr) off.
+        model.prepare_tensors()
+        model.prepare_metadata(vocab_only=False)
+        model.gguf_writer.write_header_to_file(path=path)
+        model.gguf_writer.write_kv_data_to_file()
+        model.gguf_writer.write_tensors_to_file(progress=False)
+        model.gguf_writer.close()
+
+
+@contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """The converter logs each tensor (INFO) and repeated keys it overwrites itself (WARNING,
+    Gemma 3): noise to a user; its errors still raise."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 _LOG: list[str] = []

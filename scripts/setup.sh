@@ -25,5 +25,21 @@ pip_quiet install -q torch==2.13.0
 # llama-cpp-python compiles llama.cpp from source; the multimodal (llava) part is not needed.
 export CMAKE_ARGS="${CMAKE_ARGS:-} -DLLAVA_BUILD=OFF"
 pip_quiet install -q -c constraints.txt -e ".[test]"
+
+# llama.cpp's own converter (its conversion/ package) and gguf-py, from the sdist of the
+# llama-cpp-python just installed: the GGUF writer, quantizer and runtime are then one llama.cpp
+# version. The gguf package replaces PyPI's gguf of the same version number (older constants).
+LLAMA_CPP_VERSION=$(.venv/bin/python -c 'from importlib.metadata import version; print(version("llama_cpp_python"))')
+CONVERTER=".venv/share/distill/llama.cpp-$LLAMA_CPP_VERSION"
+if [ ! -f "$CONVERTER/conversion/__init__.py" ]; then
+  sdist=$(mktemp -d)
+  pip_quiet download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_CPP_VERSION" -d "$sdist"
+  vendor="llama_cpp_python-$LLAMA_CPP_VERSION/vendor/llama.cpp"
+  mkdir -p "$CONVERTER.tmp"
+  tar -xzf "$sdist/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz" -C "$CONVERTER.tmp" --strip-components=3 \
+    "$vendor/conversion" "$vendor/gguf-py" "$vendor/LICENSE"
+  rm -rf "$sdist" "$CONVERTER" && mv "$CONVERTER.tmp" "$CONVERTER"
+fi
+pip_quiet install -q --no-deps "$CONVERTER/gguf-py"
 .venv/bin/pip check
 echo "setup: done; run .venv/bin/distill --help"

@@ -16,7 +16,7 @@ pytest.importorskip("llama_cpp")
 import torch
 import transformers
 from distill.backends import gguf as gguf_backend
-from distill.backends import gguf_archs, gguf_vocab, ollama
+from distill.backends import gguf_vocab, ollama
 from distill.backends.base import BACKENDS, VerificationError, get_backend, sha256_file
 from distill.compiler.spec import GgufTarget
 from distill.runtime.sources.tokenizer import train_byte_bpe
@@ -132,7 +132,12 @@ def test_manifest(export, llama: Path) -> None:
 def test_wrong_permutation_fails_and_leaves_nothing(llama: Path, tmp_path: Path,
                                                     monkeypatch) -> None:
     # Writing q/k without llama.cpp's rotary row order is the classic silent conversion bug.
-    monkeypatch.setattr(gguf_archs, "_permute", lambda weight, heads: weight)
+    from distill.backends.gguf_writer import _conversion
+
+    _conversion()
+    from conversion.llama import LlamaModel
+
+    monkeypatch.setattr(LlamaModel, "permute", staticmethod(lambda weights, n_head, n_head_kv: weights))
     destination = tmp_path / "deploy" / "gguf"
     with pytest.raises(VerificationError) as error:
         get_backend("gguf").export(llama, GgufTarget(("Q8_0",)), destination)

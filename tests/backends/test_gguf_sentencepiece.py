@@ -209,7 +209,7 @@ def _unigram() -> Any:
 
 
 @pytest.mark.parametrize(("tokenizer", "words"), [
-    (_unigram, "got Unigram: llama.cpp's SentencePiece tokenizer joins pairs by score"),
+    (_unigram, "this one is Unigram: llama.cpp's SentencePiece tokenizer joins pairs by score"),
     (lambda: _with_nfkc(sentencepiece_bpe("llama")), "cannot normalize as .*NFKC")])
 def test_what_llama_cpp_would_tokenize_differently_is_refused(tokenizer: Any, words: str, tmp_path: Path) -> None:
     model = spm_model(tmp_path / "llama", "llama", "llama", tokenizer())
