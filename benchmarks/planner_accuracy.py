@@ -30,6 +30,13 @@ QWEN2 = dict(model_type="qwen2", hidden_size=192, intermediate_size=512, num_hid
 GEMMA2 = dict(model_type="gemma2", hidden_size=256, intermediate_size=688, num_hidden_layers=2,
               num_attention_heads=4, num_key_value_heads=2, head_dim=64, vocab_size=2000)
 GEMMA = dict(GEMMA2, model_type="gemma")
+# Qwen3 and Gemma 3 add per-head q/k norms; Gemma 3 also has one kv head (as gemma-3-1b) and a
+# sliding window shorter than the sequences, global attention on every 3rd layer (two masks).
+QWEN3 = dict(model_type="qwen3", hidden_size=256, intermediate_size=688, num_hidden_layers=2,
+             num_attention_heads=4, num_key_value_heads=2, head_dim=64, vocab_size=2000, tie_word_embeddings=True)
+GEMMA3 = dict(model_type="gemma3_text", hidden_size=256, intermediate_size=688, num_hidden_layers=3,
+              num_attention_heads=4, num_key_value_heads=1, head_dim=64, vocab_size=2000, sliding_window=64,
+              sliding_window_pattern=3)
 PHI3 = dict(model_type="phi3", hidden_size=256, intermediate_size=688, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, vocab_size=2000, pad_token_id=0)
 BERT = dict(model_type="bert", hidden_size=256, intermediate_size=512, num_hidden_layers=2,
@@ -95,6 +102,17 @@ def _cases() -> list[Case]:
                                                         checkpointing=True, **lora)),
         ("gpt2 lora dropout b2 s128", GPT2, dict(micro_batch=2, seq_len=128, adapter="lora", lora_r=8, lora_dropout=0.05,
                                                  lora_targets=("c_attn", "c_proj", "c_fc"))),
+        ("qwen3 full b2 s128", QWEN3, dict(micro_batch=2, seq_len=128)),
+        ("qwen3 full bf16 b2 s128", QWEN3, dict(micro_batch=2, seq_len=128, dtype="bfloat16")),
+        ("qwen3 full ckpt b2 s128", QWEN3, dict(micro_batch=2, seq_len=128, checkpointing=True)),
+        ("qwen3 lora b2 s128", QWEN3, dict(micro_batch=2, seq_len=128, **lora)),
+        ("qwen3 lora ckpt b2 s128", QWEN3, dict(micro_batch=2, seq_len=128, checkpointing=True, **lora)),
+        ("gemma3 full b2 s128", GEMMA3, dict(micro_batch=2, seq_len=128)),
+        ("gemma3 full bf16 b2 s128", GEMMA3, dict(micro_batch=2, seq_len=128, dtype="bfloat16")),
+        ("gemma3 full ckpt b2 s128", GEMMA3, dict(micro_batch=2, seq_len=128, checkpointing=True)),
+        ("gemma3 lora b1 s256", GEMMA3, dict(micro_batch=1, seq_len=256, **lora)),
+        ("gemma3 lora ckpt bf16 b2 s128", GEMMA3, dict(micro_batch=2, seq_len=128, checkpointing=True,
+                                                       dtype="bfloat16", **lora)),
         ("phi3 full b2 s128", PHI3, dict(micro_batch=2, seq_len=128)),
         ("phi3 lora b1 s256", PHI3, dict(micro_batch=1, seq_len=256, adapter="lora", lora_r=8,
                                          lora_targets=("qkv_proj", "o_proj", "gate_up_proj", "down_proj"))),
@@ -150,7 +168,8 @@ def _cases() -> list[Case]:
 QUICK = ("llama full b4 s64", "llama lora ckpt b2 s128", "qwen2 full b2 s128", "llama KD b2 s128 chunk64",
          "qwen2 full ckpt b2 s128 acc2", "llama lora dropout b1 s256",
          "gpt2 lora b2 s128", "gemma2 full b2 s128", "bert qa b4 s128", "qwen2 full b2 s256 chunk128",
-         "phi3 qlora bf16 b2 s128", "llama KD lora b2 s128 chunk32")
+         "phi3 qlora bf16 b2 s128", "llama KD lora b2 s128 chunk32", "qwen3 lora ckpt b2 s128",
+         "gemma3 full b2 s128")
 
 
 def compare(case: Case) -> tuple[int, int, str]:

@@ -5,7 +5,8 @@ checked tensor by tensor against traced CPU steps (``benchmarks/planner_accuracy
 Symbols: h hidden, q = heads x head_dim, kv = kv_heads x head_dim, f intermediate, a heads,
 s sequence length, e bytes of the compute dtype, r LoRA rank.
 
-What the trace showed, and the model below encodes (llama, mistral, qwen2):
+What the trace showed, and the model below encodes (llama, mistral, qwen2; qwen3 and gemma3 add
+per-head q/k norms, ``head_norm_bytes``):
   * residual stream: the post-attention sum and the layer output, e*h each;
   * RMSNorm computes in fp32: the fp32 copy of x (a copy only when e != 4), rsqrt (4 B), the
     normalized x in e when the norm weight trains, and the e-sized output;
@@ -21,6 +22,7 @@ What the trace showed, and the model below encodes (llama, mistral, qwen2):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from distill.compiler.arch import Architecture
@@ -30,21 +32,54 @@ F32 = 4
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
-def rms_norm_bytes(hidden: int, e: int, weight_trains: bool, output_saved: bool) -> int:
+def rms_norm_bytes(hidden: int, e: int, weight_trains: bool, output_saved: bool, groups: int = 1) -> int:
     """Per token. HF RMSNorm computes in fp32: x in fp32 (x itself when e = 4, else a copy) and
-    rsqrt are kept for backward; the normalized x in e when the weight trains; the e-sized
-    output when the next linear keeps its input (it trains, or carries an adapter). In fp32 the
-    kept x is the residual stream itself, so no residual term is counted apart."""
-    return F32 * hidden + F32 + (e * hidden if weight_trains else 0) + \
+    one rsqrt per normalized group (1, or the heads of a q_norm/k_norm) are kept for backward;
+    the normalized x in e when the weight trains; the e-sized output when the next linear keeps
+    its input (it trains, or carries an adapter). In fp32 the kept x is the residual stream
+    itself, so no residual term is counted apart."""
+    return F32 * hidden + F32 * groups + (e * hidden if weight_trains else 0) + \
         (e * hidden if output_saved else 0)
 
 
-def gemma_norm_bytes(hidden: int, e: int, weight_trains: bool, output_saved: bool) -> int:
+def gemma_norm_bytes(hidden: int, e: int, weight_trains: bool, output_saved: bool, groups: int = 1) -> int:
     """Per token. Gemma's RMSNorm stays in fp32 to the end, x * rsqrt * (1 + w): it keeps fp32 x,
-    rsqrt, the fp32 normalized x when the weight trains, and the output cast back to e when the
-    next linear keeps it."""
-    return F32 * hidden + F32 + (F32 * hidden if weight_trains else 0) + \
+    one rsqrt per group, the fp32 normalized x when the weight trains, and the output cast back
+    to e when the next linear keeps it. Not counted: the fp32 (1 + w) each call keeps, per layer
+    rather than per token (4 x (4h + 2 x head_dim) B per gemma3 layer: 0.5 MB for gemma-3-1b)."""
+    return F32 * hidden + F32 * groups + (F32 * hidden if weight_trains else 0) + \
         (e * hidden if output_saved else 0)
+
+
+def mlp_backward_freed(arch: Architecture, step: TrainStep) -> int:
+    """Per token: what a recomputed layer no longer holds when its MLP's backward peaks. With
+    sandwich norms (gemma2, gemma3) the post-feedforward norm's backward runs first and frees
+    what it kept (traced: a gemma3 full checkpointed step over-predicted by exactly that)."""
+    if arch.norms_per_layer != 4:
+        return 0
+    return norm_of(arch)(arch.hidden, DTYPE_BYTES[step.dtype], step.adapter == "none", output_saved=False)
+
+
+def post_norm_backward_bytes(arch: Architecture, step: TrainStep) -> int:
+    """Per token: the working set of a sandwich post-feedforward norm's backward, which runs in
+    fp32: the incoming gradient (e x h), its fp32 copy when e != 4, and four fp32 h-sized
+    temporaries (traced on gemma3 LoRA checkpointed steps at fp32 and bf16, within 10 B/token)."""
+    e = DTYPE_BYTES[step.dtype]
+    return e * arch.hidden + F32 * arch.hidden * (4 + (1 if e != F32 else 0))
+
+
+def norm_of(arch: Architecture) -> Callable[..., int]:
+    return gemma_norm_bytes if arch.family in ("gemma", "gemma2", "gemma3_text") else rms_norm_bytes
+
+
+def head_norm_bytes(arch: Architecture, step: TrainStep) -> int:
+    """Per token per layer: Qwen3's and Gemma 3's q_norm and k_norm, one rsqrt per head each. RoPE
+    multiplies their outputs by constant cos/sin, so neither output is kept (SDPA keeps the
+    rotated q and k, counted with the attention)."""
+    if not arch.qk_norm:
+        return 0
+    norm, e, full = norm_of(arch), DTYPE_BYTES[step.dtype], step.adapter == "none"
+    return norm(arch.q_dim, e, full, False, arch.heads) + norm(arch.kv_dim, e, full, False, arch.kv_heads)
 
 
 def _adapted(step: TrainStep, *names: str) -> bool:
@@ -92,10 +127,11 @@ def decoder_layer_bytes(arch: Architecture, step: TrainStep) -> int:
     e, h, q, f, a, s = (DTYPE_BYTES[step.dtype], arch.hidden, arch.q_dim, arch.intermediate,
                         arch.heads, step.seq_len)
     full = step.adapter == "none"
-    norm = gemma_norm_bytes if arch.family in ("gemma", "gemma2") else rms_norm_bytes
+    norm = norm_of(arch)
     norms = norm(h, e, full, _input_kept(step, e, "q_proj", "k_proj", "v_proj", "qkv_proj")) + \
-        norm(h, e, full, _input_kept(step, e, "gate_proj", "up_proj", "gate_up_proj"))
-    if arch.family == "gemma2":  # post-attention and post-feedforward norms keep their inputs
+        norm(h, e, full, _input_kept(step, e, "gate_proj", "up_proj", "gate_up_proj")) + \
+        head_norm_bytes(arch, step)
+    if arch.norms_per_layer == 4:  # gemma2, gemma3: post-attention and post-feedforward norms keep their inputs
         norms += 2 * norm(h, e, full, output_saved=False)
     if step.attention == "sdpa":
         scores = F32 * a + e * s               # logsumexp + the additive mask SDPA builds
@@ -190,7 +226,8 @@ class Activations:
         head_backward: of those, what backward still needs, per token.
         shared: bytes once per micro-step (RoPE tables, position ids).
         checkpoint_shared: bytes ``checkpoint()`` keeps besides the layer inputs (the boolean
-            causal mask, b x s^2, and the position ids).
+            causal masks, b x s^2 each: a full and a sliding-window one where layers differ, and
+            the position ids).
     """
 
     layer: int
@@ -204,7 +241,7 @@ class Activations:
 def model_activations(arch: Architecture, step: TrainStep) -> Activations:
     e, h, s, b = DTYPE_BYTES[step.dtype], arch.hidden, step.seq_len, step.micro_batch
     full = step.adapter == "none"
-    checkpoint_shared = b * s * s + 8 * s
+    checkpoint_shared = arch.attention_masks * b * s * s + 8 * s
     if arch.is_encoder:
         # Embeddings: their sum, LayerNorm output (+ fp32 mean, rstd), dropout mask and output
         # (the first layer's input); a frozen embedding keeps only that output. The all-ones fp32
@@ -219,7 +256,9 @@ def model_activations(arch: Architecture, step: TrainStep) -> Activations:
         positions = 8 * s + (8 * b * s if b > 1 else 0)  # arange, and its per-sequence copy
         return Activations(gpt2_layer_bytes(arch, step), 0 if full else 2 * F32 + first_layer_masks(arch, step), head,
                            head - (0 if full else e * h), positions, checkpoint_shared)
-    norm = gemma_norm_bytes if arch.family in ("gemma", "gemma2") else rms_norm_bytes
+    norm = norm_of(arch)
+    # RoPE's cos and sin, (1, s, rotary_dim) in e each, per base
+    rope = arch.rope_bases * 2 * s * arch.rotary_dim * e
     return Activations(decoder_layer_bytes(arch, step), first_layer_discount(arch, step),
                        norm(h, e, full, output_saved=True), norm(h, e, full, output_saved=full),
-                       2 * s * arch.head_dim * e, checkpoint_shared)
+                       rope, checkpoint_shared)

@@ -13,7 +13,7 @@ from distill.compiler.errors import DistillError
 
 Head = Literal["causal-lm", "extractive-qa", "masked-lm", "base"]
 
-DECODERS = ("llama", "mistral", "qwen2", "phi3", "gemma", "gemma2", "gpt2")
+DECODERS = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text", "gpt2")
 ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert")
 SUPPORTED = DECODERS + ENCODERS
 
@@ -60,6 +60,10 @@ class Architecture:
     buffer_bytes: int = 0       # non-parameter tensors the model registers (RoPE, masks, ids)
     dropout: float = 0.0        # the largest dropout probability active in training
     logit_softcap: bool = False  # gemma2: logits = cap x tanh(logits / cap)
+    qk_norm: bool = False       # qwen3, gemma3: an RMSNorm over head_dim on q and one on k, per layer
+    rotary_dim: int = 0         # elements of each head RoPE rotates: head_dim x partial_rotary_factor
+    rope_bases: int = 1         # gemma3 rotates global layers at one base, sliding ones at another
+    attention_masks: int = 1    # (b, 1, s, s) masks a forward builds: a full and a sliding one when layers differ
 
     @property
     def embedding_params(self) -> int:
@@ -74,8 +78,14 @@ class Architecture:
         return self.kv_heads * self.head_dim
 
     @property
+    def head_norm_params(self) -> int:
+        """Per layer: q_norm and k_norm, head_dim weights each (shared by all heads)."""
+        return 2 * self.head_dim if self.qk_norm else 0
+
+    @property
     def layer_params(self) -> int:
-        return sum(linear.params for linear in self.linears) + self.norms_per_layer * self.norm_params
+        return (sum(linear.params for linear in self.linears) + self.norms_per_layer * self.norm_params
+                + self.head_norm_params)
 
     @property
     def linear_names(self) -> tuple[str, ...]:
@@ -126,6 +136,12 @@ def head_of(config: dict[str, Any]) -> Head:
 def architecture(config: dict[str, Any]) -> Architecture:
     """Shapes of a supported model from its config.json contents."""
     family = config.get("model_type", "")
+    if family == "gemma3":
+        # AutoModelForCausalLM builds Gemma3ForConditionalGeneration from this config: the
+        # SigLIP vision tower and projector train and are held beside the text model.
+        raise UnsupportedArchitecture(
+            "model_type 'gemma3' is multimodal Gemma 3: a causal LM built from it carries its vision tower",
+            hint="use a text-only config (model_type gemma3_text, as gemma-3-1b ships, or this one's text_config)")
     builder = _BUILDERS.get(family)
     if builder is None:
         raise UnsupportedArchitecture(
@@ -134,33 +150,76 @@ def architecture(config: dict[str, Any]) -> Architecture:
     return builder(config)
 
 
+# What the config classes default to for keys a config.json may omit (transformers 4.57).
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gemma": {"head_dim": 256, "tie_word_embeddings": True},
+    "gemma2": {"head_dim": 256, "tie_word_embeddings": True, "final_logit_softcapping": 30.0},
+    "gemma3_text": {"head_dim": 256, "tie_word_embeddings": True},
+    "qwen3": {"head_dim": 128},
+}
+SANDWICH_NORMS = ("gemma2", "gemma3_text")  # norms after attention and MLP too: 4 per layer
+QK_NORMS = ("qwen3", "gemma3_text")
+
+
 def _decoder(config: dict[str, Any], family: str) -> Architecture:
+    config = {**_DEFAULTS.get(family, {}), **config}
+    h, heads = config["hidden_size"], config["num_attention_heads"]
+    d = config.get("head_dim") or h // heads
+    rotary = int(d * config.get("partial_rotary_factor", 1.0))  # Phi-4-mini rotates 0.75 of each head
+    bases = 2 if family == "gemma3_text" else 1
+    return Architecture(
+        family=family, hidden=h, intermediate=config["intermediate_size"], layers=config["num_hidden_layers"],
+        heads=heads, kv_heads=config.get("num_key_value_heads") or heads, head_dim=d, vocab=config["vocab_size"],
+        max_positions=config.get("max_position_embeddings", 0),
+        tied_embeddings=bool(config.get("tie_word_embeddings", False)), norm_params=h,
+        norms_per_layer=4 if family in SANDWICH_NORMS else 2, linears=_decoder_linears(config, family, d),
+        embedding_shapes=(config["vocab_size"] * h,), final_norm=True, gated_mlp=True, is_encoder=False,
+        buffer_bytes=_rope_buffer_bytes(rotary, bases) + (4 if family == "gemma3_text" else 0),
+        dropout=float(config.get("attention_dropout") or 0.0),
+        logit_softcap=family in SANDWICH_NORMS and config.get("final_logit_softcapping") is not None,
+        qk_norm=family in QK_NORMS, rotary_dim=rotary, rope_bases=bases,
+        attention_masks=len(_layer_types(config, family)))
+
+
+def _layer_types(config: dict[str, Any], family: str) -> set[str]:
+    """The kinds of attention the layers use, by the config classes' rules when config.json lists none."""
+    layers = config["num_hidden_layers"]
+    if config.get("layer_types"):
+        return set(config["layer_types"][:layers])
+    if family in SANDWICH_NORMS:  # every 2nd (gemma2) or 6th (gemma3) layer global, the rest sliding
+        period = 2 if family == "gemma2" else config.get("sliding_window_pattern", 6)
+        return {"full" if (i + 1) % period == 0 else "sliding" for i in range(layers)}
+    if family in ("qwen2", "qwen3") and config.get("use_sliding_window") and config.get("sliding_window"):
+        return {"sliding" if i >= config.get("max_window_layers", 28) else "full" for i in range(layers)}
+    return {"full"}
+
+
+def _decoder_linears(config: dict[str, Any], family: str, d: int) -> tuple[Linear, ...]:
     h, f = config["hidden_size"], config["intermediate_size"]
     heads = config["num_attention_heads"]
     kv = config.get("num_key_value_heads") or heads
-    d = config.get("head_dim") or h // heads
     qkv_bias = family == "qwen2" or bool(config.get("attention_bias"))
     o_bias = bool(config.get("attention_bias")) and family != "qwen2"
     mlp_bias = bool(config.get("mlp_bias"))
     if family == "phi3":  # fused projections, same parameter count as separate ones
-        linears = (Linear("qkv_proj", h, heads * d + 2 * kv * d, False),
-                   Linear("o_proj", heads * d, h, False),
-                   Linear("gate_up_proj", h, 2 * f, False),
-                   Linear("down_proj", f, h, False))
-    else:
-        linears = (Linear("q_proj", h, heads * d, qkv_bias), Linear("k_proj", h, kv * d, qkv_bias),
-                   Linear("v_proj", h, kv * d, qkv_bias), Linear("o_proj", heads * d, h, o_bias),
-                   Linear("gate_proj", h, f, mlp_bias), Linear("up_proj", h, f, mlp_bias),
-                   Linear("down_proj", f, h, mlp_bias))
-    tied = bool(config.get("tie_word_embeddings", family in ("gemma", "gemma2")))
-    return Architecture(
-        family=family, hidden=h, intermediate=f, layers=config["num_hidden_layers"], heads=heads,
-        kv_heads=kv, head_dim=d, vocab=config["vocab_size"],
-        max_positions=config.get("max_position_embeddings", 0), tied_embeddings=tied,
-        norm_params=h, norms_per_layer=4 if family == "gemma2" else 2, linears=linears,
-        embedding_shapes=(config["vocab_size"] * h,), final_norm=True, gated_mlp=True, is_encoder=False,
-        buffer_bytes=d // 2 * 4, dropout=float(config.get("attention_dropout") or 0.0),  # fp32 RoPE inv_freq
-        logit_softcap=family == "gemma2" and config.get("final_logit_softcapping", 30.0) is not None)
+        return (Linear("qkv_proj", h, heads * d + 2 * kv * d, False), Linear("o_proj", heads * d, h, False),
+                Linear("gate_up_proj", h, 2 * f, False), Linear("down_proj", f, h, False))
+    return (Linear("q_proj", h, heads * d, qkv_bias), Linear("k_proj", h, kv * d, qkv_bias),
+            Linear("v_proj", h, kv * d, qkv_bias), Linear("o_proj", heads * d, h, o_bias),
+            Linear("gate_proj", h, f, mlp_bias), Linear("up_proj", h, f, mlp_bias),
+            Linear("down_proj", f, h, mlp_bias))
+
+
+def _rope_buffer_bytes(rotary_dim: int, bases: int) -> int:
+    """The fp32 ``inv_freq`` of each RoPE base: one frequency per rotated pair, ceil(rotary_dim / 2).
+
+    Every rope_scaling type transformers 4.57 has (linear, dynamic, llama3, longrope, yarn)
+    rescales those same frequencies; longrope switches to its long factors only past
+    ``original_max_position_embeddings`` (a second table, 2 x rotary_dim B, kept from then on).
+    Gemma 3 adds to these its embedding scale sqrt(h), a scalar in the model's dtype (the caller
+    counts it as fp32: 2 B over in a 16-bit model).
+    """
+    return bases * ((rotary_dim + 1) // 2) * 4
 
 
 def _gpt2(config: dict[str, Any]) -> Architecture:
@@ -215,6 +274,6 @@ def _distilbert(config: dict[str, Any]) -> Architecture:
 
 _BUILDERS = {
     **{family: (lambda config, family=family: _decoder(config, family))
-       for family in ("llama", "mistral", "qwen2", "phi3", "gemma", "gemma2")},
+       for family in ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text")},
     "gpt2": _gpt2, "bert": _bert, "roberta": _bert, "xlm-roberta": _bert, "distilbert": _distilbert,
 }

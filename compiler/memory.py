@@ -115,8 +115,11 @@ def trainable_shapes(arch: Architecture, step: TrainStep, head: str) -> list[int
         per_layer = [size for lin in arch.linears if lin.name in step.lora_targets
                      for size in (step.lora_r * lin.fan_in, lin.fan_out * step.lora_r)]
         return per_layer * arch.layers
-    layer = [size for lin in arch.linears
-             for size in ((lin.fan_in * lin.fan_out, lin.fan_out) if lin.bias else (lin.fan_in * lin.fan_out,))]
+    layer: list[int] = []
+    for lin in arch.linears:
+        layer += (lin.fan_in * lin.fan_out, lin.fan_out) if lin.bias else (lin.fan_in * lin.fan_out,)
+        if lin.name == "o_proj" and arch.qk_norm:  # q_norm and k_norm follow the attention's projections
+            layer += (arch.head_dim, arch.head_dim)
     layer += [arch.norm_params] * arch.norms_per_layer
     head_sizes = [arch.hidden] + ([] if arch.tied_embeddings else [arch.vocab * arch.hidden])
     return [*arch.embedding_shapes] + layer * arch.layers + head_sizes
@@ -206,34 +209,80 @@ def _loss_terms(arch: Architecture, step: TrainStep, teacher: Architecture | Non
     return tuple(forward), tuple(backward), summing
 
 
-def _recompute_phase(arch: Architecture, step: TrainStep, head: str, static: list[Term],
-                     layer: int, shared: int) -> tuple[Term, ...]:
-    """Backward through the first layer, the last one recomputed: every gradient but the
-    embedding's and that layer's (its down_proj's is made first; with accumulation every
-    gradient exists from the earlier micro-steps and is added to in place), the layer's
-    activations, and two f-sized gradient buffers in its MLP."""
+def _recompute_phase(arch: Architecture, step: TrainStep, head: str, static: list[Term], layer: int,
+                     shared: int, inputs: Term) -> tuple[Term, ...]:
+    """Backward through a recomputed layer (``layer`` bytes per token), at its peak.
+
+    Where in the layer: in its MLP's backward (the layer's activations less what a sandwich
+    post-feedforward norm freed, f-sized gradient buffers, down_proj's gradient made) or, with
+    sandwich norms, just before, in that norm's backward (the whole layer, the norm's fp32
+    working set, no down_proj gradient yet). Which layer: the first (every gradient but the
+    embedding's and that layer's, one input left) or the last (the head's gradients, every
+    layer's input, ``inputs``, still held). The last wins under LoRA, whose gradients are small
+    (traced: qwen3 LoRA was 0.65% under with the first alone, gemma3 LoRA 1.6%).
+    """
+    from distill.compiler import activations as act
+
     e, t = DTYPE_BYTES[step.dtype], step.tokens
     trainable, param_bytes = trainable_params(arch, step, head)
     down = arch.linears[-1]  # the MLP's output projection is every family's last linear
     # Traced: six tokens x f tensors are alive at the MLP's backward peak whether or not
     # down_proj keeps its input (act x up): a frozen, unadapted down_proj leaves one more buffer.
     buffers = 2 if step.adapter == "none" or down.name in step.lora_targets else 3
+    freed = act.mlp_backward_freed(arch, step)
+    points = [(layer - freed, 0, Term("MLP gradient buffers", buffers * e * arch.intermediate * t,
+                                      f"{buffers} x {t:,} x {arch.intermediate} x {e} B"))]
+    if freed:
+        norm = act.post_norm_backward_bytes(arch, step)
+        points.append((layer, _down_gradient(arch, step), Term("norm backward", norm * t, f"{t:,} tokens x {norm:,} B")))
+    # The first layer's checkpoint keeps one causal mask; a second kind went with the last layer
+    # of that kind (b x s^2 bools).
+    other_masks = (arch.attention_masks - 1) * step.micro_batch * step.seq_len ** 2
+    first_input = Term("first layer input", e * arch.hidden * t + shared - other_masks, "its checkpoint input, mask, RoPE")
+    layers = ((trainable - _pending_at_first_layer(arch, step), first_input, "all but the first layer's"),
+              (_made_at_last_layer(arch, step, head), inputs, "the head's and the last layer's"))
+    candidates = [(*static, Term("gradients", (made - pending) * param_bytes, why), held_inputs,
+                   Term("recompute", held * t, f"one layer's activations: {t:,} x {held:,} B"), working)
+                  for made, held_inputs, why in layers for held, pending, working in points]
+    return max(candidates, key=lambda terms: sum(term.bytes for term in terms))
+
+
+def _down_gradient(arch: Architecture, step: TrainStep) -> int:
+    """Elements of the gradient a layer's backward makes first: its down_proj's (or its
+    adapter's); none is new with accumulation, where every gradient exists already."""
+    down = arch.linears[-1]
     if step.accumulation > 1:
-        pending = 0
-    elif step.adapter == "none":
+        return 0
+    if step.adapter == "none":
+        return down.params
+    return step.lora_r * (down.fan_in + down.fan_out) if down.name in step.lora_targets else 0
+
+
+def _pending_at_first_layer(arch: Architecture, step: TrainStep) -> int:
+    """Trainable elements still without a gradient in the first layer's MLP backward: with
+    accumulation none (every gradient exists from the earlier micro-steps and is added to in
+    place); else that layer's but its down_proj's, made first, and the embeddings'."""
+    down = arch.linears[-1]
+    if step.accumulation > 1:
+        return 0
+    if step.adapter == "none":
         # A tied token embedding already holds the LM head's gradient; an untied one, and the
         # position/type embeddings, get theirs last.
         token, *others = arch.embedding_shapes
-        pending = arch.layer_params - down.params + sum(others) + (0 if arch.tied_embeddings else token)
-    else:
-        pending = sum(step.lora_r * (lin.fan_in + lin.fan_out) for lin in arch.linears
-                      if lin.name in step.lora_targets and lin is not down)
-    return (*static,
-            Term("gradients", (trainable - pending) * param_bytes, "all but the first layer's (and an untied embedding's)"),
-            Term("first layer input", e * arch.hidden * t + shared, "its checkpoint input, mask, RoPE"),
-            Term("recompute", layer * t, f"one layer's activations: {t:,} x {layer:,} B"),
-            Term("MLP gradient buffers", buffers * e * arch.intermediate * t,
-                 f"{buffers} x {t:,} x {arch.intermediate} x {e} B"))
+        return arch.layer_params - down.params + sum(others) + (0 if arch.tied_embeddings else token)
+    return sum(step.lora_r * (lin.fan_in + lin.fan_out) for lin in arch.linears
+               if lin.name in step.lora_targets and lin is not down)
+
+
+def _made_at_last_layer(arch: Architecture, step: TrainStep, head: str) -> int:
+    """Trainable elements with a gradient in the last layer's MLP backward: all with
+    accumulation; else, fully fine-tuned, the head's (a tied token embedding holds the LM
+    head's), and down_proj's (or its adapter's)."""
+    if step.accumulation > 1:
+        return trainable_params(arch, step, head)[0]
+    tied = arch.embedding_shapes[0] if arch.tied_embeddings and head == "causal-lm" else 0
+    head_grads = arch.head_params(head) + tied if step.adapter == "none" else 0
+    return head_grads + _down_gradient(arch, step)
 
 
 def kbit_step(step: TrainStep) -> TrainStep:
@@ -303,7 +352,7 @@ def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = 
         phases["teacher forward"] = (*static, *earlier, layers, final_norm, loss_forward[0],
                                      layer_transient(teacher, t, DTYPE_BYTES[step.teacher_dtype]))
     if step.checkpointing:
-        phases["recompute"] = _recompute_phase(arch, step, head, static, layer, shared)
+        phases["recompute"] = _recompute_phase(arch, step, head, static, layer, shared, layers)
     if full and not step.checkpointing:
         phases["backward end"] = (*static, grads, Term("input grad", e * h * t, f"{t:,} tokens x {e * h} B"))
     phases["optimizer"] = (*static, grads, _optimizer_temporaries(arch, head, step, device))
