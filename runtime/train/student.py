@@ -101,9 +101,10 @@ def causal_head(model: Any) -> Head | None:
 
     Why: the chunked loss computes logits chunk by chunk from hidden rows, so a batch's
     (tokens x vocab) logits never exist at once. That needs ``hidden_states[-1]`` to be the
-    normalized state the head reads (true for llama, qwen2, gemma, gemma2, gpt2 in transformers
-    4.57); a probe checks it on this very model, and where it fails the caller falls back to full
-    logits.
+    normalized state the head reads (true for llama, mistral, qwen2, qwen3, phi3, gemma, gemma2,
+    gemma3_text, gpt2 in transformers 4.57), and a teacher's rows come from its ``backbone``
+    (``final_rows``); a probe checks both on this very model, and where either fails the caller
+    falls back to full logits.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = base.get_output_embeddings()
@@ -118,7 +119,10 @@ def causal_head(model: Any) -> Head | None:
     probe = torch.arange(min(8, base.config.vocab_size), device=head.weight.device).unsqueeze(0)
     with torch.no_grad():
         out = model(input_ids=probe, output_hidden_states=True)
-        same = torch.allclose(apply(out.hidden_states[-1]).float(), out.logits.float(), atol=1e-4, rtol=1e-4)
+        # Both row sources the loss uses: the student's hidden_states[-1] and a teacher's backbone.
+        same = backbone(model) is not None and all(
+            torch.allclose(apply(rows).float(), out.logits.float(), atol=1e-4, rtol=1e-4)
+            for rows in (out.hidden_states[-1], final_rows(model, {"input_ids": probe, "attention_mask": None}).rows))
     model.train(was_training)
     return apply if same else None
 
@@ -139,6 +143,23 @@ def final_rows(model: Any, batch: dict[str, torch.Tensor]) -> HeadedOutput:
     not every layer's output held until the forward ends (``output_hidden_states`` would keep
     layers + 1 copies of tokens x hidden). For a teacher whose ``causal_head`` probe passed, these
     are the rows its head reads (HF's ``last_hidden_state`` is ``hidden_states[-1]``)."""
-    backbone = getattr(model, model.base_model_prefix)
-    out = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    stack = backbone(model)
+    if stack is None:
+        raise ValueError(f"{type(model).__name__}: no backbone under its head (causal_head returns None for it)")
+    out = stack(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     return HeadedOutput(out.last_hidden_state, None)
+
+
+def backbone(model: Any) -> torch.nn.Module | None:
+    """The decoder stack under a causal LM's head, or None when there is none to find. Usually
+    the attribute ``base_model_prefix`` names (llama's ``model``, gpt2's ``transformer``); Gemma
+    3's text-only ``Gemma3ForCausalLM`` declares "language_model" (the prefix of the multimodal
+    checkpoints it also loads) but holds its stack as ``model``, which transformers'
+    ``get_decoder`` returns."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    prefix = getattr(base, "base_model_prefix", "")
+    found = getattr(base, prefix, None) if prefix else None
+    if isinstance(found, torch.nn.Module) and found is not base:
+        return found
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
+    return decoder if isinstance(decoder, torch.nn.Module) and decoder is not base else None
