@@ -3,7 +3,9 @@
 Causal LMs export with past key values (``text-generation-with-past``), extractive QA models as
 ``question-answering``. ``quant: int8`` is onnxruntime dynamic quantization (int8 weights per
 tensor, activations quantized at run time). Every export is verified against the torch fp32 model
-before it reaches its destination.
+before it reaches its destination. What the backend takes is declared in
+:mod:`distill.backends.onnx_support`; the export refuses anything else with its reason, as
+``distill plan`` does.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.backends.base import Artifact, Check, VerifyReport, export_atomically, load_reference, sha256_file
+from distill.backends.onnx_support import QA, refusal, task_of
 from distill.compiler.spec import OnnxTarget
 
 MODEL_FILE = "model.onnx"
@@ -47,10 +50,16 @@ class OnnxBackend:
         """Export, quantize, verify in a temp folder beside ``out_dir``, then rename into place.
 
         Raises:
+            NotImplementedError: with :func:`~distill.backends.onnx_support.refusal`'s reason, for
+                a model or quant the backend does not take; nothing is written.
             VerificationError: when a check fails; ``out_dir`` is left untouched.
         """
         model_dir, out_dir = Path(model_dir), Path(out_dir)
-        task = detect_task(model_dir)
+        config = _config(model_dir)
+        reason = refusal(config, target.quant)
+        if reason is not None:
+            raise NotImplementedError(reason)
+        task = task_of(config)
 
         def build(tmp: Path) -> Artifact:
             _export_optimum(model_dir, tmp, task)
@@ -73,7 +82,7 @@ class OnnxBackend:
             return VerifyReport(tuple(checks))
         task = artifact.extra.get("task") or detect_task(model_dir)
         try:
-            if task == "question-answering":
+            if task == QA:
                 checks += _verify_qa(artifact, model_dir)
             else:
                 checks += _verify_causal(artifact, model_dir)
@@ -83,19 +92,64 @@ class OnnxBackend:
 
 
 def detect_task(model_dir: Path) -> str:
-    """The optimum task for a saved model: extractive QA when its architecture has a QA head,
-    else a causal LM with past key values."""
-    config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-    if any(name.endswith("ForQuestionAnswering") for name in config.get("architectures") or ()):
-        return "question-answering"
-    return "text-generation-with-past"
+    """The optimum task for a saved model (see :func:`~distill.backends.onnx_support.task_of`)."""
+    return task_of(_config(Path(model_dir)))
+
+
+def _config(model_dir: Path) -> dict[str, Any]:
+    return json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
 
 
 def _export_optimum(model_dir: Path, out: Path, task: str) -> None:
-    from optimum.exporters.onnx import main_export
+    """Trace the very model verification compares against: fp32 with eager attention. optimum's
+    own loader takes sdpa, which drops Gemma-2's attention soft-capping (measured: logits 0.11
+    from torch at a cap of 0.05)."""
+    from optimum.exporters.onnx import onnx_export_from_model
+    from optimum.utils.save_utils import maybe_load_preprocessors
+    from transformers import AutoModelForCausalLM, AutoModelForQuestionAnswering
 
-    main_export(str(model_dir), output=str(out), task=task, device="cpu",
-                local_files_only=True)
+    model = load_reference(AutoModelForQuestionAnswering if task == QA else AutoModelForCausalLM, model_dir)
+    model.config.use_cache = task != QA
+    _longrope_in_graph(model)
+    # optimum's own validation (atol 1e-5 on its dummy inputs) is skipped: verify() compares
+    # logits and greedy generation against torch on every export.
+    onnx_export_from_model(model, output=str(out), task=task, device="cpu", do_validation=False,
+                           preprocessors=maybe_load_preprocessors(str(model_dir)))
+
+
+def _longrope_in_graph(model: Any) -> None:
+    """Put LongRoPE's factor switch into the traced graph. transformers picks the long factors
+    with a Python ``if`` on ``max(position_ids) + 1 > original_max_position_embeddings``; a trace
+    keeps the branch its dummy input took (optimum's 16 tokens: the short factors for any real
+    model), so a Phi-3-128k graph would rotate every prompt past 4096 tokens with the wrong
+    frequencies. ``torch.where`` keeps both (measured on a tiny phi3 switching at 20 tokens: a
+    30-token prompt's logits 0.089 from torch without this, 1e-6 with it).
+
+    One difference stays: transformers' Phi-3 generation drops its cache and re-reads the whole
+    sequence when it grows past the switch; optimum's generation loop keeps the cache rotated
+    with the short factors, so tokens generated after crossing may differ.
+    """
+    for module in model.modules():
+        if getattr(module, "rope_type", None) == "longrope":
+            module.forward = _switching_rope(module)
+
+
+def _switching_rope(module: Any) -> Any:
+    """A forward for a LongRoPE rotary module that picks its frequencies in the graph."""
+    import inspect
+
+    import torch
+
+    config = module.config
+    switch = getattr(config, "original_max_position_embeddings", None) or config.max_position_embeddings
+    long_freq, _ = module.rope_init_fn(config, module.inv_freq.device, seq_len=switch + 1)
+    short_freq, plain = module.original_inv_freq, inspect.unwrap(type(module).forward)
+
+    def forward(x: Any, position_ids: Any) -> Any:
+        module.inv_freq = torch.where(position_ids.max() + 1 > switch, long_freq, short_freq)
+        return plain(module, x, position_ids)
+
+    return forward
 
 
 def _quantize_int8(folder: Path) -> None:
@@ -184,12 +238,24 @@ def _side_by_side(auto_class: Any, ort_class: Any, artifact: Artifact, model_dir
     return reference, exported, _probe_ids(reference.config.vocab_size)
 
 
+def size_cache_from_graph(model: Any) -> None:
+    """Size an ``ORTModelForCausalLM``'s first, empty cache as the graph declares its past inputs
+    (batch, kv heads, past length, head dim). optimum-onnx 0.1.0 derives both from the config and
+    gets them wrong for phi3 and gemma2 (all attention heads, where GQA has fewer kv heads) and for
+    every type but gemma/gemma3_text (hidden / heads, where a config sets head_dim: Qwen3-0.6B
+    128 vs 1024 / 16 = 64, Gemma-2-2B 256 vs 288); onnxruntime then rejects the first call."""
+    past = next((i for i in model.session.get_inputs() if i.name.startswith("past_key_values.")), None)
+    if past is not None:
+        model.num_key_value_heads, model.embed_size_per_head = past.shape[1], past.shape[3]
+
+
 def _verify_causal(artifact: Artifact, model_dir: Path) -> list[Check]:
     import torch
     from optimum.onnxruntime import ORTModelForCausalLM
     from transformers import AutoModelForCausalLM
 
     reference, exported, ids = _side_by_side(AutoModelForCausalLM, ORTModelForCausalLM, artifact, model_dir)
+    size_cache_from_graph(exported)
     mask = torch.ones_like(ids)
     with torch.no_grad():
         want = reference(input_ids=ids, attention_mask=mask).logits
