@@ -194,14 +194,32 @@ def _verify_file(path: Path, quant: str, model_dir: Path, tokens: bool) -> list[
     scale = max(1.0, float(np.abs(want).max()))
     bound = RTOL.get(quant, QUANT_RTOL) * scale
     diff = float(np.abs(got - want).max())
-    agree = float((got.argmax(-1) == want.argmax(-1)).mean())
+    agree, ties = top1_agreement(got, want, min(diff, bound))
     need = 1.0 if quant in EXACT else QUANT_MIN_TOP1
     checks += [Check(f"{quant}.logits_max_abs_diff", diff <= bound, f"{diff:.3g} (bound {bound:.3g})"),
                Check(f"{quant}.logits_top1_agreement", agree >= need,
-                     f"{agree:.4f} of {ids.size} positions (need >= {need})")]
+                     f"{agree:.4f} of {ids.size} positions (need >= {need}; {ties} near-tie(s) counted as "
+                     f"agreeing: torch's margin to llama.cpp's pick < 2 x max diff)")]
     if tokens:
         checks += gguf_tokens.checks(model_dir, tokenizer, facts)
     return checks
+
+
+def top1_agreement(got: Any, want: Any, diff: float) -> tuple[float, int]:
+    """Share of positions where llama.cpp picks torch's top token, and how many of those are
+    near-ties: llama.cpp's pick trails torch's top logit by less than 2 x ``diff`` (the measured
+    max diff, capped at the check's bound), where each of the two logits may have moved by ``diff``. Measured: a 1-layer Mistral-7B-shaped random model
+    (hidden 4096, logit scale 5.6) flipped 1 of 64 F16 positions within 2 x its max diff of 0.0071.
+    A conversion bug moves logits by far more than the max-diff bound allows, which that check
+    catches; a tie excused here is never wider than twice the bound."""
+    import numpy as np
+
+    picked = got.argmax(-1)
+    best = want.max(-1)
+    margin = best - np.take_along_axis(want, picked[..., None], -1)[..., 0]
+    exact = picked == want.argmax(-1)
+    near = ~exact & (margin < 2 * diff)
+    return float((exact | near).mean()), int(near.sum())
 
 
 def _artifact(folder: Path, quants: tuple[str, ...]) -> Artifact:

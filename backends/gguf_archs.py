@@ -28,6 +28,7 @@ class Family:
     """One HF architecture as llama.cpp sees it.
 
     Attributes:
+        model_type: the HF model_type (a config without ``architectures`` builds its class).
         gguf: llama.cpp's architecture name.
         activation: (config key, the values llama.cpp's graph for this arch computes).
         rope_types: ``rope_scaling`` types llama.cpp reproduces for this arch (besides none).
@@ -40,6 +41,7 @@ class Family:
         transposed: HF tensor suffixes stored [in, out] (GPT-2's Conv1D); llama.cpp wants [out, in].
     """
 
+    model_type: str
     gguf: str
     activation: tuple[str, tuple[str, ...]]
     rope_types: tuple[str, ...] = ()
@@ -120,32 +122,40 @@ def _no_attention_softcap(config: dict[str, Any]) -> str | None:
 # reads hidden_act (Gemma-2/3's hidden_activation); Gemma checkpoints say "gelu" (exact), which
 # differs from the tanh form by at most 4.7e-4 (at x = +-2.7), left to the F16 logits check.
 _SILU = ("hidden_act", ("silu",))
-_LLAMA = Family("llama", _SILU, rope_types=("llama3",), permute_qk=True)
 _GEMMA_NEXT = ("hidden_activation", ("gelu_pytorch_tanh",))
 FAMILIES = {
-    "LlamaForCausalLM": _LLAMA,
-    "MistralForCausalLM": Family("llama", _SILU, checks=(_window_within_longrope,), permute_qk=True),
-    "Qwen2ForCausalLM": Family("qwen2", _SILU, checks=(_no_sliding_window,)),
-    "Qwen3ForCausalLM": Family("qwen3", _SILU, checks=(_no_sliding_window,)),
-    "Phi3ForCausalLM": Family("phi3", _SILU, rope_types=("longrope",), checks=(_window_within_longrope,)),
-    "GemmaForCausalLM": Family("gemma", ("hidden_act", ("gelu_pytorch_tanh", "gelu")), norm_shift=1.0),
-    "Gemma2ForCausalLM": Family("gemma2", _GEMMA_NEXT, norm_shift=1.0,
+    "LlamaForCausalLM": Family("llama", "llama", _SILU, rope_types=("llama3",), permute_qk=True),
+    "MistralForCausalLM": Family("mistral", "llama", _SILU, checks=(_window_within_longrope,),
+                                 permute_qk=True),
+    "Qwen2ForCausalLM": Family("qwen2", "qwen2", _SILU, checks=(_no_sliding_window,)),
+    "Qwen3ForCausalLM": Family("qwen3", "qwen3", _SILU, checks=(_no_sliding_window,)),
+    "Phi3ForCausalLM": Family("phi3", "phi3", _SILU, rope_types=("longrope",),
+                              checks=(_window_within_longrope,)),
+    "GemmaForCausalLM": Family("gemma", "gemma", ("hidden_act", ("gelu_pytorch_tanh", "gelu")),
+                               norm_shift=1.0),
+    "Gemma2ForCausalLM": Family("gemma2", "gemma2", _GEMMA_NEXT, norm_shift=1.0,
                                 checks=(_gemma_query_scale, _layer_pattern(2))),
-    "Gemma3ForCausalLM": Family("gemma3", _GEMMA_NEXT, norm_shift=1.0,
-                                checks=(_gemma_query_scale, _layer_pattern(6),
-                                        _no_attention_softcap)),
-    "GPT2LMHeadModel": Family("gpt2", ("activation_function", ("gelu_new",)),
+    "Gemma3ForCausalLM": Family("gemma3_text", "gemma3", _GEMMA_NEXT, norm_shift=1.0,
+                                checks=(_gemma_query_scale, _layer_pattern(6), _no_attention_softcap)),
+    "GPT2LMHeadModel": Family("gpt2", "gpt2", ("activation_function", ("gelu_new",)),
                               transposed=("attn.c_attn.weight", "attn.c_proj.weight",
                                           "mlp.c_fc.weight", "mlp.c_proj.weight")),
 }
 
 
+def architectures(config: dict[str, Any]) -> list[str]:
+    """The config's architecture classes; without any, the causal LM its model_type builds."""
+    return list(config.get("architectures") or (
+        name for name, found in FAMILIES.items() if found.model_type == config.get("model_type")))
+
+
 def refusal(config: dict[str, Any]) -> str | None:
     """Why llama.cpp cannot run this model as transformers does, in one line; None when it can."""
-    names = config.get("architectures") or ()
+    names = architectures(config)
     found = next((FAMILIES[name] for name in names if name in FAMILIES), None)
     if found is None:
-        return f"the gguf backend takes {', '.join(FAMILIES)}; this model is {', '.join(names) or 'unnamed'}"
+        shown = ", ".join(names) or f"model_type {config.get('model_type')!r}"
+        return f"the gguf backend takes {', '.join(FAMILIES)}; this model is {shown}"
     key, allowed = found.activation
     value = config.get(key, allowed[0])
     if value not in allowed:
@@ -166,7 +176,7 @@ def family(config: dict[str, Any]) -> Family:
     reason = refusal(config)
     if reason is not None:
         raise NotImplementedError(reason)
-    return next(FAMILIES[name] for name in config["architectures"] if name in FAMILIES)
+    return next(FAMILIES[name] for name in architectures(config) if name in FAMILIES)
 
 
 def tensor_names(config: dict[str, Any], hf_names: Any) -> dict[str, str]:

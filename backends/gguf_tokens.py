@@ -13,9 +13,18 @@ from distill.backends.base import Check
 from distill.backends.gguf_child import FORCED_MAX_TOKENS
 from distill.backends.gguf_vocab import eos_ids
 
+# Each probe aims at a place where pre-tokenizers differ: digit grouping (1-3 digits, one by one,
+# or none), characters NFKC would fold (½ ², ligatures) and digits outside ASCII (Arabic-Indic,
+# Devanagari, full-width), emoji sequences with joiners, code with operators and indentation,
+# runs of spaces, tabs and newlines. A real SmolLM2 with a plain byte-level pre-tokenizer passed the
+# first six and tokenized 5 of 6 strings like these differently from its original GGUF.
 PROBE_TEXTS = ("the quick brown fox jumps over the lazy dog", "Hello, world! 123 4567",
                "  two  spaces\tand a tab\nnew line", "what its teacher knows: don't, won't",
-               "Ünïcödé — ß, 漢字, emoji 🙂", "a model learns; the model learned.")
+               "Ünïcödé — ß, 漢字, emoji 🙂", "a model learns; the model learned.",
+               "3.14159 1,000,000 2026-12-05 0x1F 123456789", "½ cup, x² + y³, ﬁle, ① ⅷ",
+               "٣٤٥ and ४२ and １２３", "👩‍👩‍👧 🏳️‍🌈 🇫🇷 👍🏽",
+               "def f(x):\n    return x**2 != y // 3  # ok\n\tif a<=b: pass",
+               "end.\n\n\n   \t  \n  trailing   ")
 # No system turn: several templates (Gemma's) refuse one. Two user turns and an assistant turn
 # exercise the loop, the role switch and the generation prompt.
 CONVERSATION = ({"role": "user", "content": "What does a student model learn?"},

@@ -122,6 +122,8 @@ def write_base(model_dir: Path, path: Path, quant: str = BASE_QUANT) -> None:
         model = model_class(model_dir, file_type, path, model_name=GENERAL_NAME, hparams=hparams)
         # The instance's own set_vocab replaces the class's: the tokenizer is distill's part.
         model.set_vocab = lambda: write_tokenizer(model.gguf_writer, model_dir, config)
+        if config.get("model_type") == "gemma3_text":
+            _keep_whole_embedding(model, conversion)
         # ModelBase.write's steps, with its tqdm progress bar (one per file, on stderr) off.
         model.prepare_tensors()
         model.prepare_metadata(vocab_only=False)
@@ -129,6 +131,21 @@ def write_base(model_dir: Path, path: Path, quant: str = BASE_QUANT) -> None:
         model.gguf_writer.write_kv_data_to_file()
         model.gguf_writer.write_tensors_to_file(progress=False)
         model.gguf_writer.close()
+
+
+def _keep_whole_embedding(model: Any, conversion: Any) -> None:
+    """Gemma 3's converter drops the embedding rows past the tokenizer's size (its multimodal
+    checkpoints pad the vocabulary). distill writes one token per embedding row, as HF's logits
+    have one column per row (``gguf_vocab``), so the embedding goes through the generic tensor
+    mapping whole; it is no norm, so Gemma's norm shift has nothing to add to it."""
+    own = model.modify_tensors
+
+    def modify(data: Any, name: str, bid: int | None) -> Any:
+        if name.endswith("embed_tokens.weight"):
+            return conversion.TextModel.modify_tensors(model, data, name, bid)
+        return own(data, name, bid)
+
+    model.modify_tensors = modify
 
 
 @contextmanager

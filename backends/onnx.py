@@ -202,11 +202,11 @@ def _write_manifest(folder: Path, artifact: Artifact, model_dir: Path,
 # ---------------------------------------------------------------- verification
 
 
-def _session_options() -> Any:
+def _session_options(threads: int = THREADS) -> Any:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = THREADS
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     return options
 
 
@@ -228,14 +228,40 @@ def _parity(name: str, got: Any, ref: Any, quant: str) -> list[Check]:
             Check(f"{name}_top1_agreement", agree >= need, f"{agree:.4f} (need >= {need})")]
 
 
-def _side_by_side(auto_class: Any, ort_class: Any, artifact: Artifact, model_dir: Path) -> tuple[Any, Any, Any]:
-    """The fp32 torch reference, the exported model in onnxruntime (CPU, pinned threads), and the
+def _side_by_side(auto_class: Any, artifact: Artifact, model_dir: Path, qa: bool) -> tuple[Any, Any, Any]:
+    """The fp32 torch reference, the exported model as :func:`load_exported` runs it, and the
     probe ids both are fed."""
     reference = load_reference(auto_class, model_dir)
-    exported = ort_class.from_pretrained(
-        artifact.path.parent, file_name=artifact.path.name, session_options=_session_options(),
-        provider="CPUExecutionProvider", local_files_only=True)
+    exported = load_exported(artifact.path.parent, qa=qa, file_name=artifact.path.name)
     return reference, exported, _probe_ids(reference.config.vocab_size)
+
+
+def model_file(folder: Path) -> str:
+    """The model file an export folder's manifest names, else ``model.onnx``."""
+    manifest = Path(folder) / MANIFEST
+    if manifest.is_file():
+        return str(json.loads(manifest.read_text(encoding="utf-8")).get("model", MODEL_FILE))
+    return MODEL_FILE
+
+
+def load_exported(folder: Path, qa: bool = False, threads: int = THREADS, file_name: str | None = None) -> Any:
+    """An exported folder in onnxruntime through optimum (CPU, ``threads`` intra-op threads): the
+    one loader verification, evaluation and ``distill chat`` share, so what runs is what was
+    verified. A causal LM gets its first cache sized from the graph (:func:`size_cache_from_graph`).
+
+    Args:
+        qa: an extractive-QA export (``ORTModelForQuestionAnswering``), else a causal LM.
+        file_name: the model file in ``folder``; default :func:`model_file`.
+    """
+    from optimum.onnxruntime import ORTModelForCausalLM, ORTModelForQuestionAnswering
+
+    ort_class = ORTModelForQuestionAnswering if qa else ORTModelForCausalLM
+    model = ort_class.from_pretrained(folder, file_name=file_name or model_file(folder),
+                                      session_options=_session_options(threads),
+                                      provider="CPUExecutionProvider", local_files_only=True)
+    if not qa:
+        size_cache_from_graph(model)
+    return model
 
 
 def size_cache_from_graph(model: Any) -> None:
@@ -251,11 +277,9 @@ def size_cache_from_graph(model: Any) -> None:
 
 def _verify_causal(artifact: Artifact, model_dir: Path) -> list[Check]:
     import torch
-    from optimum.onnxruntime import ORTModelForCausalLM
     from transformers import AutoModelForCausalLM
 
-    reference, exported, ids = _side_by_side(AutoModelForCausalLM, ORTModelForCausalLM, artifact, model_dir)
-    size_cache_from_graph(exported)
+    reference, exported, ids = _side_by_side(AutoModelForCausalLM, artifact, model_dir, qa=False)
     mask = torch.ones_like(ids)
     with torch.no_grad():
         want = reference(input_ids=ids, attention_mask=mask).logits
@@ -293,11 +317,9 @@ def _best_spans(start: Any, end: Any, max_len: int = 15) -> list[tuple[int, int]
 
 def _verify_qa(artifact: Artifact, model_dir: Path) -> list[Check]:
     import torch
-    from optimum.onnxruntime import ORTModelForQuestionAnswering
     from transformers import AutoModelForQuestionAnswering
 
-    reference, exported, ids = _side_by_side(AutoModelForQuestionAnswering, ORTModelForQuestionAnswering,
-                                             artifact, model_dir)
+    reference, exported, ids = _side_by_side(AutoModelForQuestionAnswering, artifact, model_dir, qa=True)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     if "token_type_ids" in exported.input_names:
         # question in segment 0, context in segment 1, as a QA pipeline feeds it.

@@ -28,6 +28,12 @@ LLAMA = dict(model_type="llama", hidden_size=256, intermediate_size=688, num_hid
              num_attention_heads=4, num_key_value_heads=2, vocab_size=2000, tie_word_embeddings=False)
 QWEN2 = dict(model_type="qwen2", hidden_size=192, intermediate_size=512, num_hidden_layers=3,
              num_attention_heads=6, num_key_value_heads=2, vocab_size=3000, tie_word_embeddings=True)
+# q/k norms (2 x head_dim per layer, after o_proj) inside each layer's flat parameter.
+QWEN3 = dict(model_type="qwen3", hidden_size=256, intermediate_size=688, num_hidden_layers=2,
+             num_attention_heads=4, num_key_value_heads=2, head_dim=64, vocab_size=2000, tie_word_embeddings=False)
+GEMMA3 = dict(model_type="gemma3_text", hidden_size=256, intermediate_size=688, num_hidden_layers=2,
+              num_attention_heads=4, num_key_value_heads=1, head_dim=64, vocab_size=2000,
+              sliding_window=64, sliding_window_pattern=2)
 ALL = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 LORA = dict(adapter="lora", lora_r=8, lora_targets=ALL)
 
@@ -48,6 +54,8 @@ CASES = (
     Case("qwen2 lora fsdp b2 s128", QWEN2, dict(micro_batch=2, seq_len=128, strategy="fsdp", **LORA)),
     Case("qwen2 full ddp ckpt b2 s128", QWEN2, dict(micro_batch=2, seq_len=128, strategy="ddp", checkpointing=True)),
     Case("llama full fsdp ckpt b2 s128", LLAMA, dict(micro_batch=2, seq_len=128, strategy="fsdp", checkpointing=True)),
+    Case("qwen3 full fsdp b2 s128", QWEN3, dict(micro_batch=2, seq_len=128, strategy="fsdp")),
+    Case("gemma3_text full fsdp b2 s128", GEMMA3, dict(micro_batch=2, seq_len=128, strategy="fsdp")),
 )
 
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from distill.compiler.arch import Architecture
-from distill.compiler.memory import StepMemory, Term, cpu_adamw_temporaries, optimizer_state_bytes, trainable_params
+from distill.compiler.arch import Architecture, Linear
+from distill.compiler.memory import (StepMemory, Term, cpu_adamw_temporaries, layer_modules, lora_head_copy,
+                                     module_tensors, optimizer_state_bytes, outer_tensors, trainable_params)
 from distill.compiler.trainstep import TrainStep
 
 F32 = 4
@@ -60,19 +61,19 @@ class Unit:
 
 
 def units(arch: Architecture, step: TrainStep, head: str) -> tuple[Unit, Unit]:
-    """(root, one layer): the flat parameters FSDP builds with transformer auto-wrap."""
+    """(root, one layer): the flat parameters FSDP builds with transformer auto-wrap, each
+    tensor in module registration order (``memory.layer_modules``, ``memory.outer_tensors``)."""
     e = DTYPE_BYTES[step.dtype]
     full = step.adapter == "none"
     layer: list[tuple[int, bool, int]] = []
-    for lin in arch.linears:
-        layer.append((lin.fan_in * lin.fan_out, full, e))
-        if lin.bias:
-            layer.append((lin.fan_out, full, e))
-        if not full and lin.name in step.lora_targets:  # peft's lora_A then lora_B, fp32
-            layer += [(step.lora_r * lin.fan_in, True, F32), (step.lora_r * lin.fan_out, True, F32)]
-    layer += [(arch.norm_params, full, e)] * arch.norms_per_layer
-    root = [(n, full, e) for n in arch.embedding_shapes]
-    root.append((arch.head_params(head), full, e))  # final norm and untied head, one tensor's worth
+    for module in layer_modules(arch):
+        layer += [(n, full, e) for n in module_tensors(module)]
+        if not full and isinstance(module, Linear) and module.name in step.lora_targets:  # lora_A, lora_B: fp32
+            layer += [(step.lora_r * module.fan_in, True, F32), (step.lora_r * module.fan_out, True, F32)]
+    before, after = outer_tensors(arch, head)
+    root = [(n, full, e) for n in (*before, *after)]
+    if not full:  # the root trains (and gets a whole-shard gradient) when peft trains a head copy
+        root += [(n, True, e) for n in lora_head_copy(arch, head)]
     return Unit("root", tuple(root)), Unit("layer", tuple(layer))
 
 

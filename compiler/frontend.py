@@ -60,11 +60,15 @@ def compile_document(doc: Document, path: Path) -> CompiledSpec:
     if shape_errors:
         raise SpecError(shape_errors)
     spec = build_spec(doc.data)
-    found = [Diagnostic(doc.locate(_where(doc, f)), f.message, f.hint, f.severity)
-             for f in check_meaning(spec, path.parent)]
+    found = diagnostics(doc, check_meaning(spec, path.parent))
     if any(d.severity == "error" for d in found):
         raise SpecError(found)
     return CompiledSpec(path, spec, tuple(found), doc)
+
+
+def diagnostics(doc: Document, findings: list[Finding]) -> list[Diagnostic]:
+    """Findings located in the Distillfile."""
+    return [Diagnostic(doc.locate(_where(doc, f)), f.message, f.hint, f.severity) for f in findings]
 
 
 def _where(doc: Document, finding: Finding) -> DataPath:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from distill.compiler.arch import Architecture
+from distill.compiler.arch import Architecture, Linear
 from distill.compiler.trainstep import ComputeDtype, TrainStep
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -109,20 +109,74 @@ def optimizer_state_bytes(trainable: int, tensors: int, param_bytes: int, optimi
                 f"{trainable:,} trainable x 2 moments x {per // 2} B + {tensors:,} step counters")
 
 
+def layer_modules(arch: Architecture) -> tuple[Linear | int, ...]:
+    """One layer's parameter holders in the order transformers registers them (and so
+    ``named_parameters()``, the optimizer and FSDP's flat parameter see them): its linears, and
+    as ints the elements of each norm tensor (an RMSNorm's weight; a LayerNorm's weight, then bias).
+
+    Decoders register attention, MLP, then their norms; Phi-3's attention registers o_proj
+    before qkv_proj; q_norm and k_norm (head_dim each) follow o_proj; GPT-2 puts ln_1 and ln_2
+    before attention and MLP; encoders put a norm after the attention output and the FFN output.
+    """
+    linears = list(arch.linears)
+    if arch.family == "phi3":
+        linears[:2] = linears[1::-1]
+    norm = [arch.hidden] * (arch.norm_params // arch.hidden)
+    # index of the linear each norm precedes (len(linears): after the last)
+    slots = (0, 2) if arch.family == "gpt2" else (4, 6) if arch.is_encoder else (len(linears),) * arch.norms_per_layer
+    modules: list[Linear | int] = []
+    for i in range(len(linears) + 1):
+        modules += norm * slots.count(i)
+        if i < len(linears):
+            modules.append(linears[i])
+            if linears[i].name == "o_proj" and arch.qk_norm:
+                modules += [arch.head_dim] * 2
+    return tuple(modules)
+
+
+def module_tensors(module: Linear | int) -> tuple[int, ...]:
+    """Elements of the tensors an item of ``layer_modules`` holds: a linear's weight (and bias), a norm tensor."""
+    if isinstance(module, int):
+        return (module,)
+    return (module.fan_in * module.fan_out, module.fan_out) if module.bias else (module.fan_in * module.fan_out,)
+
+
+def outer_tensors(arch: Architecture, head: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Elements of each parameter tensor outside the layers, in registration order: (before the
+    layers: embeddings, an encoder's embedding LayerNorm; after them: final norm and ``head``).
+    Tied weights appear once, where first registered (the embedding)."""
+    h, v = arch.hidden, arch.vocab
+    after = [h] * (arch.norm_params // h) if arch.final_norm else []
+    if head == "causal-lm" and not arch.tied_embeddings:
+        after.append(v * h)
+    elif head == "extractive-qa":
+        after += [2 * h, 2]  # qa_outputs: Linear(h, 2)
+    elif head == "masked-lm":  # a dense and a LayerNorm, then the decoder's bias (its weight is tied)
+        transform = [h * h, h, h, h]
+        # BERT's and RoBERTa's heads hold that bias as their own parameter: it comes before their children
+        after += [*transform, v] if arch.family == "distilbert" else [v, *transform]
+    elif head == "base" and arch.is_encoder and arch.family != "distilbert":
+        after += [h * h, h]  # BertModel's and RobertaModel's pooler
+    return arch.embedding_shapes, tuple(after)
+
+
+def lora_head_copy(arch: Architecture, head: str) -> tuple[int, ...]:
+    """peft's QUESTION_ANS task trains a copy of qa_outputs (modules_to_save), in the base's
+    dtype, registered after the original: weight and bias."""
+    return (2 * arch.hidden, 2) if head == "extractive-qa" else ()
+
+
 def trainable_shapes(arch: Architecture, step: TrainStep, head: str) -> list[int]:
-    """Sizes (elements) of the trainable tensors in the order the optimizer visits them."""
-    if step.adapter != "none":
-        per_layer = [size for lin in arch.linears if lin.name in step.lora_targets
+    """Sizes (elements) of the trainable tensors in the order the optimizer visits them
+    (``named_parameters()`` order, ``tests/planner/test_trainable_order.py``)."""
+    modules = layer_modules(arch)
+    if step.adapter != "none":  # peft's lora_A (r x fan_in) then lora_B (fan_out x r)
+        per_layer = [size for lin in modules if isinstance(lin, Linear) and lin.name in step.lora_targets
                      for size in (step.lora_r * lin.fan_in, lin.fan_out * step.lora_r)]
-        return per_layer * arch.layers
-    layer: list[int] = []
-    for lin in arch.linears:
-        layer += (lin.fan_in * lin.fan_out, lin.fan_out) if lin.bias else (lin.fan_in * lin.fan_out,)
-        if lin.name == "o_proj" and arch.qk_norm:  # q_norm and k_norm follow the attention's projections
-            layer += (arch.head_dim, arch.head_dim)
-    layer += [arch.norm_params] * arch.norms_per_layer
-    head_sizes = [arch.hidden] + ([] if arch.tied_embeddings else [arch.vocab * arch.hidden])
-    return [*arch.embedding_shapes] + layer * arch.layers + head_sizes
+        return per_layer * arch.layers + list(lora_head_copy(arch, head))
+    layer = [size for module in modules for size in module_tensors(module)]
+    before, after = outer_tensors(arch, head)
+    return [*before, *layer * arch.layers, *after]
 
 
 def cpu_adamw_temporaries(sizes: list[int]) -> int:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.compiler.errors import Diagnostic, SpecError
-from distill.compiler.frontend import CompiledSpec, compile_file
+from distill.compiler.errors import SpecError
+from distill.compiler.frontend import CompiledSpec, compile_file, diagnostics
 from distill.compiler.hardware import probe_budget
 from distill.compiler.plan import Plan
 from distill.compiler.planner import make_plan
 from distill.compiler.resolve import ResolvedModel, ResolveFailed, resolve_models
+from distill.compiler.support import support_findings
 from distill.compiler.volume import DataVolume, measure_volume
 
 
@@ -23,13 +24,17 @@ class Planned:
 
 
 def compile_and_resolve(path: Path, offline: bool = False) -> tuple[CompiledSpec, dict[str, ResolvedModel]]:
-    """The Spec and its models; resolution failures are located in the Distillfile."""
+    """The Spec and its models; resolution failures and models some part of distill cannot
+    take (``compiler/support.py``) are located in the Distillfile."""
     compiled = compile_file(path)
     try:
-        return compiled, resolve_models(compiled.spec, compiled.root, offline)
+        models = resolve_models(compiled.spec, compiled.root, offline)
     except ResolveFailed as failed:
-        raise SpecError([Diagnostic(compiled.document.locate(f.path), f.message, f.hint)
-                         for f in failed.findings]) from None
+        raise SpecError(diagnostics(compiled.document, failed.findings)) from None
+    refused = support_findings(compiled.spec, models)
+    if refused:
+        raise SpecError(diagnostics(compiled.document, refused))
+    return compiled, models
 
 
 def plan_file(path: Path, offline: bool = False) -> Planned:

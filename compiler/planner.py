@@ -32,8 +32,8 @@ from distill.compiler.trainstep import DEFAULT_LOSS_CHUNK, TrainStep
 from distill.compiler.units import format_size
 from distill.compiler.volume import DataVolume
 
-TRACED_FAMILIES = ("llama", "mistral", "qwen2", "gpt2", "gemma", "gemma2", "phi3", "bert",
-                   "roberta", "xlm-roberta", "distilbert")
+TRACED_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gpt2", "gemma", "gemma2", "gemma3_text", "phi3",
+                   "bert", "roberta", "xlm-roberta", "distilbert")
 BOUND_TRACED = 0.05
 # Training throughput assumed as a share of the device rate: measured CPU matmul rate, or the
 # declared peak of a GPU (typical model FLOPs utilization of fine-tuning is 30-50%).
@@ -426,8 +426,9 @@ def _record(setting: _Setting, choice: _Choice, decisions: list[Decision],
                                   f"{setting.spec.data.synthesis.max_new_tokens} new tokens) fits "  # type: ignore[union-attr]
                                   f"{format_size(budget.memory)}"))
     if setting.student.family not in TRACED_FAMILIES or (setting.student.is_encoder and choice.checkpointing):
+        untraced = setting.student.family + (" with checkpointing" if setting.student.is_encoder else "")
         decisions.append(Decision("memory model", "approximate",
-                                  f"{setting.student.family} with checkpointing is not traced; traced within "
+                                  f"{untraced} is not traced; traced within "
                                   f"{BOUND_TRACED:.0%} for {', '.join(TRACED_FAMILIES)} (benchmarks/planner_accuracy.py)"))
 
 

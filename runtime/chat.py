@@ -203,18 +203,16 @@ class OnnxSession:
     """onnxruntime through optimum, with the tokenizer beside the model or in its source folder."""
 
     def __init__(self, folder: Path, manifest: dict[str, Any], settings: Settings) -> None:
-        from optimum.onnxruntime import ORTModelForCausalLM
-
-        from distill.backends.onnx import _session_options
+        from distill.backends.onnx import load_exported
 
         self.settings = settings
         self.tokenizer = _onnx_tokenizer(folder, manifest)
         if not self.tokenizer.chat_template:
             raise UsageError(f"the tokenizer of {folder} has no chat template",
                              hint="export a model whose tokenizer has a chat_template")
-        self.model = ORTModelForCausalLM.from_pretrained(
-            folder, file_name=manifest.get("model", "model.onnx"), session_options=_session_options(),
-            provider="CPUExecutionProvider", local_files_only=True)
+        # The backend's loader, as verification ran it: optimum alone sizes the first cache wrongly
+        # for GQA phi3/gemma2 and a head_dim != hidden / heads (qwen3, gemma2).
+        self.model = load_exported(folder)
 
     def render(self, messages: Messages) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -370,8 +370,12 @@ def _how_to_run(kind: str, folder: str, manifest: dict[str, Any], name: str) -> 
         lines = ["```python", f"from optimum.onnxruntime import {cls}", "from transformers import AutoTokenizer",
                  f"model = {cls}.from_pretrained({folder!r}, file_name={manifest.get('model', 'model.onnx')!r})",
                  f"tokenizer = AutoTokenizer.from_pretrained({folder!r})  # or the source model folder"]
-        if not qa:
-            lines += ['ids = tokenizer.apply_chat_template([{"role": "user", "content": "Hello"}],',
+        if not qa:  # the cache fix is distill.backends.onnx.load_exported's, so this runs what was verified
+            lines += ["# optimum sizes the first (empty) cache from config.json, wrongly for GQA Phi-3/Gemma-2",
+                      "# and head_dim != hidden/heads (Qwen3, Gemma-2); take the graph's kv heads and head dim:",
+                      'past = next(i for i in model.session.get_inputs() if i.name.startswith("past_key_values."))',
+                      "model.num_key_value_heads, model.embed_size_per_head = past.shape[1], past.shape[3]",
+                      'ids = tokenizer.apply_chat_template([{"role": "user", "content": "Hello"}],',
                       '                                    add_generation_prompt=True, return_tensors="pt")',
                       "print(tokenizer.decode(model.generate(ids, max_new_tokens=64)[0, ids.shape[1]:]))"]
         return lines + ["```"] + ([] if qa else ["", f"Or: `distill chat {folder}`."])

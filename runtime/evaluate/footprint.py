@@ -49,9 +49,9 @@ def _safetensors_elements(file: Path) -> int:
 def _onnx_elements(folder: Path) -> int | None:
     import onnx
 
-    from distill.runtime.evaluate.runners import _onnx_file
+    from distill.backends.onnx import model_file
 
-    model = onnx.load(str(folder / _onnx_file(folder)), load_external_data=False)
+    model = onnx.load(str(folder / model_file(folder)), load_external_data=False)
     return sum(math.prod(t.dims) for t in model.graph.initializer) or None
 
 

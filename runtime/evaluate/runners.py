@@ -156,16 +156,11 @@ def torch_runner(path: Path, task: str, threads: int, placement: Placement, role
 
 
 def ort_runner(folder: Path, task: str, threads: int) -> ModelRunner:
-    """An exported ONNX folder run by optimum's ORT classes, ``threads`` intra-op threads."""
-    import onnxruntime
-    from optimum.onnxruntime import ORTModelForCausalLM, ORTModelForQuestionAnswering
+    """An exported ONNX folder run as the backend verified it (``load_exported``: optimum's ORT
+    classes, the first cache sized from the graph), ``threads`` intra-op threads."""
+    from distill.backends.onnx import load_exported
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    auto = ORTModelForQuestionAnswering if task == "extractive-qa" else ORTModelForCausalLM
-    model = auto.from_pretrained(folder, file_name=_onnx_file(folder), session_options=options,
-                                 provider="CPUExecutionProvider", local_files_only=True)
-    return ModelRunner(model, _no_pinning)
+    return ModelRunner(load_exported(folder, qa=task == "extractive-qa", threads=threads), _no_pinning)
 
 
 @contextmanager
@@ -174,14 +169,6 @@ def _no_pinning() -> Iterator[None]:
 
     with torch.inference_mode():
         yield
-
-
-def _onnx_file(folder: Path) -> str:
-    """The model file the backend's manifest names, else ``model.onnx``."""
-    manifest = folder / "manifest.json"
-    if manifest.is_file():
-        return str(json.loads(manifest.read_text(encoding="utf-8")).get("model", "model.onnx"))
-    return "model.onnx"
 
 
 class LlamaCppRunner:

@@ -22,6 +22,8 @@ from distill.compiler.cli import main
 from distill.runtime import chat
 from distill.runtime.sources.tokenizer import train_byte_bpe
 
+from tests.runtime.evaluate.test_runners import FAMILIES, save_family
+
 TEXT = ["the quick brown fox jumps over the lazy dog; a model learns what its teacher knows.",
         "Hello, world! how are you? fine, thanks."] * 20
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content']"
@@ -78,6 +80,18 @@ def _chat(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str
 def test_once_answers_as_the_hf_model(kind: str, artifacts: dict[str, Path], model_dir: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _chat([str(artifacts[kind]), "--once", "hello", "--max-new-tokens", str(NEW_TOKENS)], capsys)
+    assert code == 0, err
+    assert out == hf_reply(model_dir, [{"role": "user", "content": "hello"}]) + "\n"
+
+
+@pytest.mark.parametrize("arch", sorted(FAMILIES))
+def test_once_answers_for_families_optimum_misreads(arch: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Qwen3 (head_dim != hidden / heads) and GQA Phi-3 chat as the HF model answers: the session
+    sizes optimum's first cache from the graph, as verification does."""
+    model_dir = save_family(tmp_path / arch, arch, **FAMILIES[arch])
+    export_verified(model_dir, "onnx", tmp_path / "onnx")
+    code, out, err = _chat([str(tmp_path / "onnx"), "--once", "hello", "--max-new-tokens", str(NEW_TOKENS)], capsys)
     assert code == 0, err
     assert out == hf_reply(model_dir, [{"role": "user", "content": "hello"}]) + "\n"
 

@@ -147,3 +147,28 @@ def test_equal_inputs_give_equal_bytes(inputs: ReportInputs, tmp_path: Path) -> 
     a, c = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("a", "c"))
     assert a.pop("timings") != c.pop("timings") and a == c
 
+
+
+def test_onnx_snippet_runs_as_printed_on_a_qwen3(inputs: ReportInputs, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The card's Python for an ONNX causal LM runs against a tiny Qwen3 (head_dim 128 != 64 / 4),
+    whose first cache optimum alone sizes wrongly."""
+    pytest.importorskip("optimum.onnxruntime")
+    import torch
+
+    from distill.backends.export import export_verified
+    from tests.runtime.evaluate.test_runners import FAMILIES, save_family
+
+    torch.set_num_threads(2)
+    out = tmp_path / "out"
+    export_verified(save_family(tmp_path / "qwen3", "qwen3", **FAMILIES["qwen3"]), "onnx", out / "artifacts" / "onnx")
+    manifest = json.loads((out / "artifacts" / "onnx" / "manifest.json").read_text())
+    write_report(out, replace(inputs, artifacts=[{"kind": "onnx", "path": "artifacts/onnx", "manifest": manifest}]))
+    card = (out / "README.md").read_text()
+    snippet = card.split("```python\n")[1].split("```")[0]
+    assert "ORTModelForCausalLM.from_pretrained('artifacts/onnx', file_name='model.onnx')" in snippet
+    monkeypatch.chdir(out)  # the card's paths are relative to its folder
+    capsys.readouterr()
+    exec(compile(snippet, "README.md", "exec"), {})  # noqa: S102 - the card's own text is under test
+    assert capsys.readouterr().out.strip()

@@ -11,14 +11,30 @@ import torch
 import transformers
 
 from distill.runtime.evaluate.cases import CausalCase, prepare
-from distill.runtime.evaluate.runners import LlamaCppRunner, ort_runner, torch_runner
+from distill.runtime.evaluate.runners import LlamaCppRunner, open_runner, ort_runner, torch_runner
 from distill.runtime.placement import Placement
 
-from .conftest import RECORDS
+from .conftest import RECORDS, save_tokenizer
 
 CPU = Placement("cpu", "float32", "fp32")  # what these tests compare against: fp32 torch
 THREADS = 1  # steadier than 2 on 2 shared cores
 GREEDY_TOKENS = 6  # random tiny models have near-tied logits; a few tokens show the decode loop agrees
+# Families whose first, empty ONNX cache optimum sizes from the config wrongly (what
+# backends.onnx.size_cache_from_graph fixes): Qwen3's head_dim 128 != hidden 64 / 4 heads, and
+# Phi-3's 2 kv heads of 4 (optimum feeds 4). Also used by tests/runtime/test_chat.py and test_report.py.
+FAMILIES = {"qwen3": {"head_dim": 128}, "phi3": {}}
+
+
+def save_family(folder: Path, arch: str, **overrides) -> Path:
+    """A tiny seeded ``arch`` (hidden 64, 2 layers, 4 heads, 2 kv heads) on the ChatML tokenizer."""
+    tokenizer = save_tokenizer(folder)
+    torch.manual_seed(0)
+    config = transformers.AutoConfig.for_model(
+        arch, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=len(tokenizer), max_position_embeddings=256, bos_token_id=0,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=1, **overrides)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +110,29 @@ def test_onnx_runner_matches_torch(models: dict[str, Path], cases, hf, tmp_path_
         assert runner.generate(cases.cases[0].prompt, GREEDY_TOKENS, ())[0] == want
     finally:
         runner.close()
+
+
+@pytest.mark.parametrize("arch", sorted(FAMILIES))
+def test_onnx_families_optimum_misreads_run_in_the_evaluate_runner(arch: str, tmp_path: Path) -> None:
+    """The runner the evaluate stage opens runs what verification passed, cache and all."""
+    pytest.importorskip("optimum.onnxruntime")
+    from distill.backends.export import export_verified
+
+    torch.set_num_threads(THREADS)
+    model_dir = save_family(tmp_path / arch, arch, **FAMILIES[arch])
+    artifact, _ = export_verified(model_dir, "onnx:none", tmp_path / "out")
+    family = prepare(model_dir, RECORDS, "causal-lm", 256)
+    hf = torch_runner(model_dir, "causal-lm", THREADS, CPU, "student")
+    runner = open_runner("onnx", artifact.path.parent, "causal-lm", THREADS, 256, None, "student")
+    try:
+        for want, got in zip(_perplexities(hf, family), _perplexities(runner, family), strict=True):
+            assert got == pytest.approx(want, rel=1e-4)
+        for case in family.cases[:2]:
+            want, _ = hf.generate(case.prompt, GREEDY_TOKENS, ())
+            assert runner.generate(case.prompt, GREEDY_TOKENS, ())[0] == want
+    finally:
+        runner.close()
+        hf.close()
 
 
 def test_an_hf_candidate_loads_with_its_planned_quantization(models: dict[str, Path], cases) -> None:
