@@ -118,14 +118,10 @@ def _llama_cpp_child(path: str) -> None:
 
 
 def onnx_model(folder: Path) -> Any:
-    import onnxruntime
-    from optimum.onnxruntime import ORTModelForCausalLM
+    """The export as distill runs it (``load_exported``: the first cache sized from the graph)."""
+    from distill.backends.onnx import load_exported
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = THREADS
-    options.inter_op_num_threads = 1
-    return ORTModelForCausalLM.from_pretrained(folder, session_options=options,
-                                               provider="CPUExecutionProvider", local_files_only=True)
+    return load_exported(folder, threads=THREADS)
 
 
 def mib(size: int) -> str:
