@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from typing import Any, get_args
+from typing import get_args
 
 from distill.backends import gguf_archs, gguf_vocab, gguf_writer, onnx_support
 from distill.compiler.arch import UnsupportedArchitecture, architecture
@@ -47,11 +47,11 @@ def _deploy(i: int, target: DeployTarget, student: ResolvedModel, task: str) -> 
     if target.gguf is not None:
         reasons = [gguf_archs.refusal(student.config), _gguf_tokenizer(student),
                    gguf_writer.converter_missing()]
-        alternative = _onnx_takes(student.config, task) and "deploy this student to onnx instead"
+        alternative = (onnx_support.refusal(student.config, "none", _onnx_task(task)) is None
+                       and "deploy this student to onnx instead")
     else:
         assert target.onnx is not None
-        onnx_task = onnx_support.QA if task == "extractive-qa" else onnx_support.CAUSAL
-        reasons = [onnx_support.refusal(student.config, target.onnx.quant, onnx_task)]
+        reasons = [onnx_support.refusal(student.config, target.onnx.quant, _onnx_task(task))]
         alternative = (task == "causal-lm" and gguf_archs.refusal(student.config) is None
                        and "deploy this student to gguf instead")
     return [Finding(("deploy", i, target.kind),
@@ -72,9 +72,9 @@ def _gguf_tokenizer(student: ResolvedModel) -> str | None:
     return gguf_vocab.tokenizer_refusal(tokenizer)
 
 
-def _onnx_takes(config: dict[str, Any], task: str) -> bool:
-    onnx_task = onnx_support.QA if task == "extractive-qa" else onnx_support.CAUSAL
-    return onnx_support.refusal(config, "none", onnx_task) is None
+def _onnx_task(task: str) -> str:
+    """The optimum task of a student's spec task."""
+    return onnx_support.QA if task == "extractive-qa" else onnx_support.CAUSAL
 
 
 def support_matrix() -> str:
@@ -89,7 +89,7 @@ def support_matrix() -> str:
             "| --- | --- | --- | --- |"]
     for family in (*DECODERS, *ENCODERS):
         encoder = family in ENCODERS
-        task = onnx_support.QA if encoder else onnx_support.CAUSAL
+        task = _onnx_task("extractive-qa" if encoder else "causal-lm")
         train = "extractive QA: full, LoRA" if encoder else "causal LM: full, LoRA, QLoRA"
         found = None if encoder else gguf.get(family)
         rope = f", rope scaling {', '.join(found.rope_types)}" if found and found.rope_types else ""
