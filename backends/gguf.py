@@ -24,7 +24,7 @@ from typing import Any
 
 from distill.backends import gguf_tokens
 from distill.backends.base import Artifact, Check, VerifyReport, export_atomically, load_reference, sha256_file
-from distill.backends.gguf_archs import family, tensor_names
+from distill.backends.gguf_import import dequantized
 from distill.backends.gguf_child import run_llama_cpp
 from distill.backends.gguf_writer import BASE_QUANT, quantize, read_config, write_base
 from distill.backends.ollama import modelfile_name, write_modelfile
@@ -156,24 +156,13 @@ def _reference(model_dir: Path, gguf_path: Path | None) -> Any:
     """The torch fp32 model; with ``gguf_path``, running the weights dequantized from that file
     (each arch's change undone), so the comparison isolates llama.cpp's kernels from
     quantization error."""
-    import gguf
-    import numpy as np
-    import torch
     from transformers import AutoModelForCausalLM
 
     model = load_reference(AutoModelForCausalLM, model_dir)
     if gguf_path is None:
         return model
     config = read_config(model_dir)
-    arch = family(config)
-    stored = {t.name: t for t in gguf.GGUFReader(gguf_path).tensors}
-    loaded = {}
-    for hf_name, gguf_name in tensor_names(config, model.state_dict()).items():
-        tensor = stored[gguf_name]
-        # dequantize gives the [rows, row width] shape llama.cpp stores.
-        data = gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
-        data = arch.from_gguf(hf_name, data, config)
-        loaded[hf_name] = torch.from_numpy(np.ascontiguousarray(data))
+    loaded = dequantized(gguf_path, config, model.state_dict())
     model.load_state_dict(loaded, strict=False)
     return model
 

@@ -4,7 +4,7 @@ scores) in the form llama.cpp's tokenizer for it reads, special tokens, and the 
 Two llama.cpp tokenizers are written:
 
 * ``gpt2``, for byte-level BPE: tokens, merges, and the pre-tokenizer llama.cpp must
-  re-implement by name.
+  re-implement by name (:mod:`distill.backends.gguf_pretokenizers`).
 * ``llama`` (SentencePiece), for BPE with byte fallback on "▁"-escaped text (Llama, Mistral,
   Gemma): tokens, scores and token types. llama.cpp's SPM tokenizer has no merge list: it
   repeatedly joins the adjacent pair whose joined text is the token with the highest score. HF's
@@ -24,27 +24,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-# Split regexes of known byte-level BPE tokenizers -> llama.cpp pre-tokenizer names (llama.cpp
-# re-implements each by name; tokenization_parity checks the choice on probe texts).
-_LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?"
-                 r"[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-KNOWN_SPLITS = {_LLAMA3_REGEX: "llama-bpe",
-                _LLAMA3_REGEX.replace(r"\p{N}{1,3}", r"\p{N}"): "qwen2"}
+from distill.backends import gguf_pretokenizers
+from distill.backends.llama_cpp import installed_converter
+
 SPACE = "▁"  # SentencePiece's escaped space (U+2581), as llama.cpp escapes it too
 BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")  # byte fallback pieces, llama.cpp's byte_to_token form
 
 
 def pre_tokenizer(tokenizer_json: dict[str, Any]) -> str:
-    """llama.cpp's pre-tokenizer name for a byte-level BPE tokenizer.json."""
-    pre = tokenizer_json.get("pre_tokenizer") or {}
-    if pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
-        return "gpt-2"  # GPT-2's own split regex, as train_byte_bpe makes
-    for step in pre.get("pretokenizers", ()):
-        if step.get("type") == "Split":
-            regex = step.get("pattern", {}).get("Regex")
-            if regex in KNOWN_SPLITS:
-                return KNOWN_SPLITS[regex]
-    raise NotImplementedError(f"no llama.cpp pre-tokenizer known for this tokenizer: {pre}")
+    """llama.cpp's pre-tokenizer name for a byte-level BPE tokenizer.json (see
+    :mod:`distill.backends.gguf_pretokenizers`)."""
+    return gguf_pretokenizers.name(tokenizer_json, installed_converter())
 
 
 def _steps(component: dict[str, Any] | None, nested: str) -> list[dict[str, Any]]:

@@ -29,12 +29,12 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from distill.backends.gguf_archs import family, rope_type
 from distill.backends.gguf_vocab import write_tokenizer
+from distill.backends.llama_cpp import converter_dir, converter_missing
 
 THREADS = int(os.environ.get("DISTILL_THREADS", "2"))
 
@@ -43,35 +43,11 @@ BASE_QUANT = "F16"
 # measured here: with name "phi3-student" it refuses to load our phi3 AND gemma files. So the
 # name never comes from the model's folder or hub id.
 GENERAL_NAME = "distill-student"
-# Where scripts/setup.sh unpacks llama.cpp's converter; DISTILL_LLAMA_CPP_CONVERTER overrides it.
-CONVERTER_ENV = "DISTILL_LLAMA_CPP_CONVERTER"
-
-
 def read_config(model_dir: Path) -> dict[str, Any]:
     """The model's config as transformers completes it (class defaults filled in), as a dict."""
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(model_dir).to_dict()
-
-
-def converter_dir() -> Path:
-    """llama.cpp's converter for the installed llama-cpp-python (same llama.cpp version)."""
-    if os.environ.get(CONVERTER_ENV):
-        return Path(os.environ[CONVERTER_ENV])
-    try:
-        version = metadata.version("llama_cpp_python")
-    except metadata.PackageNotFoundError:
-        version = "missing"
-    return Path(sys.prefix) / "share" / "distill" / f"llama.cpp-{version}"
-
-
-def converter_missing() -> str | None:
-    """Why the converter cannot be used here, or None."""
-    folder = converter_dir()
-    if not (folder / "conversion" / "__init__.py").is_file():
-        return (f"llama.cpp's converter is not in {folder} (scripts/setup.sh puts it there from the "
-                f"llama-cpp-python sdist; or set {CONVERTER_ENV})")
-    return None
 
 
 def _conversion() -> Any:

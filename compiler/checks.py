@@ -146,6 +146,10 @@ def _check_model_ref(role: str, model: Teacher, root: Path) -> Iterator[Finding]
         if model.revision is not None:
             yield Finding((role, "revision"), f"{role}.revision applies to hub models only",
                           f"{model.model!r} is a local folder; remove the revision")
+    elif local.is_file() and local.suffix == ".gguf":
+        if model.revision is not None:
+            yield Finding((role, "revision"), f"{role}.revision applies to hub models only",
+                          f"{model.model!r} is a GGUF file, pinned in the lock by its sha256; remove the revision")
     elif looks_like_path(model.model):
         yield Finding(path, f"{role}.model folder {model.model!r} does not exist",
                       _relative_hint(root))

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from distill.compiler.checks import Finding, resolve_inside
 from distill.compiler.digest import FileDigest, digest_file
+from distill.compiler.fsutil import write_atomic
 from distill.compiler.spec import Spec, Teacher
 
 CONFIG = "config.json"
@@ -39,10 +40,11 @@ class ResolvedModel:
         tokenizer: an identity of the vocabulary: equal identities mean equal token ids.
         chat_template: whether the tokenizer (or the Distillfile) supplies a chat template.
         tokenizer_file: where tokenizer.json is on this machine, when the model has one.
+        folder: for a GGUF file, the model folder made from it (see ``backends/gguf_import``).
     """
 
     role: str
-    kind: Literal["local", "hub", "random"]
+    kind: Literal["local", "hub", "random", "gguf"]
     ref: str
     revision: str | None
     config: dict[str, Any]
@@ -50,6 +52,7 @@ class ResolvedModel:
     tokenizer: str
     chat_template: bool
     tokenizer_file: Path | None = None
+    folder: Path | None = None
 
 
 class ResolveFailed(Exception):
@@ -91,8 +94,33 @@ def _resolve(role: str, model: Teacher, root: Path, offline: bool, spec: Spec) -
     if local is not None and local.is_dir():
         files = _local_files(local)
         return _assemble(role, "local", model.model, None, files, model)
+    if local is not None and local.is_file() and local.suffix == ".gguf":
+        return _resolve_gguf(role, model, local, root)
     files, commit = _hub_files(role, model, offline)
     return _assemble(role, "hub", model.model, commit, files, model)
+
+
+def _resolve_gguf(role: str, model: Teacher, path: Path, root: Path) -> ResolvedModel:
+    """A GGUF file: its config and tokenizer files written once into ``.distill/gguf/<sha256>``
+    (content-addressed: a changed file gets a new folder), the file itself pinned by its digest."""
+    from distill.backends import gguf_import
+    from distill.backends.gguf_metadata import GgufFormatError, read_metadata
+
+    source = digest_file(path, model.model or path.name)
+    folder = root / ".distill" / "gguf" / source.sha256[:16]
+    if not all((folder / name).is_file() for name in gguf_import.FILES):
+        try:
+            meta = read_metadata(path)
+        except (OSError, GgufFormatError) as error:
+            raise _Missing(Finding((role, "model"), f"{role}.model {model.model!r}: {error}")) from None
+        reason = gguf_import.refusal(meta)
+        if reason is not None:
+            raise _Missing(Finding((role, "model"), f"{role}.model {model.model!r}: {reason}",
+                                   "point it at the Hugging Face model folder or hub id instead"))
+        for name, text in gguf_import.metadata_files(meta).items():
+            write_atomic(folder / name, text)
+    resolved = _assemble(role, "gguf", model.model or path.name, None, _local_files(folder), model)
+    return replace(resolved, files=(source, *resolved.files), folder=folder)
 
 
 def _local_files(folder: Path) -> dict[str, Path]:
@@ -186,7 +214,7 @@ def _resolve_random(role: str, model: Teacher, root: Path, spec: Spec) -> Resolv
     return _assemble(role, "random", model.random.config, None, files, model, spec, root)
 
 
-def _assemble(role: str, kind: Literal["local", "hub", "random"], ref: str, commit: str | None,
+def _assemble(role: str, kind: Literal["local", "hub", "random", "gguf"], ref: str, commit: str | None,
               files: dict[str, Path], model: Teacher, spec: Spec | None = None,
               root: Path | None = None) -> ResolvedModel:
     if CONFIG not in files:

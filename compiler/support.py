@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator
 from typing import get_args
 
-from distill.backends import gguf_archs, gguf_vocab, gguf_writer, onnx_support
+from distill.backends import gguf_archs, gguf_vocab, llama_cpp, onnx_support
 from distill.compiler.arch import UnsupportedArchitecture, architecture
 from distill.compiler.checks import Finding
 from distill.compiler.resolve import ResolvedModel
@@ -46,7 +46,7 @@ def _planner(role: str, model: ResolvedModel) -> Iterator[Finding]:
 def _deploy(i: int, target: DeployTarget, student: ResolvedModel, task: str) -> list[Finding]:
     if target.gguf is not None:
         reasons = [gguf_archs.refusal(student.config), _gguf_tokenizer(student),
-                   gguf_writer.converter_missing()]
+                   llama_cpp.converter_missing()]
         alternative = (onnx_support.refusal(student.config, "none", _onnx_task(task)) is None
                        and "deploy this student to onnx instead")
     else:

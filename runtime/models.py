@@ -91,8 +91,16 @@ def reload_quantized(model: torch.nn.Module, quantization: Any, placement: Place
 
 
 def model_location(resolved: ResolvedModel, root: Path) -> str:
-    """What ``from_pretrained`` loads: a local model's folder (relative to the Distillfile), or the
-    hub id (its revision is passed beside it)."""
+    """What ``from_pretrained`` loads: a local model's folder (relative to the Distillfile), the
+    folder made from a GGUF file (its weights dequantized at the first call), or the hub id (its
+    revision is passed beside it)."""
+    if resolved.kind == "gguf":
+        from distill.backends.gguf_import import WEIGHTS, write_weights
+
+        assert resolved.folder is not None
+        if not (resolved.folder / WEIGHTS).is_file():
+            write_weights((root / Path(resolved.ref).expanduser()).resolve(), resolved.folder)
+        return str(resolved.folder)
     if resolved.kind == "local":
         return str((root / Path(resolved.ref).expanduser()).resolve())
     return resolved.ref

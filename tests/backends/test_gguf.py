@@ -16,7 +16,7 @@ pytest.importorskip("llama_cpp")
 import torch
 import transformers
 from distill.backends import gguf as gguf_backend
-from distill.backends import gguf_vocab, ollama
+from distill.backends import gguf_pretokenizers, gguf_vocab, ollama
 from distill.backends.base import BACKENDS, VerificationError, get_backend, sha256_file
 from distill.compiler.spec import GgufTarget
 from distill.runtime.sources.tokenizer import train_byte_bpe
@@ -32,8 +32,8 @@ def _qwen_style_bpe() -> Any:
 
     tokenizer = train_byte_bpe(TEXT, 320)
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(next(k for k, v in gguf_vocab.KNOWN_SPLITS.items()
-                                        if v == "qwen2")), behavior="isolated"),
+        pre_tokenizers.Split(Regex(gguf_pretokenizers.PRE_TOKENIZERS["qwen2"].steps[0]["pattern"]["Regex"]),
+                             behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     return tokenizer
 

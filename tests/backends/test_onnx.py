@@ -14,6 +14,7 @@ pytest.importorskip("optimum.onnxruntime")
 import torch
 import transformers
 from distill.backends import onnx as onnx_backend
+from distill.backends import onnx_int8
 from distill.backends.base import (
     BACKENDS,
     Artifact,
@@ -153,7 +154,12 @@ def test_failed_export_keeps_previous(exports: dict, models: dict, tmp_path: Pat
     destination = tmp_path / "model"
     shutil.copytree(exports["bert", "none"].path.parent, destination)
     before = {f.name: sha256_file(f) for f in destination.iterdir()}
-    monkeypatch.setattr(onnx_backend, "_quantize_int8", _negate_largest_weight)
+
+    def broken(source: Path, out: Path, recipe: object, external: bool) -> None:
+        shutil.copy(source, out)
+        _negate_largest_weight(out.parent)
+
+    monkeypatch.setattr(onnx_int8, "quantize", broken)
     with pytest.raises(VerificationError):
         get_backend("onnx").export(models["bert"], OnnxTarget("int8"), destination)
     assert {f.name: sha256_file(f) for f in destination.iterdir()} == before
