@@ -15,8 +15,10 @@ What distill adds around it:
 * the tokenizer metadata (``gguf_vocab``): the converter names a byte-level BPE's pre-tokenizer by
   hashing its tokens of a fixed text, which fails for any tokenizer it has not seen (every
   tokenizer trained for a project), and without a ``tokenizer.model`` it writes SentencePiece
-  scores of -1000, which tokenizes differently; distill's writer matches the split regex and
-  ranks merges, and is checked token for token against HF at verification;
+  scores of -1000, which tokenizes differently; distill's writer names the pre-tokenizer by its
+  structure first and by the converter's own fingerprint table only after that
+  (``gguf_pretokenizers``), ranks merges, and is checked token for token against HF at
+  verification;
 * config fixes (:func:`converter_hparams`): GPT-2 configs without ``n_ctx``, and a context capped
   at the sliding window where llama.cpp attends without one (see ``gguf_archs``);
 * the refusals of ``gguf_archs``, checked before the converter runs, and all of verification.
