@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from distill.compiler.arch import rope_type
+
 Check = Callable[[dict[str, Any]], "str | None"]
 
 
@@ -64,10 +66,15 @@ def head_dim(config: dict[str, Any]) -> int:
     return config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
 
 
-def rope_type(config: dict[str, Any]) -> str | None:
-    """The ``rope_scaling`` type (older configs say ``type``, newer ``rope_type``)."""
-    scaling = config.get("rope_scaling") or {}
-    return scaling.get("rope_type") or scaling.get("type")
+def window_below_context(config: dict[str, Any]) -> int | None:
+    """``sliding_window`` when it is below the context, for the families that attend within it on
+    every layer (those whose checks include :func:`_window_within_longrope`), which llama.cpp
+    does not; else None."""
+    window, context = config.get("sliding_window"), config.get("max_position_embeddings")
+    found = next((FAMILIES[name] for name in architectures(config) if name in FAMILIES), None)
+    if found and _window_within_longrope in found.checks and window and context and window < context:
+        return int(window)
+    return None
 
 
 def _no_sliding_window(config: dict[str, Any]) -> str | None:
@@ -82,8 +89,8 @@ def _window_within_longrope(config: dict[str, Any]) -> str | None:
     (measured for phi3: top-1 0.67 at window 8 over 16 tokens). Within the window the two are the
     same computation, so the GGUF declares a context of at most the window (``gguf_writer``). With
     rope scaling that cap would change the scaling llama.cpp derives from the context length."""
-    window = config.get("sliding_window")
-    if window and window < config.get("max_position_embeddings", window + 1) and rope_type(config):
+    window = window_below_context(config)
+    if window and rope_type(config) != "default":
         return (f"sliding_window {window} below max_position_embeddings "
                 f"{config.get('max_position_embeddings')} together with {rope_type(config)} rope scaling")
     return None
@@ -161,7 +168,7 @@ def refusal(config: dict[str, Any]) -> str | None:
     if value not in allowed:
         return f"{key}={value!r}: llama.cpp's {found.gguf} computes {allowed[0]}"
     scaling = rope_type(config)
-    if scaling not in (None, "default", *found.rope_types):
+    if scaling not in ("default", *found.rope_types):
         takes = ", ".join(found.rope_types) or "none"
         return f"rope_scaling {scaling!r}: llama.cpp's {found.gguf} is checked here with {takes}"
     return next((reason for check in found.checks if (reason := check(config))), None)

@@ -34,7 +34,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from distill.backends.gguf_archs import family, rope_type
+from distill.backends.gguf_archs import family, window_below_context
+from distill.compiler.arch import rope_type
 from distill.backends.gguf_vocab import write_tokenizer
 from distill.backends.llama_cpp import converter_dir, converter_missing
 
@@ -72,9 +73,8 @@ def converter_hparams(config: dict[str, Any], hparams: dict[str, Any]) -> dict[s
     fixed = dict(hparams)
     if "n_positions" in fixed and "n_ctx" not in fixed:
         fixed["n_ctx"] = fixed["n_positions"]
-    window, context = config.get("sliding_window"), config.get("max_position_embeddings")
-    sliding_everywhere = config.get("model_type") in ("phi3", "mistral")
-    if sliding_everywhere and window and context and window < context and not rope_type(config):
+    window = window_below_context(config)
+    if window and rope_type(config) == "default":
         fixed["max_position_embeddings"] = window
     return fixed
 

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from distill.compiler.arch import rope_type
+
 CAUSAL = "text-generation-with-past"
 QA = "question-answering"
 
@@ -97,14 +99,6 @@ def task_of(config: Mapping[str, Any]) -> str:
     if any(name.endswith("ForQuestionAnswering") for name in config.get("architectures") or ()):
         return QA
     return CAUSAL
-
-
-def rope_type(config: Mapping[str, Any]) -> str:
-    """The config's rope scaling type (``rope_type``, or the older ``type`` key; Phi-3 configs
-    ship ``"su"``, transformers' old name for longrope), ``"default"`` without scaling."""
-    scaling = config.get("rope_scaling") or {}
-    kind = scaling.get("rope_type") or scaling.get("type") or "default"
-    return "longrope" if kind == "su" else str(kind)
 
 
 def refusal(config: Mapping[str, Any], quant: str, task: str | None = None) -> str | None:

@@ -210,6 +210,15 @@ def _decoder_linears(config: dict[str, Any], family: str, d: int) -> tuple[Linea
             Linear("down_proj", f, h, mlp_bias))
 
 
+def rope_type(config: dict[str, Any]) -> str:
+    """The config's rope scaling type, ``"default"`` without scaling. Older configs say ``type``,
+    newer ``rope_type``; Phi-3 configs ship ``"su"``, transformers' (and llama.cpp's converter's)
+    old name for longrope."""
+    scaling = config.get("rope_scaling") or {}
+    kind = scaling.get("rope_type") or scaling.get("type") or "default"
+    return "longrope" if kind == "su" else str(kind)
+
+
 def _rope_buffer_bytes(rotary_dim: int, bases: int) -> int:
     """The fp32 ``inv_freq`` of each RoPE base: one frequency per rotated pair, ceil(rotary_dim / 2).
 

@@ -19,6 +19,7 @@ import transformers
 from distill.backends import onnx as onnx_backend
 from distill.backends import onnx_support
 from distill.backends.base import get_backend, load_reference
+from distill.compiler.arch import rope_type
 from distill.compiler.spec import OnnxTarget
 
 from tests.backends.test_gguf import _model
@@ -185,6 +186,6 @@ def test_export_refuses_before_writing(tmp_path: Path) -> None:
 def test_every_declaration_has_an_export_test() -> None:
     assert set(onnx_support.MODEL_TYPES[onnx_support.CAUSAL]) == {arch for arch, _ in CAUSAL.values()}
     assert set(onnx_support.MODEL_TYPES[onnx_support.QA]) == set(QA)
-    assert set(onnx_support.ROPE_TYPES) == {onnx_support.rope_type(config) for _, config in CAUSAL.values()}
+    assert set(onnx_support.ROPE_TYPES) == {rope_type(config) for _, config in CAUSAL.values()}
     assert set(onnx_support.QUANTS) == set(QUANTS)
     assert onnx_support.task_of(_config("bert", "ForQuestionAnswering")) == onnx_support.QA
