@@ -5,7 +5,7 @@ one; distill then works on a folder made from it, named by the file's sha256 (so
 converted once, and a changed file is a new folder):
 
 * at plan time, without torch: ``config.json``, ``tokenizer.json``, ``tokenizer_config.json``
-  and ``generation_config.json`` from the GGUF metadata (:func:`write_metadata`);
+  and ``generation_config.json`` from the GGUF metadata (:func:`metadata_files`);
 * at the first load: ``model.safetensors``, every tensor dequantized to fp32 by gguf-py and each
   architecture's change undone by :mod:`distill.backends.gguf_archs`, the same inverse of
   llama.cpp's converter that verifies distill's own exports (:func:`write_weights`). fp32 because
@@ -130,8 +130,7 @@ def _post_processor(meta: GgufMetadata, pre: PreTokenizer) -> dict[str, Any] | N
     if bos is None and eos is None:
         return None
     tokens = meta.fields["tokenizer.ggml.tokens"]
-    around = [(bos, "before"), (eos, "after")]
-    specials = {tokens[i]: {"id": tokens[i], "ids": [i], "tokens": [tokens[i]]} for i, _ in around if i is not None}
+    specials = {tokens[i]: {"id": tokens[i], "ids": [i], "tokens": [tokens[i]]} for i in (bos, eos) if i is not None}
 
     def template(sequence: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = [{"Sequence": {"id": sequence, "type_id": 0}}]
@@ -175,15 +174,13 @@ def metadata_files(meta: GgufMetadata) -> dict[str, str]:
 def write_weights(gguf_path: Path, folder: Path) -> None:
     """``model.safetensors`` beside the folder's config: every tensor of ``gguf_path``
     dequantized to fp32, in HF names and layout (atomic: a cut-short run leaves no file)."""
-    import torch
     from safetensors.torch import save_file
 
     from distill.compiler.fsutil import write_atomic_with
 
     model_config = json.loads((folder / "config.json").read_text("utf-8"))
     weights = dequantized(gguf_path, model_config, _hf_names(model_config))
-    with torch.no_grad():
-        write_atomic_with(folder / WEIGHTS, lambda tmp: save_file(weights, str(tmp), metadata={"format": "pt"}))
+    write_atomic_with(folder / WEIGHTS, lambda tmp: save_file(weights, str(tmp), metadata={"format": "pt"}))
 
 
 def _hf_names(model_config: dict[str, Any]) -> list[str]:

@@ -94,17 +94,19 @@ def _signature(step: Mapping[str, Any]) -> tuple[Any, ...]:
     return (kind, json.dumps(step, sort_keys=True))
 
 
-def _steps(pre: Mapping[str, Any] | None) -> tuple[Mapping[str, Any], ...]:
-    if not pre:
-        return ()
-    return tuple(pre["pretokenizers"]) if pre.get("type") == "Sequence" else (pre,)
+def steps(component: Mapping[str, Any] | None, nested: str) -> list[Mapping[str, Any]]:
+    """A tokenizer.json normalizer or pre-tokenizer as a flat list of steps (a Sequence unpacked;
+    ``nested``: its key for the steps, "normalizers" or "pretokenizers")."""
+    if not component:
+        return []
+    return list(component[nested]) if component.get("type") == "Sequence" else [component]
 
 
 def by_structure(tokenizer_json: Mapping[str, Any]) -> str | None:
     """The name whose HF steps this tokenizer.json's pre-tokenizer has, or None."""
-    want = [_signature(step) for step in _steps(tokenizer_json.get("pre_tokenizer"))]
+    want = [_signature(step) for step in steps(tokenizer_json.get("pre_tokenizer"), "pretokenizers")]
     return next((p.name for p in PRE_TOKENIZERS.values()
-                 if [_signature(step) for step in p.steps] == want), None)
+                 if [_signature(declared) for declared in p.steps] == want), None)
 
 
 def name(tokenizer_json: Mapping[str, Any], converter: Path | None) -> str:

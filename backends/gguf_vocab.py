@@ -37,13 +37,6 @@ def pre_tokenizer(tokenizer_json: dict[str, Any]) -> str:
     return gguf_pretokenizers.name(tokenizer_json, installed_converter())
 
 
-def _steps(component: dict[str, Any] | None, nested: str) -> list[dict[str, Any]]:
-    """A normalizer or pre-tokenizer as a flat list of steps (a Sequence unpacked)."""
-    if not component:
-        return []
-    return list(component[nested]) if component.get("type") == "Sequence" else [component]
-
-
 def space_prefix(tokenizer_json: dict[str, Any]) -> bool:
     """Whether a SentencePiece-style tokenizer.json puts "▁" before the text, as llama.cpp's
     ``add_space_prefix`` does: always, at the start and after each special token.
@@ -58,14 +51,14 @@ def space_prefix(tokenizer_json: dict[str, Any]) -> bool:
             prefix (see :func:`_metaspace`).
     """
     prefix, escaped = False, False
-    for step in _steps(tokenizer_json.get("normalizer"), "normalizers"):
+    for step in gguf_pretokenizers.steps(tokenizer_json.get("normalizer"), "normalizers"):
         if step["type"] == "Prepend" and step["prepend"] == SPACE:
             prefix = True
         elif step["type"] == "Replace" and step["pattern"].get("String") == " " and step["content"] == SPACE:
             escaped = True
         else:
             raise NotImplementedError(f"llama.cpp's SentencePiece tokenizer cannot normalize as {step}")
-    for step in _steps(tokenizer_json.get("pre_tokenizer"), "pretokenizers"):
+    for step in gguf_pretokenizers.steps(tokenizer_json.get("pre_tokenizer"), "pretokenizers"):
         if step["type"] == "Metaspace" and step.get("replacement", SPACE) == SPACE:
             escaped = _metaspace(step, tokenizer_json["model"]["vocab"])
         elif not (step["type"] == "Split" and step["pattern"].get("String") == " "):

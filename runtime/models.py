@@ -61,6 +61,8 @@ def load_model(resolved: ResolvedModel, model: Teacher, root: Path, placement: P
         if quantization is not None:
             built = reload_quantized(built, quantization, placement)
         return place(built, placement, role, quant).eval()
+    if resolved.kind == "gguf":
+        gguf_weights(resolved, root)
     try:
         loaded = auto.from_pretrained(
             model_location(resolved, root), revision=resolved.revision, use_safetensors=True,
@@ -92,18 +94,24 @@ def reload_quantized(model: torch.nn.Module, quantization: Any, placement: Place
 
 def model_location(resolved: ResolvedModel, root: Path) -> str:
     """What ``from_pretrained`` loads: a local model's folder (relative to the Distillfile), the
-    folder made from a GGUF file (its weights dequantized at the first call), or the hub id (its
+    folder made from a GGUF file (:func:`gguf_weights` gives it its weights), or the hub id (its
     revision is passed beside it)."""
     if resolved.kind == "gguf":
-        from distill.backends.gguf_import import WEIGHTS, write_weights
-
         assert resolved.folder is not None
-        if not (resolved.folder / WEIGHTS).is_file():
-            write_weights((root / Path(resolved.ref).expanduser()).resolve(), resolved.folder)
         return str(resolved.folder)
     if resolved.kind == "local":
         return str((root / Path(resolved.ref).expanduser()).resolve())
     return resolved.ref
+
+
+def gguf_weights(resolved: ResolvedModel, root: Path) -> None:
+    """A GGUF source's weights, dequantized into its folder at the first load, then reused; a
+    tokenizer needs only the files the plan wrote."""
+    from distill.backends.gguf_import import WEIGHTS, write_weights
+
+    assert resolved.kind == "gguf" and resolved.folder is not None
+    if not (resolved.folder / WEIGHTS).is_file():
+        write_weights((root / Path(resolved.ref).expanduser()).resolve(), resolved.folder)
 
 
 def load_tokenizer(resolved: ResolvedModel, model: Teacher, root: Path,

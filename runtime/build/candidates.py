@@ -46,8 +46,10 @@ def teacher_folder(planned: Planned, folder: Path, up: Mapping[str, Path]) -> Pa
         return None
     resolved = planned.models["teacher"]
     if resolved.kind in ("local", "gguf"):
-        from distill.runtime.models import model_location
+        from distill.runtime.models import gguf_weights, model_location
 
+        if resolved.kind == "gguf":
+            gguf_weights(resolved, root)
         return Path(model_location(resolved, root))
     if resolved.kind == "hub":
         from huggingface_hub import snapshot_download
