@@ -109,13 +109,45 @@ def _gguf() -> Backend:
 BACKENDS: dict[str, Any] = {"onnx": _onnx, "gguf": _gguf}
 
 
+def foreign_code(model_dir: Path) -> str | None:
+    """Why loading ``model_dir`` would need code the folder ships, or ``None``.
+
+    A config.json or tokenizer_config.json with an ``auto_map`` names Python files in the folder;
+    transformers runs them (after asking on a terminal) unless the ``model_type`` is one it
+    implements itself, in which case ``trust_remote_code=False`` loads its own classes and the
+    folder's code never runs. distill loads with ``trust_remote_code=False`` everywhere, so such a
+    folder is refused here, with a reason, instead of failing inside transformers.
+    """
+    import json
+
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    mapped: dict[str, Any] = {}
+    model_type = None
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            data = json.loads((model_dir / name).read_text("utf-8"))
+        except (OSError, ValueError):
+            continue  # a missing or unreadable file is reported where it is needed
+        if isinstance(data, dict):
+            model_type = model_type or (data.get("model_type") if name == "config.json" else None)
+            if isinstance(data.get("auto_map"), dict):
+                mapped.update(data["auto_map"])
+    if not mapped or model_type in CONFIG_MAPPING_NAMES:
+        return None
+    code = ", ".join(sorted({str(v[0] if isinstance(v, list) else v) for v in mapped.values()}))
+    return (f"{model_dir} needs code it ships ({code}) for model_type {model_type!r}, which transformers "
+            "does not implement; distill never runs code from a model folder")
+
+
 def load_reference(auto_class: Any, model_dir: Path) -> Any:
     """The source model in fp32, eval mode, with eager attention: what every backend's
     verification compares against. Eager is the plain-math attention; the default sdpa silently
     drops Gemma-2's attention soft-capping (measured: logits 0.11 apart at a cap of 0.05)."""
     import torch
 
-    return auto_class.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager").eval()
+    return auto_class.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager",
+                                      trust_remote_code=False).eval()
 
 
 def export_atomically(out_dir: Path, build: Callable[[Path], Artifact],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from distill.backends.base import Artifact, Check, VerificationError, get_backend
+from distill.backends.base import Artifact, Check, VerificationError, foreign_code, get_backend
 from distill.compiler.errors import DistillError, ExitCode, UsageError
 from distill.compiler.spec import GgufTarget, OnnxTarget
 
@@ -35,13 +35,28 @@ def parse_target(text: str) -> OnnxTarget | GgufTarget:
 
 
 def check_model_dir(model_dir: Path) -> None:
-    """A folder with config.json and safetensors weights: pickled .bin weights can run code when
-    loaded, so distill refuses them."""
-    if not (model_dir / "config.json").is_file():
+    """A folder transformers can load without running anything it ships: a config.json of a
+    model_type transformers implements, and safetensors weights (pickled .bin weights can run
+    code when loaded, so distill refuses them)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
         raise UsageError(f"{model_dir} has no config.json", hint="pass a folder saved with save_pretrained()")
+    try:
+        config = json.loads(config_path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise UsageError(f"{config_path} cannot be read as JSON: {error}") from None
     if not any(model_dir.glob("*.safetensors")):
         raise UsageError(f"{model_dir} has no .safetensors weights",
                          hint="distill loads safetensors only; re-save with save_pretrained(safe_serialization=True)")
+    reason = foreign_code(model_dir)
+    if reason is not None:
+        raise UsageError(reason, hint="export a model of a family transformers implements (README: support matrix)")
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type not in CONFIG_MAPPING_NAMES:
+        raise UsageError(f"{config_path}: model_type {model_type!r} is not a family transformers implements",
+                         hint="README: support matrix")
 
 
 def export_verified(model_dir: Path, to: str, out: Path | None) -> tuple[Artifact, list[Check]]:
@@ -55,6 +70,9 @@ def export_verified(model_dir: Path, to: str, out: Path | None) -> tuple[Artifac
     backend = get_backend(kind)
     try:
         artifact = backend.export(model_dir, target, destination)
+    except NotImplementedError as refused:  # the backend's support declaration refused this model
+        raise UsageError(f"the {kind} backend cannot export {model_dir}: {refused}",
+                         hint="README: support matrix") from None
     except VerificationError as failed:
         failures = "; ".join(f"{c.name}: {c.detail}" for c in failed.report.failures())
         raise VerificationFailed(f"the {kind} export of {model_dir} failed verification ({failures})",

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distill.backends import gguf_tokens
+from distill.backends import gguf_tokens, gguf_vocab
 from distill.backends.base import Artifact, Check, VerifyReport, export_atomically, load_reference, sha256_file
 from distill.backends.gguf_import import dequantized
 from distill.backends.gguf_child import run_llama_cpp
@@ -77,7 +77,7 @@ class GgufBackend:
             for quant in quants:
                 if quant not in EXACT:
                     quantize(tmp / file_name(BASE_QUANT), tmp / file_name(quant), quant)
-            tokenizer = gguf_tokens.load_tokenizer(model_dir)
+            tokenizer = gguf_vocab.load_tokenizer(model_dir)
             for quant in dict.fromkeys((*quants, BASE_QUANT)):
                 write_modelfile(tmp, file_name(quant), tokenizer, model_dir)
             return _artifact(tmp, quants)
@@ -175,7 +175,7 @@ def _verify_file(path: Path, quant: str, model_dir: Path, tokens: bool) -> list[
     checks = [_types_check(path, quant)[0]]
     config = read_config(model_dir)
     ids = _probe_ids(path, config["vocab_size"])
-    tokenizer = gguf_tokens.load_tokenizer(model_dir) if tokens else None
+    tokenizer = gguf_vocab.load_tokenizer(model_dir) if tokens else None
     got, facts = run_llama_cpp(path, ids, gguf_tokens.request(model_dir, tokenizer) if tokens else None)
     reference = _reference(model_dir, None if quant in EXACT else path)
     with torch.no_grad():

@@ -32,12 +32,6 @@ CONVERSATION = ({"role": "user", "content": "What does a student model learn?"},
                 {"role": "user", "content": "Ünïcödé, tabs\tand 123?"})
 
 
-def load_tokenizer(model_dir: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(model_dir)
-
-
 def request(model_dir: Path, tokenizer: Any) -> dict[str, Any]:
     """What the llama.cpp child must measure: the probe texts, the conversation, and the ids to
     force (every HF EOS id, then one ordinary token as the control)."""

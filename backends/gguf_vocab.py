@@ -142,13 +142,11 @@ def write_tokenizer(writer: Any, model_dir: Path, config: dict[str, Any]) -> Non
     Raises:
         NotImplementedError: with :func:`tokenizer_refusal`'s reason.
     """
-    from transformers import AutoTokenizer
-
     tokenizer_json = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
     reason = tokenizer_refusal(tokenizer_json)
     if reason is not None:
         raise NotImplementedError(reason)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     if tokenizer_json["model"].get("byte_fallback"):
         _write_sentencepiece(writer, tokenizer, tokenizer_json, config["vocab_size"])
     else:
@@ -236,3 +234,10 @@ def _write_special_ids(writer: Any, model_dir: Path, tokenizer: Any, config_bos:
     ids = tokenizer("a").input_ids
     writer.add_add_bos_token(tokenizer.bos_token_id is not None and ids[:1] == [tokenizer.bos_token_id])
     writer.add_add_eos_token(tokenizer.eos_token_id is not None and ids[-1:] == [tokenizer.eos_token_id])
+
+
+def load_tokenizer(model_dir: Path) -> Any:
+    """The model folder's tokenizer, as transformers loads it, never running code the folder ships."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)

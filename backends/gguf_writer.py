@@ -50,7 +50,7 @@ def read_config(model_dir: Path) -> dict[str, Any]:
     """The model's config as transformers completes it (class defaults filled in), as a dict."""
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(model_dir).to_dict()
+    return AutoConfig.from_pretrained(model_dir, trust_remote_code=False).to_dict()
 
 
 def _conversion() -> Any:

@@ -328,7 +328,8 @@ def load_exported(folder: Path, qa: bool = False, threads: int = THREADS, file_n
     ort_class = ORTModelForQuestionAnswering if qa else ORTModelForCausalLM
     model = ort_class.from_pretrained(folder, file_name=file_name or model_file(folder),
                                       session_options=_session_options(threads),
-                                      provider="CPUExecutionProvider", local_files_only=True)
+                                      provider="CPUExecutionProvider", local_files_only=True,
+                                      trust_remote_code=False)
     if not qa:
         size_cache_from_graph(model)
     return model

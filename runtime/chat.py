@@ -206,6 +206,7 @@ class OnnxSession:
         from distill.backends.onnx import load_exported
 
         self.settings = settings
+        _refuse_foreign_code(folder)
         self.tokenizer = _onnx_tokenizer(folder, manifest)
         if not self.tokenizer.chat_template:
             raise UsageError(f"the tokenizer of {folder} has no chat template",
@@ -239,12 +240,21 @@ class OnnxSession:
         return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 
+def _refuse_foreign_code(folder: Path) -> None:
+    from distill.backends.base import foreign_code
+
+    reason = foreign_code(folder)
+    if reason is not None:
+        raise UsageError(reason, hint="chat with an export distill wrote from a supported family")
+
+
 def _onnx_tokenizer(folder: Path, manifest: dict[str, Any]) -> Any:
     from transformers import AutoTokenizer
 
     for candidate in (folder, Path((manifest.get("source") or {}).get("model_dir", ""))):
         if candidate.is_dir() and any((candidate / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json")):
-            return AutoTokenizer.from_pretrained(candidate)
+            _refuse_foreign_code(candidate)
+            return AutoTokenizer.from_pretrained(candidate, trust_remote_code=False)
     raise UsageError(f"no tokenizer beside {folder} or in the source folder its manifest records")
 
 

@@ -107,7 +107,7 @@ def prepare(tokenizer_dir: Path, records: Sequence[dict[str, Any]], task: Task, 
     """Encode every record with the tokenizer in ``tokenizer_dir`` (a fast HF tokenizer)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
     if task == "extractive-qa":
         return _prepare_qa(tokenizer, records, max_len)
     cases, notes = [], []

@@ -151,7 +151,7 @@ def torch_runner(path: Path, task: str, threads: int, placement: Placement, role
         quantization = bnb_config(quant, placement.torch_dtype) if quant != "none" else None
         model = auto.from_pretrained(path, dtype=placement.torch_dtype, attn_implementation="eager",
                                      device_map=placement.device_map(), use_safetensors=True,
-                                     quantization_config=quantization)
+                                     quantization_config=quantization, trust_remote_code=False)
         return ModelRunner(place(model, placement, role, quant).eval(), pinned, placement.torch_device.type)
 
 
