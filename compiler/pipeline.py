@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from distill.compiler.errors import SpecError
 from distill.compiler.frontend import CompiledSpec, compile_file, diagnostics
 from distill.compiler.hardware import probe_budget
+from distill.compiler.model_checks import model_findings
 from distill.compiler.plan import Plan
 from distill.compiler.planner import make_plan
 from distill.compiler.resolve import ResolvedModel, ResolveFailed, resolve_models
@@ -31,10 +32,11 @@ def compile_and_resolve(path: Path, offline: bool = False) -> tuple[CompiledSpec
         models = resolve_models(compiled.spec, compiled.root, offline)
     except ResolveFailed as failed:
         raise SpecError(diagnostics(compiled.document, failed.findings)) from None
-    refused = support_findings(compiled.spec, models)
-    if refused:
-        raise SpecError(diagnostics(compiled.document, refused))
-    return compiled, models
+    found = diagnostics(compiled.document, support_findings(compiled.spec, models)
+                        + model_findings(compiled.spec, models))
+    if any(d.severity == "error" for d in found):
+        raise SpecError(found)
+    return replace(compiled, warnings=(*compiled.warnings, *found)), models
 
 
 def plan_file(path: Path, offline: bool = False) -> Planned:

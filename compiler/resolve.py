@@ -22,7 +22,8 @@ from distill.compiler.spec import Spec, Teacher
 CONFIG = "config.json"
 # Tokenizer and generation files, in the order their identity is looked for.
 OPTIONAL_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                  "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt", "generation_config.json")
+                  "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt", "generation_config.json",
+                  "chat_template.jinja")
 _TOKENIZER_IDENTITY = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
 
 
@@ -40,7 +41,11 @@ class ResolvedModel:
         tokenizer: an identity of the vocabulary: equal identities mean equal token ids.
         chat_template: whether the tokenizer (or the Distillfile) supplies a chat template.
         tokenizer_file: where tokenizer.json is on this machine, when the model has one.
-        folder: for a GGUF file, the model folder made from it (see ``backends/gguf_import``).
+        folder: where the model's files are on this machine: a local model's folder, the folder
+            made from a GGUF file (see ``backends/gguf_import``), a hub model's snapshot folder in
+            the Hugging Face cache; ``None`` for random models.
+        offline: the hub was not consulted (``--offline`` or ``HF_HUB_OFFLINE``): loading must
+            not consult it either.
     """
 
     role: str
@@ -53,6 +58,7 @@ class ResolvedModel:
     chat_template: bool
     tokenizer_file: Path | None = None
     folder: Path | None = None
+    offline: bool = False
 
 
 class ResolveFailed(Exception):
@@ -93,11 +99,13 @@ def _resolve(role: str, model: Teacher, root: Path, offline: bool, spec: Spec) -
     local = resolve_inside(root, os.path.expanduser(model.model))
     if local is not None and local.is_dir():
         files = _local_files(local)
-        return _assemble(role, "local", model.model, None, files, model)
+        return replace(_assemble(role, "local", model.model, None, files, model), folder=local)
     if local is not None and local.is_file() and local.suffix == ".gguf":
         return _resolve_gguf(role, model, local, root)
+    offline = offline or hub_offline()
     files, commit = _hub_files(role, model, offline)
-    return _assemble(role, "hub", model.model, commit, files, model)
+    resolved = _assemble(role, "hub", model.model, commit, files, model)
+    return replace(resolved, folder=files[CONFIG].parent, offline=offline)
 
 
 def _resolve_gguf(role: str, model: Teacher, path: Path, root: Path) -> ResolvedModel:
@@ -139,11 +147,15 @@ def _hub_files(role: str, model: Teacher, offline: bool) -> tuple[dict[str, Path
     cached = _cached_files(repo, revision)
     if CONFIG in cached:
         return cached, cached[CONFIG].parent.name
-    offline = offline or os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "yes")
     if offline:
         raise _Missing(_unreachable(role, repo, revision, "the hub is not consulted (offline)"))
     commit = _lookup_commit(role, repo, revision)
     return _download(repo, commit), commit
+
+
+def hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` as huggingface_hub reads it (any of its true spellings)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
 def _cached_files(repo: str, revision: str) -> dict[str, Path]:
@@ -192,7 +204,7 @@ def _unreachable(role: str, repo: str, revision: str, why: str) -> Finding:
         (role, "model"),
         f"{role}.model {repo!r} (revision {revision}): config.json is not in the Hugging Face cache "
         f"and {why}",
-        f"on a machine with access run `huggingface-cli download {repo} config.json tokenizer.json "
+        f"on a machine with access run `hf download {repo} config.json tokenizer.json "
         f"tokenizer_config.json --revision {revision}` (no weights needed to plan), or point "
         f"{role}.model at a local folder")
 
@@ -274,6 +286,9 @@ def _trained_tokenizer_identity(config: dict[str, Any], spec: Spec | None) -> st
 
 
 def _has_chat_template(files: dict[str, Path]) -> bool:
+    """A template in tokenizer_config.json, or in the chat_template.jinja transformers now saves."""
+    if "chat_template.jinja" in files:
+        return True
     path = files.get("tokenizer_config.json")
     if path is None:
         return False

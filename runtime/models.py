@@ -19,6 +19,12 @@ from distill.compiler.resolve import ResolvedModel
 from distill.compiler.spec import Teacher
 from distill.runtime.placement import Placement, place
 
+class WeightsNotCached(DistillError):
+    """An offline build of a hub model whose weights were never downloaded."""
+
+    exit_code = ExitCode.USAGE
+
+
 class UnsafeWeights(DistillError):
     """A model whose weights exist only in a pickle-based format."""
 
@@ -65,7 +71,7 @@ def load_model(resolved: ResolvedModel, model: Teacher, root: Path, placement: P
         gguf_weights(resolved, root)
     try:
         loaded = auto.from_pretrained(
-            model_location(resolved, root), revision=resolved.revision, use_safetensors=True,
+            model_location(resolved, root, weights=True), revision=resolved.revision, use_safetensors=True,
             trust_remote_code=model.trust_remote_code, dtype=dtype, quantization_config=quantization,
             device_map=placement.device_map())
     except OSError as exc:
@@ -89,19 +95,42 @@ def reload_quantized(model: torch.nn.Module, quantization: Any, placement: Place
         model.save_pretrained(folder, safe_serialization=True)
         del model  # the caller's reference is dropped too when it rebinds: one copy in memory
         return cls.from_pretrained(folder, quantization_config=quantization, dtype=placement.torch_dtype,  # type: ignore[attr-defined]
-                                   device_map=placement.device_map(), **kwargs)
+                                   device_map=placement.device_map(), trust_remote_code=False, **kwargs)
 
 
-def model_location(resolved: ResolvedModel, root: Path) -> str:
+def model_location(resolved: ResolvedModel, root: Path, weights: bool = False) -> str:
     """What ``from_pretrained`` loads: a local model's folder (relative to the Distillfile), the
-    folder made from a GGUF file (:func:`gguf_weights` gives it its weights), or the hub id (its
-    revision is passed beside it)."""
+    folder made from a GGUF file (:func:`gguf_weights` gives it its weights), or a hub model's
+    snapshot in the Hugging Face cache when it holds what is needed (``weights``: the tokenizer
+    files the plan fetched, and the safetensors weights too), so that nothing asks the hub again
+    (transformers retries an unreachable hub for minutes). Otherwise the hub id, at the pinned
+    revision passed beside it, which downloads; refused when the plan was made offline."""
     if resolved.kind == "gguf":
         assert resolved.folder is not None
         return str(resolved.folder)
     if resolved.kind == "local":
         return str((root / Path(resolved.ref).expanduser()).resolve())
+    if resolved.folder is not None and (not weights or _has_weights(resolved.folder)):
+        return str(resolved.folder)
+    if resolved.offline:
+        raise WeightsNotCached(
+            f"{resolved.role} {resolved.ref} (revision {resolved.revision}): its safetensors weights are not in "
+            "the Hugging Face cache, and the hub is not consulted (offline)",
+            hint=f"on a machine with access run `hf download {resolved.ref} --revision {resolved.revision}`, "
+                 "or build without --offline and HF_HUB_OFFLINE")
     return resolved.ref
+
+
+def _has_weights(folder: Path) -> bool:
+    """Every safetensors file the folder's weights need: the single file, or each shard its
+    index names."""
+    import json
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = set(json.loads(index.read_text("utf-8")).get("weight_map", {}).values())
+        return bool(shards) and all((folder / shard).is_file() for shard in shards)
+    return (folder / "model.safetensors").is_file()
 
 
 def gguf_weights(resolved: ResolvedModel, root: Path) -> None:

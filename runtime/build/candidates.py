@@ -45,16 +45,19 @@ def teacher_folder(planned: Planned, folder: Path, up: Mapping[str, Path]) -> Pa
     if spec.teacher is None:
         return None
     resolved = planned.models["teacher"]
-    if resolved.kind in ("local", "gguf"):
+    if resolved.kind in ("local", "gguf", "hub"):
         from distill.runtime.models import gguf_weights, model_location
 
         if resolved.kind == "gguf":
             gguf_weights(resolved, root)
-        return Path(model_location(resolved, root))
-    if resolved.kind == "hub":
-        from huggingface_hub import snapshot_download
+        location = model_location(resolved, root, weights=True)
+        if resolved.kind == "hub" and location == resolved.ref:  # weights not cached yet: fetch them
+            from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(resolved.ref, revision=resolved.revision))
+            # Safetensors and the small files only: a repo's pickled copies are never loaded.
+            location = snapshot_download(resolved.ref, revision=resolved.revision,
+                                         allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"])
+        return Path(location)
     saved = folder / "teacher"
     if not (saved / "config.json").is_file():
         from distill.runtime.build.stages import extracted_texts

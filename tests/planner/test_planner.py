@@ -103,7 +103,8 @@ def test_real_size_models_plan(tmp_path: Path) -> None:
     """Gemma-2-2B teacher, Llama-3.2-1B student, 16 GiB: it fits, with arithmetic for each choice."""
     path = write(tmp_path, "data: {synthesis: {}}\nhardware: {device: cuda, vram: 16GiB}\n",
                  student=f"random: {{config: {FIXTURES / 'llama-3.2-1b' / 'config.json'}}}",
-                 teacher=f"random: {{config: {FIXTURES / 'gemma-2-2b-it' / 'config.json'}}}")
+                 teacher=f"random: {{config: {FIXTURES / 'gemma-2-2b-it' / 'config.json'}}}\n"
+                         "  chat_template: \"{{ messages[0]['content'] }}\"")
     plan = plan_file(path).plan
     names = [d.name for d in plan.decisions]
     assert {"dtype", "KD mode", "teacher quantization", "batch", "gradient checkpointing"} <= set(names)
@@ -213,7 +214,7 @@ def test_missing_hub_model_is_a_located_error(tmp_path: Path, capsys: pytest.Cap
     assert code == 1
     assert f"{path}:5:3: error: student.model 'org/absent' (revision abc): config.json is not in the " \
            "Hugging Face cache" in err
-    assert "huggingface-cli download org/absent" in err
+    assert "hf download org/absent" in err
 
 
 STEPS = st.builds(TrainStep, micro_batch=st.integers(1, 8), seq_len=st.sampled_from([64, 128, 512, 2048]),

@@ -1,0 +1,74 @@
+"""Checks of the resolved models that need no weights run in ``distill plan``, located in the
+Distillfile, before any stage: pickled weights, a synthesis teacher without a chat template, a
+teacher that is the student."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.planner.test_planner import TINY, run, write
+
+SYNTHESIS = "data: {synthesis: {pairs_per_chunk: 1}}\n"
+
+
+def _folder(path: Path, weights: str = "model.safetensors", template: bool = True) -> Path:
+    """A model folder as save_pretrained writes it (the weights' bytes are never read by plan)."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps(TINY))
+    (path / weights).write_bytes(b"\0" * 16)
+    config = {"chat_template": "{{ messages[0]['content'] }}"} if template else {}
+    (path / "tokenizer_config.json").write_text(json.dumps(config))
+    return path
+
+
+@pytest.mark.parametrize("weights, words", [
+    ("pytorch_model.bin", "holds only pickled weights (pytorch_model.bin), which can run code when loaded"),
+    ("model.gguf.part", "holds no weights (*.safetensors)"),
+])
+def test_a_teacher_without_safetensors_is_refused_by_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         weights: str, words: str) -> None:
+    _folder(tmp_path / "teacher", weights)
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n", teacher="model: teacher")
+    code, _, err = run(capsys, "plan", str(path))
+    assert code == 1
+    assert f"{path}:7:3: error: teacher.model 'teacher' {words}" in err
+    assert not (tmp_path / ".distill").exists()  # nothing ran
+
+
+def test_a_synthesis_teacher_needs_a_chat_template_at_plan_time(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n" + SYNTHESIS,
+                 teacher="random: {config: tiny.json, seed: 1}")
+    code, _, err = run(capsys, "plan", str(path))
+    assert code == 1
+    assert f"{path}:7:3: error: teacher 'tiny.json' has no chat template" in err
+    assert "set teacher.chat_template" in err
+
+
+def test_a_chat_template_jinja_file_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _folder(tmp_path / "teacher", template=False)
+    (folder / "chat_template.jinja").write_text("{{ messages[0]['content'] }}")
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n" + SYNTHESIS,
+                 teacher="model: teacher")
+    code, _, err = run(capsys, "plan", str(path))
+    assert code == 0, err
+
+
+def test_a_teacher_that_is_the_student_is_said(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _folder(tmp_path / "same")
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n",
+                 student="model: same", teacher="model: same")
+    code, _, err = run(capsys, "plan", str(path))
+    assert code == 0, err
+    assert f"{path}:5:3: warning: the student is the teacher ('same')" in err
+
+
+def test_random_models_with_other_seeds_are_different_models(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n",
+                 student="random: {config: tiny.json, seed: 0}", teacher="random: {config: tiny.json, seed: 1}")
+    code, _, err = run(capsys, "plan", str(path))
+    assert code == 0 and "the student is the teacher" not in err
