@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     VERIFY_FAILED = 7
     NO_DATA = 8
     BUSY = 9
+    DISK_FULL = 10
     INTERNAL = 70
 
 
@@ -84,3 +85,10 @@ class SpecError(DistillError):
         self.diagnostics = in_file_order(diagnostics)
         errors = sum(d.severity == "error" for d in self.diagnostics)
         super().__init__(f"{errors} error{'s' * (errors != 1)}")
+
+
+class DiskFull(DistillError):
+    """A write failed for want of space (ENOSPC, or EDQUOT: a quota): the user's disk, not a bug.
+    Raised by ``compiler.fsutil.out_of_space_named`` with the path and the free space."""
+
+    exit_code = ExitCode.DISK_FULL

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from distill.compiler.codec import to_data
-from distill.compiler.fsutil import link_tree, staged_folder
+from distill.compiler.fsutil import link_tree, remove_leftovers, staged_folder
 from distill.compiler.pipeline import Planned, plan_file
 from distill.compiler.plan import Plan
-from distill.runtime.build.graph import Outcome, Stage, downstream, exclusive, run_graph
+from distill.runtime.build.graph import FILES, META, Outcome, Stage, downstream, exclusive, file_stat, run_graph
 from distill.runtime.build.stages import build_stages, target_name
 
 Progress = Callable[..., None]
@@ -101,7 +101,7 @@ def _existing(path: Path) -> Path | None:
 def _stage_rows(up: Mapping[str, Path], plan: Plan) -> list[dict[str, Any]]:
     rows = []
     for name, folder in up.items():
-        meta = json.loads((folder / "meta.json").read_text("utf-8"))
+        meta = json.loads((folder / META).read_text("utf-8"))
         # seconds: what the stage took when it ran (a cached stage keeps its first run's time)
         row = {"stage": name, "key": meta["key"], "seconds": meta["seconds"]}
         predicted = plan.stage_peak(name)
@@ -121,14 +121,29 @@ def _deployed(planned: Planned, evaluation: dict[str, Any]) -> list[str]:
 
 def _publish(outcomes: dict[str, Outcome], dist: Path) -> None:
     """``dist/<name>/`` = the report stage's folder, swapped in whole; untouched when it already
-    holds this report (a no-op rebuild writes nothing)."""
+    holds exactly that folder's files (a no-op rebuild writes nothing). What a publish killed
+    midway left beside it goes first."""
     report = outcomes["report"]
-    key_file = dist / KEY_FILE
-    if key_file.is_file() and key_file.read_text().strip() == report.key:
+    files = json.loads((report.folder / META).read_text("utf-8"))[FILES]
+    remove_leftovers(dist.parent, of=dist.name)
+    if _holds(dist, report.key, files):
         return
-    with staged_folder(dist) as staging:
-        shutil.copytree(report.folder, staging, ignore=shutil.ignore_patterns("meta.json"), dirs_exist_ok=True)
+    # copied, not linked: dist/ is the user's to move or edit, and must not change the cache
+    with staged_folder(dist, needed=sum(f["size"] for f in files.values())) as staging:
+        shutil.copytree(report.folder, staging, ignore=shutil.ignore_patterns(META), dirs_exist_ok=True)
         (staging / KEY_FILE).write_text(report.key + "\n")
+
+
+def _holds(dist: Path, key: str, files: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether ``dist`` holds the report ``key`` with exactly ``files``, each at its recorded size
+    and mtime: ``copy2`` copies the mtime, so a report that ran again (even under the same key,
+    ``--from``) or a file changed in ``dist/`` shows, without hashing gigabytes at every build."""
+    key_file = dist / KEY_FILE
+    if not key_file.is_file() or key_file.read_text().strip() != key:
+        return False
+    found = {p.relative_to(dist).as_posix() for p in dist.rglob("*") if p.is_file()} - {KEY_FILE}
+    return found == set(files) and all(file_stat(dist / name) == (record["size"], record["mtime_ns"])
+                                       for name, record in files.items())
 
 
 def _build_record(outcomes: dict[str, Outcome], dist: Path) -> dict[str, Any]:

@@ -25,8 +25,9 @@ ERROR_FILE = "DISTILL_WORKER_ERROR"  # where a worker started by `distill build`
 def run(distillfile: Path, stage_name: str, offline: bool) -> None:
     from accelerate import PartialState
 
+    from distill.compiler.fsutil import out_of_space_named
     from distill.compiler.pipeline import plan_file
-    from distill.runtime.build.graph import META, device_peaks, record_finished, stage_key
+    from distill.runtime.build.graph import device_peaks, record_finished, stage_key
     from distill.runtime.build.stages import IN_PROCESS, build_stages
 
     planned = plan_file(distillfile, offline=offline)
@@ -39,17 +40,32 @@ def run(distillfile: Path, stage_name: str, offline: bool) -> None:
         keys[name] = stage_key(stages[name], keys)
         folders[name] = state_dir / name / keys[name][:16]
     for name in stages[stage_name].needs:
-        if not (folders[name] / META).is_file():
-            raise DistillError(f"the {name} stage of this build has not run", hint=f"run `distill build {distillfile}` "
-                               "first: it runs every stage in order and launches this one")
+        require_finished(name, folders[name], distillfile)
     folders[stage_name].mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with device_peaks() as peaks:  # rank 0's: every rank of a plan runs the same step
+    # Device peaks: rank 0's (every rank of a plan runs the same step). A full disk where the
+    # writer names no file: the stage's folder.
+    with device_peaks() as peaks, out_of_space_named(folders[stage_name]):
         summary = IN_PROCESS[stage_name](planned, folders[stage_name], folders, None)
     if PartialState().is_main_process:
         stage = stages[stage_name]
         record_finished(stage, keys[stage_name], folders[stage_name], {n: folders[n] for n in stage.needs},
                         started, summary, peaks)
+
+
+def require_finished(name: str, folder: Path, distillfile: Path) -> None:
+    """Refuse to read a stage that has not finished, or whose files changed since it did: a
+    worker cannot run it again (``distill build`` does, before it launches the workers)."""
+    from distill.runtime.build.graph import META, changed_since_finished
+
+    hint = (f"run `distill build {distillfile}`: it runs every stage in order (again where files changed) "
+            "and launches this one")
+    if not (folder / META).is_file():
+        raise DistillError(f"the {name} stage of this build has not run", hint=hint)
+    changed = changed_since_finished(folder)
+    if changed:
+        raise DistillError(f"{folder / changed[0]} changed since the {name} stage wrote it"
+                           + (f" ({len(changed) - 1} more files too)" if len(changed) > 1 else ""), hint=hint)
 
 
 def _needed(stages: dict, name: str) -> list[str]:

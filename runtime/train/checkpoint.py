@@ -4,24 +4,35 @@ early-stopping state).
 
 A checkpoint is written into a temporary folder and renamed into place, so a crash mid-write leaves
 the previous checkpoint intact; only complete ``step-NNNNNNNN`` folders are ever loaded. State is
-loaded with ``torch.load(weights_only=True)``: tensors and plain containers, never code.
+loaded with ``torch.load(weights_only=True)``: tensors and plain containers, never code. A
+checkpoint that does not load (truncated by a full disk, damaged by a copy) is removed with a
+warning and the one before it is used: ``KEEP`` = 2 leaves one to fall back to. A full disk while
+saving is a ``DiskFull`` naming the checkpoint and the bytes it needs.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from distill.compiler.fsutil import staged_folder
 
 PREFIX = "step-"
 KEEP = 2  # the newest two: the last one might be the one a reader is copying when a new one lands
+# What reading a damaged checkpoint raises: torch.load a RuntimeError (zip central directory
+# missing), an OSError (errno 22) or an UnpicklingError; safetensors a SafetensorError; loop.json
+# a ValueError (bad JSON) or a TypeError/KeyError (a field missing or of the wrong kind).
+_UNREADABLE = (OSError, RuntimeError, ValueError, TypeError, KeyError, EOFError, pickle.UnpicklingError,
+               SafetensorError)
 
 
 @dataclass
@@ -63,12 +74,17 @@ def _unwrapped(name: str) -> str:
 
 def save(folder: Path, modules: dict[str, torch.nn.Module], optimizer: Any, scheduler: Any,
          state: LoopState) -> Path:
-    """Write ``folder/step-<step>`` atomically and drop all but the newest ``KEEP``."""
+    """Write ``folder/step-<step>`` atomically and drop all but the newest ``KEEP``.
+
+    Raises:
+        DiskFull: when the disk fills, naming the checkpoint; the previous ones are kept.
+    """
     final = folder / f"{PREFIX}{state.step:08d}"
-    with staged_folder(final) as staging:
-        save_file({k: v.detach().contiguous().cpu() for k, v in trainable_tensors(modules).items()},
-                  str(staging / "trainable.safetensors"))
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+    trainable = {k: v.detach().contiguous().cpu() for k, v in trainable_tensors(modules).items()}
+    optimizer_state = optimizer.state_dict()
+    with staged_folder(final, needed=_tensor_bytes(trainable) + _tensor_bytes(optimizer_state)) as staging:
+        save_file(trainable, str(staging / "trainable.safetensors"))
+        torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
                     "rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
                    staging / "state.pt")
@@ -76,6 +92,18 @@ def save(folder: Path, modules: dict[str, torch.nn.Module], optimizer: Any, sche
     for old in complete(folder)[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _tensor_bytes(value: Any) -> int:
+    """Bytes of the tensors in ``value`` (nested dicts and lists): a checkpoint's size, less
+    kilobytes of pickle framing and JSON."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
 
 
 def complete(folder: Path) -> list[Path]:
@@ -87,17 +115,30 @@ def complete(folder: Path) -> list[Path]:
 
 
 def load_latest(folder: Path) -> Restored | None:
-    """The newest complete checkpoint, with the RNG state already restored; ``None`` when none."""
-    done = complete(folder)
-    if not done:
-        return None
-    latest = done[-1]
-    blob = torch.load(latest / "state.pt", weights_only=True)
-    torch.set_rng_state(blob["rng"])
-    if blob["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(blob["cuda_rng"])
-    state = LoopState(**json.loads((latest / "loop.json").read_text()))
-    return Restored(state, load_file(str(latest / "trainable.safetensors")), blob["optimizer"], blob["scheduler"])
+    """The newest checkpoint that loads, with the RNG state already restored; ``None`` when none
+    does. One that does not load is removed with a warning naming it and why, and the one before
+    it is tried."""
+    for candidate in reversed(complete(folder)):
+        try:
+            restored, rng, cuda_rng = _load(candidate)
+        except _UNREADABLE as error:
+            warnings.warn(f"checkpoint {candidate} is damaged ({type(error).__name__}: {str(error)[:200]}): removed; "
+                          "resuming from the one before it, or from the start when there is none", stacklevel=2)
+            shutil.rmtree(candidate, ignore_errors=True)
+            continue
+        torch.set_rng_state(rng)
+        if cuda_rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda_rng)
+        return restored
+    return None
+
+
+def _load(step: Path) -> tuple[Restored, torch.Tensor, list[torch.Tensor]]:
+    """One checkpoint and its RNG states, read whole before anything is restored from it."""
+    blob = torch.load(step / "state.pt", weights_only=True)
+    state = LoopState(**json.loads((step / "loop.json").read_text()))
+    weights = load_file(str(step / "trainable.safetensors"))
+    return Restored(state, weights, blob["optimizer"], blob["scheduler"]), blob["rng"], blob["cuda_rng"]
 
 
 def restore_weights(modules: dict[str, torch.nn.Module], weights: dict[str, torch.Tensor]) -> None:
