@@ -50,6 +50,8 @@ def check_model_dir(model_dir: Path) -> None:
     if not any(model_dir.glob("*.safetensors")):
         raise UsageError(f"{model_dir} has no .safetensors weights",
                          hint="distill loads safetensors only; re-save with save_pretrained(safe_serialization=True)")
+    for weights in sorted(model_dir.glob("*.safetensors")):
+        _check_safetensors(weights)
     reason = foreign_code(model_dir)
     if reason is not None:
         raise UsageError(reason, hint="export a model of a family transformers implements (README: support matrix)")
@@ -57,6 +59,18 @@ def check_model_dir(model_dir: Path) -> None:
     if model_type not in CONFIG_MAPPING_NAMES:
         raise UsageError(f"{config_path}: model_type {model_type!r} is not a family transformers implements",
                          hint="README: support matrix")
+
+
+def _check_safetensors(path: Path) -> None:
+    """Its header parses (safetensors reads only the header here, no tensor bytes)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as weights:
+            weights.keys()
+    except (OSError, SafetensorError) as error:
+        raise UsageError(f"{path} is not a readable safetensors file: {error}",
+                         hint="re-save the model with save_pretrained(safe_serialization=True)") from None
 
 
 def export_verified(model_dir: Path, to: str, out: Path | None) -> tuple[Artifact, list[Check]]:

@@ -133,6 +133,16 @@ def _answer(session: Session, messages: Messages, out: TextIO) -> str:
 # ---------------------------------------------------------------- GGUF (llama.cpp)
 
 
+def _check_gguf(path: Path) -> None:
+    """A file llama.cpp can be handed: GGUF, whole (its header and metadata read without it)."""
+    from distill.backends.gguf_metadata import GgufFormatError, read_metadata
+
+    try:
+        read_metadata(path)
+    except (OSError, GgufFormatError) as error:
+        raise UsageError(f"{path} is not a readable GGUF file: {error}") from None
+
+
 class GgufSession:
     """llama.cpp in this process, with the chat template stored in the GGUF."""
 
@@ -143,9 +153,14 @@ class GgufSession:
         from distill.backends.gguf_writer import THREADS
 
         self.settings = settings
-        # n_ctx=0: the context length the GGUF declares.
-        self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=0, n_threads=THREADS, seed=settings.seed,
-                                   verbose=False)
+        _check_gguf(path)
+        try:
+            # n_ctx=0: the context length the GGUF declares.
+            self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=0, n_threads=THREADS, seed=settings.seed,
+                                       verbose=False)
+        except ValueError as error:  # llama.cpp says only "Failed to load model from file"
+            raise UsageError(f"llama.cpp cannot load {path}: {error}",
+                             hint="an architecture or quantization this llama.cpp does not know, or a damaged file") from None
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise UsageError(f"{path} has no chat template (tokenizer.chat_template)",

@@ -3,6 +3,7 @@ one, a byte-level BPE trained on the documents (the same one the model will be b
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -21,8 +22,19 @@ def train_byte_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    tokenizer.train_from_iterator(texts, trainer=trainer)
+    tokenizer.train_from_iterator(map(_words_capped, texts), trainer=trainer)
     return tokenizer
+
+
+# BPE training time grows with the square of a word's length: a 200,000-character run of "[" (a
+# mangled document) took 95 s to train on here, the same text cut every 64 characters 0.04 s.
+# Words that long are never merged whole anyway; the trained tokenizer still encodes every text.
+_LONG_RUN = re.compile(r"\S{64}")
+
+
+def _words_capped(text: str) -> str:
+    """``text`` with a space after every 64 characters that have none between them."""
+    return _LONG_RUN.sub(lambda run: run.group(0) + " ", text)
 
 
 def counter(tokenizer: Tokenizer) -> Callable[[str], int]:
