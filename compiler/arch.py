@@ -147,7 +147,37 @@ def architecture(config: dict[str, Any]) -> Architecture:
         raise UnsupportedArchitecture(
             f"model_type {family!r} is not supported by the planner",
             hint=f"supported: {', '.join(SUPPORTED)}")
-    return builder(config)
+    try:
+        built = builder(config)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError) as error:
+        missing = f"it has no {error.args[0]!r}" if isinstance(error, KeyError) else f"{type(error).__name__}: {error}"
+        raise UnsupportedArchitecture(f"its config.json is not a {family} config ({missing})",
+                                      hint="use the config.json the model was saved with") from None
+    problem = _implausible(built)
+    if problem is not None:
+        raise UnsupportedArchitecture(f"its config.json is not a {family} config ({problem})",
+                                      hint="use the config.json the model was saved with")
+    return built
+
+
+# Shapes beyond any real model (the largest today: hidden 16k-25k, 128-160 layers, vocab 262k),
+# with headroom; past them the planner's arithmetic means nothing.
+_SHAPE_LIMITS = {"hidden": 2**20, "intermediate": 2**22, "layers": 2**12, "heads": 2**12, "kv_heads": 2**12,
+                 "head_dim": 2**14, "vocab": 2**24}
+
+
+def _implausible(arch: Architecture) -> str | None:
+    """Why these shapes cannot be a model's, or ``None``: every size a positive integer under its
+    limit, whole heads, and query heads shared evenly by the key/value heads."""
+    for name, limit in _SHAPE_LIMITS.items():
+        value = getattr(arch, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= limit:
+            return f"{name} must be an integer from 1 to {limit} (got {value!r})"
+    if arch.heads % arch.kv_heads:
+        return f"{arch.heads} attention heads cannot be shared by {arch.kv_heads} key/value heads"
+    if not arch.is_encoder and arch.head_dim * arch.heads != arch.hidden and arch.head_dim == arch.hidden // arch.heads:
+        return f"hidden size {arch.hidden} is not a whole number of {arch.heads} heads"
+    return None
 
 
 # What the config classes default to for keys a config.json may omit (transformers 4.57).

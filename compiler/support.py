@@ -40,7 +40,8 @@ def _planner(role: str, model: ResolvedModel) -> Iterator[Finding]:
     try:
         architecture(model.config)
     except UnsupportedArchitecture as error:
-        yield Finding((role, "model"), f"{role}.model {model.ref!r}: {error.message}", error.hint)
+        yield Finding((role, "model"), f"{role}.model {model.ref!r}: {error.message}", error.hint,
+                      fallback=(role, "random", "config"))
 
 
 def _deploy(i: int, target: DeployTarget, student: ResolvedModel, task: str) -> list[Finding]:

@@ -72,3 +72,30 @@ def test_random_models_with_other_seeds_are_different_models(tmp_path: Path,
                  student="random: {config: tiny.json, seed: 0}", teacher="random: {config: tiny.json, seed: 1}")
     code, _, err = run(capsys, "plan", str(path))
     assert code == 0 and "the student is the teacher" not in err
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"hidden_size": -32}, "hidden must be an integer from 1 to 1048576 (got -32)"),
+    ({"hidden_size": "x"}, "TypeError"),
+    ({"num_attention_heads": 0}, "ZeroDivisionError"),
+    ({"hidden_size": 66}, "hidden size 66 is not a whole number of 4 heads"),
+    ({"vocab_size": float("inf")}, "vocab must be an integer from 1 to 16777216 (got inf)"),
+    ({"hidden_size": None}, "TypeError"),
+    ({"num_key_value_heads": 3}, "4 attention heads cannot be shared by 3 key/value heads"),
+])
+def test_a_config_that_is_no_model_is_located(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             change: dict[str, object], words: str) -> None:
+    """Plan arithmetic on a crafted config.json: a located error, never exit 70."""
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n")
+    (tmp_path / "tiny.json").write_text(json.dumps({**TINY, **change}))
+    code, _, err = run(capsys, "plan", str(path))
+    assert code == 1, err
+    assert f"{path}:5:12: error: student.model 'tiny.json': its config.json is not a llama config" in err
+    assert words in err
+
+
+def test_a_config_without_a_required_size_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n")
+    (tmp_path / "tiny.json").write_text(json.dumps({k: v for k, v in TINY.items() if k != "vocab_size"}))
+    code, _, err = run(capsys, "plan", str(path))
+    assert code == 1 and "it has no 'vocab_size'" in err
