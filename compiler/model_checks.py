@@ -1,7 +1,7 @@
 """What can be known of the resolved models before any weight is loaded, checked at plan time so
 that no stage finds it after extraction and synthesis have run: weights distill will load
-(safetensors), a chat template where the teacher is asked to write examples, and a teacher that
-is not the student itself."""
+(safetensors), the student's tokenizer.json, a chat template where the teacher is asked to write
+examples, and a teacher that is not the student itself."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 def model_findings(spec: Spec, models: dict[str, ResolvedModel]) -> list[Finding]:
     """Every such problem of the resolved models, located where the Distillfile names them."""
     findings = [finding for role, model in models.items() for finding in _weights(role, model)]
+    findings += _student_tokenizer(models["student"])
     teacher = models.get("teacher")
     if teacher is not None:
         findings += _chat_template(spec, teacher)
@@ -38,6 +39,15 @@ def _weights(role: str, model: ResolvedModel) -> Iterator[Finding]:
                   "convert once, in a process you trust: AutoModelForCausalLM.from_pretrained(path)"
                   ".save_pretrained(path, safe_serialization=True)" if pickled
                   else "point it at a folder written by save_pretrained()")
+
+
+def _student_tokenizer(student: ResolvedModel) -> Iterator[Finding]:
+    """The chunk stage counts tokens with the student's tokenizer.json (a random student without
+    one gets a BPE trained on the sources); a model shipping only slow-tokenizer files cannot."""
+    if student.kind != "random" and student.tokenizer_file is None:
+        yield Finding(("student", "model"), f"student.model {student.ref!r} has no tokenizer.json, which "
+                      "distill counts chunk tokens with", "save its tokenizer once with transformers: "
+                      "AutoTokenizer.from_pretrained(path).save_pretrained(path) writes tokenizer.json")
 
 
 def _chat_template(spec: Spec, teacher: ResolvedModel) -> Iterator[Finding]:

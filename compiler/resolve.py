@@ -237,6 +237,9 @@ def _assemble(role: str, kind: Literal["local", "hub", "random", "gguf"], ref: s
         raise _Missing(Finding((role,), f"{role} config.json cannot be read: {exc}")) from None
     if not isinstance(config, dict):
         raise _Missing(Finding((role,), f"{role} config.json is not a JSON object"))
+    problem = _tokenizer_problem(files)
+    if problem is not None:
+        raise _Missing(Finding((role,), f"{role} {problem}", "use the tokenizer files the model was saved with"))
     digests = tuple(digest_file(path, f"{ref}/{name}" if kind != "random" else _shown(path, root))
                     for name, path in sorted(files.items()))
     identity = tokenizer_identity(files) or (
@@ -244,6 +247,29 @@ def _assemble(role: str, kind: Literal["local", "hub", "random", "gguf"], ref: s
     template = model.chat_template is not None or _has_chat_template(files)
     return ResolvedModel(role, kind, ref, commit, config, digests, identity, template,
                          files.get("tokenizer.json"))
+
+
+def _tokenizer_problem(files: dict[str, Path]) -> str | None:
+    """Why the tokenizer files cannot be used, or ``None``: tokenizer_config.json must be a JSON
+    object and tokenizer.json a tokenizer the ``tokenizers`` library loads (the chunk stage and
+    every later one load it; a broken one found here costs no extraction)."""
+    from tokenizers import Tokenizer
+
+    for name in ("tokenizer_config.json", "tokenizer.json"):
+        path = files.get(name)
+        if path is None:
+            continue
+        try:
+            text = path.read_text("utf-8")
+            if not isinstance(json.loads(text), dict):
+                return f"{name} is not a JSON object"
+            if name == "tokenizer.json":
+                Tokenizer.from_str(text)
+        except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError
+            return f"{name} cannot be read: {error}"
+        except Exception as error:  # noqa: BLE001 - tokenizers raises a bare Exception for a bad file
+            return f"{name} is not a tokenizer the tokenizers library loads: {error}"
+    return None
 
 
 def _shown(path: Path, root: Path | None) -> str:

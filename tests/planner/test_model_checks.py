@@ -9,14 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from distill.runtime.sources.tokenizer import train_byte_bpe
 from tests.planner.test_planner import TINY, run, write
 
 SYNTHESIS = "data: {synthesis: {pairs_per_chunk: 1}}\n"
 
 
-def _folder(path: Path, weights: str = "model.safetensors", template: bool = True) -> Path:
+def _folder(path: Path, weights: str = "model.safetensors", template: bool = True, tokenizer: bool = True) -> Path:
     """A model folder as save_pretrained writes it (the weights' bytes are never read by plan)."""
     path.mkdir(parents=True)
+    if tokenizer:
+        train_byte_bpe(["The pump runs for twenty minutes."], 300).save(str(path / "tokenizer.json"))
     (path / "config.json").write_text(json.dumps(TINY))
     (path / weights).write_bytes(b"\0" * 16)
     config = {"chat_template": "{{ messages[0]['content'] }}"} if template else {}
@@ -99,3 +102,24 @@ def test_a_config_without_a_required_size_names_it(tmp_path: Path, capsys: pytes
     (tmp_path / "tiny.json").write_text(json.dumps({k: v for k, v in TINY.items() if k != "vocab_size"}))
     code, _, err = run(capsys, "plan", str(path))
     assert code == 1 and "it has no 'vocab_size'" in err
+
+
+@pytest.mark.parametrize("tokenizer, words", [
+    ("garbage", "student tokenizer.json cannot be read"),
+    ("[1]", "student tokenizer.json is not a JSON object"),
+    ('{"model": 5}', "student tokenizer.json is not a tokenizer the tokenizers library loads"),
+])
+def test_a_broken_tokenizer_is_found_by_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            tokenizer: str, words: str) -> None:
+    (tmp_path / "tok.json").write_text(tokenizer)
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n",
+                 student="random: {config: tiny.json, tokenizer: tok.json}")
+    code, _, err = run(capsys, "plan", str(path))
+    assert code == 1 and words in err
+
+
+def test_a_student_without_tokenizer_json_is_found_by_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _folder(tmp_path / "student", tokenizer=False)
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n", student="model: student")
+    code, _, err = run(capsys, "plan", str(path))
+    assert code == 1 and "student.model 'student' has no tokenizer.json" in err

@@ -18,6 +18,7 @@ from distill.compiler.phases import cuda_overheads
 from distill.compiler.pipeline import plan_file
 from distill.compiler.planner import DoesNotFit
 from distill.compiler.trainstep import TrainStep
+from distill.runtime.sources.tokenizer import train_byte_bpe
 from tests.conftest import FIXTURE_CONFIGS
 
 FIXTURES = FIXTURE_CONFIGS
@@ -196,6 +197,7 @@ def test_hub_model_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     repo = tmp_path / "hub" / "models--org--tiny"
     (repo / "snapshots" / commit).mkdir(parents=True)
     (repo / "snapshots" / commit / "config.json").write_text(json.dumps(TINY))
+    train_byte_bpe(["The pump runs."], 300).save(str(repo / "snapshots" / commit / "tokenizer.json"))
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))

@@ -13,6 +13,7 @@ from distill.compiler.resolve import ResolvedModel
 from distill.compiler.spec import RandomModel, Teacher
 from distill.runtime.models import UnsafeWeights, load_model, load_tokenizer
 from distill.runtime.placement import Placement
+from distill.runtime.sources.tokenizer import train_byte_bpe
 
 TINY = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
         "num_attention_heads": 2, "vocab_size": 300}
@@ -65,7 +66,7 @@ def test_a_random_model_borrows_only_the_tokenizer_of_a_model_folder(tmp_path: P
 
     (tmp_path / "teacher").mkdir()
     (tmp_path / "teacher" / "config.json").write_text('{"model_type": "llama", "num_hidden_layers": 4}')
-    (tmp_path / "teacher" / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": {}}}')
+    train_byte_bpe(["a corpus of words"], 300).save(str(tmp_path / "teacher" / "tokenizer.json"))
     (tmp_path / "student.json").write_text('{"model_type": "llama", "num_hidden_layers": 2}')
     spec = build_spec({"version": 1, "name": "t", "sources": [{"text": "*.md"}],
                        "student": {"random": {"config": "student.json", "tokenizer": "teacher"}}})
