@@ -46,7 +46,7 @@ def pages_per_second(path: Path, source: PdfSource, runs: int) -> tuple[float, i
     rates, ocr = [], 0
     for _ in range(runs):
         start = time.perf_counter()
-        items = list(extract_pdf(path, path.name, "0" * 64, source))
+        items = list(extract_pdf(path, path.name, "0" * 64, source, scratch=path.parent / "scratch"))
         rates.append(len(items) / (time.perf_counter() - start))
         ocr = sum(getattr(item, "ocr", False) for item in items)
     return statistics.median(rates), ocr

@@ -7,17 +7,18 @@ and never import torch.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from distill.compiler.document import DataPath
 from distill.compiler.errors import Severity
 from distill.compiler.schema import dotted
+from distill.compiler.sourcefiles import UnsafeSource, match_source, shown_path
 from distill.compiler.spec import DatasetSource, Spec, Teacher, source_pattern
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -79,38 +80,24 @@ def _check_sources(spec: Spec, root: Path) -> Iterator[Finding]:
     for i, source in enumerate(spec.sources):
         key, pattern = source_pattern(source)
         path = ("sources", i, key)
-        target = resolve_inside(root, pattern)
-        if target is None:
-            yield _outside(path, repr(pattern))
-            continue
-        matches = sorted(glob.glob(str(target), recursive=True))
-        files = [m for m in matches if os.path.isfile(m)]
-        if not matches:
-            yield Finding(path, f"{dotted(path)} {pattern!r} matches no files",
-                          _relative_hint(root))
-        elif not files:
-            example = Path(os.path.relpath(matches[0], root.absolute())).as_posix()
-            yield Finding(path, f"{dotted(path)} {pattern!r} matches only folders",
-                          f"use a glob for the files inside, e.g. {example}/**/*")
+        try:
+            matched = match_source(root, pattern)
+        except UnsafeSource as refused:
+            yield Finding(path, f"{dotted(path)} {refused.message}", refused.hint)
         else:
-            yield from _escaped_links(path, root, pattern, files)
+            if not matched.files and not matched.folders:
+                yield Finding(path, f"{dotted(path)} {pattern!r} matches no files",
+                              _relative_hint(root))
+            elif not matched.files:
+                example = shown_path(root, matched.folders[0])
+                yield Finding(path, f"{dotted(path)} {pattern!r} matches only folders",
+                              f"use a glob for the files inside, e.g. {example}/**/*")
         password_env = getattr(source, "password_env", None)
         if password_env and password_env not in os.environ:
             yield Finding(("sources", i, "password_env"),
                           f"environment variable {password_env} is not set here",
                           "set it before `distill build`; validation does not need it",
                           "warning")
-
-
-def _escaped_links(path: DataPath, root: Path, pattern: str, files: list[str]) -> Iterator[Finding]:
-    """A relative pattern may match a symlink that leads out of the folder; refuse those too."""
-    if os.path.isabs(pattern):
-        return
-    real_root = root.resolve()
-    for file in files:
-        if not Path(file).resolve().is_relative_to(real_root):
-            yield _outside(path, f"match {os.path.relpath(file, root)!r} (a link)")
-            return
 
 
 def _check_models(spec: Spec, root: Path) -> Iterator[Finding]:
@@ -174,7 +161,6 @@ def _check_local_file(path: DataPath, root: Path, value: str, inner: str) -> Ite
 
 def _check_chat_template(path: DataPath, root: Path, template: str) -> Iterator[Finding]:
     from jinja2 import TemplateSyntaxError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     if template.endswith(".jinja") and "\n" not in template:
         target = resolve_inside(root, template)
@@ -184,10 +170,44 @@ def _check_chat_template(path: DataPath, root: Path, template: str) -> Iterator[
             return
         template = target.read_text("utf-8", errors="replace")
     try:
-        ImmutableSandboxedEnvironment().parse(template)
+        compiled = _template_environment().from_string(template)
     except TemplateSyntaxError as exc:
         yield Finding(path, f"{dotted(path)} is not a valid Jinja template: {exc.message} "
                       f"(template line {exc.lineno})")
+        return
+    for prompt in (True, False):  # as synthesis and evaluation render it, and as training does
+        try:
+            compiled.render(messages=PROBE_CONVERSATION, add_generation_prompt=prompt, bos_token="<s>",
+                            eos_token="</s>", tools=None)
+        except Exception as exc:  # noqa: BLE001 - a template can raise anything; each is the user's to fix
+            yield Finding(path, f"{dotted(path)} fails on a plain user/assistant conversation: "
+                          f"{type(exc).__name__}: {exc}", "distill renders user and assistant turns only")
+            return
+
+
+# What distill renders with a chat template: user and assistant turns, alternating.
+PROBE_CONVERSATION = ({"role": "user", "content": "What does the pump do?"},
+                      {"role": "assistant", "content": "It lifts water."},
+                      {"role": "user", "content": "How high?"})
+
+
+def _template_environment() -> Any:
+    """The sandbox transformers renders chat templates in (``apply_chat_template``): trimmed
+    blocks, loop controls, ``raise_exception`` and ``strftime_now``; built here because the
+    compiler imports no transformers."""
+    from datetime import datetime
+
+    from jinja2 import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                                extensions=["jinja2.ext.loopcontrols"])
+    environment.globals.update(raise_exception=raise_exception,
+                               strftime_now=lambda fmt: datetime.now().strftime(fmt))
+    return environment
 
 
 def _check_loss(spec: Spec, root: Path) -> Iterator[Finding]:
@@ -271,11 +291,18 @@ def _check_data(spec: Spec, root: Path) -> Iterator[Finding]:
 def _check_prompt(prompt: str) -> Iterator[Finding]:
     path = ("data", "synthesis", "prompt")
     try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(prompt) if name is not None}
+        parsed = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(prompt)
+                  if name is not None]
     except ValueError as exc:
         yield Finding(path, f"data.synthesis.prompt is not a valid template: {exc}",
                       "write literal braces as {{ and }}")
         return
+    fields = {name for name, _, _ in parsed}
+    for name, spec, conversion in parsed:
+        if spec or conversion:  # "{n:>999999999}" would build a gigabyte of padding per request
+            yield Finding(path, f"data.synthesis.prompt formats {{{name}}} ({'!' + conversion if conversion else ':' + spec})",
+                          "placeholders are plain {chunk} and {n}")
+            return
     if "chunk" not in fields:
         yield Finding(path, "data.synthesis.prompt must contain {chunk}, where the text goes")
     for name in sorted(fields - _PROMPT_FIELDS):

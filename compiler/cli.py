@@ -159,6 +159,11 @@ def extract(
     for skipped in report.skipped:
         where = f" page {skipped.page}" if skipped.page else f" {skipped.location}" if skipped.location else ""
         console.stdout().print(f"  skipped {skipped.source}{where}: {skipped.reason}")
+    for removed in report.furniture:
+        console.stdout().print(f"  {removed.source}: {removed.lines} header/footer lines removed "
+                               f"({removed.characters:,} characters, {removed.share:.1%})")
+    for warning in report.warnings:
+        console.stdout().print(f"  warning: {warning}")
     console.stdout().print(f"wrote {folder}")
 
 
@@ -217,6 +222,8 @@ def build(
 
     def announce(outcome: Any) -> None:
         state = "cached" if outcome.cached else f"done in {outcome.seconds:.1f} s"
+        if outcome.changed:
+            state += f" (ran again: {', '.join(outcome.changed[:3])} changed since it was built)"
         console.stderr().print(f"  {outcome.name}: {state}")
 
     with console.progress_bars() as bars:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.compiler.errors import Diagnostic, Location, SpecError, UsageError
+from distill.compiler.sourcefiles import file_kind, open_file
 
 # A real Distillfile is a few KB; 1 MiB leaves room for inline prompts and chat templates while
 # refusing accidents (a dataset or model file passed by mistake) before reading them.
@@ -68,11 +69,7 @@ def read_text(path: Path, display: str) -> str:
         raise UsageError(f"{display}: no such file", hint="check the path, or run `distill init`")
     if path.is_dir():
         raise UsageError(f"{display} is a directory without a Distillfile in it")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise _fail(display, 1, 1, f"file is {size:,} bytes; a Distillfile may be at most "
-                    f"{MAX_FILE_BYTES:,}", "is this the right file? Distillfiles are small YAML specs")
-    raw = path.read_bytes()
+    raw = _read_bounded(path, display)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -83,6 +80,27 @@ def read_text(path: Path, display: str) -> str:
     if not text.strip():
         raise _fail(display, 1, 1, "file is empty", "run `distill init` for a starter Distillfile")
     return text
+
+
+def _read_bounded(path: Path, display: str) -> bytes:
+    """The file's bytes, at most MAX_FILE_BYTES of them. Only a regular file is read: a FIFO
+    blocks and ``/dev/zero`` never ends; and files under ``/proc`` report size 0 whatever they
+    hold, so the read itself stops one byte past the cap instead of trusting the size."""
+    try:
+        stream, info = open_file(path)
+        with stream:
+            kind = file_kind(info.st_mode)
+            if kind is not None:
+                raise UsageError(f"{display} is not a regular file ({kind})",
+                                 hint="pass the Distillfile's path (devices, FIFOs and sockets are not read)")
+            raw = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise UsageError(f"{display}: cannot read: {error.strerror}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        size = f"{info.st_size:,} bytes" if info.st_size > MAX_FILE_BYTES else f"over {MAX_FILE_BYTES:,} bytes"
+        raise _fail(display, 1, 1, f"file is {size}; a Distillfile may be at most {MAX_FILE_BYTES:,}",
+                    "is this the right file? Distillfiles are small YAML specs")
+    return raw
 
 
 def parse_document(text: str, display: str) -> Document:

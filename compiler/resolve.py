@@ -233,7 +233,7 @@ def _assemble(role: str, kind: Literal["local", "hub", "random", "gguf"], ref: s
         raise _Missing(Finding((role, "model"), f"{role}.model {ref!r} has no config.json"))
     try:
         config = json.loads(files[CONFIG].read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise _Missing(Finding((role,), f"{role} config.json cannot be read: {exc}")) from None
     if not isinstance(config, dict):
         raise _Missing(Finding((role,), f"{role} config.json is not a JSON object"))
@@ -265,7 +265,7 @@ def _tokenizer_problem(files: dict[str, Path]) -> str | None:
                 return f"{name} is not a JSON object"
             if name == "tokenizer.json":
                 Tokenizer.from_str(text)
-        except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError
+        except (OSError, ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, deep nesting
             return f"{name} cannot be read: {error}"
         except Exception as error:  # noqa: BLE001 - tokenizers raises a bare Exception for a bad file
             return f"{name} is not a tokenizer the tokenizers library loads: {error}"

@@ -3,14 +3,13 @@ exactly; documents are estimated from their size (and said to be estimates)."""
 
 from __future__ import annotations
 
-import glob
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.compiler.checks import resolve_inside
 from distill.compiler.digest import FileDigest, digest_file
+from distill.compiler.sourcefiles import match_source, shown_path
 from distill.compiler.spec import DatasetSource, PdfSource, SourceEntry, Spec, source_pattern
 
 # Rough text density, used only for estimates: ~4 bytes of English text per BPE token, and a
@@ -32,19 +31,12 @@ class DataVolume:
 
 
 def source_files(spec: Spec, root: Path) -> list[tuple[SourceEntry, Path, str]]:
-    """Every file the sources match: (source entry, absolute path, path as the lock shows it:
-    relative to the Distillfile's folder, or absolute when the pattern was)."""
+    """Every file the sources match: (source entry, absolute path, path as the lock shows it,
+    relative to the Distillfile's folder). Raises ``UnsafeSource`` as ``match_source`` does."""
     found = []
     for source in spec.sources:
         _, pattern = source_pattern(source)
-        target = resolve_inside(root, pattern)
-        assert target is not None  # the meaning checks refused patterns that leave the folder
-        for match in sorted(glob.glob(str(target), recursive=True)):
-            path = Path(match)
-            if path.is_file():
-                shown = str(path) if Path(pattern).is_absolute() else \
-                    path.relative_to(root.absolute()).as_posix()
-                found.append((source, path, shown))
+        found.extend((source, path, shown_path(root, path)) for path in match_source(root, pattern).files)
     return found
 
 
@@ -82,7 +74,8 @@ def measure_volume(spec: Spec, root: Path) -> DataVolume:
 
 def _count_dataset(path: Path, fmt: str) -> tuple[int, int]:
     """(examples, tokens estimated from question + context + answer bytes). Unreadable files
-    count 0 here; extraction reports them with their reason."""
+    count 0 here; extraction reports them with their reason. JSON nested past Python's recursion
+    limit (about 1,000 levels) raises RecursionError in json, so that is unreadable too."""
     if fmt == "auto":
         fmt = "jsonl" if path.suffix == ".jsonl" else "squad"
     try:
@@ -99,5 +92,5 @@ def _count_dataset(path: Path, fmt: str) -> tuple[int, int]:
                 n += len(qas)
                 size += len(qas) * len(paragraph.get("context", "")) + sum(len(json.dumps(q)) for q in qas)
         return n, size // BYTES_PER_TOKEN
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, TypeError, RecursionError):
         return 0, 0

@@ -48,7 +48,7 @@ def build_stages(planned: Planned, progress: Progress | None, offline: bool = Fa
     teacher = {"spec": to_data(spec.teacher), "model": model_identity(models["teacher"]) if "teacher" in models else None}
     student = {"spec": to_data(spec.student), "model": model_identity(models["student"])}
     stages = [
-        Stage("extract", 1, (), lambda: {"sources": to_data(spec.sources), "files": [asdict(f) for f in planned.volume.files],
+        Stage("extract", 2, (), lambda: {"sources": to_data(spec.sources), "files": [asdict(f) for f in planned.volume.files],
                                          "chunk_tokens": spec.data.chunk_tokens, "overlap": spec.data.overlap_tokens,
                                          "student": student},
               lambda folder, up: _extract(planned, folder)),

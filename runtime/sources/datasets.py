@@ -54,12 +54,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.runtime.sources.files import read_source
 from distill.runtime.sources.records import Answer, QAExample, Skipped, SourceError
 
 UNANSWERABLE = "unanswerable (SQuAD 2.0)"
 _QUOTE_CHARS = 60  # longer texts are cut in reasons: a reason is one line of a report
 _BLANK = re.compile(r"_{3,}|\[blank\]|<blank>", re.IGNORECASE)  # 3+: "__init__"-like "__" is no blank
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # labels of list choices; a 27th choice has no letter
+# json raises RecursionError past Python's recursion limit (1,000 frames by default); no QA
+# dataset nests deeper than a handful of levels, so that is a broken or hostile file.
+_TOO_DEEP = "invalid JSON: nested deeper than the JSON reader can follow (about 1,000 levels)"
 
 
 class _Invalid(Exception):
@@ -114,7 +118,7 @@ def _format(path: Path, shown: str, fmt: str) -> str:
 
 
 def _read_text(path: Path, shown: str) -> str:
-    data = path.read_bytes()
+    data = read_source(path, shown)
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark is tolerated and dropped
     except UnicodeDecodeError as exc:
@@ -131,6 +135,8 @@ def _squad_articles(text: str, shown: str) -> list[Any]:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SourceError(shown, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise SourceError(shown, _TOO_DEEP) from None
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         got = "an object without a 'data' list" if isinstance(document, dict) else _kind(document)
         raise SourceError(shown, f"not SQuAD: expected an object with a 'data' list, got {got} "
@@ -169,6 +175,8 @@ def _jsonl_lines(text: str, shown: str) -> list[tuple[int, Any, str | None]]:
             lines.append((number, json.loads(line), None))
         except json.JSONDecodeError as exc:
             lines.append((number, None, f"invalid JSON at column {exc.colno}: {exc.msg}"))
+        except RecursionError:
+            lines.append((number, None, _TOO_DEEP))
     if all(error is not None for _, _, error in lines):
         number, _, error = lines[0]
         raise SourceError(shown, f"not JSON Lines: no line parses (line {number}: {error}); "

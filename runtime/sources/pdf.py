@@ -2,9 +2,14 @@
 
 Each page's text comes from its text layer (pypdf) or, when the layer is empty or too thin, from
 OCR: poppler renders that one page and tesseract reads it. Only one page image exists at a time,
-in a private temporary folder, so memory stays flat however long the document is; the file itself
-is read lazily from disk, not loaded whole. File-level problems raise ``SourceError`` naming the
-file; a page that fails becomes ``Skipped`` with its reason and extraction goes on.
+in a private folder inside the project's ``.distill/tmp`` (never the shared ``/tmp``: the image of
+a decrypted page is as secret as the document), removed on every exit, and a killed run's folder is
+removed by the next extraction; memory stays flat however long the document is, and the file
+itself is read lazily from disk, not loaded whole. File-level problems raise ``SourceError`` naming
+the file; a page that fails becomes ``Skipped`` with its reason and extraction goes on. pypdf
+repairs what it can and only logs what it cannot (a content stream that does not decompress, an
+object the file does not hold), returning less text or none: such a log line for a page makes the
+page fail too, so a damaged page is never an empty page.
 
 Pages come out with their raw text; ``read_pdf`` (or ``normalize.normalize_pages`` on the
 collected pages) does the cross-page cleanup.
@@ -12,6 +17,7 @@ collected pages) does the cross-page cleanup.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import tempfile
@@ -25,6 +31,7 @@ from pypdf import PasswordType, PdfReader, PdfWriter
 from pypdf.errors import DependencyError
 
 from distill.compiler.spec import PdfSource
+from distill.runtime.sources.files import open_source, scratch_prefix
 from distill.runtime.sources.normalize import (
     RUN_TOGETHER_TRIGGER,
     NormalizeReport,
@@ -51,6 +58,10 @@ OCR_TIMEOUT_S = 300
 POPPLER_WHOLE_PLANE = ("-x", "-32768", "-y", "-32768", "-W", "65536", "-H", "65536")
 # Readers accept the %PDF- header anywhere in the first 1024 bytes and %%EOF in the last 1024.
 EDGE_BYTES = 1024
+# pypdf logs, instead of raising, when a stream does not decode (pypdf.filters: zlib errors,
+# missing end markers) or an object is missing ("Object 12 0 not defined."): text is then lost.
+_DAMAGE_LOGGER = "pypdf.filters"
+_MISSING_OBJECT = "not defined"
 
 ProgressHook = Callable[[int, int, bool], None]
 """Called after each page with (page number, page count, whether the page was OCR'd)."""
@@ -75,7 +86,8 @@ def rich_progress_hook(progress: Progress, label: str) -> ProgressHook:
 
 
 def extract_pdf(
-    path: Path, shown: str, sha256: str, source: PdfSource, progress: ProgressHook | None = None
+    path: Path, shown: str, sha256: str, source: PdfSource, progress: ProgressHook | None = None,
+    *, scratch: Path,
 ) -> Iterator[Page | Skipped]:
     """Extract a PDF page by page.
 
@@ -85,6 +97,7 @@ def extract_pdf(
         sha256: of the file's bytes.
         source: the Distillfile entry (OCR mode and language, password variable).
         progress: called after each page (see ``ProgressHook``).
+        scratch: the folder for this run's private scratch folder (``scratch_folder(root)``).
 
     Yields:
         A ``Page`` (raw text, not yet normalized) or a ``Skipped`` for each page, in order.
@@ -94,14 +107,13 @@ def extract_pdf(
             without a working password, or OCR is needed but tesseract or its language is missing.
     """
     _check_file(path, shown)
-    try:
-        stream = path.open("rb")
-    except OSError as error:
-        raise SourceError(shown, f"cannot read: {error.strerror}") from error
-    with stream, tempfile.TemporaryDirectory(prefix="distill-pdf-") as scratch:
+    scratch.mkdir(parents=True, exist_ok=True)
+    stream = open_source(path, shown)
+    # mode 0700, removed when the generator ends, fails or is closed early
+    with stream, tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=scratch) as own:
         reader, protected = _open_reader(stream, shown, source.password_env)
         total = _page_count(reader, shown)
-        pages = _PageExtractor(reader, path, shown, sha256, source, Path(scratch), protected)
+        pages = _PageExtractor(reader, path, shown, sha256, source, Path(own), protected)
         for number in range(1, total + 1):
             item = pages.extract(number)
             if progress is not None:
@@ -110,7 +122,8 @@ def extract_pdf(
 
 
 def read_pdf(
-    path: Path, shown: str, sha256: str, source: PdfSource, progress: ProgressHook | None = None
+    path: Path, shown: str, sha256: str, source: PdfSource, progress: ProgressHook | None = None,
+    *, scratch: Path,
 ) -> tuple[list[Page], list[Skipped], NormalizeReport]:
     """Extract a PDF and normalize its pages as one document (see ``extract_pdf``).
 
@@ -119,7 +132,7 @@ def read_pdf(
     """
     pages: list[Page] = []
     skipped: list[Skipped] = []
-    for item in extract_pdf(path, shown, sha256, source, progress):
+    for item in extract_pdf(path, shown, sha256, source, progress, scratch=scratch):
         if isinstance(item, Page):
             pages.append(item)
         else:
@@ -175,10 +188,14 @@ class _PageExtractor:
         mode. poppler goes first: on the Debian Reference it fixes every run-together page while
         layout mode fixes none, and it is the cheaper of the two (28 ms against 45 ms a page)."""
         try:
-            page = self.reader.pages[number - 1]
-            text = page.extract_text()
+            with _pypdf_log() as logged:
+                page = self.reader.pages[number - 1]
+                text = page.extract_text()
         except Exception as error:  # pypdf raises many types on a damaged page
             raise _PageFailure(f"text layer unreadable: {_describe(error)}") from error
+        damage = _damage(logged)
+        if damage:
+            raise _PageFailure(f"text layer damaged: {damage}")
         if run_together_share(text) <= RUN_TOGETHER_TRIGGER:
             return text
         alternatives = (lambda: self._pdftotext(number), lambda: page.extract_text(extraction_mode="layout"))
@@ -275,14 +292,14 @@ class _PageExtractor:
 
 def _check_file(path: Path, shown: str) -> None:
     """Refuse, by name, files that cannot be a whole PDF before pypdf guesses at them."""
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as stream:
+    with open_source(path, shown) as stream:
+        try:
+            size = os.fstat(stream.fileno()).st_size
             head = stream.read(EDGE_BYTES)
             stream.seek(max(0, size - EDGE_BYTES))
-            tail = stream.read()
-    except OSError as error:
-        raise SourceError(shown, f"cannot read: {error.strerror}") from error
+            tail = stream.read(EDGE_BYTES)
+        except OSError as error:
+            raise SourceError(shown, f"cannot read: {error.strerror}") from error
     if size == 0:
         raise SourceError(shown, "empty file (0 bytes)")
     if b"%PDF-" not in head:
@@ -342,6 +359,42 @@ def _page_count(reader: PdfReader, shown: str) -> int:
     if total == 0:
         raise SourceError(shown, "empty PDF (0 pages)")
     return total
+
+
+class _Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextmanager
+def _pypdf_log() -> Iterator[list[logging.LogRecord]]:
+    """pypdf's warnings while the block runs, kept from every other handler: a damaged page is
+    reported once, with its file and page, instead of as a bare library line on stderr. The level
+    is set for the block because quiet commands raise the root logger's to ERROR, which would drop
+    the records before any handler sees them."""
+    logger = logging.getLogger("pypdf")
+    recorder, level, propagate = _Recorder(), logger.level, logger.propagate
+    logger.addHandler(recorder)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    try:
+        yield recorder.records
+    finally:
+        logger.removeHandler(recorder)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def _damage(records: list[logging.LogRecord]) -> str:
+    """What pypdf could not read, from its log records ("" when nothing): a stream that does not
+    decode or an object that is missing. Its other warnings are repairs that keep the text."""
+    found = [record.getMessage() for record in records
+             if record.name == _DAMAGE_LOGGER or _MISSING_OBJECT in record.getMessage()]
+    return "; ".join(dict.fromkeys(found))
 
 
 def _visible_chars(text: str) -> int:

@@ -93,6 +93,23 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class Furniture:
+    """Running headers, footers and page numbers removed from one document: counted, never silent.
+
+    Attributes:
+        source: the document.
+        lines: lines removed.
+        characters: their characters.
+        share: of the document's characters.
+    """
+
+    source: str
+    lines: int
+    characters: int
+    share: float
+
+
+@dataclass(frozen=True)
 class Chunk:
     """A piece of one document, sized in tokens of the tokenizer that will read it.
 
@@ -123,7 +140,8 @@ def chunk_id(sha256: str, page_start: int, page_end: int, char_start: int, char_
 
 @dataclass
 class ExtractReport:
-    """Counts the stage reports, and every skipped item with its reason."""
+    """Counts the stage reports, every skipped item with its reason, what header and footer
+    removal took from each document, and warnings (one line each) about what needs a look."""
 
     files: int = 0
     pages: int = 0
@@ -133,6 +151,8 @@ class ExtractReport:
     repaired_answers: int = 0
     chunks: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    furniture: list[Furniture] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)

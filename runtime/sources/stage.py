@@ -1,9 +1,11 @@
 """The extract and chunk stages, callable from the build and alone.
 
 extract: every file the Distillfile's sources match -> normalized pages per document, and QA
-examples from dataset sources, with a report of pages, OCR'd pages, characters and every skipped
-item. A source with ``on_error: fail`` stops the stage at its first unreadable item (a
-``SourceError`` naming file and page); ``on_error: skip`` records the item and goes on.
+examples from dataset sources, with a report of pages, OCR'd pages, characters, every skipped
+item, and what header and footer removal took from each PDF (with a warning past
+``FURNITURE_WARN_SHARE`` of its characters). A source with ``on_error: fail`` stops the stage at
+its first unreadable item (a ``SourceError`` naming file and page); ``on_error: skip`` records the
+item and goes on.
 
 chunk: each document's pages -> chunks counted in the consuming tokenizer's tokens.
 """
@@ -21,9 +23,19 @@ from distill.compiler.resolve import ResolvedModel
 from distill.compiler.digest import digest_file
 from distill.compiler.spec import DatasetSource, PdfSource, SourceEntry, Spec, source_pattern
 from distill.compiler.volume import source_files
-from distill.runtime.sources.records import Chunk, ExtractReport, Page, QAExample, Skipped, SourceError
+from distill.runtime.sources.files import remove_leftovers, scratch_folder
+from distill.runtime.sources.records import (
+    Chunk,
+    ExtractReport,
+    Furniture,
+    Page,
+    QAExample,
+    Skipped,
+    SourceError,
+)
 
 if TYPE_CHECKING:
+    from distill.runtime.sources.normalize import NormalizeReport
     from distill.runtime.sources.pdf import ProgressHook
 
 
@@ -48,9 +60,12 @@ ProgressFactory = Callable[[str], "ProgressHook"]
 
 def extract(spec: Spec, root: Path, progress: ProgressFactory | None = None) -> Corpus:
     """Read every source; raises ``SourceError`` for an unreadable item of an ``on_error: fail``
-    source, or when a source's pattern matches no file any more. ``progress`` makes a page
-    progress hook for a PDF, given its shown name."""
+    source, or when a source's pattern matches no file any more (``UnsafeSource`` when a match
+    is no longer safe to read). ``progress`` makes a page progress hook for a PDF, given its
+    shown name."""
     corpus = Corpus()
+    scratch = scratch_folder(root)
+    remove_leftovers(scratch)
     matched = source_files(spec, root)
     for source in spec.sources:
         if not any(entry is source for entry, _, _ in matched):
@@ -63,14 +78,14 @@ def extract(spec: Spec, root: Path, progress: ProgressFactory | None = None) -> 
             _fail_or_skip(source, corpus.report, SourceError(shown, f"cannot be read: {exc.strerror}"))
             continue
         try:
-            _extract_file(source, path, shown, sha256, corpus, progress)
+            _extract_file(source, path, shown, sha256, corpus, scratch, progress)
         except SourceError as error:
             _fail_or_skip(source, corpus.report, error)
     return corpus
 
 
 def _extract_file(source: SourceEntry, path: Path, shown: str, sha256: str, corpus: Corpus,
-                  progress: ProgressFactory | None) -> None:
+                  scratch: Path, progress: ProgressFactory | None) -> None:
     report = corpus.report
     if isinstance(source, DatasetSource):
         from distill.runtime.sources.datasets import read_dataset
@@ -89,12 +104,13 @@ def _extract_file(source: SourceEntry, path: Path, shown: str, sha256: str, corp
 
         pages = []
         hook = progress(shown) if progress is not None else None
-        for item in extract_pdf(path, shown, sha256, source, hook):
+        for item in extract_pdf(path, shown, sha256, source, hook, scratch=scratch):
             if isinstance(item, Skipped):
                 _fail_or_skip(source, report, item)
             else:
                 pages.append(item)
-        pages, _ = normalize_pages(pages)
+        pages, normalized = normalize_pages(pages)
+        _count_furniture(shown, normalized, report)
     else:
         from distill.runtime.sources.text import read_text_file
 
@@ -103,6 +119,22 @@ def _extract_file(source: SourceEntry, path: Path, shown: str, sha256: str, corp
     report.ocr_pages += sum(page.ocr for page in pages)
     report.characters += sum(len(page.text) for page in pages)
     corpus.documents.append(Document(shown, sha256, tuple(pages)))
+
+
+def _count_furniture(shown: str, normalized: NormalizeReport, report: ExtractReport) -> None:
+    """Record what header and footer removal took from a document; warn past the bounded share."""
+    from distill.runtime.sources.normalize import FURNITURE_WARN_SHARE
+
+    if not normalized.furniture_lines:
+        return
+    share = normalized.furniture_share
+    report.furniture.append(Furniture(shown, normalized.furniture_lines, normalized.furniture_characters,
+                                      round(share, 4)))
+    if share > FURNITURE_WARN_SHARE:
+        report.warnings.append(
+            f"{shown}: header/footer removal took {normalized.furniture_characters:,} characters "
+            f"({share:.1%}, over {FURNITURE_WARN_SHARE:.0%}) in {normalized.furniture_lines} lines; "
+            "check pages.jsonl for lost body text")
 
 
 def _fail_or_skip(source: SourceEntry, report: ExtractReport, problem: SourceError | Skipped) -> None:
@@ -173,6 +205,8 @@ def read_outputs(folder: Path) -> tuple[Corpus, list[Chunk]]:
         corpus.examples.append(QAExample(**record, answers=answers))
     report = json.loads((folder / "report.json").read_text("utf-8"))
     report["skipped"] = [Skipped(**item) for item in report["skipped"]]
+    # .get: a report.json cached before furniture was counted has no such key
+    report["furniture"] = [Furniture(**item) for item in report.get("furniture", [])]
     corpus.report = ExtractReport(**report)
     return corpus, [Chunk(**record) for record in _read_jsonl(folder / "chunks.jsonl")]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from distill.runtime.sources.files import read_source
 from distill.runtime.sources.normalize import normalize_text
 from distill.runtime.sources.records import Page, SourceError
 
@@ -21,13 +22,10 @@ def read_text_file(path: Path, shown: str, sha256: str) -> Page:
         Page 1 of the file, its text normalized (NFKC, line-break hyphens, whitespace).
 
     Raises:
-        SourceError: the file cannot be read, is not UTF-8 (the message names the first bad byte,
-            its offset and line), or holds no text.
+        SourceError: the file cannot be read, is not a regular file, is over the size cap, is not
+            UTF-8 (the message names the first bad byte, its offset and line), or holds no text.
     """
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise SourceError(shown, f"cannot read: {error.strerror}") from error
+    data = read_source(path, shown)
     if not data:
         raise SourceError(shown, "empty file (0 bytes)")
     try:

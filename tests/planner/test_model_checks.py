@@ -123,3 +123,13 @@ def test_a_student_without_tokenizer_json_is_found_by_plan(tmp_path: Path, capsy
     path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n", student="model: student")
     code, _, err = run(capsys, "plan", str(path))
     assert code == 1 and "student.model 'student' has no tokenizer.json" in err
+
+
+@pytest.mark.parametrize("name", ["tiny.json", "tok.json"])
+def test_json_nested_past_the_parser_is_located(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n",
+                 student="random: {config: tiny.json, tokenizer: tok.json}")
+    train_byte_bpe(["The pump runs."], 300).save(str(tmp_path / "tok.json"))
+    (tmp_path / name).write_text("[" * 100_000 + "]" * 100_000)
+    code, _, err = run(capsys, "plan", str(path))
+    assert code == 1 and "cannot be read" in err

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import tempfile
 import tracemalloc
 from pathlib import Path
 
@@ -67,7 +66,8 @@ def write(folder: Path, name: str, data: bytes) -> Path:
 
 
 def extract(path: Path, **options: object) -> list[Page | Skipped]:
-    return list(extract_pdf(path, path.name, "0" * 64, PdfSource(pdf=path.name, **options)))
+    return list(extract_pdf(path, path.name, "0" * 64, PdfSource(pdf=path.name, **options),
+                            scratch=path.parent / "scratch"))
 
 
 @pytest.fixture(scope="module")
@@ -101,28 +101,28 @@ def test_always_ocrs_pages_that_have_a_text_layer(tmp_path: Path) -> None:
     assert page.ocr and cer(TEXT_PAGES[0][0], page.text) < 0.02
 
 
-def test_progress_hook_sees_every_page_and_ocr(mixed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Page images live in a private folder under the temp root, one at a time: none is left
-    # when a page is done, and the folder is gone when the document is.
+def test_progress_hook_sees_every_page_and_ocr(mixed: Path, tmp_path: Path) -> None:
+    # Page images live in a private folder under the scratch folder, one at a time: none is
+    # left when a page is done, and the folder is gone when the document is.
     scratch_root = tmp_path / "scratch"
-    scratch_root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch_root))
     calls, files_between_pages = [], []
 
     def hook(page: int, pages: int, ocr: bool) -> None:
         calls.append((page, pages, ocr))
         files_between_pages.append([f.name for f in scratch_root.rglob("*") if f.is_file()])
 
-    list(extract_pdf(mixed, "mixed.pdf", "0" * 64, PdfSource(pdf="mixed.pdf"), progress=hook))
+    list(extract_pdf(mixed, "mixed.pdf", "0" * 64, PdfSource(pdf="mixed.pdf"), progress=hook,
+                     scratch=scratch_root))
     assert calls == [(1, 2, False), (2, 2, True)]
     assert files_between_pages == [[], []]
     assert list(scratch_root.iterdir()) == []
 
 
-def test_rich_progress_hook_drives_page_and_ocr_bars(mixed: Path) -> None:
+def test_rich_progress_hook_drives_page_and_ocr_bars(mixed: Path, tmp_path: Path) -> None:
     with Progress(console=Console(file=io.StringIO())) as progress:
         hook = rich_progress_hook(progress, "mixed.pdf")
-        list(extract_pdf(mixed, "mixed.pdf", "0" * 64, PdfSource(pdf="mixed.pdf"), progress=hook))
+        list(extract_pdf(mixed, "mixed.pdf", "0" * 64, PdfSource(pdf="mixed.pdf"), progress=hook,
+                         scratch=tmp_path))
     pages, ocr = progress.tasks
     assert (pages.description, pages.completed, pages.total) == ("mixed.pdf: pages", 2, 2)
     assert (ocr.description, ocr.completed) == ("mixed.pdf: OCR", 1)
@@ -137,7 +137,8 @@ def test_memory_stays_flat_on_a_thousand_pages(tmp_path: Path) -> None:
     path = write(tmp_path, "thousand.pdf", bytes(pdf.output()))
     tracemalloc.start()
     try:
-        count = sum(1 for _ in extract_pdf(path, "thousand.pdf", "0" * 64, PdfSource(pdf="t", ocr="never")))
+        count = sum(1 for _ in extract_pdf(path, "thousand.pdf", "0" * 64, PdfSource(pdf="t", ocr="never"),
+                                           scratch=tmp_path / "scratch"))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -259,6 +260,7 @@ def test_missing_ocr_language_fails_the_file_clearly(mixed: Path) -> None:
 
 def test_read_pdf_normalizes_and_separates_skips(tmp_path: Path) -> None:
     path = write(tmp_path, "damaged.pdf", with_damaged_page(text_pdf(TEXT_PAGES), 1, keep_drawing=True))
-    pages, skipped, report = read_pdf(path, "damaged.pdf", "0" * 64, PdfSource(pdf="damaged.pdf", ocr="never"))
+    pages, skipped, report = read_pdf(path, "damaged.pdf", "0" * 64, PdfSource(pdf="damaged.pdf", ocr="never"),
+                                      scratch=tmp_path / "scratch")
     assert [p.page for p in pages] == [1, 3] and [s.page for s in skipped] == [2]
     assert pages[0].text == TEXT_PAGES[0][0] and report.furniture_lines == 0

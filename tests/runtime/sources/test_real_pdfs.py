@@ -51,18 +51,19 @@ def text_hashes(pages: list[Page]) -> list[str]:
     return [hashlib.sha256(page.text.encode()).hexdigest() for page in pages]
 
 
-def read(path: Path, shown: str) -> list[Page]:
-    pages, skipped, _ = read_pdf(path, shown, "0" * 64, PdfSource(pdf=shown))
+def read(path: Path, shown: str, scratch: Path) -> list[Page]:
+    pages, skipped, _ = read_pdf(path, shown, "0" * 64, PdfSource(pdf=shown), scratch=scratch)
     assert skipped == []
     return pages
 
 
 @needs(CAMLIDL, "camlidl-doc")
-def test_camlidl_manual_whole_document() -> None:
-    raw = list(extract_pdf(CAMLIDL, "camlidl.pdf", "0" * 64, PdfSource(pdf="camlidl.pdf")))
+def test_camlidl_manual_whole_document(tmp_path: Path) -> None:
+    raw = list(extract_pdf(CAMLIDL, "camlidl.pdf", "0" * 64, PdfSource(pdf="camlidl.pdf"), scratch=tmp_path))
     assert sum(bool(LIGATURES.search(page.text)) for page in raw) == 26  # there was something to fix
 
-    pages, skipped, report = read_pdf(CAMLIDL, "camlidl.pdf", "0" * 64, PdfSource(pdf="camlidl.pdf"))
+    pages, skipped, report = read_pdf(CAMLIDL, "camlidl.pdf", "0" * 64, PdfSource(pdf="camlidl.pdf"),
+                                      scratch=tmp_path)
     assert skipped == [] and [page.page for page in pages] == list(range(1, pdfinfo_pages(CAMLIDL) + 1))
     assert not any(page.ocr for page in pages)
     text = "\n".join(page.text for page in pages)
@@ -70,7 +71,7 @@ def test_camlidl_manual_whole_document() -> None:
     assert too_long_runs(text) == []
     # the page number opening pages 2-26 is furniture; page 1 (the title page) has none
     assert report.furniture_lines >= 25 and not any(page.text.split("\n")[0].isdigit() for page in pages)
-    assert text_hashes(pages) == text_hashes(read(CAMLIDL, "camlidl.pdf"))
+    assert text_hashes(pages) == text_hashes(read(CAMLIDL, "camlidl.pdf", tmp_path))
 
 
 @needs(DEBIAN_REFERENCE, "debian-reference-en")
@@ -81,21 +82,21 @@ def test_debian_reference_words_are_separated(tmp_path: Path) -> None:
     raw = [page.extract_text() for page in PdfReader(path).pages]
     assert sum(run_together_share(text) > RUN_TOGETHER_TRIGGER for text in raw) >= 10  # the problem is real
 
-    pages = read(path, "debian-reference.pdf")
+    pages = read(path, "debian-reference.pdf", tmp_path)
     assert len(pages) == 12
     for page in pages:
         assert run_together_share(page.text) <= RUN_TOGETHER_TRIGGER, page.page
         assert too_long_runs(page.text) == [], page.page
     assert "There are two methods of associating a file" in pages[0].text
-    assert text_hashes(pages) == text_hashes(read(path, "debian-reference.pdf"))
+    assert text_hashes(pages) == text_hashes(read(path, "debian-reference.pdf", tmp_path))
 
 
 @pytest.mark.slow
 @needs(DEBIAN_REFERENCE, "debian-reference-en")
-def test_debian_reference_whole_document() -> None:
+def test_debian_reference_whole_document(tmp_path: Path) -> None:
     """All 261 pages (about 20 s: pypdf takes 60-70 ms a page on this file, poppler 28 ms more on
     the pages it repairs)."""
-    pages = read(DEBIAN_REFERENCE, "debian-reference.pdf")
+    pages = read(DEBIAN_REFERENCE, "debian-reference.pdf", tmp_path)
     assert [page.page for page in pages] == list(range(1, pdfinfo_pages(DEBIAN_REFERENCE) + 1))
     text = "\n".join(page.text for page in pages)
     assert not LIGATURES.search(text) and too_long_runs(text) == []
@@ -116,7 +117,7 @@ def test_gnuplot_manual_pages_and_chunks_are_stable(tmp_path: Path) -> None:
     path.write_bytes(excerpt(GNUPLOT, range(20, 50)))
     runs = []
     for _ in range(2):
-        pages = read(path, "gnuplot.pdf")
+        pages = read(path, "gnuplot.pdf", tmp_path)
         count = counter(train_byte_bpe([page.text for page in pages], 1000))
         runs.append([c.id for c in chunk_document(pages, count, 256, 32)])
     assert len(pages) == pdfinfo_pages(path) == 30
@@ -127,8 +128,8 @@ def test_gnuplot_manual_pages_and_chunks_are_stable(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @needs(GNUPLOT, "gnuplot-doc")
-def test_gnuplot_manual_whole_document() -> None:
-    pages = read(GNUPLOT, "gnuplot.pdf")
+def test_gnuplot_manual_whole_document(tmp_path: Path) -> None:
+    pages = read(GNUPLOT, "gnuplot.pdf", tmp_path)
     assert [page.page for page in pages] == list(range(1, pdfinfo_pages(GNUPLOT) + 1))
     text = "\n".join(page.text for page in pages)
     assert not LIGATURES.search(text) and too_long_runs(text) == []
