@@ -47,11 +47,6 @@ def check_model_dir(model_dir: Path) -> None:
         config = json.loads(config_path.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise UsageError(f"{config_path} cannot be read as JSON: {error}") from None
-    if not any(model_dir.glob("*.safetensors")):
-        raise UsageError(f"{model_dir} has no .safetensors weights",
-                         hint="distill loads safetensors only; re-save with save_pretrained(safe_serialization=True)")
-    for weights in sorted(model_dir.glob("*.safetensors")):
-        _check_safetensors(weights)
     reason = foreign_code(model_dir)
     if reason is not None:
         raise UsageError(reason, hint="export a model of a family transformers implements (README: support matrix)")
@@ -59,6 +54,11 @@ def check_model_dir(model_dir: Path) -> None:
     if model_type not in CONFIG_MAPPING_NAMES:
         raise UsageError(f"{config_path}: model_type {model_type!r} is not a family transformers implements",
                          hint="README: support matrix")
+    if not any(model_dir.glob("*.safetensors")):
+        raise UsageError(f"{model_dir} has no .safetensors weights",
+                         hint="distill loads safetensors only; re-save with save_pretrained(safe_serialization=True)")
+    for weights in sorted(model_dir.glob("*.safetensors")):
+        _check_safetensors(weights)
 
 
 def _check_safetensors(path: Path) -> None:

@@ -45,7 +45,7 @@ def test_unknown_targets_are_usage_errors(model_dir: Path, tmp_path: Path, to: s
 
 
 def test_pickled_weights_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
     (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
     assert main(["export", str(tmp_path), "--to", "onnx"]) == 2
     assert "has no .safetensors weights" in capsys.readouterr().err
