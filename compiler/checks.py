@@ -123,6 +123,9 @@ def _check_models(spec: Spec, root: Path) -> Iterator[Finding]:
 def _check_model_ref(role: str, model: Teacher, root: Path) -> Iterator[Finding]:
     assert model.model is not None
     path = (role, "model")
+    if _too_long(model.model):
+        yield _long(path)
+        return
     local = resolve_inside(root, os.path.expanduser(model.model))
     if local is None:
         yield _outside(path, repr(model.model))
@@ -149,9 +152,25 @@ def _check_model_ref(role: str, model: Teacher, root: Path) -> Iterator[Finding]
                       "warning")
 
 
+# Linux's limits (NAME_MAX, PATH_MAX): past them every look-up fails with ENAMETOOLONG.
+_NAME_MAX, _PATH_MAX = 255, 4096
+
+
+def _too_long(value: str) -> bool:
+    encoded = os.fsencode(value)
+    return len(encoded) >= _PATH_MAX or any(len(part) > _NAME_MAX for part in encoded.split(b"/"))
+
+
+def _long(path: DataPath) -> Finding:
+    return Finding(path, f"{dotted(path)} is too long to be a path (at most {_NAME_MAX} bytes a name, "
+                   f"{_PATH_MAX} in all)")
+
+
 def _check_local_file(path: DataPath, root: Path, value: str, inner: str) -> Iterator[Finding]:
-    target = resolve_inside(root, value)
-    if target is None:
+    target = None if _too_long(value) else resolve_inside(root, value)
+    if _too_long(value):
+        yield _long(path)
+    elif target is None:
         yield _outside(path, repr(value))
     elif target.is_dir() and not (target / inner).is_file():
         yield Finding(path, f"{dotted(path)} folder {value!r} has no {inner}")
@@ -163,6 +182,9 @@ def _check_chat_template(path: DataPath, root: Path, template: str) -> Iterator[
     from jinja2 import TemplateSyntaxError
 
     if template.endswith(".jinja") and "\n" not in template:
+        if _too_long(template):
+            yield _long(path)
+            return
         target = resolve_inside(root, template)
         if target is None or not target.is_file():
             yield Finding(path, f"{dotted(path)} file {template!r} does not exist"

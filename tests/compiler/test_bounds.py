@@ -85,3 +85,17 @@ def test_a_synthesis_prompt_takes_plain_placeholders_only(project: Callable[[Any
     path = project(spec)
     assert main(["validate", str(path)]) == 1
     assert "data.synthesis.prompt formats" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"student.model": "x" * 5000}, "student.model"),
+    ({"student": {"random": {"config": "x" * 300}}}, "student.random.config"),
+    ({"student.chat_template": "x" * 300 + ".jinja"}, "student.chat_template"),
+])
+def test_a_path_past_the_systems_limits_is_located(project: Callable[[Any], Path], min_spec: dict[str, Any],
+                                                   capsys: pytest.CaptureFixture[str], overrides: dict[str, Any],
+                                                   field: str) -> None:
+    """Found by benchmarks/fuzz.py: the look-up raised ENAMETOOLONG (exit 70)."""
+    path = project(with_overrides(min_spec, overrides))
+    assert main(["validate", str(path)]) == 1
+    assert f"{field} is too long to be a path" in capsys.readouterr().err
