@@ -5,6 +5,7 @@ sources through ``distill extract``, in-process: no traceback, no unlocated erro
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import pytest
 
@@ -17,6 +18,7 @@ def test_mutated_distillfiles_and_sources_fail_cleanly(capsys: pytest.CaptureFix
     spec = importlib.util.spec_from_file_location("fuzz", REPO / "benchmarks" / "fuzz.py")
     assert spec is not None and spec.loader is not None
     fuzz = importlib.util.module_from_spec(spec)
+    sys.modules["fuzz"] = fuzz  # its dataclasses look their module up there
     spec.loader.exec_module(fuzz)
     passed = fuzz.run(files=600, sources=40, seed=1)
     printed = capsys.readouterr().out
