@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from distill.compiler.checks import Finding
 from distill.compiler.spec import Hardware
 
 # Share of probed host memory the plan may use: the OS, the page cache of the dataset and other
@@ -65,6 +66,17 @@ def probe_budget(hardware: Hardware, measure_cpu: bool = True) -> Budget:
     else:
         tflops, tflops_source = None, "unknown: declare hardware.tflops for time estimates"
     return Budget(device, memory, source, hardware.world_size, tflops, tflops_source, name)
+
+
+def ignored_declarations(hardware: Hardware, budget: Budget) -> list[Finding]:
+    """Warnings for what the Distillfile declares and this plan cannot use: a ``vram`` when
+    ``device: auto`` found no GPU here and planned for the CPU."""
+    if hardware.device == "auto" and budget.device == "cpu" and hardware.vram is not None:
+        return [Finding(("hardware", "vram"), "no GPU found here: device auto plans for the CPU, so the "
+                        f"declared vram is ignored (planned for {budget.memory / 2**30:.1f} GiB of RAM, "
+                        f"{budget.memory_source})", "set hardware.device: cuda to plan for a GPU elsewhere",
+                        "warning")]
+    return []
 
 
 def _probe_gpus() -> list[tuple[str, int]]:

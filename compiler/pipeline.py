@@ -7,7 +7,7 @@ from pathlib import Path
 
 from distill.compiler.errors import SpecError
 from distill.compiler.frontend import CompiledSpec, compile_file, diagnostics
-from distill.compiler.hardware import probe_budget
+from distill.compiler.hardware import ignored_declarations, probe_budget
 from distill.compiler.model_checks import model_findings
 from distill.compiler.plan import Plan
 from distill.compiler.planner import make_plan
@@ -43,5 +43,7 @@ def plan_file(path: Path, offline: bool = False) -> Planned:
     """Everything ``distill plan`` computes; hardware is probed here, at the edge."""
     compiled, models = compile_and_resolve(path, offline)
     budget = probe_budget(compiled.spec.hardware)
+    ignored = diagnostics(compiled.document, ignored_declarations(compiled.spec.hardware, budget))
+    compiled = replace(compiled, warnings=(*compiled.warnings, *ignored))
     volume = measure_volume(compiled.spec, compiled.root)
     return Planned(compiled, models, volume, make_plan(compiled.spec, models, budget, volume))

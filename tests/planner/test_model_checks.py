@@ -133,3 +133,15 @@ def test_json_nested_past_the_parser_is_located(tmp_path: Path, capsys: pytest.C
     (tmp_path / name).write_text("[" * 100_000 + "]" * 100_000)
     code, _, err = run(capsys, "plan", str(path))
     assert code == 1 and "cannot be read" in err
+
+
+def test_declared_vram_ignored_by_an_auto_cpu_plan_is_said(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17 (7): device auto on a host without a GPU plans for the CPU; the declared vram
+    must not be dropped silently."""
+    monkeypatch.setattr("distill.compiler.hardware._probe_gpus", lambda: [])
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: auto, vram: 8GiB, ram: 2GiB}\n")
+    code, _, err = run(capsys, "plan", str(path))
+    assert code == 0, err
+    assert f"{path}:7:26: warning: no GPU found here: device auto plans for the CPU, so the declared vram " \
+           "is ignored (planned for 2.0 GiB of RAM, declared hardware.ram)" in err
