@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from distill.compiler.cli import main  # noqa: E402
 from tests.conftest import EXAMPLES  # noqa: E402
 from tests.runtime.sources.pdf_builders import text_pdf  # noqa: E402
+from tests.strategies import data_paths, parent_of  # noqa: E402
 
 LIMIT_S = 5.0
 ADVERSARIAL: tuple[Any, ...] = (
@@ -97,11 +98,11 @@ def problem_of(code: int, output: str, seconds: float, names: tuple[str, ...]) -
 
 def mutate_data(data: Any, rng: random.Random) -> Any:
     for _ in range(rng.randint(1, 3)):
-        paths = _paths(data)
+        paths = data_paths(data)
         if not paths:
             break
         path = rng.choice(paths)
-        parent, last = _parent(data, path), path[-1]
+        parent, last = parent_of(data, path), path[-1]
         op = rng.choice(["delete", "replace", "replace", "rename", "insert"])
         if op == "delete":
             del parent[last]
@@ -130,20 +131,6 @@ def mutate_text(text: str, rng: random.Random) -> str:
     else:
         lines.insert(i, lines[i])
     return "".join(lines)
-
-
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for key, child in children:
-        found += _paths(child, prefix + (key,))
-    return found
-
-
-def _parent(data: Any, path: tuple[Any, ...]) -> Any:
-    for part in path[:-1]:
-        data = data[part]
-    return data
 
 
 def fuzz_distillfiles(count: int, rng: random.Random, work: Path) -> Tally:

@@ -135,7 +135,7 @@ def remove_leftovers(folder: Path, of: str | None = None) -> None:
         return
     for path in list(folder.rglob(".*")) if of is None else list(folder.iterdir()):
         match = _TEMP.fullmatch(path.name) or _ASIDE.fullmatch(path.name)
-        if match is None or of not in (None, match["of"]) or (match["pid"] and _running(int(match["pid"]))):
+        if match is None or of not in (None, match["of"]) or (match["pid"] and process_running(int(match["pid"]))):
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -143,7 +143,8 @@ def remove_leftovers(folder: Path, of: str | None = None) -> None:
             path.unlink(missing_ok=True)
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` exists (a leftover's writer that still runs keeps its files)."""
     try:
         os.kill(pid, 0)  # signal 0: existence and permission checked, nothing sent
     except ProcessLookupError:

@@ -97,3 +97,19 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12),
 anything = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
     max_leaves=6)
+
+
+def data_paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every key path in parsed YAML data (dict keys and list indexes), parents before children."""
+    found = [prefix] if prefix else []
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in children:
+        found += data_paths(child, prefix + (key,))
+    return found
+
+
+def parent_of(data: Any, path: tuple[Any, ...]) -> Any:
+    """The container that holds the value at ``path``."""
+    for part in path[:-1]:
+        data = data[part]
+    return data

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from distill.compiler import sourcefiles
+from distill.compiler.fsutil import process_running
 from distill.runtime.sources.records import SourceError
 
 # A run's scratch folders are named pdf-<pid>-<random>, so a later run can tell a killed run's
@@ -73,15 +74,5 @@ def remove_leftovers(scratch: Path) -> None:
     page image or decrypted page copy they hold must not outlive the run."""
     for folder in scratch.glob(f"{_SCRATCH_PREFIX}*-*"):
         pid = folder.name[len(_SCRATCH_PREFIX):].split("-", 1)[0]
-        if pid.isdecimal() and not _running(int(pid)):
+        if pid.isdecimal() and not process_running(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0 only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, as another user's process
-        return True
-    return True

@@ -7,7 +7,6 @@ import io
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,7 +17,7 @@ from distill.compiler.document import parse_document
 from distill.compiler.errors import SpecError
 from distill.compiler.frontend import compile_file
 from tests.conftest import EXAMPLES
-from tests.strategies import anything
+from tests.strategies import anything, data_paths, parent_of
 
 
 
@@ -35,29 +34,15 @@ def seeds() -> list[tuple[Path, str]]:
     shutil.rmtree(root)
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for key, child in children:
-        found += _paths(child, prefix + (key,))
-    return found
-
-
-def _parent(data: Any, path: tuple[Any, ...]) -> Any:
-    for part in path[:-1]:
-        data = data[part]
-    return data
-
-
 @st.composite
 def data_mutation(draw: st.DrawFn, text: str) -> str:
     data = copy.deepcopy(parse_document(text, "seed").data)
     for _ in range(draw(st.integers(1, 3))):
-        paths = _paths(data)
+        paths = data_paths(data)
         if not paths:
             break
         path = draw(st.sampled_from(paths))
-        parent, last = _parent(data, path), path[-1]
+        parent, last = parent_of(data, path), path[-1]
         op = draw(st.sampled_from(["delete", "replace", "rename", "insert"]))
         if op == "delete":
             del parent[last]
