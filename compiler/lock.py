@@ -1,34 +1,40 @@
-"""Distillfile.lock: a saved plan (as Terraform saves one) with every input pinned.
+"""Distillfile.lock: the inputs and decisions of a build, pinned compactly (as uv.lock and
+Cargo.lock pin theirs), for a reviewer to read in a diff.
 
 It records the spec hash, the sha256 and size of every source file and model file, resolved model
-revisions, the plan's decisions and predictions, and tool versions. Time estimates are left out:
-they depend on a throughput measured at plan time. ``distill plan --check`` rebuilds the lock in
-memory and fails, naming what changed, when the file on disk differs.
+revisions and tokenizer identities, the settings the planner chose (values, no prose: the
+arithmetic behind them is what ``distill plan`` prints) with the predicted peak, and tool versions.
+Time estimates are left out: they depend on a throughput measured at plan time. What a build
+produced is recorded beside its artifacts (``dist/<name>/build.json``), not here.
+
+``distill plan --check`` rebuilds the lock in memory and fails, naming each change as old -> new,
+when the file on disk differs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from distill.compiler.codec import to_data
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.fsutil import write_atomic
 from distill.compiler.plan import Plan
 from distill.compiler.resolve import ResolvedModel
 from distill.compiler.volume import DataVolume
 
-LOCK_VERSION = 1
+LOCK_VERSION = 2
 TOOLS = ("distill", "torch", "transformers", "tokenizers", "peft", "accelerate", "bitsandbytes",
          "datasets", "optimum", "optimum-onnx", "onnxruntime", "gguf", "llama-cpp-python", "pypdf",
          "pytesseract", "safetensors")
-
-
-BUILD = "build"
+# Plan fields that are explanation or derived detail, not settings: the decisions' prose and the
+# memory terms print in `distill plan`; the model summaries repeat what `models` pins.
+_NOT_SETTINGS = frozenset({"models", "decisions", "phases", "data_note", "estimates"})
+_SHOWN_CHARS = 40  # a changed value longer than this is cut in `plan --check`'s message
 
 
 class StaleLock(DistillError):
@@ -40,17 +46,22 @@ def lock_path(distillfile: Path) -> Path:
 
 
 def build_lock(spec_hash: str, models: dict[str, ResolvedModel], volume: DataVolume, plan: Plan) -> dict[str, Any]:
-    plan_data = to_data(plan)
-    plan_data.pop("estimates", None)
     return {
         "lock_version": LOCK_VERSION,
         "spec_sha256": spec_hash,
         "sources": [asdict(f) for f in volume.files],
         "models": {role: {"kind": m.kind, "ref": m.ref, "revision": m.revision, "tokenizer": m.tokenizer,
                           "files": [asdict(f) for f in m.files]} for role, m in sorted(models.items())},
-        "plan": plan_data,
+        "settings": settings(plan),
         "tools": tool_versions(),
     }
+
+
+def settings(plan: Plan) -> dict[str, Any]:
+    """The plan's chosen values, one per key, and its predicted peak."""
+    chosen = {f.name: getattr(plan, f.name) for f in fields(plan) if f.name not in _NOT_SETTINGS}
+    chosen = {name: list(value) if isinstance(value, tuple) else value for name, value in chosen.items()}
+    return {**chosen, "peak_phase": plan.peak.phase, "peak_bytes": plan.peak.bytes}
 
 
 def tool_versions() -> dict[str, str]:
@@ -63,18 +74,39 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def with_build(lock: dict[str, Any], build: dict[str, Any]) -> dict[str, Any]:
-    """The lock plus what a build produced from it (stage keys, the synthesized data's hash,
-    output hashes): ``plan --check`` and ``build --locked`` compare everything but this."""
-    return {**lock, BUILD: build}
-
-
 def lock_text(lock: dict[str, Any]) -> str:
-    return json.dumps(lock, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    """JSON with one line per setting and one line per file record, so that a changed value is a
+    changed line. ``json.dumps(indent=2)`` would spread each record over five lines."""
+    return _render(lock, "") + "\n"
 
 
-def write_lock(path: Path, lock: dict[str, Any]) -> None:
-    write_atomic(path, lock_text(lock))
+def _render(value: Any, indent: str) -> str:
+    inner = indent + "  "
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{json.dumps(key)}: {_render(value[key], inner)}" for key in sorted(value)]
+        return "{\n" + ",\n".join(items) + f"\n{indent}}}"
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        records = [inner + json.dumps(item, sort_keys=True, ensure_ascii=False) for item in value]
+        return "[\n" + ",\n".join(records) + f"\n{indent}]"
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def lock_sha256(text: str) -> str:
+    """What a build record names its lock by."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_lock(path: Path, lock: dict[str, Any]) -> bool:
+    """Write the lock unless the file already says exactly this; returns whether it wrote (a build
+    of an unchanged plan leaves a committed lock, and its mtime, alone)."""
+    text = lock_text(lock)
+    try:
+        if path.read_text("utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    write_atomic(path, text)
+    return True
 
 
 def check_lock(path: Path, lock: dict[str, Any]) -> None:
@@ -85,27 +117,37 @@ def check_lock(path: Path, lock: dict[str, Any]) -> None:
         old = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:
         raise StaleLock(f"{path} cannot be read: {exc}", hint="run `distill plan` to rewrite it") from None
-    if isinstance(old, dict):
-        old.pop(BUILD, None)  # what the last build produced: outputs, not inputs
-    changes = list(differences(old, lock))
+    if not isinstance(old, dict) or old.get("lock_version") != LOCK_VERSION:
+        found = old.get("lock_version") if isinstance(old, dict) else None
+        raise StaleLock(f"{path} has lock_version {found}; this distill reads and writes {LOCK_VERSION}",
+                        hint="run `distill plan` to rewrite it, and commit the new lock")
+    changes = differences(old, lock)
     if changes:
-        shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
-        raise StaleLock(f"{path} is stale: {shown}", hint="run `distill plan` and commit the new lock")
+        shown = changes[:20] + ([f"and {len(changes) - 20} more"] if len(changes) > 20 else [])
+        raise StaleLock(f"{path} is stale:\n" + "\n".join(f"  {line}" for line in shown),
+                        hint="run `distill plan` and commit the new lock")
 
 
 def differences(old: Any, new: Any, where: str = "") -> list[str]:
-    """Human-readable paths where two lock trees differ (sources and files matched by path)."""
+    """Each path where two lock trees differ, as ``path: old -> new`` (files matched by path)."""
     if isinstance(old, dict) and isinstance(new, dict):
         found = []
         for key in sorted(set(old) | set(new)):
             inner = f"{where}.{key}" if where else key
             if key not in old:
-                found.append(f"{inner} added")
+                found.append(f"{inner} added: {_shown(new[key])}")
             elif key not in new:
-                found.append(f"{inner} removed")
+                found.append(f"{inner} removed (was {_shown(old[key])})")
             else:
                 found += differences(old[key], new[key], inner)
         return found
     if isinstance(old, list) and isinstance(new, list) and all(isinstance(x, dict) and "path" in x for x in old + new):
         return differences({x["path"]: x for x in old}, {x["path"]: x for x in new}, where)
-    return [] if old == new else [f"{where} changed"]
+    return [] if old == new else [f"{where}: {_shown(old)} -> {_shown(new)}"]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return value[:12]  # a sha256, shortened as git shortens commits
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS - 3] + "..."

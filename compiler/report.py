@@ -67,7 +67,7 @@ def past_peaks(report: Path) -> list[str]:
     try:
         data = json.loads(report.read_text("utf-8"))
         peaks = data.get("device_peaks") or {}
-        where = data.get("lock", {}).get("plan", {}).get("budget_source", "its machine")
+        where = data.get("lock", {}).get("settings", {}).get("budget_source", "its machine")
         lines = []
         for stage, peak in sorted(peaks.items()):
             planned = (f" vs planned {format_size(peak['predicted'])} ({peak['reserved_over_predicted']:.2f} x)"

@@ -1,5 +1,5 @@
-"""``distill build``: plan, check or write the lock, run the stage graph, write the report, publish
-``dist/<name>/``, record what was built in the lock, enforce the quality gates."""
+"""``distill build``: plan, check or write the lock, run the stage graph, write the report and the
+record of what was built (``build.json``), publish ``dist/<name>/``, enforce the quality gates."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.compiler.codec import to_data
-from distill.compiler.fsutil import link_tree, remove_leftovers, staged_folder
+from distill.compiler.fsutil import link_tree, remove_leftovers, staged_folder, write_atomic
 from distill.compiler.pipeline import Planned, plan_file
 from distill.compiler.plan import Plan
 from distill.runtime.build.graph import FILES, META, Outcome, Stage, downstream, exclusive, file_stat, run_graph
@@ -20,6 +20,7 @@ from distill.runtime.build.stages import build_stages, target_name
 Progress = Callable[..., None]
 STATE = ".distill"
 KEY_FILE = ".build-key"
+BUILD_RECORD = "build.json"
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Built:
 
 def build_file(path: Path, options: BuildOptions, progress: Progress | None = None,
                announce: Callable[[Outcome], None] = lambda outcome: None) -> Built:
-    from distill.compiler.lock import build_lock, check_lock, lock_path, with_build, write_lock
+    from distill.compiler.lock import build_lock, check_lock, lock_path, write_lock
 
     planned = plan_file(path, offline=options.offline)
     lock = build_lock(planned.compiled.hash, planned.models, planned.volume, planned.plan)
@@ -49,15 +50,20 @@ def build_file(path: Path, options: BuildOptions, progress: Progress | None = No
         check_lock(lock_file, lock)
     root = planned.compiled.root
     with exclusive(root / STATE):
-        stages = build_stages(planned, progress, options.offline)
-        stages.append(_report_stage(planned, lock, stages))
+        stages = all_stages(planned, lock, progress, options.offline)
         rerun = ({s.name for s in stages} if options.force else
                  downstream(stages, options.from_stage) if options.from_stage else set())
         outcomes = run_graph(stages, root / STATE, rerun, announce)
         dist = root / "dist" / planned.compiled.spec.name
         _publish(outcomes, dist)
-        write_lock(lock_file, with_build(lock, _build_record(outcomes, dist)))
+        write_lock(lock_file, lock)
     return Built(planned, outcomes, dist, outcomes["report"].summary["gates"])
+
+
+def all_stages(planned: Planned, lock: dict[str, Any], progress: Progress | None, offline: bool) -> list[Stage]:
+    """The build's stage graph, the report last."""
+    stages = build_stages(planned, progress, offline)
+    return [*stages, _report_stage(planned, lock, stages)]
 
 
 def _report_stage(planned: Planned, lock: dict[str, Any], stages: list[Stage]) -> Stage:
@@ -86,11 +92,14 @@ def _report(planned: Planned, lock: dict[str, Any], folder: Path, up: Mapping[st
     link_tree(up["train"] / "model", folder / "model")
     shutil.copy2(up["synthesize"] / "DATA_CARD.md", folder / "DATA_CARD.md")
     metrics = up["train"] / "metrics.jsonl"
-    write_report(folder, ReportInputs(
+    inputs = ReportInputs(
         name=spec.name, spec=to_data(spec), spec_sha256=planned.compiled.hash, lock=lock,
         data_card=json.loads((up["synthesize"] / "data_card.json").read_text("utf-8")),
         metrics=metrics if metrics.is_file() else None, loss_png=_existing(up["train"] / "loss.png"),
-        evaluation=evaluation, gates=gates, artifacts=artifacts, stages=_stage_rows(up, planned.plan)))
+        evaluation=evaluation, gates=gates, artifacts=artifacts, stages=_stage_rows(up, planned.plan))
+    write_report(folder, inputs)
+    record = _build_record(lock, inputs.stages, up["synthesize"], folder)
+    write_atomic(folder / BUILD_RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return {"gates": gates}
 
 
@@ -146,14 +155,16 @@ def _holds(dist: Path, key: str, files: Mapping[str, Mapping[str, Any]]) -> bool
                                        for name, record in files.items())
 
 
-def _build_record(outcomes: dict[str, Outcome], dist: Path) -> dict[str, Any]:
-    """For the lock: stage keys, the synthesized data's hash, and every published file's hash."""
+def _build_record(lock: dict[str, Any], stages: list[dict[str, Any]], data: Path, folder: Path) -> dict[str, Any]:
+    """What this build produced from its lock: the lock's sha256 (``sha256sum Distillfile.lock``
+    checks it), every stage's cache key, the synthesized data's hash and each model file's hash."""
     from distill.backends.base import sha256_file
+    from distill.compiler.lock import lock_sha256, lock_text
 
-    data = outcomes["synthesize"].folder
     return {
-        "stages": {name: outcome.key for name, outcome in outcomes.items()},
+        "lock_sha256": lock_sha256(lock_text(lock)),
+        "stages": {row["stage"]: row["key"] for row in stages},
         "data_sha256": {split: sha256_file(data / f"{split}.jsonl") for split in ("train", "val", "test")},
-        "outputs": {str(p.relative_to(dist)): sha256_file(p) for p in sorted(dist.rglob("*"))
-                    if p.is_file() and p.name != KEY_FILE and p.suffix in (".gguf", ".onnx", ".safetensors")},
+        "outputs": {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
+                    if p.is_file() and p.suffix in (".gguf", ".onnx", ".safetensors")},
     }

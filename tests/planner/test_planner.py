@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ def test_plan_writes_a_lock_that_check_accepts(tmp_path: Path, capsys: pytest.Ca
     lock = json.loads((tmp_path / "Distillfile.lock").read_text())
     assert lock["sources"] == [{"path": "docs/a.md", "sha256": lock["sources"][0]["sha256"], "size": 6800}]
     assert lock["models"]["student"]["kind"] == "random"
-    assert "estimates" not in lock["plan"]
+    assert "estimates" not in lock["settings"] and "decisions" not in lock["settings"]
     assert run(capsys, "plan", "--check", str(path))[0] == 0
 
 
@@ -61,7 +62,7 @@ def test_plan_says_how_the_last_builds_plan_held(tmp_path: Path, capsys: pytest.
     path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n")
     report = tmp_path / "dist" / "p" / "report.json"
     report.parent.mkdir(parents=True)
-    report.write_text(json.dumps({"lock": {"plan": {"budget_source": "probed: NVIDIA H200"}}, "device_peaks": {
+    report.write_text(json.dumps({"lock": {"settings": {"budget_source": "probed: NVIDIA H200"}}, "device_peaks": {
         "train": {"allocated": 6 * 2**30, "reserved": 9 * 2**30, "predicted": 8 * 2**30,
                   "reserved_over_predicted": 1.125}}}))
     code, out, err = run(capsys, "plan", str(path))
@@ -79,7 +80,8 @@ def test_check_names_what_changed(tmp_path: Path, capsys: pytest.CaptureFixture[
     (tmp_path / "docs" / "a.md").write_text("changed\n")
     code, _, err = run(capsys, "plan", "--check", str(path))
     assert code == 5
-    assert "sources.docs/a.md.sha256 changed" in err
+    assert "sources.docs/a.md.size: 6800 -> 8" in err
+    assert re.search(r"sources.docs/a.md.sha256: [0-9a-f]{12} -> [0-9a-f]{12}\n", err)
     (tmp_path / "Distillfile.lock").unlink()
     assert run(capsys, "plan", "--check", str(path))[0] == 5
 
@@ -287,3 +289,34 @@ def test_a_precision_the_device_cannot_train_is_refused_at_plan_time(tmp_path: P
                                                                      message: str) -> None:
     with pytest.raises(Exception, match=message):
         plan_file(write(tmp_path, "loss: {mask: all}\n" + extra, student=student))
+
+
+def test_one_hardware_value_changes_a_few_lock_lines_and_check_says_old_to_new(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import difflib
+
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 8GiB}\n")
+    assert run(capsys, "plan", str(path))[0] == 0
+    lock = tmp_path / "Distillfile.lock"
+    before = lock.read_text().splitlines()
+    assert not any("why" in line or "terms" in line for line in before)  # values, no prose
+    path.write_text(path.read_text().replace("ram: 8GiB", "ram: 16GiB"))
+    code, _, err = run(capsys, "plan", "--check", str(path))
+    assert code == 5
+    assert "settings.budget_bytes: 8589934592 -> 17179869184" in err
+    assert run(capsys, "plan", str(path))[0] == 0
+    changed = [line for line in difflib.unified_diff(before, lock.read_text().splitlines(), lineterm="", n=0)
+               if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert 2 <= len(changed) <= 8, changed  # spec hash and budget, plus what the planner chose anew
+    assert '-  "spec_sha256"' in "\n".join(changed)
+
+
+def test_a_lock_of_another_version_is_stale_with_a_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n")
+    (tmp_path / "Distillfile.lock").write_text('{"lock_version": 1, "plan": {}}\n')
+    code, _, err = run(capsys, "plan", "--check", str(path))
+    assert code == 5 and "has lock_version 1; this distill reads and writes 2" in err
+    assert run(capsys, "plan", str(path))[0] == 0
+    before = (tmp_path / "Distillfile.lock").stat().st_mtime_ns
+    assert run(capsys, "plan", str(path))[0] == 0
+    assert (tmp_path / "Distillfile.lock").stat().st_mtime_ns == before  # an unchanged lock is not rewritten
