@@ -82,6 +82,20 @@ def stage_key(stage: Stage, upstream: Mapping[str, str]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def stage_folder(state: Path, name: str, key: str) -> Path:
+    """Where a stage keeps its outputs: ``.distill/export-gguf-Q4_K_M/<key[:16]>/`` (no ':' in paths)."""
+    return state / name.replace(":", "-") / key[:16]
+
+
+def planned_keys(stages: Sequence[Stage]) -> dict[str, str]:
+    """Every stage's key, in graph order (each after the ones it reads), as ``run_graph`` computes
+    it for a build that runs nothing again."""
+    keys: dict[str, str] = {}
+    for stage in stages:
+        keys[stage.name] = stage_key(stage, keys)
+    return keys
+
+
 def run_graph(stages: Sequence[Stage], state: Path, rerun: set[str], report: Callable[[Outcome], None]
               ) -> dict[str, Outcome]:
     """Run ``stages`` in order (each after the ones it needs); ``rerun`` names stages to run even
@@ -92,7 +106,7 @@ def run_graph(stages: Sequence[Stage], state: Path, rerun: set[str], report: Cal
     again = set(rerun)
     for stage in stages:
         key = stage_key(stage, {name: done[name].key for name in stage.needs})
-        folder = state / stage.name.replace(":", "-") / key[:16]
+        folder = stage_folder(state, stage.name, key)
         remove_leftovers(folder)
         changed = [] if stage.name in again else changed_since_finished(folder)
         if stage.name in again or changed:

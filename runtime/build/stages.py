@@ -108,11 +108,15 @@ def synthesize_in_process(planned: Planned, folder: Path, up: Mapping[str, Path]
 
 def train_in_process(planned: Planned, folder: Path, up: Mapping[str, Path], progress: Progress | None
                      ) -> dict[str, Any]:
+    from accelerate import PartialState
+
     from distill.runtime.synthesis.run import teacher_key
-    from distill.runtime.train.run import train_planned
+    from distill.runtime.train.run import drop_resume_state, train_planned
 
     trained = train_planned(planned, up["synthesize"], folder, extracted_texts(up["extract"]), progress,
                             teacher_key(planned))
+    if PartialState().is_main_process:  # every rank has finished: train_planned ends waiting for all
+        drop_resume_state(folder)
     return {"steps": trained.result.steps, "stopped_early": trained.result.stopped_early,
             "best_val": trained.result.best_val, "merge_max_abs_diff": trained.merge.max_abs_diff,
             "merge_base_diff": trained.merge.base_diff,

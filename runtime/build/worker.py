@@ -27,7 +27,7 @@ def run(distillfile: Path, stage_name: str, offline: bool) -> None:
 
     from distill.compiler.fsutil import out_of_space_named
     from distill.compiler.pipeline import plan_file
-    from distill.runtime.build.graph import device_peaks, record_finished, stage_key
+    from distill.runtime.build.graph import device_peaks, record_finished, stage_folder, stage_key
     from distill.runtime.build.stages import IN_PROCESS, build_stages
 
     planned = plan_file(distillfile, offline=offline)
@@ -38,7 +38,7 @@ def run(distillfile: Path, stage_name: str, offline: bool) -> None:
     folders: dict[str, Path] = {}
     for name in _needed(stages, stage_name):
         keys[name] = stage_key(stages[name], keys)
-        folders[name] = state_dir / name / keys[name][:16]
+        folders[name] = stage_folder(state_dir, name, keys[name])
     for name in stages[stage_name].needs:
         require_finished(name, folders[name], distillfile)
     folders[stage_name].mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,26 @@ def train_planned(planned: Planned, data: Path, folder: Path, corpus: Sequence[s
     return Trained(result, report, model_dir, tuple(skipped + val_skipped))
 
 
+# What only an unfinished training reads: the checkpoints it resumes from, the best weights early
+# stopping returns to, the trainables an FSDP merge reloads. Once ``model/`` is saved they are spare
+# copies of the model (full fine-tuning of the quickstart's 6 MB student kept it five times over).
+RESUME_STATE = ("checkpoints", "best.safetensors", "trainable.safetensors")
+
+
+def drop_resume_state(folder: Path) -> None:
+    """Remove ``RESUME_STATE`` from a training folder whose merged model is saved (main process)."""
+    import shutil
+
+    if not (folder / "model" / "config.json").is_file():
+        return  # nothing saved yet: the resume state is all there is
+    for name in RESUME_STATE:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def _merge_on_main(planned: Planned, student: Any, folder: Path, probe: dict[str, torch.Tensor], tokenizer: Any,
                    model_dir: Path) -> MergeReport:
     """The main process merges and saves (the others wait), on the plan's merge device. An

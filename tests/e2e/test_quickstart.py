@@ -1,6 +1,6 @@
 """The quickstart, end to end and offline: build the teacher and the student, rebuild (nothing runs),
-change a deploy target (only the exports and what reads them run), kill a build mid-training and
-resume it, refuse a stale lock under --locked and a second concurrent build."""
+change a deploy target (only the exports and what reads them run), clean what no plan uses, kill a
+build mid-training and resume it, refuse a stale lock under --locked and a second concurrent build."""
 
 from __future__ import annotations
 
@@ -72,8 +72,9 @@ def test_the_quickstart_builds_rebuilds_and_resumes(project: Path, capsys: pytes
     assert (dist / "gguf-Q4_K_M" / "model-Q4_K_M.gguf").is_file() and (dist / "onnx-int8" / "model.onnx").is_file()
     assert all(check["passed"] for a in report["artifacts"] for check in a["manifest"]["verification"])
     assert "| gguf:Q4_K_M |" in (dist / "README.md").read_text()
-    lock = json.loads((project / "Distillfile.lock").read_text())
-    assert lock["build"]["outputs"]["gguf-Q4_K_M/model-Q4_K_M.gguf"]
+    record = json.loads((dist / "build.json").read_text())
+    assert record["outputs"]["gguf-Q4_K_M/model-Q4_K_M.gguf"]
+    assert "build" not in json.loads((project / "Distillfile.lock").read_text())  # the lock pins inputs only
 
     # A rebuild runs nothing and leaves dist/ untouched.
     before = (dist / "README.md").stat().st_mtime_ns
@@ -91,13 +92,28 @@ def test_the_quickstart_builds_rebuilds_and_resumes(project: Path, capsys: pytes
     reused = {note.split(": measured")[0] for note in notes if "measured by an earlier build" in note}
     assert reused == {"teacher", "student", "onnx:int8"}  # only the new GGUF was measured
 
+    # A finished training keeps its merged model only: no checkpoints, best or trainable copies.
+    for training in project.glob(".distill/train/*"):
+        assert sorted(p.name for p in training.glob("*.safetensors")) == [] and not (training / "checkpoints").exists()
+    # clean removes what neither plan uses (the Q4_K_M export, the first evaluation and report)
+    # and keeps the teacher's build, which dist/quickstart-teacher/build.json names.
+    assert main(["clean", str(distillfile), "--dry-run"]) == 0
+    assert list((project / ".distill" / "export-gguf-Q4_K_M").glob("*/meta.json"))
+    assert main(["clean", str(distillfile)]) == 0
+    out = capsys.readouterr().out
+    assert "removed 3 stage output(s)" in out and "export-gguf-Q4_K_M/" in out, out
+    assert not list((project / ".distill" / "export-gguf-Q4_K_M").glob("*/meta.json"))
+    for built in (distillfile, project / "teacher.Distillfile"):
+        assert main(["build", str(built), "--offline"]) == 0
+        assert set(stage_runs(capsys).values()) == {"cached"}
+
 
 def test_locked_builds_refuse_a_stale_lock_and_builds_do_not_overlap(project: Path,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     distillfile = project / "teacher.Distillfile"
     (project / "qa.jsonl").write_text((project / "qa.jsonl").read_text() + "\n")
     assert main(["build", str(distillfile), "--offline", "--locked"]) == 5
-    assert "qa.jsonl.sha256 changed" in capsys.readouterr().err
+    assert "sources.qa.jsonl.sha256: " in capsys.readouterr().err
     state = project / ".distill"
     with (state / "build.lock").open("a") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
