@@ -87,9 +87,41 @@ def _unknown_keys(error: Any, doc: Document, path: DataPath) -> Iterator[Diagnos
         if key in known:
             continue
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}"
+        hint = _moved_out_hint(error, doc, path, key) or (
+            f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}")
         where = f"in {dotted(path)}" if path else "at the top level"
         yield Diagnostic(doc.locate(path + (key,)), f"unknown key '{key}' {where}", hint)
+
+
+def _moved_out_hint(error: Any, doc: Document, path: DataPath, key: str) -> str | None:
+    """An unknown key right after a section that takes it was meant inside that section: it was
+    dedented out of it (``mask:`` at column 1 under ``loss:``), or written after its flow mapping.
+    This beats a spelling suggestion: ``revision`` dedented out of ``teacher`` is not ``version``."""
+    keys = list(error.instance)
+    section = keys[keys.index(key) - 1] if keys[0] != key else None
+    node = error.schema.get("properties", {}).get(section)
+    if node is None:
+        return None
+    target, value, node = path + (section,), error.instance[section], _resolve(node)
+    if isinstance(value, list) and value and "items" in node:  # into the list's last item
+        target, value, node = target + (len(value) - 1,), value[-1], _resolve(node["items"])
+    if not _takes_key(node, key):
+        return None
+    meant, head = dotted(target + (key,)), doc.locate(path + (section,))
+    if not isinstance(value, dict) or not value:
+        return f"did you mean {meant}? indent it under `{section}:` (line {head.line})"
+    last = list(value)[-1]
+    above = doc.locate(target + (last,))
+    if above.line > head.line:
+        return f"did you mean {meant}? indent it to column {above.column}, like `{last}:` above it"
+    return f"did you mean {meant}? move it into `{section}:` (line {head.line})"
+
+
+def _takes_key(node: dict[str, Any], key: str) -> bool:
+    """Whether an object schema, or any branch of a union, has the property ``key``."""
+    node = _resolve(node)
+    branches = node.get("oneOf", []) + node.get("anyOf", [])
+    return key in node.get("properties", {}) or any(_takes_key(branch, key) for branch in branches)
 
 
 def _union(error: Any, doc: Document, path: DataPath) -> Iterator[Diagnostic]:
