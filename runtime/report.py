@@ -1,8 +1,10 @@
-"""The build report: a model card (``README.md``), the same facts as ``report.json``, the loss curve
-(``loss.png``) and a size-vs-quality plot (``size_vs_quality.png``) in the build's output folder.
+"""The build report: a model card (``README.md``, with the Hugging Face Hub's YAML front matter), the
+same facts as ``report.json``, the loss curve (``loss.png``) and a size-vs-quality plot
+(``size_vs_quality.png``) in the build's output folder.
 
 Every number comes from the inputs (lock, data card, training metrics, evaluation, gates, export
-manifests, stage records); nothing is estimated here, and anything missing is said to be missing.
+manifests, stage records) and the merged student's config.json beside the card (its architecture);
+nothing is estimated here, and anything missing is said to be missing.
 
 Determinism: two builds of the same inputs give byte-identical files, except the stage seconds
 and, on a GPU, the stages' measured CUDA peaks. Those are the only measured run facts; they sit
@@ -14,11 +16,13 @@ saved without the "Software" metadata, so equal inputs give equal bytes.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from distill.compiler.fsutil import write_atomic, write_atomic_with
+from distill.runtime.train.plots import read_records
 
 MIB = 1 << 20
 # Metric columns in the order the card shows them, with their number formats: ratios in [0, 1]
@@ -29,6 +33,18 @@ METRICS = {"perplexity": ".3f", "exact_match": ".4f", "f1": ".4f", "token_f1": "
 # rises, so it is plotted as 1/perplexity.
 QUALITY = ("token_f1", "f1", "perplexity")
 MISSING = "not measured"
+# The Hub's pipeline tag per student task (Spec.student.task; the evaluation branches on the same).
+PIPELINE = {"causal-lm": "text-generation", "extractive-qa": "question-answering"}
+# The model-index's metrics: (metric id on hf.co/metrics, name shown). Latency and size measure
+# this machine and the export, not the weights uploaded, and stay in the card's table.
+HUB_METRICS = {"perplexity": ("perplexity", "perplexity (per token)"),
+               "exact_match": ("exact_match", "exact match (SQuAD normalization)"),
+               "f1": ("f1", "F1 (SQuAD normalization)"), "token_f1": ("f1", "token F1 (SQuAD normalization)"),
+               "rouge_l": ("rouge", "ROUGE-L F-measure (rouge-score)")}
+# The evaluation's name for the merged student, and the folder beside the card that holds it (the
+# build's report stage links it there before writing the report: runtime/build/run.py).
+STUDENT = "student"
+MODEL = "model"
 
 
 @dataclass(frozen=True)
@@ -74,7 +90,8 @@ def write_report(folder: Path, inputs: ReportInputs) -> None:
     if quality["points"]:
         _plot(folder / "size_vs_quality.png", quality, inputs.name)
     write_atomic(folder / "report.json", report_json(inputs, training))
-    write_atomic(folder / "README.md", model_card(inputs, training, quality, has_loss))
+    card = model_card(inputs, training, quality, has_loss, architecture(folder))
+    write_atomic(folder / "README.md", card)
 
 
 # ---------------------------------------------------------------- facts
@@ -85,7 +102,7 @@ def training_summary(metrics: Path | None) -> dict[str, Any] | None:
     a metrics file."""
     if metrics is None or not metrics.is_file():
         return None
-    records = [json.loads(line) for line in metrics.read_text("utf-8").splitlines() if line.strip()]
+    records = read_records(metrics)
     train = [r for r in records if "loss" in r]
     val = [r for r in records if "val_loss" in r]
     summary: dict[str, Any] = {"records": len(records), "steps": max((r["step"] for r in records), default=0)}
@@ -100,13 +117,15 @@ def training_summary(metrics: Path | None) -> dict[str, Any] | None:
 
 
 def quality_points(evaluation: dict[str, Any]) -> dict[str, Any]:
-    """The plot's data: which metric, and (label, MiB, quality) per model that has both; models
-    left out are listed with the reason."""
+    """The plot's data: the first quality metric some model measured above 0, and (label, MiB,
+    quality) per model that has it and a size; models left out are listed with the reason. No
+    metric when none was measurable: an F1 of 0 for every model ranks nothing, and a plot of
+    them all on one line says less than the sentence the card writes instead."""
     models = evaluation.get("models") or []
-    metric = next((m for m in QUALITY if any(m in (x.get("metrics") or {}) for x in models)), None)
+    metric = next((m for m in QUALITY if any((x.get("metrics") or {}).get(m) for x in models)), None)
     points, left_out = [], []
-    for model in models:
-        value = (model.get("metrics") or {}).get(metric) if metric else None
+    for model in models if metric else []:
+        value = (model.get("metrics") or {}).get(metric)
         size = model.get("size_bytes")
         if value is None or not size or (metric == "perplexity" and value <= 0):
             left_out.append(f"{model.get('name')}: {'no size' if not size else f'no {metric}'}")
@@ -152,23 +171,35 @@ def report_json(inputs: ReportInputs, training: dict[str, Any] | None) -> str:
 
 
 def _plot(png: Path, quality: dict[str, Any], title: str) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no global figure registry, Agg when saved
+    from matplotlib.ticker import FuncFormatter
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
+    figure = Figure(figsize=(6, 3.5), dpi=100)
+    axes = figure.subplots()
     for label, mib, value in quality["points"]:
         axes.scatter([mib], [value], zorder=3)
         axes.annotate(label, (mib, value), textcoords="offset points", xytext=(5, 5), fontsize=8)
     axes.set_xscale("log")
+    # Plain numbers (0.5, 100), not 5x10^-1, at 1-2-5 steps: a span within one decade may have
+    # no power of ten in it, and labels at every minor tick (2, 3, ... 9) run into each other.
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes.xaxis.set_minor_formatter(FuncFormatter(_one_two_five))
+    axes.margins(x=0.15)  # room for the last point's label
     axes.set_xlabel("size (MiB, log scale)")
     axes.set_ylabel(quality["label"])
+    # Every quality value is >= 0 and one is > 0: from 0, the axis shows how far from nothing
+    # each model is, rather than a +-0.04 window around equal points.
+    axes.set_ylim(bottom=0)
     axes.set_title(f"{title}: size vs quality")
     axes.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
     write_atomic_with(png, lambda tmp: figure.savefig(tmp, format="png", metadata={"Software": None}))
-    plt.close(figure)
+
+
+def _one_two_five(value: float, _position: int) -> str:
+    """A minor tick's label on a log axis: shown at 2 and 5 times a power of ten, else blank."""
+    mantissa = value / 10 ** math.floor(math.log10(value))
+    return f"{value:g}" if round(mantissa) in (2, 5) else ""
 
 
 # ---------------------------------------------------------------- the card
@@ -190,11 +221,58 @@ def fmt_metric(name: str, value: Any) -> str:
 
 
 def model_card(inputs: ReportInputs, training: dict[str, Any] | None, quality: dict[str, Any],
-               has_loss: bool) -> str:
-    sections = [_header(inputs), _built_from(inputs.lock), _decisions(inputs.lock), _data(inputs.data_card),
-                _training(training, has_loss), _evaluation(inputs.evaluation), _plot_section(quality),
-                _gates(inputs.gates), _artifacts(inputs.artifacts, inputs.name), _stages(inputs.stages), _tools(inputs.lock)]
+               has_loss: bool, model_type: str | None) -> str:
+    sections = [[front_matter(inputs, model_type)], _header(inputs), _built_from(inputs.lock),
+                _decisions(inputs.lock), _data(inputs.data_card), _training(training, has_loss),
+                _evaluation(inputs.evaluation), _plot_section(quality), _gates(inputs.gates),
+                _artifacts(inputs.artifacts, inputs.name), _stages(inputs.stages), _tools(inputs.lock)]
     return "\n\n".join("\n".join(s) for s in sections) + "\n"
+
+
+def front_matter(inputs: ReportInputs, model_type: str | None) -> str:
+    """The Hub's YAML metadata, rendered by huggingface_hub (``ModelCard(text).data`` reads it
+    back). Left out rather than guessed: ``license`` (the Distillfile has no such field and the
+    lock does not record the student's; the card says so), ``datasets`` (sources are files in the
+    Distillfile's folder, never Hub datasets), ``base_model`` for a local or random student."""
+    from huggingface_hub import ModelCardData
+
+    pipeline = PIPELINE[(inputs.spec.get("student") or {}).get("task", "causal-lm")]  # the Spec's default
+    results = _eval_results(inputs.evaluation, inputs.name, pipeline)
+    data = ModelCardData(base_model=_hub_student(inputs.lock), tags=_tags(inputs, model_type),
+                         pipeline_tag=pipeline, library_name="transformers",
+                         model_name=inputs.name if results else None, eval_results=results or None)
+    return f"---\n{data.to_yaml()}\n---"
+
+
+def _hub_student(lock: dict[str, Any]) -> str | None:
+    student = (lock.get("models") or {}).get("student") or {}
+    return student.get("ref") if student.get("kind") == "hub" else None
+
+
+def _tags(inputs: ReportInputs, architecture: str | None) -> list[str]:
+    """distill; knowledge-distillation when a teacher taught; the export kinds; the architecture."""
+    tags = ["distill"] + (["knowledge-distillation"] if (inputs.lock.get("models") or {}).get("teacher") else [])
+    return tags + sorted({a["kind"] for a in inputs.artifacts}) + ([architecture] if architecture else [])
+
+
+def architecture(folder: Path) -> str | None:
+    """The merged student's model_type, from the config.json of ``folder / MODEL``; None without one."""
+    config = folder / MODEL / "config.json"
+    return json.loads(config.read_text("utf-8")).get("model_type") if config.is_file() else None
+
+
+def _eval_results(evaluation: dict[str, Any], name: str, pipeline: str) -> list[Any]:
+    """The merged student's quality metrics on the build's held-out split, as the model-index's
+    results. That split is no Hub dataset: its type names it, ``<name>-<split>``."""
+    from huggingface_hub import EvalResult
+
+    student = next((m for m in evaluation.get("models") or [] if m.get("name") == STUDENT), None)
+    measured = (student or {}).get("metrics") or {}
+    split = evaluation.get("split", "test")
+    return [EvalResult(task_type=pipeline, dataset_type=f"{name}-{split}", dataset_split=split,
+                       dataset_name=f"{name} held-out {split} split", metric_type=HUB_METRICS[m][0],
+                       metric_name=HUB_METRICS[m][1], metric_value=measured[m])
+            for m in HUB_METRICS if measured.get(m) is not None]
 
 
 def _model_line(lock: dict[str, Any], role: str) -> str:
@@ -211,7 +289,10 @@ def _header(inputs: ReportInputs) -> list[str]:
     return [f"# {inputs.name}", "",
             f"Student {_model_line(inputs.lock, 'student')}, {origin} by distill.", "",
             f"Spec sha256: `{inputs.spec_sha256}`. This card, report.json and the plots are written from the "
-            "build's records only; stage seconds are the only facts that differ between identical builds."]
+            "build's records only; stage seconds are the only facts that differ between identical builds.", "",
+            "License: not set. The Distillfile has no license field and the build does not record the student's "
+            "license; the weights derive from the student (and, through what it learned, from the teacher and "
+            "the sources): add `license:` to the front matter above once you know what those allow."]
 
 
 def _built_from(lock: dict[str, Any]) -> list[str]:
@@ -306,8 +387,11 @@ def _evaluation(evaluation: dict[str, Any]) -> list[str]:
 
 def _plot_section(quality: dict[str, Any]) -> list[str]:
     lines = ["## Size vs quality", ""]
+    if quality["metric"] is None:
+        return lines + ["No size-vs-quality plot: no quality metric was measurable "
+                        f"(none of {', '.join(QUALITY)} above 0 for any model)."]
     if not quality["points"]:
-        return lines + ["No plot: no model has both a size and a quality metric (token_f1, f1 or perplexity)."]
+        return lines + [f"No size-vs-quality plot: no model has both a size and {quality['metric']}."]
     lines += [f"Quality is {quality['label']}; size in MiB on a log scale.", "",
               "![size vs quality](size_vs_quality.png)"]
     return lines + ([""] + [f"Not plotted: {x}." for x in quality["left_out"]] if quality["left_out"] else [])

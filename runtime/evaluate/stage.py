@@ -66,7 +66,7 @@ class Candidate:
     quant: str = "none"
 
 
-CACHE_VERSION = 1  # raise when what a measurement computes changes
+CACHE_VERSION = 2  # raise when what a measurement computes changes (2: rouge_l is rouge-score's)
 
 
 def resolve_metrics(eval_spec: Eval, task: Task) -> tuple[list[str], list[str]]:

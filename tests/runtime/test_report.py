@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from distill.runtime.report import MIB, ReportInputs, write_report
+from distill.runtime.report import MIB, ReportInputs, _one_two_five, quality_points, write_report
 
 SOURCE_SHA = "a" * 64
 PLAN = {"device": "cpu", "budget_bytes": 8 * 2**30, "budget_source": "--memory 8GiB",
@@ -28,6 +29,9 @@ CARD = {"inputs": {"chunks": 12, "dataset_examples": 0}, "examples": {"train": 4
 EVALUATION = {"split": "test", "examples": 5, "task": "generative", "decoding": {"greedy": True, "max_new_tokens": 64},
               "models": [{"name": "teacher", "kind": "hf", "path": "t", "params": 1_000_000, "size_bytes": 4 * 2**20,
                           "precision": "fp32", "metrics": {"perplexity": 3.21, "token_f1": 0.812345}},
+                         {"name": "student", "kind": "hf", "path": "m", "params": 250_000, "size_bytes": 2**20,
+                          "precision": "fp32", "metrics": {"perplexity": 4.25, "token_f1": 0.72, "rouge_l": 0.65,
+                                                           "latency_ms": 20.5}},
                          {"name": "student-Q4_K_M", "kind": "gguf", "path": "s", "params": 250_000,
                           "size_bytes": 2**19, "precision": "Q4_K_M",
                           "metrics": {"perplexity": 4.5, "token_f1": 0.701, "latency_ms": 12.34}}],
@@ -70,8 +74,10 @@ def test_card_states_every_fact(inputs: ReportInputs, tmp_path: Path) -> None:
     assert "total batch 32 = micro 4 x accumulation 8" in card
     assert "| train | 40 | teacher 40 |" in card and "Rejected: 3 (grounding 2, parse 1)" in card
     # One row per model, every metric formatted, size in MiB, params, retention.
-    assert "| teacher | hf | fp32 | 1,000,000 | 4.00 | 3.210 | 0.8123 | not measured | -" in card
-    assert "| student-Q4_K_M | gguf | Q4_K_M | 250,000 | 0.50 | 4.500 | 0.7010 | 12.3 | token_f1 0.863 |" in card
+    assert "| teacher | hf | fp32 | 1,000,000 | 4.00 | 3.210 | 0.8123 | not measured | not measured | -" in card
+    assert "| student | hf | fp32 | 250,000 | 1.00 | 4.250 | 0.7200 | 0.6500 | 20.5 | - |" in card
+    assert ("| student-Q4_K_M | gguf | Q4_K_M | 250,000 | 0.50 | 4.500 | 0.7010 | not measured | 12.3 "
+            "| token_f1 0.863 |") in card
     assert "| token_f1 | student-Q4_K_M | 0.7010 | 0.6000 | PASS | ok |" in card
     assert "| retention | student-Q4_K_M | 0.863 | 0.9 | FAIL |" in card and "1 of 2 passed" in card
     assert "- Validation loss: best 4.4000 at step 2, last 4.6000 at step 4." in card
@@ -122,7 +128,8 @@ def test_missing_parts_are_said_to_be_missing(inputs: ReportInputs, tmp_path: Pa
     write_report(tmp_path / "out", bare)
     card = (tmp_path / "out" / "README.md").read_text()
     for text in ("No training metrics (metrics.jsonl missing).", "No loss curve (loss.png missing).",
-                 "No evaluation results (evaluation.json missing or empty)", "No plot: no model has both",
+                 "No evaluation results (evaluation.json missing or empty)",
+                 "No size-vs-quality plot: no quality metric was measurable",
                  "No gate results", "No artifacts were exported.", "No data card", "No source files recorded.",
                  "no student recorded in the lock", "No plan decisions recorded"):
         assert text in card
@@ -135,6 +142,77 @@ def test_perplexity_only_is_plotted_as_its_inverse(inputs: ReportInputs, tmp_pat
     models = [{**m, "metrics": {"perplexity": m["metrics"]["perplexity"]}} for m in EVALUATION["models"]]
     write_report(tmp_path / "out", replace(inputs, evaluation={**EVALUATION, "models": models}))
     assert "Quality is 1 / perplexity" in (tmp_path / "out" / "README.md").read_text()
+
+
+def front_matter_of(folder: Path) -> Any:
+    """The card's metadata as the Hub's own parser reads it."""
+    from huggingface_hub import ModelCard
+
+    return ModelCard((folder / "README.md").read_text()).data
+
+
+def test_front_matter_follows_the_hub_conventions(inputs: ReportInputs, tmp_path: Path) -> None:
+    (tmp_path / "out" / "model").mkdir(parents=True)
+    (tmp_path / "out" / "model" / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    write_report(tmp_path / "out", inputs)
+    data = front_matter_of(tmp_path / "out")
+    assert data.base_model == "org/student" and data.library_name == "transformers"
+    assert data.pipeline_tag == "text-generation"
+    assert data.tags == ["distill", "knowledge-distillation", "gguf", "onnx", "llama"]
+    assert data.license is None and data.datasets is None  # not recorded / local files: left out, not guessed
+    # model-index: the merged student's quality metrics on the held-out split; latency is not one
+    assert data.model_name == "tiny"
+    results = {(r.metric_type, r.metric_name): r.metric_value for r in data.eval_results}
+    assert results == {("perplexity", "perplexity (per token)"): 4.25, ("f1", "token F1 (SQuAD normalization)"): 0.72,
+                       ("rouge", "ROUGE-L F-measure (rouge-score)"): 0.65}
+    assert {(r.task_type, r.dataset_name, r.dataset_type, r.dataset_split) for r in data.eval_results} == {
+        ("text-generation", "tiny held-out test split", "tiny-test", "test")}
+    assert "License: not set." in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_front_matter_of_a_local_extractive_student_without_teacher(inputs: ReportInputs, tmp_path: Path) -> None:
+    lock = {**LOCK, "models": {"student": {"kind": "local", "ref": "models/bert", "revision": None}}}
+    evaluation = {**EVALUATION, "task": "extractive-qa",
+                  "models": [{"name": "student", "kind": "hf", "size_bytes": 2**20,
+                              "metrics": {"exact_match": 0.5, "f1": 0.625, "latency_ms": 3.0}}]}
+    spec = {"version": 1, "name": "tiny", "student": {"task": "extractive-qa"}}
+    write_report(tmp_path / "out", replace(inputs, spec=spec, lock=lock, evaluation=evaluation, artifacts=[]))
+    data = front_matter_of(tmp_path / "out")
+    assert data.base_model is None and data.pipeline_tag == "question-answering"
+    assert data.tags == ["distill"]  # no teacher, no export, no model folder to name the architecture
+    assert {r.metric_type: r.metric_value for r in data.eval_results} == {"exact_match": 0.5, "f1": 0.625}
+    assert {r.task_type for r in data.eval_results} == {"question-answering"}
+
+
+def test_no_model_index_without_an_evaluated_student(inputs: ReportInputs, tmp_path: Path) -> None:
+    write_report(tmp_path / "out", replace(inputs, evaluation={}))
+    data = front_matter_of(tmp_path / "out")
+    assert data.eval_results is None and data.model_name is None and data.pipeline_tag == "text-generation"
+
+
+def test_no_size_vs_quality_plot_when_nothing_is_measurable(inputs: ReportInputs, tmp_path: Path) -> None:
+    """A build whose every answer scores 0 and that measured no perplexity: one sentence, no
+    plot of every point on one line."""
+    models = [{**m, "metrics": {"token_f1": 0.0, "rouge_l": 0.0}} for m in EVALUATION["models"]]
+    write_report(tmp_path / "out", replace(inputs, evaluation={**EVALUATION, "models": models}))
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert ("No size-vs-quality plot: no quality metric was measurable (none of token_f1, f1, perplexity above 0 "
+            "for any model).") in card
+    assert not (tmp_path / "out" / "size_vs_quality.png").exists()
+
+
+def test_an_all_zero_f1_gives_way_to_perplexity(inputs: ReportInputs, tmp_path: Path) -> None:
+    models = [{**m, "metrics": {**m["metrics"], "token_f1": 0.0}} for m in EVALUATION["models"]]
+    quality = quality_points({"models": models})
+    assert quality["metric"] == "perplexity" and quality["label"] == "1 / perplexity"
+    assert [name for name, _, _ in quality["points"]] == ["teacher", "student", "student-Q4_K_M"]
+    # one model at 0 among measured ones is a point at 0, not a reason to skip the metric
+    models[0]["metrics"]["token_f1"] = 0.5
+    assert [value for _, _, value in quality_points({"models": models})["points"]] == [0.5, 0.0, 0.0]
+
+
+def test_size_ticks_are_plain_numbers_at_one_two_five() -> None:
+    assert [_one_two_five(v, 0) for v in (0.2, 0.3, 0.5, 5.0, 70.0, 2000.0)] == ["0.2", "", "0.5", "5", "", "2000"]
 
 
 def test_equal_inputs_give_equal_bytes(inputs: ReportInputs, tmp_path: Path) -> None:
@@ -172,3 +250,41 @@ def test_onnx_snippet_runs_as_printed_on_a_qwen3(inputs: ReportInputs, tmp_path:
     capsys.readouterr()
     exec(compile(snippet, "README.md", "exec"), {})  # noqa: S102 - the card's own text is under test
     assert capsys.readouterr().out.strip()
+
+
+@pytest.mark.slow
+def test_a_built_dist_folder_loads_and_says_what_was_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tiny training project built with early stopping and a GGUF target (about a minute):
+    dist's model folder is a plain Hugging Face folder the Auto classes load, the card's front
+    matter parses, and the loss curve marks the best validation step as the kept one."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill.compiler.cli import main
+    from distill.runtime.train import plots
+    from tests.runtime.train.project import write_project
+
+    drawn: list[plots.Kept | None] = []
+    draw = plots.draw_loss  # training runs in this process (one CPU process): its curve is seen here
+    monkeypatch.setattr(plots, "draw_loss",
+                        lambda records, kept, title: drawn.append(kept) or draw(records, kept, title))
+    path = write_project(tmp_path, deploy=[{"gguf": {"quant": ["Q8_0"]}}],
+                         train={"epochs": 6, "effective_batch_size": 4, "max_seq_len": 128, "checkpoint_every": 1,
+                                "learning_rate": 0.3, "early_stopping": {"patience": 1}},
+                         eval={"metrics": ["perplexity", "size"]})  # no generation: a minute less
+    assert main(["build", str(path), "--offline"]) == 0
+    dist = tmp_path / "dist" / "tiny-train"
+    folder = dist / "model"
+    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+            "tokenizer_config.json"} <= {p.name for p in folder.iterdir()}
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "How long does pump P1 run?"}],
+                                        add_generation_prompt=True, return_tensors="pt")
+    assert model.generate(ids, max_new_tokens=4, do_sample=False).shape[1] > ids.shape[1]
+
+    data = front_matter_of(dist)
+    assert data.base_model is None  # a random student has no hub id
+    assert data.tags == ["distill", "knowledge-distillation", "gguf", "llama"]
+    assert "perplexity" in {r.metric_type for r in data.eval_results}
+    best = json.loads((dist / "report.json").read_text())["training"]["best_val"]["step"]
+    assert drawn == [plots.Kept(best, True)]
+    assert (dist / "loss.png").read_bytes()[:4] == b"\x89PNG"
