@@ -27,7 +27,7 @@ from distill.backends.base import Artifact, Check, VerifyReport, export_atomical
 from distill.backends.gguf_import import dequantized
 from distill.backends.gguf_child import run_llama_cpp
 from distill.backends.gguf_writer import BASE_QUANT, quantize, read_config, write_base
-from distill.backends.ollama import modelfile_name, write_modelfile
+from distill.backends.ollama import OllamaChat, modelfile_name, ollama_chat, write_modelfile
 from distill.compiler.spec import GgufTarget
 
 MANIFEST = "manifest.json"
@@ -69,6 +69,7 @@ class GgufBackend:
         """
         model_dir, out_dir = Path(model_dir), Path(out_dir)
         quants = tuple(dict.fromkeys(target.quant)) or (BASE_QUANT,)
+        chat = ollama_chat(gguf_vocab.load_tokenizer(model_dir), model_dir)
 
         def build(tmp: Path) -> Artifact:
             write_base(model_dir, tmp / file_name(BASE_QUANT))
@@ -77,14 +78,13 @@ class GgufBackend:
             for quant in quants:
                 if quant not in EXACT:
                     quantize(tmp / file_name(BASE_QUANT), tmp / file_name(quant), quant)
-            tokenizer = gguf_vocab.load_tokenizer(model_dir)
             for quant in dict.fromkeys((*quants, BASE_QUANT)):
-                write_modelfile(tmp, file_name(quant), tokenizer, model_dir)
-            return _artifact(tmp, quants)
+                write_modelfile(tmp, file_name(quant), chat)
+            return _artifact(tmp, quants, chat)
 
         export_atomically(out_dir, build, lambda staged: self.verify(staged, model_dir),
                           lambda tmp, staged, report: _write_manifest(tmp, staged, model_dir, report))
-        return _artifact(out_dir, quants)
+        return _artifact(out_dir, quants, chat)
 
     def verify(self, artifact: Artifact, model_dir: Path) -> VerifyReport:
         """Per file: sha256, tensor types, then llama.cpp logits against torch on a fixed probe
@@ -211,7 +211,7 @@ def top1_agreement(got: Any, want: Any, diff: float) -> tuple[float, int]:
     return float((exact | near).mean()), int(near.sum())
 
 
-def _artifact(folder: Path, quants: tuple[str, ...]) -> Artifact:
+def _artifact(folder: Path, quants: tuple[str, ...], chat: OllamaChat) -> Artifact:
     files = {}
     for quant in dict.fromkeys((*quants, BASE_QUANT)):
         path = folder / file_name(quant)
@@ -221,7 +221,7 @@ def _artifact(folder: Path, quants: tuple[str, ...]) -> Artifact:
     primary = files[quants[0]]
     return Artifact(path=folder / primary["path"], kind="gguf", quant=quants[0],
                     sha256=primary["sha256"], size=sum(f["size"] for f in files.values()),
-                    extra={"files": files, "quants": list(quants)})
+                    extra={"files": files, "quants": list(quants), "ollama": chat.to_json()})
 
 
 def _write_manifest(folder: Path, artifact: Artifact, model_dir: Path,
@@ -232,6 +232,8 @@ def _write_manifest(folder: Path, artifact: Artifact, model_dir: Path,
         "version": MANIFEST_VERSION, "kind": "gguf", "model": artifact.path.name,
         "quant": artifact.quant, "quants": artifact.extra["quants"], "base": file_name(BASE_QUANT),
         "files": [{"quant": q, **f} for q, f in artifact.extra["files"].items()],
+        # The Modelfiles' chat format, or why they have no TEMPLATE (backends/ollama.py).
+        "ollama": artifact.extra["ollama"],
         "source": {"model_dir": str(model_dir.resolve()),
                    "config_sha256": sha256_file(model_dir / "config.json")},
         "verification": report.to_json(),

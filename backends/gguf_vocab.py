@@ -231,9 +231,14 @@ def _write_special_ids(writer: Any, model_dir: Path, tokenizer: Any, config_bos:
     if tokenizer.pad_token_id is not None:
         writer.add_pad_token_id(tokenizer.pad_token_id)
     # What the HF tokenizer's post-processor adds around a text: llama.cpp must do the same.
+    writer.add_add_bos_token(adds_bos(tokenizer))
     ids = tokenizer("a").input_ids
-    writer.add_add_bos_token(tokenizer.bos_token_id is not None and ids[:1] == [tokenizer.bos_token_id])
     writer.add_add_eos_token(tokenizer.eos_token_id is not None and ids[-1:] == [tokenizer.eos_token_id])
+
+
+def adds_bos(tokenizer: Any) -> bool:
+    """Whether the tokenizer puts BOS before a text (what ``tokenizer.ggml.add_bos_token`` says)."""
+    return tokenizer.bos_token_id is not None and tokenizer("a").input_ids[:1] == [tokenizer.bos_token_id]
 
 
 def load_tokenizer(model_dir: Path) -> Any:

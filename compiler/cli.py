@@ -40,7 +40,8 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 def reported(command: Command) -> Command:
-    """Turn errors raised by ``command`` into messages and exit codes, in this one place."""
+    """Turn errors raised by ``command`` into messages and exit codes, in this one place; with
+    ``--json``, also into the command's JSON shape with ``ok: false`` on stdout."""
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -48,16 +49,50 @@ def reported(command: Command) -> Command:
             return command(*args, **kwargs)
         except DistillError as error:
             console.print_error(error)
+            if kwargs.get("json_output"):
+                _print_json(_failed(command.__name__, error, kwargs.get("file")))
             raise typer.Exit(int(error.exit_code)) from None
         except Exception as error:  # noqa: BLE001 - the one place that turns crashes into text
             if os.environ.get("DISTILL_DEBUG") == "1":
                 raise
-            console.print_error(DistillError(
-                f"internal error: {type(error).__name__}: {error}",
-                hint="this is a bug in distill; rerun with DISTILL_DEBUG=1 for the traceback"))
+            internal = DistillError(f"internal error: {type(error).__name__}: {error}",
+                                    hint="this is a bug in distill; rerun with DISTILL_DEBUG=1 for the traceback")
+            internal.exit_code = ExitCode.INTERNAL
+            console.print_error(internal)
+            if kwargs.get("json_output"):
+                _print_json(_failed(command.__name__, internal, kwargs.get("file")))
             raise typer.Exit(int(ExitCode.INTERNAL)) from None
 
     return run  # type: ignore[return-value]
+
+
+# Every --json output: {"format": "distill.<command>/<JSON_VERSION>", "ok", "error", then the
+# command's own keys, all of them present whether it succeeded or not (null when it did not get
+# that far)}. JSON_VERSION changes when a key is removed or changes meaning; new keys keep it.
+# docs/json.md documents each shape; tests/compiler/test_cli_json.py holds them to it.
+JSON_VERSION = 1
+JSON_KEYS = {"validate": ("valid", "file", "spec_hash", "diagnostics", "spec"),
+             "plan": ("file", "spec_hash", "lock", "diagnostics", "plan"),
+             "inspect": ("artifact", "facts")}
+
+
+def _json_shape(command: str, **fields: Any) -> dict[str, Any]:
+    unknown = set(fields) - set(JSON_KEYS[command])
+    assert not unknown, f"{command} --json has no keys {unknown}: add them to JSON_KEYS and docs/json.md"
+    return {"format": f"distill.{command}/{JSON_VERSION}", "ok": True, "error": None,
+            **dict.fromkeys(JSON_KEYS[command]), **fields}
+
+
+def _failed(command: str, error: DistillError, file: Path | None) -> dict[str, Any]:
+    diagnostics = [asdict(d) for d in error.diagnostics] if isinstance(error, SpecError) else []
+    fields: dict[str, Any] = {"diagnostics": diagnostics} if "diagnostics" in JSON_KEYS[command] else {}
+    if file is not None and "file" in JSON_KEYS[command]:
+        fields["file"] = str(file)
+    if "valid" in JSON_KEYS[command]:
+        fields["valid"] = False
+    return {**_json_shape(command, **fields), "ok": False,
+            "error": {"message": error.message, "hint": error.hint, "exit_code": int(error.exit_code),
+                      "diagnostics": diagnostics}}
 
 
 def _version(value: bool) -> None:
@@ -81,17 +116,11 @@ def validate(file: DistillfileArg, json_output: JsonOption = False) -> None:
     from distill.compiler.codec import to_data
     from distill.compiler.frontend import compile_file
 
-    try:
-        compiled = compile_file(file)
-    except SpecError as error:
-        if json_output:
-            _print_json({"valid": False, "diagnostics": [asdict(d) for d in error.diagnostics]})
-        raise
+    compiled = compile_file(file)
     console.print_diagnostics(compiled.warnings)
     if json_output:
-        _print_json({"valid": True, "file": str(compiled.path), "spec_hash": compiled.hash,
-                     "warnings": [asdict(d) for d in compiled.warnings],
-                     "spec": to_data(compiled.spec)})
+        _print_json(_json_shape("validate", valid=True, file=str(compiled.path), spec_hash=compiled.hash,
+                                diagnostics=[asdict(d) for d in compiled.warnings], spec=to_data(compiled.spec)))
     else:
         console.stdout().print(f"{compiled.path}: valid (spec sha256 {compiled.hash[:12]})")
 
@@ -123,7 +152,9 @@ def plan(
     else:
         write_lock(path, lock)
     if json_output:
-        _print_json({"spec_hash": planned.compiled.hash, "lock": str(path), "plan": to_data(planned.plan)})
+        _print_json(_json_shape("plan", file=str(planned.compiled.path), spec_hash=planned.compiled.hash,
+                                lock=str(path), diagnostics=[asdict(d) for d in planned.compiled.warnings],
+                                plan=to_data(planned.plan)))
         return
     from distill.compiler.report import past_peaks, print_plan
 
@@ -217,22 +248,60 @@ def build(
     resumes at the stage it stopped in. Failed quality gates exit 4 after the report is written.
     """
     console.quiet_libraries()
-    from distill.runtime.build.run import BuildOptions, build_file
+    from distill.runtime.build.run import BuildOptions, Watch, build_file
+    from distill.runtime.build.watch import BuildWatcher
     from distill.runtime.evaluate import GateResult, enforce_gates
 
-    def announce(outcome: Any) -> None:
-        state = "cached" if outcome.cached else f"done in {outcome.seconds:.1f} s"
-        if outcome.changed:
-            state += f" (ran again: {', '.join(outcome.changed[:3])} changed since it was built)"
-        console.stderr().print(f"  {outcome.name}: {state}")
-
     with console.progress_bars() as bars:
-        built = build_file(file, BuildOptions(offline, locked, from_stage, force), bars, announce)
+        watcher = BuildWatcher(console.stderr(), bars)
+        try:
+            built = build_file(file, BuildOptions(offline, locked, from_stage, force),
+                               Watch(watcher.starting, watcher.finished, bars))
+        except KeyboardInterrupt:
+            bars.clear()
+            console.stderr().print(watcher.interrupted(file), markup=False)
+            raise typer.Exit(130) from None
     console.print_diagnostics(built.planned.compiled.warnings)
+    out = console.stdout()
     for gate in built.gates:
-        console.stdout().print(f"  {'ok  ' if gate['passed'] else 'FAIL'} {gate['message']}")
-    console.stdout().print(f"built {built.dist} (model card: {built.dist / 'README.md'})")
+        out.print(f"  {'ok  ' if gate['passed'] else 'FAIL'} {gate['message']}", markup=False)
+    watcher.print_summary(out, built.dist)
     enforce_gates([GateResult(**gate) for gate in built.gates])
+
+
+@app.command()
+@reported
+def clean(
+    file: DistillfileArg,
+    keep_last: Annotated[int, typer.Option(
+        "--keep-last", min=0, help="Also keep the N most recently finished outputs of each stage.")] = 0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")] = False,
+    offline: OfflineOption = False,
+) -> None:
+    """Remove cached stage outputs under .distill/ that neither the Distillfile's plan nor a
+    published build (dist/*/build.json) uses; interrupted stages are kept for a build to resume."""
+    from distill.compiler.lock import build_lock
+    from distill.compiler.pipeline import plan_file
+    from distill.compiler.units import format_size
+    from distill.runtime.build.clean import clean_state
+    from distill.runtime.build.graph import planned_keys
+    from distill.runtime.build.run import STATE, all_stages
+
+    planned = plan_file(file, offline=offline)
+    root = planned.compiled.root
+    lock = build_lock(planned.compiled.hash, planned.models, planned.volume, planned.plan)
+    current = planned_keys(all_stages(planned, lock, None, offline))
+    done = clean_state(root / STATE, root / "dist", current, keep_last, dry_run)
+    out = console.stdout()
+    verb = "would remove" if dry_run else "removed"
+    out.print(f"{verb} {len(done.removed)} stage output(s), freeing {format_size(done.freed)}; "
+              f"kept {done.kept} in use" + (f" or among the {keep_last} newest per stage" if keep_last else ""),
+              markup=False)
+    for folder in done.removed:
+        out.print(f"  {verb} {folder.relative_to(root)}", markup=False)
+    for folder in done.unfinished:
+        out.print(f"  kept {folder.relative_to(root)}: unfinished (a build of the plan that made it resumes "
+                  "there; remove it by hand if you will not go back)", markup=False)
 
 
 @app.command()
@@ -251,26 +320,27 @@ def export(
     artifact, checks = export_verified(model_dir, to, out)
     for check in checks:
         console.stdout().print(f"  {'ok  ' if check.passed else 'FAIL'} {check.name}: {check.detail}")
+    ollama = (artifact.extra or {}).get("ollama") or {}
+    if ollama.get("warning"):
+        console.stderr().print(console.message_text("", "warning", f"Ollama: {ollama['warning']}", None))
     console.stdout().print(f"wrote {artifact.path} ({artifact.size:,} bytes, sha256 {artifact.sha256[:12]})")
 
 
 @app.command()
 @reported
 def inspect(
-    artifact: Annotated[Path, typer.Argument(help="An export folder, or a model file in one.",
-                                             show_default=False)],
+    artifact: Annotated[Path, typer.Argument(
+        help="An export folder, a model file in one, or a bare .gguf or .onnx file.", show_default=False)],
     json_output: JsonOption = False,
 ) -> None:
     """Show what an artifact is: files, sizes, hashes, quantization and its verification."""
-    from distill.backends.inspect import describe
+    from distill.backends.inspect import describe, print_facts
 
     facts = describe(artifact)
     if json_output:
-        _print_json(facts)
+        _print_json(_json_shape("inspect", artifact=str(artifact), facts=facts))
         return
-    for key, value in facts.items():
-        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else value
-        console.stdout().print(f"{key}: {shown}")
+    print_facts(console.stdout(), facts)
 
 
 @app.command()

@@ -44,7 +44,6 @@ HUB_METRICS = {"perplexity": ("perplexity", "perplexity (per token)"),
 # The evaluation's name for the merged student, and the folder beside the card that holds it (the
 # build's report stage links it there before writing the report: runtime/build/run.py).
 STUDENT = "student"
-MODEL = "model"
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,8 @@ class ReportInputs:
     Attributes:
         name: the Distillfile's name.
         spec: the spec as data (``codec.to_data(spec)``); spec_sha256 its hash.
-        lock: Distillfile.lock (sources, models, plan, tools).
+        lock: Distillfile.lock (sources, models, chosen settings, tools).
+        plan: the plan as data (decisions with their arithmetic, phases), time estimates left out.
         data_card: data_card.json of the synthesize stage; ``{}`` when there was none.
         metrics: training's metrics.jsonl, or None.
         loss_png: training's loss curve, copied as loss.png, or None.
@@ -70,6 +70,7 @@ class ReportInputs:
     spec: dict[str, Any]
     spec_sha256: str
     lock: dict[str, Any]
+    plan: dict[str, Any]
     data_card: dict[str, Any]
     metrics: Path | None
     loss_png: Path | None
@@ -161,6 +162,7 @@ def report_json(inputs: ReportInputs, training: dict[str, Any] | None) -> str:
     """All the inputs' facts, keys sorted; stage seconds only under "timings", the last key."""
     facts = _sorted({
         "name": inputs.name, "spec": inputs.spec, "spec_sha256": inputs.spec_sha256, "lock": inputs.lock,
+        "plan": inputs.plan,
         "data_card": inputs.data_card or None, "training": training, "evaluation": inputs.evaluation or None,
         "gates": inputs.gates, "artifacts": inputs.artifacts,
         "stages": [{k: v for k, v in s.items() if k not in MEASURED} for s in inputs.stages],
@@ -223,7 +225,7 @@ def fmt_metric(name: str, value: Any) -> str:
 def model_card(inputs: ReportInputs, training: dict[str, Any] | None, quality: dict[str, Any],
                has_loss: bool, model_type: str | None) -> str:
     sections = [[front_matter(inputs, model_type)], _header(inputs), _built_from(inputs.lock),
-                _decisions(inputs.lock), _data(inputs.data_card), _training(training, has_loss),
+                _decisions(inputs.plan), _data(inputs.data_card), _training(training, has_loss),
                 _evaluation(inputs.evaluation), _plot_section(quality), _gates(inputs.gates),
                 _artifacts(inputs.artifacts, inputs.name), _stages(inputs.stages), _tools(inputs.lock)]
     return "\n\n".join("\n".join(s) for s in sections) + "\n"
@@ -256,8 +258,8 @@ def _tags(inputs: ReportInputs, architecture: str | None) -> list[str]:
 
 
 def architecture(folder: Path) -> str | None:
-    """The merged student's model_type, from the config.json of ``folder / MODEL``; None without one."""
-    config = folder / MODEL / "config.json"
+    """The merged student's model_type, from the config.json beside the card; None without one."""
+    config = folder / "config.json"
     return json.loads(config.read_text("utf-8")).get("model_type") if config.is_file() else None
 
 
@@ -308,11 +310,10 @@ def _built_from(lock: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _decisions(lock: dict[str, Any]) -> list[str]:
-    plan = lock.get("plan") or {}
+def _decisions(plan: dict[str, Any]) -> list[str]:
     decisions = plan.get("decisions") or []
     if not decisions:
-        return ["## Plan", "", "No plan decisions recorded in the lock."]
+        return ["## Plan", "", "No plan decisions recorded."]
     lines = ["## Plan", "", f"Device {plan.get('device', 'not recorded')} ({plan.get('dtype', '?')} weights, "
              f"{plan.get('precision', '?')} compute), memory budget "
              f"{plan.get('budget_bytes', 0) / 2**30:.2f} GiB ({plan.get('budget_source', 'source not recorded')}).", ""]
@@ -441,13 +442,20 @@ def _folder(path: str, manifest: dict[str, Any]) -> str:
 def _how_to_run(kind: str, folder: str, manifest: dict[str, Any], name: str) -> list[str]:
     model = f"{folder}/{manifest.get('model', 'model')}"
     if kind == "gguf":
-        lines = ["```sh", f"llama-cli -m {model} -cnv   # llama.cpp; the chat template is in the GGUF",
-                 f"distill chat {folder}"]
+        from distill.backends.run_commands import llama_cpp_command
+
+        lines = ["```sh", f"{llama_cpp_command(manifest, model)}   # llama.cpp", f"distill chat {folder}"]
         lines += [f"ollama create {name} -f {folder}/{f['modelfile']}"
                   for f in manifest.get("files") or [] if f.get("modelfile") and f.get("path") == manifest.get("model")]
-        return lines + ["```", "", "```python", "from llama_cpp import Llama",
-                        f"llm = Llama(model_path={model!r})",
-                        'print(llm.create_chat_completion([{"role": "user", "content": "Hello"}]))', "```"]
+        lines += ["```", "", "```python", "from llama_cpp import Llama", f"llm = Llama(model_path={model!r})",
+                  'print(llm.create_chat_completion([{"role": "user", "content": "Hello"}]))', "```"]
+        ollama = manifest.get("ollama") or {}
+        if ollama.get("warning"):
+            lines += ["", f"**Ollama:** {ollama['warning']}"]
+        elif ollama.get("template"):
+            lines += ["", f"The Modelfile's TEMPLATE is Ollama's {ollama['template']} format, checked against the "
+                      "model's own chat template on probe conversations."]
+        return lines
     if kind == "onnx":
         qa = manifest.get("task") == "question-answering"
         cls = "ORTModelForQuestionAnswering" if qa else "ORTModelForCausalLM"

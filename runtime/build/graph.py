@@ -54,13 +54,15 @@ class BuildBusy(DistillError):
 class Stage:
     """One node: ``inputs`` is its slice of the spec/plan/input digests (JSON data), ``needs``
     the stages whose outputs it reads, ``run(folder, upstream)`` does the work into ``folder``
-    and returns a JSON summary for ``meta.json``."""
+    and returns a JSON summary for ``meta.json``; ``about()`` says what it will do, for the line
+    that announces it."""
 
     name: str
     version: int
     needs: tuple[str, ...]
     inputs: Callable[[], Any]
     run: Callable[[Path, Mapping[str, Path]], dict[str, Any]]
+    about: Callable[[], str] = lambda: ""
 
 
 @dataclass
@@ -96,10 +98,12 @@ def planned_keys(stages: Sequence[Stage]) -> dict[str, str]:
     return keys
 
 
-def run_graph(stages: Sequence[Stage], state: Path, rerun: set[str], report: Callable[[Outcome], None]
-              ) -> dict[str, Outcome]:
+def run_graph(stages: Sequence[Stage], state: Path, rerun: set[str], report: Callable[[Outcome], None],
+              starting: Callable[[Stage, bool], None] = lambda stage, resumed: None) -> dict[str, Outcome]:
     """Run ``stages`` in order (each after the ones it needs); ``rerun`` names stages to run even
-    when finished (their folder is cleared first). A finished stage whose files changed runs
+    when finished (their folder is cleared first). ``starting(stage, resumed)`` is called before a
+    stage runs (not for a cached one), ``resumed`` when an interrupted run left work in its folder;
+    ``report(outcome)`` after it ran or was found cached. A finished stage whose files changed runs
     again, with every stage after it that reads it: a second run need not write the same bytes
     (GPU kernels are not bit-deterministic), so what read the first one's files is stale."""
     done: dict[str, Outcome] = {}
@@ -113,18 +117,20 @@ def run_graph(stages: Sequence[Stage], state: Path, rerun: set[str], report: Cal
             shutil.rmtree(folder, ignore_errors=True)
         if changed:
             again |= downstream(stages, stage.name)
-        outcome = _run_one(stage, key, folder, {name: done[name].folder for name in stage.needs})
+        outcome = _run_one(stage, key, folder, {name: done[name].folder for name in stage.needs}, starting)
         outcome.changed = changed
         done[stage.name] = outcome
         report(outcome)
     return done
 
 
-def _run_one(stage: Stage, key: str, folder: Path, upstream: Mapping[str, Path]) -> Outcome:
+def _run_one(stage: Stage, key: str, folder: Path, upstream: Mapping[str, Path],
+             starting: Callable[[Stage, bool], None]) -> Outcome:
     meta = folder / META
     if meta.is_file():
         recorded = json.loads(meta.read_text("utf-8"))
         return Outcome(stage.name, key, folder, True, recorded.get("seconds", 0.0), recorded.get("summary", {}))
+    starting(stage, folder.is_dir() and any(folder.iterdir()))
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with device_peaks() as peaks, out_of_space_named(folder):  # a writer that names no file: the stage's folder

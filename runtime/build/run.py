@@ -15,7 +15,7 @@ from distill.compiler.fsutil import link_tree, remove_leftovers, staged_folder, 
 from distill.compiler.pipeline import Planned, plan_file
 from distill.compiler.plan import Plan
 from distill.runtime.build.graph import FILES, META, Outcome, Stage, downstream, exclusive, file_stat, run_graph
-from distill.runtime.build.stages import build_stages, target_name
+from distill.runtime.build.stages import build_stages, plan_data, target_name
 
 Progress = Callable[..., None]
 STATE = ".distill"
@@ -39,8 +39,17 @@ class Built:
     gates: list[dict[str, Any]]
 
 
-def build_file(path: Path, options: BuildOptions, progress: Progress | None = None,
-               announce: Callable[[Outcome], None] = lambda outcome: None) -> Built:
+@dataclass(frozen=True)
+class Watch:
+    """What a build tells whoever watches it (the CLI): a stage starting (``resumed`` when an
+    interrupted run left work), a stage ran or was cached, and progress within a stage."""
+
+    starting: Callable[[Stage, bool], None] = lambda stage, resumed: None
+    finished: Callable[[Outcome], None] = lambda outcome: None
+    progress: Progress | None = None
+
+
+def build_file(path: Path, options: BuildOptions, watch: Watch = Watch()) -> Built:
     from distill.compiler.lock import build_lock, check_lock, lock_path, write_lock
 
     planned = plan_file(path, offline=options.offline)
@@ -50,10 +59,10 @@ def build_file(path: Path, options: BuildOptions, progress: Progress | None = No
         check_lock(lock_file, lock)
     root = planned.compiled.root
     with exclusive(root / STATE):
-        stages = all_stages(planned, lock, progress, options.offline)
+        stages = all_stages(planned, lock, watch.progress, options.offline)
         rerun = ({s.name for s in stages} if options.force else
                  downstream(stages, options.from_stage) if options.from_stage else set())
-        outcomes = run_graph(stages, root / STATE, rerun, announce)
+        outcomes = run_graph(stages, root / STATE, rerun, watch.finished, watch.starting)
         dist = root / "dist" / planned.compiled.spec.name
         _publish(outcomes, dist)
         write_lock(lock_file, lock)
@@ -69,12 +78,13 @@ def all_stages(planned: Planned, lock: dict[str, Any], progress: Progress | None
 def _report_stage(planned: Planned, lock: dict[str, Any], stages: list[Stage]) -> Stage:
     needs = tuple(stage.name for stage in stages)
     return Stage("report", 1, needs, lambda: {"spec": planned.compiled.hash, "lock": lock},
-                 lambda folder, up: _report(planned, lock, folder, up))
+                 lambda folder, up: _report(planned, lock, folder, up),
+                 lambda: f"model card, report.json and build.json for dist/{planned.compiled.spec.name}/")
 
 
 def _report(planned: Planned, lock: dict[str, Any], folder: Path, up: Mapping[str, Path]) -> dict[str, Any]:
-    """The model card and report.json, with the artifacts and the student model beside them:
-    everything ``dist/<name>/`` will hold."""
+    """The model card and report.json, with the student model beside them and the artifacts in
+    subfolders: everything ``dist/<name>/`` will hold."""
     from distill.runtime.evaluate import check_gates
     from distill.runtime.report import ReportInputs, write_report
 
@@ -89,11 +99,13 @@ def _report(planned: Planned, lock: dict[str, Any], folder: Path, up: Mapping[st
             link_tree(stage / "artifact", folder / relative)
             manifest = json.loads((stage / "artifact" / "manifest.json").read_text("utf-8"))
             artifacts.append({"kind": manifest["kind"], "path": relative, "manifest": manifest})
-    link_tree(up["train"] / "model", folder / "model")
+    # The merged model at the root, the card beside it: dist/<name>/ loads with from_pretrained and
+    # is a Hub repository as it stands (`hf upload <repo> dist/<name>`), exports in subfolders.
+    link_tree(up["train"] / "model", folder)
     shutil.copy2(up["synthesize"] / "DATA_CARD.md", folder / "DATA_CARD.md")
     metrics = up["train"] / "metrics.jsonl"
     inputs = ReportInputs(
-        name=spec.name, spec=to_data(spec), spec_sha256=planned.compiled.hash, lock=lock,
+        name=spec.name, spec=to_data(spec), spec_sha256=planned.compiled.hash, lock=lock, plan=plan_data(planned),
         data_card=json.loads((up["synthesize"] / "data_card.json").read_text("utf-8")),
         metrics=metrics if metrics.is_file() else None, loss_png=_existing(up["train"] / "loss.png"),
         evaluation=evaluation, gates=gates, artifacts=artifacts, stages=_stage_rows(up, planned.plan))

@@ -11,7 +11,7 @@ so a rebuild re-runs the exports and what reads them (evaluation, report), never
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,31 +47,72 @@ def build_stages(planned: Planned, progress: Progress | None, offline: bool = Fa
     spec, models = planned.compiled.spec, planned.models
     teacher = {"spec": to_data(spec.teacher), "model": model_identity(models["teacher"]) if "teacher" in models else None}
     student = {"spec": to_data(spec.student), "model": model_identity(models["student"])}
+    about = Abouts(planned)
     stages = [
         Stage("extract", 2, (), lambda: {"sources": to_data(spec.sources), "files": [asdict(f) for f in planned.volume.files],
                                          "chunk_tokens": spec.data.chunk_tokens, "overlap": spec.data.overlap_tokens,
                                          "student": student},
-              lambda folder, up: _extract(planned, folder)),
+              lambda folder, up: _extract(planned, folder), about.extract),
         Stage("synthesize", 1, ("extract",), lambda: {"data": to_data(spec.data), "teacher": teacher,
                                                       "task": spec.student.task, "mask": spec.loss.mask, "seed": spec.seed,
                                                       "plan": {k: plan_data(planned).get(k) for k in
                                                                ("device", "teacher_dtype", "precision", "teacher_quant", "synthesis_batch")}},
-              lambda folder, up: _here_or_launched(planned, "synthesize", folder, up, progress, offline)),
+              lambda folder, up: _here_or_launched(planned, "synthesize", folder, up, progress, offline), about.synthesize),
         Stage("train", 1, ("extract", "synthesize"), lambda: {"student": student, "teacher": teacher, "loss": to_data(spec.loss),
                                                     "train": to_data(spec.train), "seed": spec.seed, "plan": plan_data(planned)},
-              lambda folder, up: _here_or_launched(planned, "train", folder, up, progress, offline)),
+              lambda folder, up: _here_or_launched(planned, "train", folder, up, progress, offline), about.train),
     ]
     exports = []
     for target in spec.deploy:
         name = f"export:{target_name(target)}"
         exports.append(name)
         stages.append(Stage(name, 1, ("train",), lambda t=target: {"target": to_data(t)},
-                            lambda folder, up, t=target: _export(t, folder, up["train"])))
-    stages.append(Stage("evaluate", 1, ("extract", "synthesize", "train", *exports),
+                            lambda folder, up, t=target: _export(t, folder, up["train"]),
+                            lambda t=target: about.export(t)))
+    stages.append(Stage("evaluate", 2, ("extract", "synthesize", "train", *exports),
                         lambda: {"eval": to_data(spec.eval), "teacher": teacher, "task": spec.student.task,
                                  "plan": {k: plan_data(planned).get(k) for k in ("device", "dtype", "teacher_dtype")}},
-                        lambda folder, up: _evaluate(planned, folder, up)))
+                        lambda folder, up: _evaluate(planned, folder, up, progress), about.evaluate))
     return stages
+
+
+@dataclass(frozen=True)
+class Abouts:
+    """What each stage will do, in the words of its announcement line: the plan's numbers."""
+
+    planned: Planned
+
+    def extract(self) -> str:
+        files = self.planned.volume.files
+        return f"{len(files)} source file(s), {sum(f.size for f in files):,} bytes"
+
+    def synthesize(self) -> str:
+        spec, plan = self.planned.compiled.spec, self.planned.plan
+        if not _generates(self.planned):
+            return "dataset examples only: nothing for a teacher to write"
+        synthesis, teacher = spec.data.synthesis, self.planned.models["teacher"].ref
+        writes = (f"{synthesis.pairs_per_chunk} QA pairs per chunk" if synthesis and synthesis.kind == "qa" else
+                  f"{synthesis.turns}-turn conversations per chunk" if synthesis else
+                  f"{spec.data.augmentation.paraphrases} paraphrase(s) per training question")
+        return f"teacher {teacher} on {plan.device} ({plan.teacher_dtype}) writes {writes}"
+
+    def train(self) -> str:
+        # No step count here: the plan's is estimated before extraction; the bar counts the real steps.
+        spec, plan, student = self.planned.compiled.spec, self.planned.plan, self.planned.models["student"]
+        batch = f"{plan.micro_batch} x {plan.accumulation}" + (f" x {plan.processes} processes" if plan.processes > 1 else "")
+        length = f"at most {spec.train.max_steps} steps" if spec.train.max_steps else f"{spec.train.epochs} epoch(s)"
+        teaching = f", teacher logits {plan.kd_mode}" if plan.kd_mode != "none" else ""
+        return (f"student {student.ref} on {plan.device} ({plan.dtype}, {plan.precision} compute), "
+                f"batches of {batch}, {length}{teaching}")
+
+    def export(self, target: DeployTarget) -> str:
+        return f"{target_name(target)} from the merged student, then verified against it"
+
+    def evaluate(self) -> str:
+        spec = self.planned.compiled.spec
+        models = ["teacher"] * ("teacher" in self.planned.models) + ["student"] + [target_name(t) for t in spec.deploy]
+        metrics = ", ".join(spec.eval.metrics) if isinstance(spec.eval.metrics, tuple) else "the task's metrics"
+        return f"{', '.join(models)} on the held-out split ({metrics})"
 
 
 def _extract(planned: Planned, folder: Path) -> dict[str, Any]:
@@ -117,7 +158,8 @@ def train_in_process(planned: Planned, folder: Path, up: Mapping[str, Path], pro
                             teacher_key(planned))
     if PartialState().is_main_process:  # every rank has finished: train_planned ends waiting for all
         drop_resume_state(folder)
-    return {"steps": trained.result.steps, "stopped_early": trained.result.stopped_early,
+    return {"steps": trained.result.steps, "total_steps": trained.result.total_steps,
+            "resumed_from": trained.result.resumed_from, "stopped_early": trained.result.stopped_early,
             "best_val": trained.result.best_val, "merge_max_abs_diff": trained.merge.max_abs_diff,
             "merge_base_diff": trained.merge.base_diff,
             "skipped": len(trained.skipped)}
@@ -181,16 +223,18 @@ def _export(target: DeployTarget, folder: Path, train: Path) -> dict[str, Any]:
     artifact_dir = folder / "artifact"
     shutil.rmtree(artifact_dir, ignore_errors=True)  # a half export from a crash; export_atomically wants none
     artifact, checks = export_verified(train / "model", target_name(target), artifact_dir)
+    ollama = (artifact.extra or {}).get("ollama") or {}
     return {"kind": artifact.kind, "quant": artifact.quant, "size": artifact.size,
-            "checks": [c.name for c in checks if c.passed], "failed": [c.name for c in checks if not c.passed]}
+            "checks": [c.name for c in checks if c.passed], "failed": [c.name for c in checks if not c.passed],
+            "warnings": [f"Ollama: {ollama['warning']}"] if ollama.get("warning") else []}
 
 
-def _evaluate(planned: Planned, folder: Path, up: Mapping[str, Path]) -> dict[str, Any]:
+def _evaluate(planned: Planned, folder: Path, up: Mapping[str, Path], progress: Progress | None) -> dict[str, Any]:
     from distill.runtime.build.candidates import candidates
     from distill.runtime.evaluate import evaluate
 
     spec = planned.compiled.spec
     found = candidates(planned, folder, up)
     evaluation = evaluate(found, up["synthesize"] / "test.jsonl", spec.student.task, spec.eval, folder,
-                          cache=folder.parent.parent / "evaluate-cache")
+                          cache=folder.parent.parent / "evaluate-cache", progress=progress)
     return {"models": [m["name"] for m in evaluation["models"]]}

@@ -18,8 +18,9 @@ Comparability rules, decided here once:
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +35,7 @@ from distill.runtime.evaluate.runners import Runner, open_runner
 from distill.runtime.placement import Placement
 
 Task = Literal["causal-lm", "extractive-qa"]
+Step = Callable[[int, int], None]  # (examples done, total) of the candidate being measured
 AUTO_METRICS = {"causal-lm": ("perplexity", "token_f1", "rouge_l", "size", "latency"),
                 "extractive-qa": ("exact_match", "f1", "size", "latency")}
 APPLICABLE = {"causal-lm": frozenset({"perplexity", "exact_match", "f1", "token_f1", "rouge_l", "size", "latency"}),
@@ -78,13 +80,15 @@ def resolve_metrics(eval_spec: Eval, task: Task) -> tuple[list[str], list[str]]:
 
 
 def evaluate(candidates: Sequence[Candidate], test: Path, task: Task, eval_spec: Eval, out: Path, *,
-             max_new_tokens: int = 64, threads: int = 2, cache: Path | None = None) -> dict[str, Any]:
+             max_new_tokens: int = 64, threads: int = 2, cache: Path | None = None,
+             progress: Callable[..., None] | None = None) -> dict[str, Any]:
     """Evaluate every candidate on ``test`` (``test.jsonl``); writes ``out/evaluation.json`` and
     ``out/predictions.jsonl`` atomically and returns the evaluation.
 
     ``cache``: a folder of earlier measurements keyed by the content of the candidate's files and
     tokenizer, the test split and every setting; a candidate found there is not run again (a build
     that only adds a deploy target measures only the new artifact), and a note says so.
+    ``progress("evaluate <name>", done, total)`` follows each measured candidate's examples.
 
     Raises:
         ValueError: duplicate candidate names, an empty test split, or a GGUF candidate for
@@ -108,8 +112,9 @@ def evaluate(candidates: Sequence[Candidate], test: Path, task: Task, eval_spec:
             prepared[key] = prepare(Path(candidate.tokenizer_dir), records, task, max_len)
             notes += [f"{candidate.name}: {note}" for note in prepared[key].notes]
         cases = prepared[key]
+        step = functools.partial(progress, f"evaluate {candidate.name}") if progress else lambda done, total: None
         metrics, answers = _measured(candidate, cases, task, wanted, max_new_tokens, threads, cache,
-                                     [test, eval_spec.max_examples], notes)
+                                     [test, eval_spec.max_examples], notes, step)
         models.append(_model_entry(candidate, metrics))
         rows[candidate.name] = [c.scored for c in cases.cases if isinstance(c, CausalCase)]
         predictions += [{"model": candidate.name, **answer} for answer in answers]
@@ -167,11 +172,11 @@ def _n_ctx(prepared: Prepared, max_new_tokens: int) -> int:
 
 
 def _measured(candidate: Candidate, prepared: Prepared, task: Task, wanted: Sequence[str], max_new_tokens: int,
-              threads: int, cache: Path | None, inputs: list[Any], notes: list[str]
+              threads: int, cache: Path | None, inputs: list[Any], notes: list[str], step: Step
               ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """``_measure``, or its result from ``cache`` when the same model met the same test."""
     if cache is None:
-        return _measure(candidate, prepared, task, wanted, max_new_tokens, threads)
+        return _measure(candidate, prepared, task, wanted, max_new_tokens, threads, step)
     key = _cache_key(candidate, task, wanted, max_new_tokens, threads, inputs)
     entry = cache / f"{key}.json"
     if entry.is_file():
@@ -179,7 +184,7 @@ def _measured(candidate: Candidate, prepared: Prepared, task: Task, wanted: Sequ
                      "latency included)")
         stored = json.loads(entry.read_text("utf-8"))
         return stored["metrics"], stored["answers"]
-    metrics, answers = _measure(candidate, prepared, task, wanted, max_new_tokens, threads)
+    metrics, answers = _measure(candidate, prepared, task, wanted, max_new_tokens, threads, step)
     write_atomic(entry, json.dumps({"metrics": metrics, "answers": answers}, ensure_ascii=False, sort_keys=True))
     return metrics, answers
 
@@ -202,15 +207,15 @@ def _cache_key(candidate: Candidate, task: Task, wanted: Sequence[str], max_new_
 
 
 def _measure(candidate: Candidate, prepared: Prepared, task: Task, wanted: Sequence[str], max_new_tokens: int,
-             threads: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
+             threads: int, step: Step) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Open the candidate's runner, measure, close it (one model in memory at a time)."""
     runner = open_runner(candidate.kind, Path(candidate.path), task, threads, _n_ctx(prepared, max_new_tokens),
                          candidate.placement, f"{candidate.name} (evaluation)", candidate.quant)
     try:
         if task == "extractive-qa":
-            metrics, answers = _measure_qa(runner, prepared, wanted)
+            metrics, answers = _measure_qa(runner, prepared, wanted, step)
         else:
-            metrics, answers = _measure_causal(runner, prepared, wanted, max_new_tokens)
+            metrics, answers = _measure_causal(runner, prepared, wanted, max_new_tokens, step)
         if "latency" in wanted:
             metrics.update(_latency(runner, prepared, task))
         return metrics, answers
@@ -218,24 +223,30 @@ def _measure(candidate: Candidate, prepared: Prepared, task: Task, wanted: Seque
         runner.close()
 
 
-def _measure_causal(runner: Runner, prepared: Prepared, wanted: Sequence[str],
-                    max_new_tokens: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
+def _measure_causal(runner: Runner, prepared: Prepared, wanted: Sequence[str], max_new_tokens: int,
+                    step: Step) -> tuple[dict[str, float], list[dict[str, Any]]]:
     cases = [c for c in prepared.cases if isinstance(c, CausalCase)]
+    rows = [c.scored for c in cases if c.scored is not None] if "perplexity" in wanted else []
+    generates = bool({"token_f1", "rouge_l", "exact_match", "f1"} & set(wanted))
+    prompts = [c for c in cases if c.prompt is not None] if generates else []
+    total = len(rows) + len(prompts)  # one step per scored row, then one per generated answer
     metrics: dict[str, float] = {}
-    if "perplexity" in wanted:
-        scored = [runner.nll(*c.scored) for c in cases if c.scored is not None]
+    if rows:
+        scored = []
+        for row in rows:
+            scored.append(runner.nll(*row))
+            step(len(scored), total)
         value = perplexity(sum(s for s, _ in scored), sum(n for _, n in scored))
         if value is not None:
             metrics["perplexity"] = value
     answers: list[dict[str, Any]] = []
-    if not {"token_f1", "rouge_l", "exact_match", "f1"} & set(wanted):
+    if not generates:
         return metrics, answers
-    for case in cases:
-        if case.prompt is None:
-            continue  # a "document" record asks nothing
+    for case in prompts:  # a "document" record asks nothing: it has no prompt
         ids, _ = runner.generate(case.prompt, max_new_tokens, prepared.stop)
         text = prepared.tokenizer.decode(ids, skip_special_tokens=True).strip()
         answers.append({"id": case.id, "prediction": text, "reference": case.reference})
+        step(len(rows) + len(answers), total)
     scores = {"exact_match": exact_match, "f1": token_f1, "token_f1": token_f1, "rouge_l": rouge_l}
     for name, score in scores.items():
         value = mean([score(a["prediction"], a["reference"]) for a in answers])
@@ -244,7 +255,7 @@ def _measure_causal(runner: Runner, prepared: Prepared, wanted: Sequence[str],
     return metrics, answers
 
 
-def _measure_qa(runner: Runner, prepared: Prepared, wanted: Sequence[str]
+def _measure_qa(runner: Runner, prepared: Prepared, wanted: Sequence[str], step: Step
                 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     answers: list[dict[str, Any]] = []
     for case in prepared.cases:
@@ -253,6 +264,7 @@ def _measure_qa(runner: Runner, prepared: Prepared, wanted: Sequence[str]
         span = best_span(start, end, case.context_mask, QA_MAX_ANSWER_TOKENS)
         text = case.context[case.offsets[span[0]][0]:case.offsets[span[1]][1]] if span else ""
         answers.append({"id": case.id, "prediction": text, "reference": case.reference})
+        step(len(answers), len(prepared.cases))
     metrics: dict[str, float] = {}
     for name, score in (("exact_match", exact_match), ("f1", token_f1)):
         value = mean([score(a["prediction"], a["reference"]) for a in answers])

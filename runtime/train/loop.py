@@ -65,10 +65,15 @@ def usable(micro_batches: int, processes: int) -> int:
 
 @dataclass(frozen=True)
 class TrainResult:
+    """``steps`` run of ``total_steps`` scheduled (fewer when stopped early); ``resumed_from``: the
+    checkpoint step an interrupted run continued from (0: it started afresh)."""
+
     steps: int
     stopped_early: bool
     best_val: float | None
     metrics: Path
+    total_steps: int
+    resumed_from: int = 0
 
 
 def epoch_batches(examples: int, micro: int, seed: int, epoch: int, processes: int = 1) -> list[list[int]]:
@@ -114,6 +119,7 @@ def train(objective: Objective, train_set: Sequence[Encoded], val_set: Sequence[
     if not fsdp:  # DDP (accelerate wraps the model when there are several processes)
         objective.engine, optimizer = accelerator.prepare(objective.student, optimizer)
     state = LoopState() if fsdp else _resume(folder / "checkpoints", objective, optimizer, scheduler)
+    resumed_from = state.step
     run = _Run(objective, accelerator, optimizer, scheduler, spec, plan, folder,
                _Metrics(folder / "metrics.jsonl", state.step, accelerator.is_main_process), params, fsdp)
     started = time.monotonic()
@@ -141,7 +147,7 @@ def train(objective: Objective, train_set: Sequence[Encoded], val_set: Sequence[
             _evaluate(run, val_set, pad_id, state)
         _checkpoint(run, state)
     _finish(run, state)
-    return TrainResult(state.step, state.stopped, state.best_val, run.metrics.path)
+    return TrainResult(state.step, state.stopped, state.best_val, run.metrics.path, schedule.total_steps, resumed_from)
 
 
 @dataclass

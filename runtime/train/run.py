@@ -66,7 +66,7 @@ def train_planned(planned: Planned, data: Path, folder: Path, corpus: Sequence[s
     objective = Objective(student, spec.student.task, causal_head(student) if causal else None, _weights(planned),
                           placement)
     if causal and _needs_teacher(planned):
-        _attach_teacher(objective, planned, train_set, pad_id, folder, teacher_key, corpus)
+        _attach_teacher(objective, planned, train_set, pad_id, folder, teacher_key, corpus, progress)
     result = train(objective, train_set, val_set, pad_id, spec, plan, folder, progress)
     student = objective.student
     del objective  # the teacher, its cache and the projector: the plan's merge phase holds none of them
@@ -166,7 +166,7 @@ def _needs_teacher(planned: Planned) -> bool:
 
 
 def _attach_teacher(objective: Objective, planned: Planned, train_set: Sequence[Encoded], pad_id: int,
-                    folder: Path, teacher_key: str, corpus: Sequence[str]) -> None:
+                    folder: Path, teacher_key: str, corpus: Sequence[str], progress: Progress | None) -> None:
     """The teacher online, or its top-k cache (built now, the teacher_logits stage), and the
     hidden-state projector (seeded, trainable)."""
     from distill.runtime.hidden import HiddenProjector, auto_layer_map
@@ -187,7 +187,7 @@ def _attach_teacher(objective: Objective, planned: Planned, train_set: Sequence[
     if plan.kd_mode == "cached" and objective.weights.kl > 0:
         objective.cache = build_cache(teacher, objective.teacher_head, train_set, pad_id, plan.micro_batch,
                                       plan.kd_top_k or 64, objective.weights.temperature,
-                                      folder / "teacher_logits", teacher_key, objective.placement)
+                                      folder / "teacher_logits", teacher_key, objective.placement, progress)
     hidden = spec.loss.hidden
     if objective.cache is not None and (hidden is None or hidden.weight <= 0):
         objective.teacher = None  # cached logits are all it gives: free its memory for training

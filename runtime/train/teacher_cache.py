@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from distill.runtime.placement import Placement
 from distill.runtime.ranks import barrier, ranks
 from distill.runtime.synthesis.examples import stable_id
 from distill.runtime.train.data import Encoded, collate
+from distill.runtime.train.loop import Progress
 from distill.runtime.train.student import Head, causal_forward
 
 SHARD = 256
@@ -60,9 +61,11 @@ def cache_key(teacher_key: str, examples: Sequence[Encoded], k: int, temperature
 
 
 def build_cache(teacher: Any, head: Head | None, examples: Sequence[Encoded], pad_id: int, micro: int, k: int,
-                temperature: float, folder: Path, teacher_key: str, placement: Placement) -> TopKCache:
+                temperature: float, folder: Path, teacher_key: str, placement: Placement,
+                progress: Progress | None = None) -> TopKCache:
     """Compute (or reuse) the cache in ``folder`` and load it. The teacher runs as it would
-    online: on the plan's device under its autocast (``teacher_key`` names the precision)."""
+    online: on the plan's device under its autocast (``teacher_key`` names the precision).
+    ``progress("teacher logits", rows, total)`` follows rank 0's rows (shards found done count)."""
     key = cache_key(teacher_key, examples, k, temperature)
     rank, world = ranks()
     meta = folder / "meta.json"
@@ -74,9 +77,18 @@ def build_cache(teacher: Any, head: Head | None, examples: Sequence[Encoded], pa
     barrier()
     shards = [(folder / f"shard-{n:05d}.safetensors", examples[start:start + SHARD])
               for n, start in enumerate(range(0, len(examples), SHARD))]
-    for number, (path, shard) in enumerate(shards):
-        if number % world == rank and not path.is_file():  # each rank computes its share of the shards
-            computed = _shard_rows(teacher, head, shard, pad_id, micro, k, temperature, placement)
+    mine = [(path, shard) for number, (path, shard) in enumerate(shards) if number % world == rank]
+    done, total = sum(len(shard) for path, shard in mine if path.is_file()), sum(len(shard) for _, shard in mine)
+
+    def advance(rows: int) -> None:
+        nonlocal done
+        done += rows
+        if progress is not None and rank == 0:
+            progress("teacher logits", done, total)
+
+    for path, shard in mine:
+        if not path.is_file():  # each rank computes its share of the shards
+            computed = _shard_rows(teacher, head, shard, pad_id, micro, k, temperature, placement, advance)
             tensors = {f"{i}.{part}": t for i, parts in computed.items() for part, t in zip(PARTS, parts, strict=True)}
             write_atomic_with(path, lambda tmp, t=tensors: save_file(t, str(tmp)))
     barrier()
@@ -88,7 +100,7 @@ def build_cache(teacher: Any, head: Head | None, examples: Sequence[Encoded], pa
 
 
 def _shard_rows(teacher: Any, head: Head | None, examples: Sequence[Encoded], pad_id: int, micro: int, k: int,
-                temperature: float, placement: Placement) -> dict[str, Rows]:
+                temperature: float, placement: Placement, advance: Callable[[int], None]) -> dict[str, Rows]:
     device = placement.torch_device
     out: dict[str, Rows] = {}
     with torch.no_grad(), placement.autocast():
@@ -104,4 +116,5 @@ def _shard_rows(teacher: Any, head: Head | None, examples: Sequence[Encoded], pa
                 assert top.tail is not None
                 out[example.id] = (top.indices.to(torch.int32).cpu(), top.logprobs.to(torch.float16).cpu(),
                                    top.tail.float().cpu())
+            advance(len(batch_examples))
     return out

@@ -57,11 +57,12 @@ def test_inspect_shows_the_manifest_or_the_file(model_dir: Path, tmp_path: Path,
     assert main(["export", str(model_dir), "--to", "onnx", "--out", str(out)]) == 0
     capsys.readouterr()
     assert main(["inspect", "--json", str(out)]) == 0
-    assert json.loads(capsys.readouterr().out)["quant"] == "none"
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["format"] == "distill.inspect/1" and shown["artifact"] == str(out) and shown["facts"]["quant"] == "none"
     (out / "manifest.json").unlink()
     assert main(["inspect", str(out / "model.onnx")]) == 0
     printed = capsys.readouterr().out
-    assert "opset:" in printed and "start_logits" in printed
+    assert "opset" in printed and "start_logits" in printed
     (tmp_path / "junk.onnx").write_bytes(b"not onnx")
     assert main(["inspect", str(tmp_path / "junk.onnx")]) == 2
     assert "not a readable ONNX model" in capsys.readouterr().err

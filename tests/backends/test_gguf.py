@@ -20,6 +20,7 @@ from distill.backends import gguf_pretokenizers, gguf_vocab, ollama
 from distill.backends.base import BACKENDS, VerificationError, get_backend, sha256_file
 from distill.compiler.spec import GgufTarget
 from distill.runtime.sources.tokenizer import train_byte_bpe
+from tests.backends.modelfiles import parse_modelfile
 
 TEXT = ["the quick brown fox jumps over the lazy dog; a model learns what its teacher knows.",
         "Hello, world! 123 4567 don't won't two  spaces\ttab"] * 20
@@ -196,27 +197,8 @@ def test_tied_embeddings_without_chat_template(tmp_path: Path) -> None:
     assert report.passed, report.failures()
     # Reported, not silently absent.
     assert _checks(report)["chat_template"] == "not applicable: the model has no chat template"
-    assert _parse_modelfile(artifact.path.parent / "model-Q8_0.Modelfile") == {
-        "FROM": ["./model-Q8_0.gguf"], "PARAMETER": [["stop", "<|endoftext|>"]]}
-
-
-def _parse_modelfile(path: Path) -> dict[str, list[Any]]:
-    """Ollama's Modelfile grammar, the part we write: ``INSTRUCTION value``, quoted values,
-    triple-quoted multi-line TEMPLATE."""
-    import shlex
-
-    parsed: dict[str, list[Any]] = {}
-    text = path.read_text()
-    while text.strip():
-        instruction, _, text = text.lstrip().partition(" ")
-        if text.startswith('"""'):
-            value, _, text = text[3:].partition('"""')
-        else:
-            line, _, text = text.partition("\n")
-            words = shlex.split(line)
-            value = words if instruction == "PARAMETER" else words[0]
-        parsed.setdefault(instruction, []).append(value)
-    return parsed
+    assert parse_modelfile(artifact.path.parent / "model-Q8_0.Modelfile") == [
+        ("FROM", "./model-Q8_0.gguf"), ("PARAMETER", "stop <|endoftext|>")]
 
 
 def test_chat_template_and_eos(export, llama: Path) -> None:
@@ -225,10 +207,9 @@ def test_chat_template_and_eos(export, llama: Path) -> None:
     assert "built-in renderer: same" in checks["chat_template"]  # llama.cpp knows ChatML
     assert checks["eos_stop"].startswith("llama.cpp EOS 320, HF declares [320, 0]; forced "
                                          "generations stop at each")
-    modelfile = _parse_modelfile(export.path.parent / "model-Q4_K_M.Modelfile")
-    assert modelfile["FROM"] == ["./model-Q4_K_M.gguf"]
-    assert modelfile["TEMPLATE"] == [ollama.CHATML_GO]
-    assert modelfile["PARAMETER"] == [["stop", "<|im_end|>"], ["stop", "<|endoftext|>"]]
+    assert parse_modelfile(export.path.parent / "model-Q4_K_M.Modelfile") == [
+        ("FROM", "./model-Q4_K_M.gguf"), ("TEMPLATE", ollama.CHATML_GO),
+        ("PARAMETER", "stop <|im_end|>"), ("PARAMETER", "stop <|endoftext|>")]
 
 
 def test_chat_template_mismatch_fails(llama: Path, tmp_path: Path, monkeypatch) -> None:
@@ -252,8 +233,9 @@ def test_unplain_chatml_gets_no_template(tmp_path: Path) -> None:
     tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=train_byte_bpe(TEXT, 300),
                                                      eos_token="<|endoftext|>")
     tokenizer.chat_template = "<|im_start|>system\nBe helpful.<|im_end|>\n" + CHATML
-    name = ollama.write_modelfile(tmp_path, "model-F16.gguf", tokenizer, tmp_path)
-    assert "TEMPLATE" not in _parse_modelfile(tmp_path / name)
+    chat = ollama.ollama_chat(tokenizer, tmp_path)
+    name = ollama.write_modelfile(tmp_path, "model-F16.gguf", chat)
+    assert "TEMPLATE" not in dict(parse_modelfile(tmp_path / name)) and chat.warning
 
 
 @pytest.mark.parametrize(("broken", "words"), [

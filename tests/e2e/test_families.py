@@ -70,5 +70,5 @@ def test_the_family_plans_trains_and_exports_verified(name: str, tmp_path: Path,
     gguf_checks = {c["name"]: c["detail"] for c in artifacts["gguf"]["manifest"]["verification"]}
     assert gguf_checks["F16.logits_top1_agreement"].startswith("1.0000")
     model_type = json.loads((FIXTURE_CONFIGS / name / "config.json").read_text())["model_type"]
-    merged = json.loads((tmp_path / "dist" / name / "model" / "config.json").read_text())
+    merged = json.loads((tmp_path / "dist" / name / "config.json").read_text())
     assert merged["model_type"] == model_type and merged["num_hidden_layers"] == FAMILIES[name]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -38,8 +39,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def stage_runs(capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
     """``stage -> cached | done`` from the build's progress lines."""
-    lines = [line.strip() for line in capsys.readouterr().err.splitlines() if line.startswith("  ")]
-    return {line.split(": ")[0]: "cached" if line.endswith("cached") else "done" for line in lines if ": " in line}
+    found = re.findall(r"^  (\S+): (cached|done in)", capsys.readouterr().err, flags=re.M)
+    return {name: "cached" if state == "cached" else "done" for name, state in found}
 
 
 def test_the_quickstart_builds_rebuilds_and_resumes(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

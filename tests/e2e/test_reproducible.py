@@ -13,7 +13,7 @@ from distill.compiler.cli import main
 from tests.runtime.train.project import write_project
 
 pytestmark = pytest.mark.slow
-ARTIFACTS = ("model/model.safetensors", "gguf-Q8_0/model-Q8_0.gguf", "gguf-Q8_0/model-F16.gguf", "onnx-int8/model.onnx")
+ARTIFACTS = ("model.safetensors", "gguf-Q8_0/model-Q8_0.gguf", "gguf-Q8_0/model-F16.gguf", "onnx-int8/model.onnx")
 
 
 def build(root: Path) -> tuple[dict[str, str], str, dict]:

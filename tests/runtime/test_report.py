@@ -20,7 +20,7 @@ LOCK = {"sources": [{"path": "docs/guide.md", "sha256": SOURCE_SHA, "size": 1234
                                "files": []},
                    "teacher": {"kind": "hub", "ref": "org/teacher", "revision": "feedbeef", "tokenizer": "bpe",
                                "files": []}},
-        "plan": PLAN, "tools": {"llama-cpp-python": "0.3.36", "torch": "2.13.0"}}
+        "settings": {"device": "cpu", "micro_batch": 4}, "tools": {"llama-cpp-python": "0.3.36", "torch": "2.13.0"}}
 CARD = {"inputs": {"chunks": 12, "dataset_examples": 0}, "examples": {"train": 40, "val": 5, "test": 5},
         "origins": {"train": {"teacher": 40}, "val": {"teacher": 5}, "test": {"teacher": 5}},
         "rejected": {"total": 3, "by_stage": {"grounding": 2, "parse": 1},
@@ -58,7 +58,7 @@ def inputs(tmp_path: Path) -> ReportInputs:
     png = tmp_path / "train-loss.png"
     png.write_bytes(b"\x89PNG fake")
     return ReportInputs(
-        name="tiny", spec={"version": 1, "name": "tiny"}, spec_sha256="d" * 64, lock=LOCK, data_card=CARD,
+        name="tiny", spec={"version": 1, "name": "tiny"}, spec_sha256="d" * 64, lock=LOCK, plan=PLAN, data_card=CARD,
         metrics=metrics, loss_png=png, evaluation=EVALUATION, gates=GATES,
         artifacts=[{"kind": "gguf", "path": "artifacts/gguf", "manifest": MANIFEST},
                    {"kind": "onnx", "path": "artifacts/onnx/model.onnx", "manifest": ONNX_MANIFEST}],
@@ -124,7 +124,7 @@ def test_cuda_peaks_are_reported_beside_the_plan(inputs: ReportInputs, tmp_path:
 
 def test_missing_parts_are_said_to_be_missing(inputs: ReportInputs, tmp_path: Path) -> None:
     bare = replace(inputs, data_card={}, metrics=None, loss_png=None, evaluation={}, gates=[], artifacts=[],
-                   stages=[], lock={})
+                   stages=[], lock={}, plan={})
     write_report(tmp_path / "out", bare)
     card = (tmp_path / "out" / "README.md").read_text()
     for text in ("No training metrics (metrics.jsonl missing).", "No loss curve (loss.png missing).",
@@ -152,8 +152,8 @@ def front_matter_of(folder: Path) -> Any:
 
 
 def test_front_matter_follows_the_hub_conventions(inputs: ReportInputs, tmp_path: Path) -> None:
-    (tmp_path / "out" / "model").mkdir(parents=True)
-    (tmp_path / "out" / "model" / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (tmp_path / "out").mkdir(parents=True)
+    (tmp_path / "out" / "config.json").write_text(json.dumps({"model_type": "llama"}))
     write_report(tmp_path / "out", inputs)
     data = front_matter_of(tmp_path / "out")
     assert data.base_model == "org/student" and data.library_name == "transformers"
@@ -273,9 +273,9 @@ def test_a_built_dist_folder_loads_and_says_what_was_kept(tmp_path: Path, monkey
                          eval={"metrics": ["perplexity", "size"]})  # no generation: a minute less
     assert main(["build", str(path), "--offline"]) == 0
     dist = tmp_path / "dist" / "tiny-train"
-    folder = dist / "model"
+    folder = dist  # the Hub's layout: weights and the card at the root, exports in subfolders
     assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-            "tokenizer_config.json"} <= {p.name for p in folder.iterdir()}
+            "tokenizer_config.json", "README.md"} <= {p.name for p in folder.iterdir()}
     model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
     ids = tokenizer.apply_chat_template([{"role": "user", "content": "How long does pump P1 run?"}],
                                         add_generation_prompt=True, return_tensors="pt")

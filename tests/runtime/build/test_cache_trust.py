@@ -217,7 +217,7 @@ def test_the_issue_reproduction_a_corrupted_model_is_not_exported(tmp_path: Path
     capsys.readouterr()
     assert main(["build", str(distillfile), "--offline", "--from", "export:gguf:Q8_0"]) == 0
     assert "  train: done" in capsys.readouterr().err  # ran again, not "cached"
-    assert weights.read_bytes() == (dist / "model" / "model.safetensors").read_bytes()
+    assert weights.read_bytes() == (dist / "model.safetensors").read_bytes()
     assert (dist / "gguf-Q8_0" / "model-Q8_0.gguf").read_bytes() == gguf  # training is deterministic on the CPU
     exported = next(tmp_path.glob(".distill/export-gguf-Q8_0/*/artifact/model-Q8_0.gguf"))
     assert exported.read_bytes() == gguf
