@@ -47,6 +47,8 @@ def reported(command: Command) -> Command:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except typer.Exit:
+            raise  # the command chose its exit code (130 after Ctrl-C) and said why
         except DistillError as error:
             console.print_error(error)
             if kwargs.get("json_output"):

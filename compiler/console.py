@@ -60,8 +60,8 @@ def print_error(error: DistillError) -> None:
 
 class Bars:
     """``bars(name, done, total, note="")`` draws one bar per name on stderr, with ETA and the latest
-    note (e.g. the loss); ``clear()`` removes them (a finished stage's bar must not stay on screen
-    under the next stage's lines). Without a terminal (logs, CI) a bar is a plain line at every
+    note (e.g. the loss); a bar goes when it completes, and ``clear()`` removes the rest (a stage
+    stopped early must not leave its bar on screen under the next stage's lines). Without a terminal (logs, CI) a bar is a plain line at every
     tenth of its total and at least every ``LOG_EVERY_S`` seconds, so a long stage still shows."""
 
     LOG_EVERY_S = 30.0
@@ -79,6 +79,8 @@ class Bars:
         if name not in self._tasks:
             self._tasks[name] = self._progress.add_task(name, total=total)
         self._progress.update(self._tasks[name], completed=done, total=total, description=f"{name} {note}".strip())
+        if done >= total:  # finished: its line goes, so bars of one stage do not pile up
+            self._progress.remove_task(self._tasks.pop(name))
 
     def _log(self, name: str, done: int, total: int, note: str) -> None:
         import time

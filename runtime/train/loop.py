@@ -134,7 +134,8 @@ def train(objective: Objective, train_set: Sequence[Encoded], val_set: Sequence[
             run.metrics.write({"step": state.step, "epoch": state.epoch, **record,
                                "seconds": round(time.monotonic() - started, 3)})
             if progress is not None and accelerator.is_main_process:
-                progress("train", state.step, schedule.total_steps, f"loss {record['loss']:.3f}")
+                progress("train", state.step, schedule.total_steps,
+                         f"loss {record['loss']:.3f} lr {record['lr']:.1e} epoch {state.epoch + 1}/{spec.train.epochs}")
             if state.step % spec.train.checkpoint_every == 0:
                 _evaluate(run, val_set, pad_id, state)
                 _checkpoint(run, state)

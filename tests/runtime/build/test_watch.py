@@ -87,3 +87,16 @@ def test_without_a_terminal_a_bar_is_a_log_line_per_tenth(monkeypatch) -> None:
     bars.clear()
     bars("train", 1, 100)
     assert out.getvalue().splitlines()[-1] == "  train 1/100"
+
+
+def test_on_a_terminal_a_finished_bar_goes_and_clear_removes_the_rest() -> None:
+    from rich.progress import Progress
+
+    with Progress(console=Console(file=io.StringIO(), force_terminal=True), transient=True) as progress:
+        bars = Bars(progress)
+        bars("evaluate teacher", 3, 8)
+        bars("evaluate teacher", 8, 8)
+        bars("train", 32, 80, "loss 1.9")  # stopped early: never completes
+        assert [task.description for task in progress.tasks] == ["train loss 1.9"]
+        bars.clear()
+        assert progress.tasks == []
