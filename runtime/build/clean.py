@@ -1,8 +1,8 @@
 """``distill clean``: remove the cached stage outputs nothing uses any more.
 
 A stage folder (``.distill/<stage>/<key[:16]>/``) is in use when the Distillfile's current plan
-keys it, or when a published build names it (``dist/*/build.json``: another Distillfile of the
-same project, such as the quickstart's teacher, publishes there too). An unfinished folder (no
+keys it, or when a published build came from it (``dist/*/build.json`` and ``.build-key``: another
+Distillfile of the same project, such as the quickstart's teacher, publishes there too). An unfinished folder (no
 ``meta.json``) is an interrupted stage that a build resumes: it is kept. Everything else goes,
 except the ``keep_last`` most recently finished folders of each stage.
 
@@ -53,14 +53,18 @@ def clean_state(state: Path, dist: Path, current: dict[str, str], keep_last: int
 
 
 def _published(state: Path, dist: Path) -> Iterable[Path]:
-    from distill.runtime.build.run import BUILD_RECORD
+    """The stage folders each published build came from: those its build record names, and the
+    report stage's own, whose key ``dist/<name>/.build-key`` holds (the record is written inside
+    that stage, which cannot name its own key)."""
+    from distill.runtime.build.run import BUILD_RECORD, KEY_FILE
 
     for record in sorted(dist.glob(f"*/{BUILD_RECORD}")):
         try:
             stages = json.loads(record.read_text("utf-8"))["stages"]
+            report = (record.parent / KEY_FILE).read_text("utf-8").strip()
         except (OSError, ValueError, KeyError, TypeError):
-            continue  # not a record this distill wrote: it protects nothing, and is not ours to judge
-        yield from (stage_folder(state, name, key) for name, key in stages.items())
+            continue  # not a build this distill published: it protects nothing, and is not ours to judge
+        yield from (stage_folder(state, name, key) for name, key in {**stages, "report": report}.items())
 
 
 def _stage_folders(state: Path) -> tuple[list[Path], list[Path]]:

@@ -35,8 +35,10 @@ def test_clean_keeps_the_plan_and_published_builds_and_removes_the_rest(tmp_path
     old = stage(state, "train", "c" * 64, size=3 * MIB)
     unfinished = stage(state, "train", "d" * 64, finished=False)
     (state / "gguf" / ("e" * 64)).mkdir(parents=True)  # a converted GGUF source: not a stage folder
+    report = stage(state, "report", "f" * 64)  # the published build's own: named by .build-key only
     (dist / "teacher").mkdir(parents=True)
     (dist / "teacher" / "build.json").write_text(json.dumps({"stages": {"export:gguf:Q8_0": "b" * 64}}))
+    (dist / "teacher" / ".build-key").write_text("f" * 64 + "\n")
     (dist / "broken").mkdir()
     (dist / "broken" / "build.json").write_text("{not json")
 
@@ -44,8 +46,8 @@ def test_clean_keeps_the_plan_and_published_builds_and_removes_the_rest(tmp_path
     assert dry.removed == (old,) and about(dry.freed, 3 * MIB) and old.is_dir()
     done = clean_state(state, dist, {"train": "a" * 64}, keep_last=0, dry_run=False)
     assert done == dry and not old.exists()
-    assert current.is_dir() and published.is_dir() and unfinished.is_dir() and (state / "gguf").is_dir()
-    assert done.kept == 2 and done.unfinished == (unfinished,)
+    assert current.is_dir() and published.is_dir() and report.is_dir() and unfinished.is_dir()
+    assert (state / "gguf").is_dir() and done.kept == 3 and done.unfinished == (unfinished,)
 
 
 def test_keep_last_keeps_the_newest_per_stage(tmp_path: Path) -> None:
