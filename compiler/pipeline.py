@@ -13,7 +13,7 @@ from distill.compiler.plan import Plan
 from distill.compiler.planner import make_plan
 from distill.compiler.resolve import ResolvedModel, ResolveFailed, resolve_models
 from distill.compiler.support import support_findings
-from distill.compiler.volume import DataVolume, measure_volume
+from distill.compiler.volume import DataVolume, measure_volume, split_findings
 
 
 @dataclass(frozen=True)
@@ -46,4 +46,6 @@ def plan_file(path: Path, offline: bool = False) -> Planned:
     ignored = diagnostics(compiled.document, ignored_declarations(compiled.spec.hardware, budget))
     compiled = replace(compiled, warnings=(*compiled.warnings, *ignored))
     volume = measure_volume(compiled.spec, compiled.root)
+    split = diagnostics(compiled.document, split_findings(compiled.spec, volume))
+    compiled = replace(compiled, warnings=(*compiled.warnings, *split))
     return Planned(compiled, models, volume, make_plan(compiled.spec, models, budget, volume))

@@ -100,6 +100,7 @@ class Synthesis:
     prompt: str | None = None
     max_repairs: int = 2
     min_support: float = 0.5
+    min_yield: float = 0.1
 
 
 @dataclass(frozen=True)

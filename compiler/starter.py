@@ -41,7 +41,7 @@ data:
   chunk_tokens: 512
   overlap_tokens: 64
   synthesis: {{kind: qa, pairs_per_chunk: 3}}
-  split: {{val: 0.1, test: 0.1, by: document}}
+  split: {{val: 0.1, test: 0.1, by: {split_by}}}{split_note}
 
 loss:
   ce: {{weight: 1.0}}               # cross-entropy on the answer tokens
@@ -68,11 +68,16 @@ eval:
 def starter_text(folder: Path, pdf: Path | None) -> str:
     """A starter Distillfile for ``folder``: from ``pdf`` when given, else from the documents
     found there. Raises ``UsageError`` when there is nothing to learn from."""
-    sources = [_pdf_source(folder, pdf)] if pdf is not None else _found_sources(folder)
+    sources, documents = ([_pdf_source(folder, pdf)], 1) if pdf is not None else _found_sources(folder)
     name = re.sub(r"[^a-z0-9._-]+", "-", folder.absolute().name.lower()).strip("-._")[:64]
+    # Whole documents go to one split: train, val and test need 3 at least; fewer split chunks.
+    by_document = documents >= 3
     return _TEMPLATE.format(
         name=name or "my-distill",
         sources="\n".join(sources),
+        split_by="document" if by_document else "chunk",
+        split_note="" if by_document else
+        f"   # {documents} document(s): split its chunks (by: document needs 3 or more)",
     )
 
 
@@ -90,13 +95,16 @@ def _pdf_source(folder: Path, pdf: Path) -> str:
     return f"  - pdf: {_quote(shown)}\n    ocr: auto                   # OCR pages without a text layer"
 
 
-def _found_sources(folder: Path) -> list[str]:
+def _found_sources(folder: Path) -> tuple[list[str], int]:
+    """The source entries for the documents under ``folder``, and how many documents they match."""
     kinds: dict[str, set[str]] = {}
+    documents = 0
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
         for filename in filenames:
             suffix = Path(filename).suffix.lower()
             if suffix in _DOC_SUFFIXES:
+                documents += 1
                 relative = Path(dirpath, filename).relative_to(folder)
                 kinds.setdefault(_DOC_SUFFIXES[suffix], set()).add(
                     f"**/*{suffix}" if len(relative.parts) > 1 else f"*{suffix}")
@@ -108,7 +116,7 @@ def _found_sources(folder: Path) -> list[str]:
         # "**/*.md" also matches top-level files, so it covers "*.md" when both occur.
         kept = {p for p in patterns if not ("**/" + p in patterns)}
         entries += [f"  - {kind}: {_quote(p)}" for p in sorted(kept)]
-    return entries
+    return entries, documents
 
 
 def _quote(value: str) -> str:

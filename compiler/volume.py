@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from distill.compiler.checks import Finding
 from distill.compiler.digest import FileDigest, digest_file
 from distill.compiler.sourcefiles import match_source, shown_path
 from distill.compiler.spec import DatasetSource, PdfSource, SourceEntry, Spec, source_pattern
@@ -28,6 +29,7 @@ class DataVolume:
     tokens: int
     note: str
     files: tuple[FileDigest, ...]
+    documents: int = 0  # source files that are documents (PDF, text), not QA datasets
 
 
 def source_files(spec: Spec, root: Path) -> list[tuple[SourceEntry, Path, str]]:
@@ -69,7 +71,19 @@ def measure_volume(spec: Spec, root: Path) -> DataVolume:
         counted.append(f"estimated ~{doc_tokens:,} document tokens in {len(estimated)} file(s) "
                        f"({BYTES_PER_TOKEN} bytes/token, PDFs {PDF_TEXT_SHARE:.0%} text) -> "
                        f"~{chunks:,} chunks")
-    return DataVolume(examples, tokens, "; ".join(counted), tuple(digests))
+    return DataVolume(examples, tokens, "; ".join(counted), tuple(digests), len(estimated))
+
+
+def split_findings(spec: Spec, volume: DataVolume) -> list[Finding]:
+    """A warning when ``split.by: document`` cannot give every split a document: with a val and
+    a test split, fewer than 3 documents leave one empty (or train), whatever the fractions."""
+    split = spec.data.split
+    wanted = 1 + (split.val > 0) + (split.test > 0)
+    if split.by != "document" or not volume.documents or volume.documents >= wanted:
+        return []
+    return [Finding(("data", "split", "by"), f"split by document with {volume.documents} document(s) cannot fill "
+                    f"{wanted} splits: whole documents go to one split, so at least one split gets none of them",
+                    "set data.split.by: chunk to split the chunks of the documents instead", "warning")]
 
 
 def _count_dataset(path: Path, fmt: str) -> tuple[int, int]:

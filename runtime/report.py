@@ -23,6 +23,7 @@ from typing import Any
 
 from distill.compiler.fsutil import write_atomic, write_atomic_with
 from distill.runtime.train.plots import read_records
+from distill.runtime.synthesis.card import teacher_yield_lines
 
 MIB = 1 << 20
 # Metric columns in the order the card shows them, with their number formats: ratios in [0, 1]
@@ -328,6 +329,9 @@ def _data(card: dict[str, Any]) -> list[str]:
     lines += _table(["split", "examples", "by origin"], [
         [name, count, ", ".join(f"{k} {v}" for k, v in card.get("origins", {}).get(name, {}).items()) or "-"]
         for name, count in card["examples"].items()])
+    generation = card.get("generation") or {}
+    lines += teacher_yield_lines(generation.get("teacher_yield"))
+    lines += [f"**Warning:** {warning}" for warning in generation.get("warnings") or []]
     rejected = card.get("rejected") or {}
     by_stage = ", ".join(f"{k} {v}" for k, v in (rejected.get("by_stage") or {}).items()) or "none"
     lines += ["", f"Rejected: {rejected.get('total', 0)} ({by_stage})."]

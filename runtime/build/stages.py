@@ -144,7 +144,9 @@ def synthesize_in_process(planned: Planned, folder: Path, up: Mapping[str, Path]
     from distill.runtime.synthesis.run import synthesize_planned
 
     card = synthesize_planned(planned, _extracted(up["extract"]), folder, progress)
-    return {"examples": card["examples"], "rejected": card["rejected"]["total"]}
+    generation = card["generation"]
+    return {"examples": card["examples"], "rejected": card["rejected"]["total"],
+            "teacher_yield": generation.get("teacher_yield"), "warnings": generation.get("warnings") or []}
 
 
 def train_in_process(planned: Planned, folder: Path, up: Mapping[str, Path], progress: Progress | None

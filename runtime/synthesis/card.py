@@ -61,6 +61,17 @@ def _bin(value: int) -> str:
     return f"{BINS[-1]}+"
 
 
+def teacher_yield_lines(teacher_yield: dict[str, Any] | None) -> list[str]:
+    """The yield paragraph of the data card and the model card."""
+    if not teacher_yield:
+        return []
+    histogram = ", ".join(f"{k}: {v}" for k, v in teacher_yield["chunks_by_accepted"].items())
+    lost = ", ".join(f"{k} {v}" for k, v in teacher_yield["lost_by_stage"].items()) or "none"
+    return ["", f"Teacher yield: {teacher_yield['accepted']} of {teacher_yield['requested']} requested items "
+            f"({teacher_yield['ratio']:.0%}) parsed and were grounded, over {teacher_yield['chunks']} chunks "
+            f"(chunks by usable items: {histogram}; items lost by stage: {lost})."]
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     """The card for people: the same numbers as ``data_card.json``."""
     lines = ["# Data card", "", f"Inputs: {card['inputs']['chunks']} chunks, "
@@ -74,7 +85,9 @@ def card_markdown(card: dict[str, Any]) -> str:
     lines += ["", f"Teacher requests: {generation['requests']} ({generation['repairs']} repair prompts; "
               f"{generation['chunks_repaired']} chunks needed one), {generation['paraphrase_requests']} paraphrase "
               f"requests; {generation['resumed_chunks']} chunks taken from a previous run's journal."]
+    lines += teacher_yield_lines(generation.get("teacher_yield"))
     lines += [f"Note: {note}" for note in generation["notes"]]
+    lines += [f"Warning: {warning}" for warning in generation.get("warnings") or []]
     lines += [f"Warning: {warning}" for warning in card["split"]["warnings"]]
     lines += ["", f"## Rejected: {card['rejected']['total']}", ""]
     if card["rejected"]["by_reason"]:

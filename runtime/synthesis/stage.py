@@ -44,10 +44,11 @@ from distill.runtime.synthesis.journal import Journal
 from distill.runtime.synthesis.parse import parse_items, parse_strings
 from distill.runtime.synthesis.prompts import default_prompt, paraphrase_messages, repair_messages, task_messages
 from distill.runtime.synthesis.split import SplitName, assign_splits, summarize
+from distill.runtime.synthesis.yields import YieldCount, count_chunk, gate, items_per_chunk, low_yield_warning
 
 VERSION = 1
 SPLITS: tuple[SplitName, ...] = ("train", "val", "test")
-Progress = Callable[[str, int, int], None]  # (pass, items done, items in all)
+Progress = Callable[..., None]  # (pass, items done, items in all, note="")
 
 
 class NoTrainingData(DistillError):
@@ -66,6 +67,8 @@ class Stats:
     paraphrase_requests: int = 0
     resumed_chunks: int = 0
     notes: list[str] = field(default_factory=list)
+    teacher_yield: dict[str, Any] | None = None  # yields.YieldCount.to_json(); None without synthesis
+    warnings: list[str] = field(default_factory=list)
 
 
 def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample], generator: Generator | None,
@@ -84,7 +87,7 @@ def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample]
     stats = Stats()
     grounding = Grounding(spec.student.task == "extractive-qa",
                           spec.data.synthesis.min_support if spec.data.synthesis else 0.0)
-    replies = _generation_pass(spec, chunks, generator, batch, folder, teacher_key, stats, progress)
+    replies = _generation_pass(spec, chunks, generator, batch, folder, teacher_key, stats, progress, grounding)
     examples, rejections = _candidates(spec, chunks, dataset, replies, grounding)
     seen: dict[str, str] = {}
     kept = _keep(deduplicate(examples, seen), rejections)
@@ -123,8 +126,10 @@ def _keep(items: Iterable[Example | Rejection], rejections: list[Rejection]) -> 
 
 
 def _generation_pass(spec: Spec, chunks: Sequence[Chunk], generator: Generator | None, batch: int, folder: Path,
-                     teacher_key: str, stats: Stats, progress: Progress | None) -> dict[str, list[str]]:
-    """Replies per chunk id (first attempt, then repairs), from the journal or the teacher."""
+                     teacher_key: str, stats: Stats, progress: Progress | None, grounding: Grounding
+                     ) -> dict[str, list[str]]:
+    """Replies per chunk id (first attempt, then repairs), from the journal or the teacher; the
+    teacher's yield is counted as batches finish and gated (``yields.gate``)."""
     synthesis = spec.data.synthesis
     if synthesis is None or not chunks:
         return {}
@@ -135,10 +140,25 @@ def _generation_pass(spec: Spec, chunks: Sequence[Chunk], generator: Generator |
     fingerprint = _fingerprint(VERSION, teacher_key, to_data(synthesis), spec.student.task, spec.seed,
                                [chunk.id for chunk in chunks])
     by_id = {chunk.id: chunk for chunk in chunks}
+    running = YieldCount(items_per_chunk(synthesis))
+
+    def observe(ids: Sequence[str], done: dict[str, Any]) -> str:
+        for cid in ids:
+            if cid in done:  # in a multi-process run, another rank's batch is not here yet
+                count_chunk(running, by_id[cid], done[cid], synthesis, grounding)
+        gate(running, synthesis.min_yield, len(chunks))
+        return running.note()
+
     done, stats.resumed_chunks = journaled(
         folder, "generation", fingerprint, list(by_id), batch,
-        lambda ids: _generate_batch([by_id[i] for i in ids], generator, template, n, spec), progress)
+        lambda ids: _generate_batch([by_id[i] for i in ids], generator, template, n, spec), progress, observe)
     replies = {chunk.id: done[chunk.id] for chunk in chunks}
+    final = YieldCount(items_per_chunk(synthesis))
+    for chunk in chunks:
+        count_chunk(final, chunk, replies[chunk.id], synthesis, grounding)
+    gate(final, synthesis.min_yield, len(chunks))
+    stats.teacher_yield = final.to_json()
+    stats.warnings += [w for w in (low_yield_warning(final),) if w]
     # Counted from the replies, not while generating: the same numbers whichever process, or
     # which run before a crash, asked.
     stats.requests = sum(len(attempts) for attempts in replies.values())
@@ -148,10 +168,12 @@ def _generation_pass(spec: Spec, chunks: Sequence[Chunk], generator: Generator |
 
 
 def journaled(folder: Path, name: str, fingerprint: str, keys: Sequence[str], batch: int,
-              generate: Callable[[list[str]], dict[str, Any]], progress: Progress | None
+              generate: Callable[[list[str]], dict[str, Any]], progress: Progress | None,
+              observe: Callable[[Sequence[str], dict[str, Any]], str] = lambda keys, done: ""
               ) -> tuple[dict[str, Any], int]:
     """Results for every key, generated in fixed batches of ``keys`` (in order) and journaled;
-    and how many keys earlier runs had finished.
+    and how many keys earlier runs had finished. ``observe(batch keys, results so far)`` runs
+    after each batch (journaled or not) and returns the progress line's note; it may raise to stop.
 
     Resumable: keys any journal of this fingerprint already holds are not generated again. In a
     multi-process run (torchrun), rank r generates batches r, r + world, ... into its own journal
@@ -169,8 +191,9 @@ def journaled(folder: Path, name: str, fingerprint: str, keys: Sequence[str], ba
             finished = generate(todo)
             own.append(finished)
             done.update(finished)
+        note = observe(keys[start:start + batch], done)
         if progress is not None and rank == 0:
-            progress(name, min(start + batch, len(keys)), len(keys))
+            progress(name, min(start + batch, len(keys)), len(keys), note)
     if world > 1:
         barrier()
         done.update(_others(folder, name, own, fingerprint))

@@ -127,6 +127,7 @@ def test_init_from_pdf_writes_a_valid_starter(tmp_path: Path, capsys: pytest.Cap
     assert code == 0, err
     text = Path("Distillfile").read_text()
     assert "pdf: 'manual.pdf'" in text and text.count("#") > 10
+    assert "by: chunk}   # 1 document(s): split its chunks (by: document needs 3 or more)" in text
     assert json.loads(Path("distillfile.schema.json").read_text()) == load_schema()
     assert run(capsys, "validate", "Distillfile")[0] == 0
 
@@ -141,6 +142,7 @@ def test_init_finds_documents_in_the_folder(tmp_path: Path, capsys: pytest.Captu
     assert code == 0, err
     text = target.read_text()
     assert "- text: '**/*.md'" in text and "- text: '*.txt'" in text and "*.md'\n" in text
+    assert "by: document}\n" in text  # three documents: one for each split
     assert run(capsys, "validate", str(target))[0] == 0
 
 

@@ -320,3 +320,15 @@ def test_a_lock_of_another_version_is_stale_with_a_reason(tmp_path: Path, capsys
     before = (tmp_path / "Distillfile.lock").stat().st_mtime_ns
     assert run(capsys, "plan", str(path))[0] == 0
     assert (tmp_path / "Distillfile.lock").stat().st_mtime_ns == before  # an unchanged lock is not rewritten
+
+
+def test_a_split_by_document_that_cannot_hold_is_warned_at_data_split_by(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n"
+                           "data:\n  split: {val: 0.1, test: 0.1, by: document}\n")
+    code, _, err = run(capsys, "plan", str(path))
+    assert code == 0
+    assert ("Distillfile:9:32: warning: split by document with 1 document(s) cannot fill 3 splits" in err
+            and "hint: set data.split.by: chunk" in err), err
+    path.write_text(path.read_text().replace("by: document", "by: chunk"))
+    assert "split by document" not in run(capsys, "plan", str(path))[2]

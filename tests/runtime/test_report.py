@@ -288,3 +288,16 @@ def test_a_built_dist_folder_loads_and_says_what_was_kept(tmp_path: Path, monkey
     best = json.loads((dist / "report.json").read_text())["training"]["best_val"]["step"]
     assert drawn == [plots.Kept(best, True)]
     assert (dist / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_teachers_yield_and_a_low_yield_warning_reach_the_card(inputs: ReportInputs, tmp_path: Path) -> None:
+    generation = {"teacher_yield": {"requested": 36, "accepted": 7, "ratio": 0.1944, "chunks": 12,
+                                    "chunks_by_accepted": {"0": 6, "1": 5, "2": 1},
+                                    "lost_by_stage": {"generate": 20, "ground": 9}},
+                  "warnings": ["low teacher yield: 7 of 36 requested items (19%) were usable; see the data card "
+                               "for the reasons"]}
+    write_report(tmp_path / "out", replace(inputs, data_card={**CARD, "generation": generation}))
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert ("Teacher yield: 7 of 36 requested items (19%) parsed and were grounded, over 12 chunks (chunks by "
+            "usable items: 0: 6, 1: 5, 2: 1; items lost by stage: generate 20, ground 9).") in card
+    assert "**Warning:** low teacher yield: 7 of 36 requested items (19%) were usable" in card

@@ -64,6 +64,8 @@ def test_a_teacher_without_chat_template_is_refused() -> None:
 
 
 def garbage_project(root: Path) -> Path:
+    """A random teacher that writes garbage, with the yield gate off (``min_yield: 0``): every
+    chunk is asked and rejected, and the stage ends with no training data."""
     (root / "docs").mkdir()
     (root / "docs" / "manual.md").write_text("# Manual\n\n" + TEXT + "\n")
     (root / "tiny.json").write_text(json.dumps(TINY))
@@ -80,7 +82,7 @@ student:
 data:
   chunk_tokens: 128
   overlap_tokens: 16
-  synthesis: {{kind: qa, pairs_per_chunk: 2, max_new_tokens: 16, max_repairs: 1}}
+  synthesis: {{kind: qa, pairs_per_chunk: 2, max_new_tokens: 16, max_repairs: 1, min_yield: 0}}
   split: {{val: 0.1, test: 0.1, by: chunk}}
 train: {{effective_batch_size: 4, max_seq_len: 256}}
 hardware: {{device: cpu, ram: 8GiB}}

@@ -144,13 +144,14 @@ def test_a_journal_for_other_settings_is_not_reused(tmp_path: Path) -> None:
     assert len({k.split(":")[0] for k in again.calls if ":qa:" in k}) == len(chunks())
 
 
-def test_all_garbage_stops_with_no_training_data(tmp_path: Path) -> None:
-    class Garbage(Scripted):
-        def _reply(self, request):  # type: ignore[no-untyped-def]
-            return "\x00 lorem {{{ [[ ipsum"
+class Garbage(Scripted):
+    def _reply(self, request):  # type: ignore[no-untyped-def]
+        return "\x00 lorem {{{ [[ ipsum"
 
-    with pytest.raises(NoTrainingData, match="no training data survived"):
-        run(tmp_path, Garbage())
+
+def test_all_garbage_stops_with_no_training_data(tmp_path: Path) -> None:
+    with pytest.raises(NoTrainingData, match="no training data survived"):  # the yield gate off
+        run(tmp_path, Garbage(), synthesis={"kind": "qa", "pairs_per_chunk": 2, "max_repairs": 2, "min_yield": 0})
     rejected = records(tmp_path, "rejected.jsonl")
     assert len(rejected) == len(QA) and {r["stage"] for r in rejected} == {"generate"}
     card = json.loads((tmp_path / "data_card.json").read_text())
@@ -191,3 +192,39 @@ def test_a_damaged_journal_stops_the_stage_naming_the_line(tmp_path: Path) -> No
     with pytest.raises(JournalDamaged, match=r"generation\.journal\.jsonl:2: not a journal entry"):
         run(tmp_path)
     assert journal.read_text().splitlines()[1] == "not json"  # nothing was overwritten
+
+
+def many_chunks(count: int) -> list:
+    from distill.runtime.sources.records import Chunk, chunk_id
+
+    text = "The pump runs for 20 minutes before it stops. It draws 40 watts while running."
+    return [Chunk(chunk_id(f"sha-{i}", 1, 1, 0, len(text), text), text, f"doc{i}.md", f"sha-{i}", 1, 1, 0,
+                  len(text), len(text.split())) for i in range(count)]
+
+
+def test_an_unusable_teacher_stops_after_its_first_chunks_naming_the_gate(tmp_path: Path) -> None:
+    from distill.runtime.synthesis.yields import CHECK_AFTER_CHUNKS, TeacherUnusable
+
+    teacher = Garbage()
+    with pytest.raises(TeacherUnusable) as stopped:
+        synthesize(spec(), many_chunks(40), [], teacher, 4, tmp_path, "garbage")
+    asked = {key.split(":")[0] for key in teacher.calls}
+    assert len(asked) == CHECK_AFTER_CHUNKS  # two batches of 4, not all 40 chunks
+    assert stopped.value.message.startswith("the teacher's yield is 0 of 16 requested items (0%) over its "
+                                            "first 8 of 40 chunks, under data.synthesis.min_yield 10%")
+    assert "does not write the JSON asked for" in stopped.value.hint
+    assert stopped.value.exit_code == 8
+
+
+def test_yield_is_counted_per_chunk_and_overall_and_a_low_one_is_said(tmp_path: Path) -> None:
+    card = run(tmp_path)
+    teacher_yield = card["generation"]["teacher_yield"]
+    # pump 2, filter 1 (repaired), display 1 of 3 items, noise 0, valve 2 (dedup comes later), battery 1
+    assert teacher_yield == {"requested": 12, "accepted": 7, "ratio": round(7 / 12, 4), "chunks": 6,
+                             "chunks_by_accepted": {"0": 1, "1": 3, "2": 2},
+                             "lost_by_stage": {"generate": 1, "ground": 1, "validate": 1}}
+    assert card["generation"]["warnings"] == []
+    assert "Teacher yield: 7 of 12 requested items (58%)" in (tmp_path / "DATA_CARD.md").read_text()
+    low = run(tmp_path / "low", synthesis={"kind": "qa", "pairs_per_chunk": 6, "max_repairs": 2})
+    assert low["generation"]["warnings"] == [
+        "low teacher yield: 7 of 36 requested items (19%) were usable; see the data card for the reasons"]
