@@ -99,6 +99,7 @@ class Synthesis:
     temperature: float = 0.7
     prompt: str | None = None
     max_repairs: int = 2
+    decoding: Literal["constrained", "free"] = "constrained"
     min_support: float = 0.5
     min_yield: float = 0.1
 

@@ -82,9 +82,10 @@ def card_markdown(card: dict[str, Any]) -> str:
         origins = ", ".join(f"{k} {v}" for k, v in card["origins"][name].items()) or "-"
         lines.append(f"| {name} | {count} | {card['split']['groups'].get(name, 0)} | {origins} |")
     generation = card["generation"]
-    lines += ["", f"Teacher requests: {generation['requests']} ({generation['repairs']} repair prompts; "
-              f"{generation['chunks_repaired']} chunks needed one), {generation['paraphrase_requests']} paraphrase "
-              f"requests; {generation['resumed_chunks']} chunks taken from a previous run's journal."]
+    lines += ["", f"Teacher requests: {generation['requests']}, decoding {generation['decoding']} "
+              f"({generation['repairs']} repair prompts; {generation['chunks_repaired']} chunks needed one; "
+              f"{generation['prose_replies']} replies read from prose), {generation['paraphrase_requests']} "
+              f"paraphrase requests; {generation['resumed_chunks']} chunks taken from a previous run's journal."]
     lines += teacher_yield_lines(generation.get("teacher_yield"))
     lines += [f"Note: {note}" for note in generation["notes"]]
     lines += [f"Warning: {warning}" for warning in generation.get("warnings") or []]

@@ -5,6 +5,7 @@ dedup and split run unchanged against a real model or a scripted test double.
 chat template. Sampling is seeded per request, not per batch: each request's key (its chunk id,
 what is asked and the attempt) seeds its own noise, so a request gets the same reply whichever
 other requests share its batch. That is what makes a resumed run equal an uninterrupted one.
+A request that carries a reply schema is decoded under it (``constrain.JsonConstraint``).
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ from typing import Any, Protocol
 
 import torch
 
+from distill.runtime.synthesis.constrain import JsonConstraint
 from distill.runtime.synthesis.prompts import Message
 
 
 @dataclass(frozen=True)
 class Request:
-    """One generation: ``key`` names it uniquely and seeds its sampling."""
+    """One generation: ``key`` names it uniquely and seeds its sampling; ``schema`` (JSON
+    Schema text, ``constrain.schema_text``), when given, is what the reply must be."""
 
     key: str
     messages: tuple[Message, ...]
+    schema: str | None = None
 
 
 class Generator(Protocol):
@@ -67,6 +71,7 @@ class HFGenerator:
             raise ValueError("the teacher's tokenizer has no chat template")
         self.model, self.tokenizer = model, tokenizer
         self.max_new_tokens, self.temperature, self.seed = max_new_tokens, temperature, seed
+        self._constraint: JsonConstraint | None = None  # built at the first request with a schema
         # Left padding: every row's prompt ends at the last position, where generation starts.
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
@@ -84,6 +89,10 @@ class HFGenerator:
                                return_token_type_ids=False)
         batch = batch.to(self.model.device)
         processors = LogitsProcessorList()
+        schemas = [r.schema for r in requests]
+        if any(schemas):
+            # First: the grammar's mask (-inf) survives the sampler's scaling and noise.
+            processors.append(self._json_constraint().processor(self._all_given(schemas)))
         if self.temperature > 0:
             processors.append(GumbelSampler([request_seed(self.seed, r.key) for r in requests], self.temperature))
         config = GenerationConfig(max_new_tokens=self.max_new_tokens, do_sample=False,
@@ -93,6 +102,18 @@ class HFGenerator:
             output = self.model.generate(**batch, generation_config=config, logits_processor=processors)
         new = output[:, batch["input_ids"].shape[1]:]
         return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+
+    def _json_constraint(self) -> JsonConstraint:
+        if self._constraint is None:
+            self._constraint = JsonConstraint(self.tokenizer, self.model.config.vocab_size, self._eos_ids() or [])
+        return self._constraint
+
+    @staticmethod
+    def _all_given(schemas: Sequence[str | None]) -> list[str]:
+        # A row without a grammar cannot share xgrammar's processor with rows that have one.
+        if not all(schemas):
+            raise ValueError("a batch mixes requests with and without a reply schema")
+        return [s for s in schemas if s]
 
     def _eos_ids(self) -> list[int] | None:
         """Stop tokens: the model's generation config (chat models list their end-of-turn token

@@ -4,8 +4,9 @@ Pure and deterministic: stdlib + ``jsonschema``, never raises on any text (a tin
 emits random tokens, and the stage must not crash on them).
 
 Finding the JSON (fenced blocks first, ``raw_decode`` scanning, repairs, salvage of the complete
-items before a break) lives in ``jsonfind``; a broken tail becomes one ``Rejected``. Content is
-never guessed at. Items come from an array holding objects, an object holding one such array
+items before a break) lives in ``jsonfind``; a broken tail becomes one ``Rejected``. A qa reply
+with no JSON items is read as labelled prose (``prose``), the format small teachers fall back to.
+Content is never guessed at. Items come from an array holding objects, an object holding one such array
 under any key, or a single item object (see ``_extract``).
 
 Validation. Each item is stripped (strings only) and checked against ``item_schema``; errors
@@ -32,6 +33,7 @@ from typing import Any, Literal
 from jsonschema import Draft202012Validator
 
 from distill.runtime.synthesis.jsonfind import Scanner
+from distill.runtime.synthesis.prose import prose_pairs
 
 Kind = Literal["qa", "conversation"]
 
@@ -59,6 +61,7 @@ class Parsed:
     rejected: tuple[Rejected, ...]
     error: str | None
     salvaged: bool
+    form: Literal["json", "prose"] = "json"  # prose: read by ``prose.prose_pairs``, no JSON held items
 
     @property
     def problems(self) -> list[str]:
@@ -266,8 +269,28 @@ def parse_items(text: str, kind: Kind, turns: int) -> Parsed:
         ValueError: for an unknown kind or ``turns < 1`` (a caller's bug, not the teacher's).
     """
     item_schema(kind, turns if kind == "conversation" else 1)
-    return _find(text, lambda value, whole: _extract(value, kind, whole), _EXPECTED[kind],
-                 lambda raw, _: _normalize(raw, kind, turns))
+    parsed = _find(text, lambda value, whole: _extract(value, kind, whole), _EXPECTED[kind],
+                   lambda raw, _: _normalize(raw, kind, turns))
+    if kind == "qa" and parsed.error is not None and isinstance(text, str):
+        return _from_prose(text) or parsed
+    return parsed
+
+
+def _from_prose(text: str) -> Parsed | None:
+    """The "Question: ... Answer: ..." pairs of a reply without JSON items, checked like JSON
+    items; None when it holds none. Read whole, so no repair is asked: a small teacher asked
+    again repeats its prose (issue 19), and the pairs are the content wanted."""
+    pairs = prose_pairs(text)
+    if not pairs:
+        return None
+    items, rejected = [], []
+    for number, raw in enumerate(pairs, 1):
+        item, problems = _normalize(raw, "qa", 1)
+        if item is None:
+            rejected.append(Rejected(f"item {number}: " + "; ".join(problems), raw))
+        else:
+            items.append(item)
+    return Parsed(tuple(items), tuple(rejected), None, False, "prose")
 
 
 def parse_strings(text: str, expected: int) -> Parsed:

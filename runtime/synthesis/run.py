@@ -11,7 +11,7 @@ from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.pipeline import Planned
 from distill.runtime.sources.run import Extracted
 from distill.runtime.synthesis.generate import Generator
-from distill.runtime.synthesis.stage import Progress, synthesize
+from distill.runtime.synthesis.stage import Progress, reply_budget, synthesize
 from distill.runtime.synthesis.examples import stable_id
 
 
@@ -48,8 +48,8 @@ def teacher_generator(planned: Planned, extracted: Extracted) -> Generator:
     if resolved.kind == "random":
         align_special_tokens(model, tokenizer)
     synthesis = spec.data.synthesis
-    max_new, temperature = (synthesis.max_new_tokens, synthesis.temperature) if synthesis else (128, 0.7)
-    return HFGenerator(model, tokenizer, max_new, temperature, spec.seed)
+    _, max_new_tokens = reply_budget(spec)
+    return HFGenerator(model, tokenizer, max_new_tokens, synthesis.temperature if synthesis else 0.7, spec.seed)
 
 
 def teacher_key(planned: Planned) -> str:

@@ -39,6 +39,7 @@ from distill.runtime.synthesis.examples import (
     document_example,
     stable_id,
 )
+from distill.runtime.synthesis.constrain import reply_schema, schema_text, strings_schema
 from distill.runtime.synthesis.generate import Generator, Request
 from distill.runtime.synthesis.journal import Journal
 from distill.runtime.synthesis.parse import parse_items, parse_strings
@@ -46,8 +47,10 @@ from distill.runtime.synthesis.prompts import default_prompt, paraphrase_message
 from distill.runtime.synthesis.split import SplitName, assign_splits, summarize
 from distill.runtime.synthesis.yields import YieldCount, count_chunk, gate, items_per_chunk, low_yield_warning
 
-VERSION = 1
+VERSION = 2  # 2: replies decoded under their schema (data.synthesis.decoding)
 SPLITS: tuple[SplitName, ...] = ("train", "val", "test")
+# A paraphrase reply is n short questions: 128 tokens hold 3 of ~100 characters.
+PARAPHRASE_MAX_NEW_TOKENS = 128
 Progress = Callable[..., None]  # (pass, items done, items in all, note="")
 
 
@@ -61,9 +64,11 @@ class NoTrainingData(DistillError):
 class Stats:
     """Counts of the generation passes, for the data card."""
 
+    decoding: str = "none"  # data.synthesis.decoding of the requests sent; "none" without a teacher
     requests: int = 0
     repairs: int = 0
     chunks_repaired: int = 0
+    prose_replies: int = 0  # replies with no JSON items, read as "Question: ... Answer: ..." prose
     paraphrase_requests: int = 0
     resumed_chunks: int = 0
     notes: list[str] = field(default_factory=list)
@@ -152,6 +157,7 @@ def _generation_pass(spec: Spec, chunks: Sequence[Chunk], generator: Generator |
     done, stats.resumed_chunks = journaled(
         folder, "generation", fingerprint, list(by_id), batch,
         lambda ids: _generate_batch([by_id[i] for i in ids], generator, template, n, spec), progress, observe)
+    stats.decoding = synthesis.decoding
     replies = {chunk.id: done[chunk.id] for chunk in chunks}
     final = YieldCount(items_per_chunk(synthesis))
     for chunk in chunks:
@@ -164,6 +170,8 @@ def _generation_pass(spec: Spec, chunks: Sequence[Chunk], generator: Generator |
     stats.requests = sum(len(attempts) for attempts in replies.values())
     stats.repairs = stats.requests - len(replies)
     stats.chunks_repaired = sum(len(attempts) > 1 for attempts in replies.values())
+    stats.prose_replies = sum(parse_items(reply, synthesis.kind, synthesis.turns).form == "prose"
+                              for attempts in replies.values() for reply in attempts)
     return replies
 
 
@@ -218,12 +226,14 @@ def _generate_batch(chunks: Sequence[Chunk], generator: Generator, template: str
     synthesis = spec.data.synthesis
     assert synthesis is not None
     tasks = {chunk.id: task_messages(template, chunk.text, n) for chunk in chunks}
+    schema = (schema_text(reply_schema(synthesis.kind, n, synthesis.turns, synthesis.max_new_tokens))
+              if synthesis.decoding == "constrained" else None)
     replies: dict[str, list[str]] = {chunk.id: [] for chunk in chunks}
     problems: dict[str, list[str]] = {}
     pending = [chunk.id for chunk in chunks]
     for attempt in range(synthesis.max_repairs + 1):
         requests = [Request(f"{cid}:qa:{attempt}", tuple(
-            repair_messages(tasks[cid], replies[cid][-1], problems[cid]) if attempt else tasks[cid]))
+            repair_messages(tasks[cid], replies[cid][-1], problems[cid]) if attempt else tasks[cid]), schema)
             for cid in pending]
         for cid, reply in zip(pending, generator.generate(requests), strict=True):
             replies[cid].append(reply)
@@ -233,6 +243,13 @@ def _generate_batch(chunks: Sequence[Chunk], generator: Generator, template: str
         if not pending:
             break
     return replies
+
+
+def reply_budget(spec: Spec) -> tuple[str, int]:
+    """How the teacher decodes and its tokens per reply: data.synthesis's, or for paraphrases
+    alone (no synthesis) constrained and PARAPHRASE_MAX_NEW_TOKENS."""
+    synthesis = spec.data.synthesis
+    return (synthesis.decoding, synthesis.max_new_tokens) if synthesis else ("constrained", PARAPHRASE_MAX_NEW_TOKENS)
 
 
 def _fingerprint(*parts: object) -> str:
@@ -288,9 +305,13 @@ def _paraphrase_pass(spec: Spec, train: Sequence[Example], generator: Generator 
     if generator is None:
         raise ValueError("augmentation.paraphrases needs a generator")
     by_id = {example.id: example for example in targets}
+    decoding, max_new_tokens = reply_budget(spec)
+    schema = schema_text(strings_schema(n, max_new_tokens)) if decoding == "constrained" else None
+    stats.decoding = decoding
 
     def generate(ids: list[str]) -> dict[str, str]:
-        requests = [Request(f"{i}:paraphrase", tuple(paraphrase_messages(by_id[i].question, n))) for i in ids]
+        requests = [Request(f"{i}:paraphrase", tuple(paraphrase_messages(by_id[i].question, n)), schema)
+                    for i in ids]
         return dict(zip(ids, generator.generate(requests), strict=True))  # type: ignore[union-attr]
 
     done, _ = journaled(folder, "paraphrase", _fingerprint(VERSION, fingerprint, n, spec.seed), list(by_id), batch,

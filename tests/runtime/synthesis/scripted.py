@@ -78,12 +78,14 @@ class Scripted:
     def __init__(self, delay: float = 0.0, log: Path | None = None) -> None:
         self.by_id = {chunk.id: chunk.source for chunk in chunks()}
         self.calls: list[str] = []
+        self.schemas: dict[str, str | None] = {}  # request key -> the reply schema it carried
         self.delay, self.log = delay, log
 
     def generate(self, requests: Sequence[Request]) -> list[str]:
         time.sleep(self.delay)
         replies = [self._reply(request) for request in requests]
         self.calls += [request.key for request in requests]
+        self.schemas.update((request.key, request.schema) for request in requests)
         if self.log is not None:
             with self.log.open("a") as handle:
                 handle.writelines(request.key + "\n" for request in requests)
