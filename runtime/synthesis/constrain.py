@@ -16,10 +16,10 @@ Python per row and step) and 3.7 s of tokenizer setup; outlines-core needed ~28 
 build the regex index of a schema with length bounds; transformers-cfg has no JSON Schema input
 and refuses the generic ``PreTrainedTokenizerFast`` a GGUF teacher gets.
 
-Length bounds. A schema-valid reply must also end within ``max_new_tokens``: a teacher that
-loops fills every string to its ``maxLength``. The bounds are sized so the longest valid reply
-takes about ``max_new_tokens`` tokens at ``CHARS_PER_TOKEN`` characters a token; a teacher that
-writes shorter tokens on average is cut off, its complete items salvaged, and the cut counted.
+Length bounds. A schema-valid reply must also end within ``max_new_tokens``. The strings'
+maxLength are sized so the longest valid reply takes about ``max_new_tokens`` tokens at
+``CHARS_PER_TOKEN`` characters a token, what a teacher writing prose spends; a teacher that loops
+on shorter tokens is made to close its reply in time by ``closing.BudgetCloser``.
 """
 
 from __future__ import annotations
@@ -28,11 +28,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from distill.runtime.synthesis.closing import BudgetCloser, Piece, pieces
 from distill.runtime.synthesis.parse import MAX_QUESTION_CHARS, MAX_TEXT_CHARS, Kind
 
-# Characters a teacher's token covers, at the least, in English JSON strings. Measured: SmolLM2's
-# tokenizer 4.3 on the quickstart guide and 4.1 on the CamlIDL manual's text; Llama 3 and Qwen2.5
-# write more per token. 3 leaves a quarter of headroom for numbers, identifiers and code.
+# Characters a teacher's token covers in English text, with headroom. Measured with SmolLM2's
+# 49k-token tokenizer: 3.95 on the quickstart guide, 3.74 on the CamlIDL manual's first 8 pages
+# (grammar rules and identifiers); larger vocabularies (Llama 3's 128k, Qwen2.5's 152k) pack more
+# into a token. 3 leaves ~20% for answers denser in numbers and code than their documents.
 CHARS_PER_TOKEN = 3
 
 # Compact JSON around the strings (any_whitespace off): '{"question":"","answer":"","evidence":""}'
@@ -95,10 +97,11 @@ def schema_text(schema: dict[str, Any]) -> str:
 
 
 class JsonConstraint:
-    """xgrammar's logits processor for a teacher's tokenizer, one grammar per batch row.
+    """The processors that keep a batch's replies to their schemas: xgrammar's mask (one grammar
+    per row), then ``closing.BudgetCloser``, which ends each reply within max_new_tokens.
 
-    The tokenizer table is built once per teacher, each distinct schema compiled once; a fresh
-    processor is made per ``generate`` call, since it keeps each row's matcher state.
+    The tokenizer table is built once per teacher, each distinct schema compiled once; fresh
+    processors are made per ``generate`` call, since xgrammar's keeps each row's matcher state.
     """
 
     def __init__(self, tokenizer: Any, vocab_size: int, stop_ids: Sequence[int]) -> None:
@@ -109,17 +112,21 @@ class JsonConstraint:
         # finished reply ends there (xgrammar's own guess is the tokenizer's EOS alone, and a chat
         # model's end-of-turn token would then be masked out).
         info = xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size, stop_token_ids=list(stop_ids))
+        self._tokenizer = tokenizer
         self._compiler = xgrammar.GrammarCompiler(info)
-        self._compiled: dict[str, Any] = {}
+        self._compiled: dict[str, tuple[Any, list[Piece]]] = {}
 
-    def processor(self, schemas: Sequence[str]) -> Any:
-        """A processor for one batch: row i follows ``schemas[i]``."""
+    def processors(self, schemas: Sequence[str], prompt_tokens: int, max_new_tokens: int) -> list[Any]:
+        """Processors for one batch: row i follows ``schemas[i]``; its prompt (left padded) is
+        ``prompt_tokens`` long."""
         from xgrammar.contrib.hf import LogitsProcessor
 
         for text in schemas:
             if text not in self._compiled:
                 # Compact JSON (the overheads above): with any whitespace allowed, a looping
                 # teacher could spend its whole budget on newlines between tokens.
-                self._compiled[text] = self._compiler.compile_json_schema(text, any_whitespace=False,
-                                                                          separators=(",", ":"))
-        return LogitsProcessor([self._compiled[text] for text in schemas])
+                grammar = self._compiler.compile_json_schema(text, any_whitespace=False, separators=(",", ":"))
+                self._compiled[text] = grammar, pieces(json.loads(text))
+        grammars, shapes = zip(*(self._compiled[text] for text in schemas), strict=True)
+        return [LogitsProcessor(list(grammars)),
+                BudgetCloser(self._tokenizer, shapes, prompt_tokens, max_new_tokens)]

@@ -91,8 +91,9 @@ class HFGenerator:
         processors = LogitsProcessorList()
         schemas = [r.schema for r in requests]
         if any(schemas):
-            # First: the grammar's mask (-inf) survives the sampler's scaling and noise.
-            processors.append(self._json_constraint().processor(self._all_given(schemas)))
+            # First: the grammar's mask (-inf) and forced endings survive the sampler's scaling and noise.
+            processors.extend(self._json_constraint().processors(self._all_given(schemas), batch["input_ids"].shape[1],
+                                                                 self.max_new_tokens))
         if self.temperature > 0:
             processors.append(GumbelSampler([request_seed(self.seed, r.key) for r in requests], self.temperature))
         config = GenerationConfig(max_new_tokens=self.max_new_tokens, do_sample=False,

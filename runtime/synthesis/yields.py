@@ -21,8 +21,9 @@ LOW_YIELD = 0.5  # under half of what was asked: said in the build output and bo
 
 # The likely fix per stage where most items were lost.
 _FIXES = {
-    "generate": "the teacher does not write the JSON asked for: use an instruction-tuned teacher with a chat "
-                "template (a larger one if it is small), or lower data.synthesis.temperature",
+    "generate": "the teacher's replies hold no usable items: let it decode under the reply schema "
+                "(data.synthesis.decoding: constrained, the default), raise data.synthesis.max_new_tokens if its "
+                "replies are cut off, or use an instruction-tuned teacher with a chat template",
     "validate": "the teacher's items miss what the format needs (a question mark, an answer): use a larger "
                 "teacher, or write data.synthesis.prompt for it",
     "ground": "the teacher's answers are not supported by the chunks: use a larger teacher, or lower "

@@ -212,7 +212,7 @@ def test_an_unusable_teacher_stops_after_its_first_chunks_naming_the_gate(tmp_pa
     assert len(asked) == CHECK_AFTER_CHUNKS  # two batches of 4, not all 40 chunks
     assert stopped.value.message.startswith("the teacher's yield is 0 of 16 requested items (0%) over its "
                                             "first 8 of 40 chunks, under data.synthesis.min_yield 10%")
-    assert "does not write the JSON asked for" in stopped.value.hint
+    assert "data.synthesis.decoding: constrained" in stopped.value.hint
     assert stopped.value.exit_code == 8
 
 

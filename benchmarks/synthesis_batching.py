@@ -1,7 +1,7 @@
 """Teacher generation throughput of the synthesize stage: batched against one chunk at a time, in
 the same run, with the stage's own ``HFGenerator`` (left padding, chat template, seeded sampling).
 
-    .venv/bin/python benchmarks/synthesis.py
+    .venv/bin/python benchmarks/synthesis_batching.py
 
 The teacher is a random llama built on the spot (hidden 256, 4 layers, vocab 2,000: a small model
 that still spends its time in matmuls, not Python), with a byte-level BPE trained on the prompts.

@@ -1,0 +1,159 @@
+"""Ending a constrained reply within its token budget: when a row's remaining tokens reach what
+the shortest valid ending of its reply takes, the row is made to write that ending.
+
+Why by hand: the grammar keeps every reply a prefix of valid JSON, but not one that ends in time.
+A small teacher under the grammar loops ("20.22-23.25. 20.22-23.25. ..." at 1.2 characters a
+token, SmolLM2-135M on the CamlIDL manual) and fills every string to its maxLength; cut at
+max_new_tokens, the reply is not JSON. xgrammar has no token budget, and no library closes a
+JSON document early. Our reply schemas have one shape each (fixed item counts, properties in
+order, compact separators), so the shortest ending of any prefix is simple to write: finish the
+open string (padded to its minLength), then every later string at its minLength.
+
+The guarantee: the ending's tokens are counted by the teacher's own tokenizer and forcing starts
+while they fit, with two tokens to spare (a free token before may retokenize the ending one
+token longer, and the stop token needs its step), so a reply ends as valid JSON within
+max_new_tokens. The exceptions are a byte-level token that splits a character (nothing is
+forced while the decoded text ends in U+FFFD) and a forced token the grammar masks (then the
+row goes on unforced).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+Piece = str | int  # literal JSON text, or a string slot by its minLength
+SPARE_TOKENS = 2
+
+
+def pieces(schema: dict[str, Any]) -> list[Piece]:
+    """The schema's one compact shape: literals, and string slots (quotes included in the slot).
+
+    Raises:
+        ValueError: for a schema with more than one shape (an array whose length may vary, a
+            type other than object, array, string or const).
+    """
+    out: list[Piece] = []
+    _walk(schema, out)
+    merged: list[Piece] = []
+    for piece in out:
+        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += piece
+        else:
+            merged.append(piece)
+    return merged
+
+
+def _walk(schema: dict[str, Any], out: list[Piece]) -> None:
+    if "const" in schema:
+        out.append(json.dumps(schema["const"], separators=(",", ":")))
+    elif schema.get("type") == "string":
+        out.append(int(schema.get("minLength", 0)))
+    elif schema.get("type") == "array" and schema.get("minItems") == schema.get("maxItems") is not None:
+        shapes = schema.get("prefixItems") or [schema["items"]] * schema["minItems"]
+        out.append("[")
+        for index, shape in enumerate(shapes):
+            out.append("," if index else "")
+            _walk(shape, out)
+        out.append("]")
+    elif schema.get("type") == "object":
+        out.append("{")
+        for index, (key, shape) in enumerate(schema["properties"].items()):
+            out.append(("," if index else "") + json.dumps(key) + ":")
+            _walk(shape, out)
+        out.append("}")
+    else:
+        raise ValueError(f"not a one-shape schema: {json.dumps(schema)[:120]}")
+
+
+def ending(shape: Sequence[Piece], text: str) -> str | None:
+    """The shortest text that makes ``text`` (a prefix of the shape) a whole document; None when
+    ``text`` does not follow the shape."""
+    at = 0
+    for index, piece in enumerate(shape):
+        rest = _minimal(shape[index + 1:])
+        if isinstance(piece, str):
+            written = text[at:at + len(piece)]
+            if not piece.startswith(written):
+                return None
+            if len(written) < len(piece):
+                return piece[len(written):] + rest
+            at += len(piece)
+            continue
+        if at == len(text):
+            return _minimal(shape[index:])
+        if text[at] != '"':
+            return None
+        inside = _open_string(text, at + 1)
+        if isinstance(inside, int):  # the string closed at index `inside`
+            at = inside + 1
+            continue
+        chars, escape = inside
+        return escape + "x" * max(0, piece - chars) + '"' + rest
+    return "" if at == len(text) else None
+
+
+def _open_string(text: str, start: int) -> int | tuple[int, str]:
+    """Where the JSON string starting at ``start`` closes, or (its characters so far, what ends
+    an escape cut at the end of ``text``) when it is still open."""
+    chars, at = 0, start
+    while at < len(text):
+        char = text[at]
+        if char == '"':
+            return at
+        if char == "\\":
+            if at + 1 == len(text):
+                return chars + 1, "n"
+            if text[at + 1] == "u":
+                digits = text[at + 2:at + 6]
+                if len(digits) < 4:
+                    return chars + 1, "A" * (4 - len(digits))  # U+xAAA: a plain letter range
+                at += 6
+            else:
+                at += 2
+        else:
+            at += 1
+        chars += 1
+    return chars, ""
+
+
+def _minimal(shape: Sequence[Piece]) -> str:
+    return "".join(piece if isinstance(piece, str) else '"' + "x" * piece + '"' for piece in shape)
+
+
+class BudgetCloser:
+    """A ``LogitsProcessor`` that forces each row's shortest ending once its remaining tokens are
+    down to the ending's length (see the module's guarantee). Runs after the grammar's mask."""
+
+    def __init__(self, tokenizer: Any, shapes: Sequence[Sequence[Piece]], prompt_tokens: int,
+                 max_new_tokens: int) -> None:
+        self.tokenizer, self.shapes = tokenizer, shapes
+        self.prompt_tokens, self.max_new_tokens = prompt_tokens, max_new_tokens
+        # No ending is longer than the whole shortest document: rows further from their budget
+        # than that (in characters, at least one a token) are not decoded at all.
+        self.longest = max(len(_minimal(shape)) for shape in shapes) + SPARE_TOKENS
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        left = self.max_new_tokens - (input_ids.shape[1] - self.prompt_tokens)
+        if left > self.longest:
+            return scores
+        for row, shape in enumerate(self.shapes):
+            token = self._forced(input_ids[row, self.prompt_tokens:].tolist(), shape, left)
+            if token is not None and token < scores.shape[1] and torch.isfinite(scores[row, token]):
+                kept = scores[row, token].clone()
+                scores[row] = float("-inf")
+                scores[row, token] = kept
+        return scores
+
+    def _forced(self, new: list[int], shape: Sequence[Piece], left: int) -> int | None:
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # a character split across byte tokens: wait for the rest
+            return None
+        rest = ending(shape, text)
+        if not rest:  # finished (the grammar allows only the stop token now), or off the shape
+            return None
+        tokens = self.tokenizer.encode(rest, add_special_tokens=False)
+        return tokens[0] if tokens and left <= len(tokens) + SPARE_TOKENS else None
