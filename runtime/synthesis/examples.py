@@ -5,11 +5,16 @@ the usable attempt, validate, ground against the chunk, deduplicate. Every item 
 Policies, decided here once:
     * Attempt choice: the first clean attempt (valid JSON, every item valid); when none is, the
       attempt with the most valid items (the earliest on ties), its invalid items rejected.
+    * Questions: a qa item's question must be a question or a request (``is_question``: a "?", or
+      an English question word or request verb first), for every student. A conversation's user
+      turns are not checked: a user may state something or instruct before asking.
     * Extractive students: the answer must occur in the chunk (exactly, or after normalizing case,
       whitespace and quotes); the answer becomes the chunk's own text at that span.
-    * Generative students: each answer (each assistant turn of a conversation) needs a support
-      score >= ``min_support``. A conversation keeps its exchanges up to the first unsupported
-      answer; with none left it is rejected.
+    * Generative students: each answer (each assistant turn of a conversation) needs an ordinary
+      content word (not only identifiers and numbers copied from the chunk), must not loop or only
+      restate its question, and needs a support score >= ``min_support`` (``judge_answer``). A
+      conversation keeps its exchanges up to the first rejected answer; with none left it is
+      rejected.
     * Dedup: on the normalized question (the user turns of a conversation); the first in chunk
       order wins, later ones are rejected naming the one kept.
 """
@@ -24,11 +29,13 @@ from typing import Any, Literal
 
 from distill.runtime.sources.records import Chunk, QAExample
 from distill.runtime.synthesis.augment import normalize_question
-from distill.runtime.synthesis.grounding import find_span, support
+from distill.runtime.synthesis.grounding import find_span, is_question, judge_answer
 from distill.runtime.synthesis.parse import Kind, Parsed, parse_items
 from distill.runtime.synthesis.prompts import Message
 
 Origin = Literal["teacher", "paraphrase", "typo", "dataset", "document"]
+
+NOT_A_QUESTION = "question is not a question (no '?' and no question word or request verb first)"
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,8 @@ class Rejection:
 
 @dataclass(frozen=True)
 class Grounding:
-    """What grounding checks against: the student's kind and the support threshold."""
+    """What grounding checks against: the student's kind and the support threshold (generative
+    students; the question check and the content-word check apply whatever the threshold)."""
 
     extractive: bool
     min_support: float
@@ -123,6 +131,8 @@ def _grounded(chunk: Chunk, item: dict[str, Any], kind: Kind, grounding: Groundi
     if kind == "conversation":
         return _grounded_conversation(base, item["messages"], grounding)
     question, answer = item["question"], item["answer"]
+    if not is_question(question):
+        return None, Rejection("ground", NOT_A_QUESTION, chunk.source, chunk.id, item)
     if grounding.extractive:
         span = find_span(answer, chunk.text)
         if span is None:
@@ -130,10 +140,9 @@ def _grounded(chunk: Chunk, item: dict[str, Any], kind: Kind, grounding: Groundi
         answer = chunk.text[span[0]:span[1]]
         return replace(base, messages=_qa_messages(question, answer), question=question, answer=answer,
                        answer_start=span[0]), None
-    score = support(answer, chunk.text)
-    if score < grounding.min_support:
-        return None, Rejection("ground", f"answer support {score:.2f} < min_support {grounding.min_support:g}",
-                               chunk.source, chunk.id, item)
+    score, reason = judge_answer(answer, chunk.text, grounding.min_support, question)
+    if reason is not None:
+        return None, Rejection("ground", reason, chunk.source, chunk.id, item)
     return replace(base, messages=_qa_messages(question, answer), question=question, answer=answer,
                    support=round(score, 4)), None
 
@@ -142,20 +151,21 @@ def _grounded_conversation(base: Example, messages: Sequence[Message], grounding
                            ) -> tuple[Example | None, Rejection | None]:
     kept: list[Message] = []
     scores: list[float] = []
+    reason = None
     for user, assistant in zip(messages[0::2], messages[1::2], strict=False):
-        score = support(assistant["content"], base.context)
-        if score < grounding.min_support:
+        score, reason = judge_answer(assistant["content"], base.context, grounding.min_support, user["content"])
+        if reason is not None:
             break
         kept += [user, assistant]
         scores.append(score)
     if not kept:
-        return None, Rejection("ground", f"first answer's support {support(messages[1]['content'], base.context):.2f}"
-                               f" < min_support {grounding.min_support:g}", base.source, base.chunk,
-                               {"messages": list(messages)})
+        return None, Rejection("ground", f"first {reason}", base.source, base.chunk, {"messages": list(messages)})
     note = None
     if len(kept) < len(messages):
+        # parse_items passes only alternating conversations ending with the assistant: a cut
+        # conversation stopped at a rejected answer, whose reason is set
         note = Rejection("ground", f"conversation cut after {len(kept) // 2} of {len(messages) // 2} exchanges: "
-                         f"the next answer's support is below min_support {grounding.min_support:g}",
+                         f"next {reason}",
                          base.source, base.chunk, {"messages": list(messages[len(kept):])})
     return replace(base, messages=tuple(kept), question=kept[0]["content"], answer=kept[-1]["content"],
                    support=round(min(scores), 4)), note
