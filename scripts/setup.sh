@@ -23,7 +23,10 @@ pip_quiet() {
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip_quiet install -q torch==2.13.0
 # llama-cpp-python compiles llama.cpp from source; the multimodal (llava) part is not needed.
-export CMAKE_ARGS="${CMAKE_ARGS:-} -DLLAVA_BUILD=OFF"
+# GGML_NATIVE=OFF: portable x86-64 kernels (AVX2/FMA/F16C) rather than this CPU's own. A native
+# build on a VM whose CPU reports AMX and AVX-512 (2026-12-06) segfaulted in every llama_decode;
+# the portable build runs there and anywhere the wheel is copied to.
+export CMAKE_ARGS="${CMAKE_ARGS:-} -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF"
 pip_quiet install -q -c constraints.txt -e ".[test]"
 
 # llama.cpp's own converter (its conversion/ package), gguf-py and reference vocabularies
