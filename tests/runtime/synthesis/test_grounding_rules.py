@@ -173,10 +173,11 @@ FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "grounding"
 
 def test_precision_and_recall_on_the_labelled_teacher_pairs() -> None:
     """The rules over SmolLM2-135M-Instruct's own pairs (benchmarks/grounding.py prints the table).
-    Measured at min_support 0.5 on 23 pairs (1 good): new rule precision 0.10, recall 1.00, bad
-    pairs rejected 0.59; the old rule 0.07, 1.00 and 0.36. The teacher wrote one good pair in 23,
-    so precision moves in steps of a whole pair: the floors guard the bad pairs rejected (one
-    pair of margin) and the good ones kept."""
+    Measured at min_support 0.5 on 48 pairs (5 good): new rule precision 4/18 (0.22), recall 4/5,
+    bad pairs rejected 29/43 (0.67); the old rule 5/24 (0.21), 5/5 and 24/43 (0.56). Word overlap
+    cannot see a wrong answer made of the chunk's own words (most of the bad pairs still accepted),
+    so the floors guard what the rules do see: bad pairs rejected (one pair of margin), the good
+    ones kept, and precision no worse than the old rule's."""
     chunks = {c["id"]: c["text"] for c in map(json.loads, (FIXTURE / "chunks.jsonl").read_text("utf-8").splitlines())}
     pairs = [json.loads(line) for line in (FIXTURE / "smollm2_pairs.jsonl").read_text("utf-8").splitlines()]
     accepted = [p for p in pairs if is_question(p["question"])
@@ -184,7 +185,7 @@ def test_precision_and_recall_on_the_labelled_teacher_pairs() -> None:
     good = [p for p in pairs if p["label"] == "good"]
     bad = len(pairs) - len(good)
     kept_good = sum(p["label"] == "good" for p in accepted)
-    assert len(pairs) == 23 and len(good) == 1
-    assert kept_good / len(accepted) >= 0.09  # precision, measured 1/10
-    assert kept_good / len(good) == 1.0  # recall
-    assert (bad - (len(accepted) - kept_good)) / bad >= 12 / 22  # bad rejected, measured 13/22
+    assert len(pairs) == 48 and len(good) == 5
+    assert kept_good / len(accepted) >= 5 / 24  # precision, measured 4/18; the old rule's 5/24
+    assert kept_good / len(good) >= 4 / 5  # recall, measured 4/5
+    assert (bad - (len(accepted) - kept_good)) / bad >= 28 / 43  # bad rejected, measured 29/43
