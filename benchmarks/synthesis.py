@@ -32,9 +32,12 @@ from jsonschema import Draft202012Validator
 
 from distill.runtime.synthesis.constrain import reply_schema
 
-ROOT = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the PDF excerpt builder and the manual's path the tests use
+from tests.runtime.sources.pdf_builders import excerpt  # noqa: E402
+from tests.runtime.sources.test_real_pdfs import CAMLIDL  # noqa: E402
+
 SMOLLM2 = Path(sys.prefix) / "share" / "distill" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-CAMLIDL = Path("/usr/share/doc/camlidl/camlidl-1.04.doc.pdf")
 
 
 @dataclass
@@ -83,15 +86,10 @@ class Recording:
 
 def project(folder: Path, pages: range, pairs: int, max_new_tokens: int, temperature: float) -> Path:
     """A scratch project: the PDF's pages, the GGUF as teacher and student, the Distillfile."""
-    from pypdf import PdfReader, PdfWriter
-
     if folder.exists():
         shutil.rmtree(folder)
     (folder / "docs").mkdir(parents=True)
-    writer = PdfWriter()
-    for number in pages:
-        writer.add_page(PdfReader(CAMLIDL).pages[number])
-    writer.write(folder / "docs" / "manual.pdf")
+    (folder / "docs" / "manual.pdf").write_bytes(excerpt(CAMLIDL, pages))
     (folder / "teacher.gguf").symlink_to(SMOLLM2)
     (folder / "Distillfile").write_text(f"""version: 1
 name: synthesis-benchmark

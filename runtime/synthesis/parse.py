@@ -223,14 +223,23 @@ def _find(text: Any, extract: Callable[[Any, bool], list[Any] | None], expected:
     # A broken container skipped before the one used is reported: nothing is dropped silently.
     rejected = [Rejected(f"{scanner.failure} (skipped for later JSON)")] if scanner.failure else []
     salvaged = bool(rejected) or found.tail is not None
-    items = []
-    for number, raw in enumerate(found.raw, 1):
+    items, invalid = _checked(found.raw, check)
+    return Parsed(tuple(items), tuple(rejected + invalid + ([Rejected(found.tail)] if found.tail else [])), None,
+                  salvaged)
+
+
+def _checked(raws: list[Any], check: Callable[[Any, int], tuple[dict[str, Any] | None, list[str]]]
+             ) -> tuple[list[dict[str, Any]], list[Rejected]]:
+    """Each raw item checked: the valid ones normalized, the rest rejected as "item N: ..."."""
+    items: list[dict[str, Any]] = []
+    rejected: list[Rejected] = []
+    for number, raw in enumerate(raws, 1):
         item, problems = check(raw, len(items))
         if item is None:
             rejected.append(Rejected(f"item {number}: " + "; ".join(problems), raw))
         else:
             items.append(item)
-    return Parsed(tuple(items), tuple(rejected + ([Rejected(found.tail)] if found.tail else [])), None, salvaged)
+    return items, rejected
 
 
 def _extract(value: Any, kind: str, whole: bool) -> list[Any] | None:
@@ -283,13 +292,7 @@ def _from_prose(text: str) -> Parsed | None:
     pairs = prose_pairs(text)
     if not pairs:
         return None
-    items, rejected = [], []
-    for number, raw in enumerate(pairs, 1):
-        item, problems = _normalize(raw, "qa", 1)
-        if item is None:
-            rejected.append(Rejected(f"item {number}: " + "; ".join(problems), raw))
-        else:
-            items.append(item)
+    items, rejected = _checked(pairs, lambda raw, _: _normalize(raw, "qa", 1))
     return Parsed(tuple(items), tuple(rejected), None, False, "prose")
 
 
