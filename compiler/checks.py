@@ -22,7 +22,7 @@ from distill.compiler.sourcefiles import UnsafeSource, match_source, shown_path
 from distill.compiler.spec import DatasetSource, Spec, Teacher, source_pattern
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-_PROMPT_FIELDS = {"chunk", "n"}
+_PROMPT_FIELDS = {"chunk", "n", "focus"}  # prompts.task_messages fills them
 _GATE_METRIC = {
     "max_perplexity": "perplexity", "min_exact_match": "exact_match", "min_f1": "f1",
     "min_token_f1": "token_f1", "min_rouge_l": "rouge_l", "max_latency_ms": "latency",
@@ -323,13 +323,13 @@ def _check_prompt(prompt: str) -> Iterator[Finding]:
     for name, spec, conversion in parsed:
         if spec or conversion:  # "{n:>999999999}" would build a gigabyte of padding per request
             yield Finding(path, f"data.synthesis.prompt formats {{{name}}} ({'!' + conversion if conversion else ':' + spec})",
-                          "placeholders are plain {chunk} and {n}")
+                          "placeholders are plain {chunk}, {n} and {focus}")
             return
     if "chunk" not in fields:
         yield Finding(path, "data.synthesis.prompt must contain {chunk}, where the text goes")
     for name in sorted(fields - _PROMPT_FIELDS):
         yield Finding(path, f"data.synthesis.prompt uses unknown placeholder {{{name}}}",
-                      "placeholders are {chunk} and {n}; write literal braces as {{ and }}")
+                      "placeholders are {chunk}, {n} and {focus}; write literal braces as {{ and }}")
 
 
 def _check_train(spec: Spec, root: Path) -> Iterator[Finding]:

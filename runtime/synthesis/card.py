@@ -83,7 +83,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         lines.append(f"| {name} | {count} | {card['split']['groups'].get(name, 0)} | {origins} |")
     generation = card["generation"]
     lines += ["", f"Teacher requests: {generation['requests']}, decoding {generation['decoding']} "
-              f"({generation['repairs']} repair prompts; {generation['chunks_repaired']} chunks needed one; "
+              f"({generation['repairs']} repair prompts, {generation['chunks_repaired']} chunks needed one; "
+              f"{generation['top_ups']} top-ups for missing pairs; "
               f"{generation['prose_replies']} replies read from prose), {generation['paraphrase_requests']} "
               f"paraphrase requests; {generation['resumed_chunks']} chunks taken from a previous run's journal."]
     lines += teacher_yield_lines(generation.get("teacher_yield"))

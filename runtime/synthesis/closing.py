@@ -6,8 +6,9 @@ A small teacher under the grammar loops ("20.22-23.25. 20.22-23.25. ..." at 1.2 
 token, SmolLM2-135M on the CamlIDL manual) and fills every string to its maxLength; cut at
 max_new_tokens, the reply is not JSON. xgrammar has no token budget, and no library closes a
 JSON document early. Our reply schemas have one shape each (fixed item counts, properties in
-order, compact separators), so the shortest ending of any prefix is simple to write: finish the
-open string (padded to its minLength), then every later string at its minLength.
+order, one layout: json.dumps(indent=2)), so the shortest ending of any prefix is simple to
+write: finish the open string (padded to its minLength, then its closing mark, as a question's
+"?"), then every later string at its minLength.
 
 The guarantee: the ending's tokens are counted by the teacher's own tokenizer and forcing starts
 while they fit, with two tokens to spare (a free token before may retokenize the ending one
@@ -21,52 +22,61 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-Piece = str | int  # literal JSON text, or a string slot by its minLength
+INDENT = 2  # the replies' layout: json.dumps(indent=2), which xgrammar's indent=2 writes too
 SPARE_TOKENS = 2
+# A string schema's own note of what closing needs when its pattern hides it: the pattern is the
+# truth for validation and the grammar (xgrammar ignores minLength beside a pattern), this repeats
+# its shortest length and its last character for ``pieces``.
+SHAPE_KEY = "x-shape"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A string in the shape: at least ``least`` characters, the last of them ``ends`` when set."""
+
+    least: int
+    ends: str = ""
+
+
+Piece = str | Slot  # literal JSON text, or a string slot (its quotes belong to the slot)
+_MARK = "\ue000{}\ue001"  # a slot's placeholder in the skeleton: private-use characters, dumped raw
 
 
 def pieces(schema: dict[str, Any]) -> list[Piece]:
-    """The schema's one compact shape: literals, and string slots (quotes included in the slot).
+    """The schema's one layout: the literal text of json.dumps(indent=INDENT) around the slots.
 
     Raises:
         ValueError: for a schema with more than one shape (an array whose length may vary, a
             type other than object, array, string or const).
     """
+    slots: list[Slot] = []
+    text = json.dumps(_skeleton(schema, slots), ensure_ascii=False, indent=INDENT)
     out: list[Piece] = []
-    _walk(schema, out)
-    merged: list[Piece] = []
-    for piece in out:
-        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
-            merged[-1] += piece
-        else:
-            merged.append(piece)
-    return merged
+    for index, slot in enumerate(slots):
+        before, text = text.split(json.dumps(_MARK.format(index), ensure_ascii=False), 1)
+        out += [before, slot] if before else [slot]
+    return out + ([text] if text else [])
 
 
-def _walk(schema: dict[str, Any], out: list[Piece]) -> None:
+def _skeleton(schema: dict[str, Any], slots: list[Slot]) -> Any:
+    """The document with each string replaced by its slot's placeholder."""
     if "const" in schema:
-        out.append(json.dumps(schema["const"], separators=(",", ":")))
-    elif schema.get("type") == "string":
-        out.append(int(schema.get("minLength", 0)))
-    elif schema.get("type") == "array" and schema.get("minItems") == schema.get("maxItems") is not None:
+        return schema["const"]
+    if schema.get("type") == "string":
+        shape = schema.get(SHAPE_KEY, schema)
+        slots.append(Slot(int(shape.get("minLength", 0)), shape.get("endsWith", "")))
+        return _MARK.format(len(slots) - 1)
+    if schema.get("type") == "array" and schema.get("minItems") == schema.get("maxItems") is not None:
         shapes = schema.get("prefixItems") or [schema["items"]] * schema["minItems"]
-        out.append("[")
-        for index, shape in enumerate(shapes):
-            out.append("," if index else "")
-            _walk(shape, out)
-        out.append("]")
-    elif schema.get("type") == "object":
-        out.append("{")
-        for index, (key, shape) in enumerate(schema["properties"].items()):
-            out.append(("," if index else "") + json.dumps(key) + ":")
-            _walk(shape, out)
-        out.append("}")
-    else:
-        raise ValueError(f"not a one-shape schema: {json.dumps(schema)[:120]}")
+        return [_skeleton(shape, slots) for shape in shapes]
+    if schema.get("type") == "object":
+        return {key: _skeleton(shape, slots) for key, shape in schema["properties"].items()}
+    raise ValueError(f"not a one-shape schema: {json.dumps(schema)[:120]}")
 
 
 def ending(shape: Sequence[Piece], text: str) -> str | None:
@@ -92,7 +102,9 @@ def ending(shape: Sequence[Piece], text: str) -> str | None:
             at = inside + 1
             continue
         chars, escape = inside
-        return escape + "x" * max(0, piece - chars) + '"' + rest
+        if piece.ends and not escape and text.endswith(piece.ends) and chars >= piece.least:
+            return '"' + rest  # the slot's last character is written: only its quote may follow
+        return escape + _filler(piece, chars) + '"' + rest
     return "" if at == len(text) else None
 
 
@@ -120,8 +132,18 @@ def _open_string(text: str, start: int) -> int | tuple[int, str]:
     return chars, ""
 
 
+def _filler(slot: Slot, chars: int) -> str:
+    """What completes a slot holding ``chars`` characters: "x"s up to its length, its last character."""
+    return "x" * max(0, slot.least - len(slot.ends) - chars) + slot.ends
+
+
+def layout_chars(shape: Sequence[Piece]) -> int:
+    """The characters of a document of this shape beside its strings' contents: literals, quotes."""
+    return sum(len(piece) if isinstance(piece, str) else 2 for piece in shape)
+
+
 def _minimal(shape: Sequence[Piece]) -> str:
-    return "".join(piece if isinstance(piece, str) else '"' + "x" * piece + '"' for piece in shape)
+    return "".join(piece if isinstance(piece, str) else '"' + _filler(piece, 0) + '"' for piece in shape)
 
 
 class BudgetCloser:

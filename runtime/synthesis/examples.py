@@ -3,8 +3,10 @@ the usable attempt, validate, ground against the chunk, deduplicate. Every item 
 ``Rejection`` with its stage and reason.
 
 Policies, decided here once:
-    * Attempt choice: the first clean attempt (valid JSON, every item valid); when none is, the
-      attempt with the most valid items (the earliest on ties), its invalid items rejected.
+    * Attempt choice: a chunk's attempts are asks (the task, then top-ups for missing items),
+      each with its repairs. Per ask, the first clean attempt (valid JSON, every item valid); when
+      none is, the attempt with the most valid items (the earliest on ties), its invalid items
+      rejected. Every ask's items count; a question asked twice in one chunk is kept once.
     * Questions: a qa item's question must be a question or a request (``is_question``: a "?", or
       an English question word or request verb first), for every student. A conversation's user
       turns are not checked: a user may state something or instruct before asking.
@@ -96,8 +98,22 @@ def stable_id(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).hexdigest()[:24]
 
 
+def asks(attempts: Sequence[Parsed]) -> list[list[int]]:
+    """The chunk's attempts grouped by what was asked: a repair follows an attempt that did not
+    parse clean and belongs to its ask; after a clean attempt, the next is a new ask (a top-up for
+    the items still missing). The stage's generation follows the same rule, so the grouping of a
+    journaled chunk is the grouping it was generated with."""
+    grouped: list[list[int]] = []
+    for index in range(len(attempts)):
+        if index and not attempts[index - 1].clean:
+            grouped[-1].append(index)
+        else:
+            grouped.append([index])
+    return grouped
+
+
 def choose_attempt(attempts: Sequence[Parsed]) -> int:
-    """Index of the attempt whose items are used (see the module's policies)."""
+    """Index of the attempt of one ask whose items are used (see the module's policies)."""
     for index, parsed in enumerate(attempts):
         if parsed.clean:
             return index
@@ -106,22 +122,24 @@ def choose_attempt(attempts: Sequence[Parsed]) -> int:
 
 def chunk_examples(chunk: Chunk, replies: Sequence[str], kind: Kind, turns: int, grounding: Grounding,
                    group: str) -> tuple[list[Example], list[Rejection]]:
-    """The grounded examples of one chunk's replies (first attempt, then repairs)."""
+    """The grounded examples of one chunk's replies: each ask's chosen attempt (``asks``), a
+    question asked twice kept once."""
     attempts = [parse_items(reply, kind, turns) for reply in replies]
-    chosen = choose_attempt(attempts)
-    parsed = attempts[chosen]
-    rejections = [Rejection("validate", r.reason, chunk.source, chunk.id, r.item) for r in parsed.rejected]
-    if not parsed.items:
-        problems = "; ".join(parsed.problems) or "no items"
-        rejections.append(Rejection("generate", f"no usable item after {len(replies)} attempt(s): {problems}",
-                                    chunk.source, chunk.id, replies[chosen][:500]))
-        return [], rejections
-    examples = []
-    for index, item in enumerate(parsed.items):
-        example, rejection = _grounded(chunk, item, kind, grounding, group, stable_id(chunk.id, chosen, index))
-        examples += [example] if example is not None else []
-        rejections += [rejection] if rejection is not None else []
-    return examples, rejections
+    examples: list[Example] = []
+    rejections: list[Rejection] = []
+    for ask in asks(attempts):
+        chosen = ask[choose_attempt([attempts[index] for index in ask])]
+        parsed = attempts[chosen]
+        rejections += [Rejection("validate", r.reason, chunk.source, chunk.id, r.item) for r in parsed.rejected]
+        if not parsed.items:
+            problems = "; ".join(parsed.problems) or "no items"
+            rejections.append(Rejection("generate", f"no usable item after {len(ask)} attempt(s): {problems}",
+                                        chunk.source, chunk.id, replies[chosen][:500]))
+        for index, item in enumerate(parsed.items):
+            example, rejection = _grounded(chunk, item, kind, grounding, group, stable_id(chunk.id, chosen, index))
+            examples += [example] if example is not None else []
+            rejections += [rejection] if rejection is not None else []
+    return keep(deduplicate(examples, {}), rejections), rejections
 
 
 def _grounded(chunk: Chunk, item: dict[str, Any], kind: Kind, grounding: Grounding, group: str,
@@ -210,3 +228,11 @@ def deduplicate(examples: Iterable[Example], seen: dict[str, str]) -> Iterator[E
             continue
         seen[key] = example.id
         yield example
+
+
+def keep(items: Iterable[Example | Rejection], rejections: list[Rejection]) -> list[Example]:
+    """The examples of ``items``; its rejections are appended to ``rejections``."""
+    kept = []
+    for item in items:
+        (kept if isinstance(item, Example) else rejections).append(item)  # type: ignore[arg-type]
+    return kept

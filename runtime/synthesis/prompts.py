@@ -2,8 +2,9 @@
 reply, and the paraphrase prompt. Messages are chat turns; the teacher's chat template renders them.
 
 A Distillfile's ``data.synthesis.prompt`` replaces the default task prompt; its placeholders are
-``{chunk}`` (the chunk's text) and ``{n}`` (pairs per chunk for qa, exchanges for a conversation),
-checked by the compiler.
+``{chunk}`` (the chunk's text), ``{n}`` (pairs asked for qa, exchanges for a conversation) and
+``{focus}`` (qa: the line naming the sentences to ask about, ``focus.py``; empty when there are
+none), checked by the compiler.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from distill.runtime.synthesis.parse import Kind
 Message = dict[str, str]
 
 _QA = """Read the text below and write {n} question-answer pairs about it.
-Each question must be answerable from the text alone; each answer must be correct according to the text.
+{focus}Each question must be answerable from the text alone; each answer must be correct according to the text.
 {answer_rule}
 Reply with JSON only: a list of objects with the keys "question", "answer" and "evidence" (a short \
 quote copied from the text that supports the answer), like
@@ -65,10 +66,19 @@ def default_prompt(kind: Kind, extractive: bool) -> str:
     return _QA.replace("{answer_rule}", rule)
 
 
-def task_messages(template: str, chunk: str, n: int) -> list[Message]:
-    """The first request for a chunk. ``str.format`` is safe here: the compiler allowed only the
-    ``{chunk}`` and ``{n}`` fields, and the chunk's own braces are data, not template."""
-    return [{"role": "user", "content": template.format(chunk=chunk, n=n)}]
+def task_messages(template: str, chunk: str, n: int, focus: Sequence[str] = ()) -> list[Message]:
+    """A task request for a chunk: ``n`` items, one question about each ``focus`` sentence.
+    ``str.format`` is safe here: the compiler allowed only the ``{chunk}``, ``{n}`` and
+    ``{focus}`` fields, and the chunk's own braces are data, not template."""
+    return [{"role": "user", "content": template.format(chunk=chunk, n=n, focus=focus_lines(focus))}]
+
+
+def focus_lines(focus: Sequence[str]) -> str:
+    """The prompt's ``{focus}``: the sentences, numbered and quoted, or nothing."""
+    if not focus:
+        return ""
+    listed = "\n".join(f"{index}. {json.dumps(sentence, ensure_ascii=False)}" for index, sentence in enumerate(focus, 1))
+    return f"Ask one question about each of these sentences of the text:\n{listed}\n"
 
 
 def repair_messages(task: Sequence[Message], reply: str, problems: Sequence[str]) -> list[Message]:

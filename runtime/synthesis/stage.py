@@ -33,21 +33,30 @@ from distill.runtime.synthesis.examples import (
     Example,
     Grounding,
     Rejection,
+    asks,
     chunk_examples,
     dataset_example,
     deduplicate,
     document_example,
+    keep,
     stable_id,
 )
 from distill.runtime.synthesis.constrain import reply_schema, schema_text, strings_schema
 from distill.runtime.synthesis.generate import Generator, Request
 from distill.runtime.synthesis.journal import Journal
 from distill.runtime.synthesis.parse import parse_items, parse_strings
-from distill.runtime.synthesis.prompts import default_prompt, paraphrase_messages, repair_messages, task_messages
+from distill.runtime.synthesis.focus import pick, sentences
+from distill.runtime.synthesis.prompts import (
+    Message,
+    default_prompt,
+    paraphrase_messages,
+    repair_messages,
+    task_messages,
+)
 from distill.runtime.synthesis.split import SplitName, assign_splits, summarize
 from distill.runtime.synthesis.yields import YieldCount, count_chunk, gate, items_per_chunk, low_yield_warning
 
-VERSION = 2  # 2: replies decoded under their schema (data.synthesis.decoding)
+VERSION = 3  # 2: replies decoded under their schema (data.synthesis.decoding); 3: indented, focus, top-ups
 SPLITS: tuple[SplitName, ...] = ("train", "val", "test")
 # A paraphrase reply is n short questions: 128 tokens hold 3 of ~100 characters.
 PARAPHRASE_MAX_NEW_TOKENS = 128
@@ -66,7 +75,8 @@ class Stats:
 
     decoding: str = "none"  # data.synthesis.decoding of the requests sent; "none" without a teacher
     requests: int = 0
-    repairs: int = 0
+    repairs: int = 0  # requests after a reply that did not parse clean
+    top_ups: int = 0  # requests for a chunk's missing grounded items (stage._follow_up)
     chunks_repaired: int = 0
     prose_replies: int = 0  # replies with no JSON items, read as "Question: ... Answer: ..." prose
     paraphrase_requests: int = 0
@@ -95,7 +105,7 @@ def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample]
     replies = _generation_pass(spec, chunks, generator, batch, folder, teacher_key, stats, progress, grounding)
     examples, rejections = _candidates(spec, chunks, dataset, replies, grounding)
     seen: dict[str, str] = {}
-    kept = _keep(deduplicate(examples, seen), rejections)
+    kept = keep(deduplicate(examples, seen), rejections)
     groups = {example.group: 0 for example in kept}
     for example in kept:
         groups[example.group] += 1
@@ -104,7 +114,7 @@ def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample]
     by_split: dict[SplitName, list[Example]] = {name: [e for e in kept if assignment[e.group] == name] for name in SPLITS}
     paraphrased = _paraphrase_pass(spec, by_split["train"], generator, batch, folder,
                                    _fingerprint(teacher_key, replies), stats, progress)
-    by_split["train"] += _keep(deduplicate(_paraphrases(spec, by_split["train"], paraphrased, rejections), seen),
+    by_split["train"] += keep(deduplicate(_paraphrases(spec, by_split["train"], paraphrased, rejections), seen),
                                rejections)
     by_split["train"] += _typo_copies(spec, by_split["train"])
     card = data_card(by_split, rejections, asdict(stats), summarize(groups, assignment, split.val, split.test, by=split.by),
@@ -118,13 +128,6 @@ def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample]
             hint="check the teacher (an instruction-tuned model with a chat template), data.synthesis.prompt, "
                  "data.synthesis.min_support and data.synthesis.max_new_tokens")
     return card
-
-
-def _keep(items: Iterable[Example | Rejection], rejections: list[Rejection]) -> list[Example]:
-    kept = []
-    for item in items:
-        (kept if isinstance(item, Example) else rejections).append(item)  # type: ignore[arg-type]
-    return kept
 
 
 # --------------------------------------------------------------------------- generation
@@ -156,7 +159,8 @@ def _generation_pass(spec: Spec, chunks: Sequence[Chunk], generator: Generator |
 
     done, stats.resumed_chunks = journaled(
         folder, "generation", fingerprint, list(by_id), batch,
-        lambda ids: _generate_batch([by_id[i] for i in ids], generator, template, n, spec), progress, observe)
+        lambda ids: _generate_batch([by_id[i] for i in ids], generator, template, n, spec, grounding), progress,
+        observe)
     stats.decoding = synthesis.decoding
     replies = {chunk.id: done[chunk.id] for chunk in chunks}
     final = YieldCount(items_per_chunk(synthesis))
@@ -167,11 +171,12 @@ def _generation_pass(spec: Spec, chunks: Sequence[Chunk], generator: Generator |
     stats.warnings += [w for w in (low_yield_warning(final),) if w]
     # Counted from the replies, not while generating: the same numbers whichever process, or
     # which run before a crash, asked.
-    stats.requests = sum(len(attempts) for attempts in replies.values())
-    stats.repairs = stats.requests - len(replies)
-    stats.chunks_repaired = sum(len(attempts) > 1 for attempts in replies.values())
-    stats.prose_replies = sum(parse_items(reply, synthesis.kind, synthesis.turns).form == "prose"
-                              for attempts in replies.values() for reply in attempts)
+    parsed = [[parse_items(reply, synthesis.kind, synthesis.turns) for reply in attempts] for attempts in replies.values()]
+    stats.requests = sum(len(attempts) for attempts in parsed)
+    stats.top_ups = sum(len(asks(attempts)) - 1 for attempts in parsed)
+    stats.repairs = stats.requests - len(parsed) - stats.top_ups
+    stats.chunks_repaired = sum(any(len(ask) > 1 for ask in asks(attempts)) for attempts in parsed)
+    stats.prose_replies = sum(reply.form == "prose" for attempts in parsed for reply in attempts)
     return replies
 
 
@@ -220,29 +225,83 @@ def _others(folder: Path, name: str, own: Journal, fingerprint: str) -> dict[str
     return found
 
 
-def _generate_batch(chunks: Sequence[Chunk], generator: Generator, template: str, n: int, spec: Spec
-                    ) -> dict[str, list[str]]:
-    """First attempts for the batch together, then repair rounds for the chunks still unusable."""
+def _generate_batch(chunks: Sequence[Chunk], generator: Generator, template: str, n: int, spec: Spec,
+                    grounding: Grounding) -> dict[str, list[str]]:
+    """First asks for the batch together, then rounds of follow-ups for the chunks that need one
+    (``_follow_up``), up to ``max_repairs`` more requests per chunk."""
     synthesis = spec.data.synthesis
     assert synthesis is not None
-    tasks = {chunk.id: task_messages(template, chunk.text, n) for chunk in chunks}
-    schema = (schema_text(reply_schema(synthesis.kind, n, synthesis.turns, synthesis.max_new_tokens))
-              if synthesis.decoding == "constrained" else None)
+    asking = {chunk.id: _Ask.first(chunk, template, n) for chunk in chunks}
     replies: dict[str, list[str]] = {chunk.id: [] for chunk in chunks}
-    problems: dict[str, list[str]] = {}
-    pending = [chunk.id for chunk in chunks]
     for attempt in range(synthesis.max_repairs + 1):
-        requests = [Request(f"{cid}:qa:{attempt}", tuple(
-            repair_messages(tasks[cid], replies[cid][-1], problems[cid]) if attempt else tasks[cid]), schema)
-            for cid in pending]
+        pending = list(asking)
+        requests = [asking[cid].request(f"{cid}:qa:{attempt}", spec) for cid in pending]
         for cid, reply in zip(pending, generator.generate(requests), strict=True):
             replies[cid].append(reply)
-            parsed = parse_items(reply, synthesis.kind, synthesis.turns)
-            problems[cid] = [] if parsed.clean else parsed.problems or ["the reply was not in the format asked for"]
-        pending = [cid for cid in pending if problems[cid]]
-        if not pending:
+            follow = _follow_up(asking.pop(cid), reply, replies[cid], n, spec, grounding)
+            if follow is not None:
+                asking[cid] = follow
+        if not asking:
             break
     return replies
+
+
+@dataclass
+class _Ask:
+    """What one chunk is being asked: ``count`` items about its ``focus`` sentences; ``messages``
+    set for a repair (the conversation so far), otherwise the task prompt."""
+
+    chunk: Chunk
+    template: str
+    count: int  # qa: pairs; a conversation: its exchanges
+    used: tuple[str, ...]  # focus sentences named by earlier asks
+    focus: list[str] = field(default_factory=list)
+    messages: tuple[Message, ...] = ()
+
+    @classmethod
+    def first(cls, chunk: Chunk, template: str, n: int) -> _Ask:
+        ask = cls(chunk, template, n, ())
+        return replace(ask, focus=pick(ask.sentences, (), n))
+
+    @property
+    def sentences(self) -> list[str]:
+        return sentences(self.chunk.text) if "{focus}" in self.template else []
+
+    def task(self) -> tuple[Message, ...]:
+        return tuple(task_messages(self.template, self.chunk.text, self.count, self.focus))
+
+    def request(self, key: str, spec: Spec) -> Request:
+        synthesis = spec.data.synthesis
+        assert synthesis is not None
+        schema = (schema_text(reply_schema(synthesis.kind, self.count, synthesis.turns, synthesis.max_new_tokens))
+                  if synthesis.decoding == "constrained" else None)
+        return Request(key, self.messages or self.task(), schema)
+
+
+def _follow_up(ask: _Ask, reply: str, replies: Sequence[str], n: int, spec: Spec, grounding: Grounding
+               ) -> _Ask | None:
+    """The chunk's next request, or None when it is done:
+    * a repair when the reply did not parse clean: the conversation so far and what was wrong;
+    * a top-up when the chunk has fewer than ``n`` distinct grounded items: the task for the
+      missing ones, naming focus sentences not named before. At temperature 0 a top-up that names
+      no new sentence would repeat an earlier reply, so none is sent.
+    The repair/top-up rule is the one ``examples.asks`` reads a journaled chunk back with."""
+    synthesis = spec.data.synthesis
+    assert synthesis is not None
+    parsed = parse_items(reply, synthesis.kind, synthesis.turns)
+    if not parsed.clean:
+        problems = parsed.problems or ["the reply was not in the format asked for"]
+        return replace(ask, messages=tuple(repair_messages(ask.task(), reply, problems)))
+    found, _ = chunk_examples(ask.chunk, replies, synthesis.kind, synthesis.turns, grounding, ask.chunk.id)
+    missing = (n if synthesis.kind == "qa" else 1) - len(found)
+    if missing <= 0:
+        return None
+    used = ask.used + tuple(ask.focus)
+    focus = pick(ask.sentences, used, missing)
+    if not focus and synthesis.temperature == 0:
+        return None
+    count = (len(focus) or missing) if synthesis.kind == "qa" else n
+    return _Ask(ask.chunk, ask.template, count, used, focus)
 
 
 def reply_budget(spec: Spec) -> tuple[str, int]:

@@ -79,7 +79,7 @@ def count_chunk(count: YieldCount, chunk: Chunk, replies: Sequence[str], synthes
                 grounding: Grounding) -> None:
     """Add one finished chunk: its replies parsed and grounded as the examples pass will."""
     found, rejected = chunk_examples(chunk, replies, synthesis.kind, synthesis.turns, grounding, chunk.id)
-    count.add(len(found), rejected)
+    count.add(min(len(found), count.per_chunk), rejected)  # a teacher writing more than asked yields no more
 
 
 def gate(count: YieldCount, minimum: float, total_chunks: int) -> None:

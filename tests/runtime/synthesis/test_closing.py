@@ -12,12 +12,16 @@ from distill.runtime.synthesis.closing import ending, pieces
 from distill.runtime.synthesis.constrain import reply_schema, strings_schema
 from distill.runtime.synthesis.parse import parse_items, parse_strings
 
-# Replies as a teacher writes them, escapes included (an escaped quote, a \u escape, a \n).
-QA = (r'[{"question":"What does \"idl\" mean?","answer":"Interface \u00e9 language\n","evidence":"IDL stands"},'
-      r'{"question":"Which tool reads it?","answer":"camlidl","evidence":"Camlidl generates"}]')
-CONVERSATION = (r'{"messages":[{"role":"user","content":"What is IDL?"},{"role":"assistant","content":"A language."},'
-                r'{"role":"user","content":"Who wrote it?"},{"role":"assistant","content":"Leroy."}]}')
-STRINGS = r'["How is it said?","What is it \"called\"?"]'
+# Replies as a teacher writes them under the grammar (json.dumps(indent=2)), escapes included: an
+# escaped quote, a \u escape, a \n. A question holds no quote, backslash or inner "?".
+QA = json.dumps([{"question": "What does idl mean?", "answer": 'Interface "\u00e9" language\n', "evidence": "IDL stands"},
+                 {"question": "Which tool reads it?", "answer": "camlidl", "evidence": "Camlidl generates"}],
+                indent=2).replace("\u00e9", "\\u00e9")
+CONVERSATION = json.dumps({"messages": [{"role": "user", "content": "What is IDL?"},
+                                        {"role": "assistant", "content": "A language."},
+                                        {"role": "user", "content": "Who wrote it?"},
+                                        {"role": "assistant", "content": "Leroy."}]}, indent=2)
+STRINGS = json.dumps(["How is it said?", 'What is it "called"?'], indent=2)
 
 
 @pytest.mark.parametrize(("schema", "document", "parse"), [
@@ -41,13 +45,17 @@ def test_every_prefix_ends_as_a_valid_reply(schema: dict, document: str, parse) 
 
 def test_an_empty_reply_ends_as_the_shortest_document() -> None:
     shape = pieces(reply_schema("qa", 2, 1, 512))
-    assert ending(shape, "") == '[{"question":"xxxxxxxx","answer":"x","evidence":"x"},' \
-                                '{"question":"xxxxxxxx","answer":"x","evidence":"x"}]'
-    assert ending(shape, '[{"question":"Why') == 'xxxxx","answer":"x","evidence":"x"},' \
-                                                '{"question":"xxxxxxxx","answer":"x","evidence":"x"}]'
+    shortest = [{"question": "xxxxxxx?", "answer": "x", "evidence": "x"}] * 2
+    assert ending(shape, "") == json.dumps(shortest, indent=2)
+    opened = '[\n  {\n    "question": "Why'
+    assert opened + ending(shape, opened) == json.dumps([{**shortest[0], "question": "Whyxxxx?"}, shortest[1]], indent=2)
+    asked = '[\n  {\n    "question": "Why is it so?'
+    assert asked + ending(shape, asked) == json.dumps([{**shortest[0], "question": "Why is it so?"}, shortest[1]],
+                                                      indent=2)
 
 
-@pytest.mark.parametrize("text", ['{"question"', '[{"answer":"x"', '[{"question":"What?"}]', 'Question: why?'])
+@pytest.mark.parametrize("text", ['{"question"', '[{"answer": "x"', '[\n  {\n    "answer"', '[{"question":"What is?"}]',
+                                  'Question: why?'])
 def test_text_off_the_shape_has_no_ending(text: str) -> None:
     assert ending(pieces(reply_schema("qa", 2, 1, 512)), text) is None
 

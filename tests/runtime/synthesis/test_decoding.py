@@ -5,6 +5,7 @@ none does, and prose replies are read and counted."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from distill.runtime.synthesis.constrain import reply_schema, schema_text, strings_schema
@@ -14,14 +15,22 @@ from tests.runtime.synthesis.scripted import Scripted, chunks, spec
 
 def test_constrained_requests_carry_their_reply_schema(tmp_path: Path) -> None:
     teacher = Scripted()
-    synthesize(spec(), chunks(), [], teacher, 2, tmp_path, "scripted")
-    task = schema_text(reply_schema("qa", 2, 3, 512))
+    sampled = {"kind": "qa", "pairs_per_chunk": 2, "max_repairs": 2, "min_support": 0.5, "temperature": 0.7}
+    synthesize(spec(synthesis=sampled), chunks(), [], teacher, 2, tmp_path, "scripted")
     paraphrase = schema_text(strings_schema(1, 512))
     assert {key.split(":")[1] for key in teacher.schemas} == {"qa", "paraphrase"}
     repairs = [key for key in teacher.schemas if key.endswith(":qa:1") or key.endswith(":qa:2")]
-    assert repairs  # the scripted corpus has replies that need a repair prompt
+    assert repairs  # the scripted corpus has replies that need a repair prompt or a top-up
+    asked = set()
     for key, schema in teacher.schemas.items():
-        assert schema == (paraphrase if key.endswith(":paraphrase") else task), key
+        if key.endswith(":paraphrase"):
+            assert schema == paraphrase, key
+            continue
+        # a task, a top-up or a repair (whose first message is its task): as many items as asked
+        count = int(re.search(r"write (\d+) question-answer", teacher.messages[key][0]["content"]).group(1))
+        assert schema == schema_text(reply_schema("qa", count, 3, 512)), key
+        asked.add(count)
+    assert asked == {1, 2}  # sampled, a chunk one grounded pair short gets a top-up for one
     card = json.loads((tmp_path / "data_card.json").read_text())
     assert card["generation"]["decoding"] == "constrained"
     assert "decoding constrained" in (tmp_path / "DATA_CARD.md").read_text()
