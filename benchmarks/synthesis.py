@@ -10,9 +10,9 @@ synthesize stage itself (the task prompt, parsing, repairs, grounding, the yield
 ``data.synthesis.decoding`` set to it and everything else the same; the two runs take turns
 ``--rounds`` times in one process, so load from other processes hits both alike.
 
-Printed per decoding: teacher requests and repair prompts, first replies that are schema-valid
+Printed per decoding: teacher requests, repair prompts and top-ups, first replies that are schema-valid
 JSON (``json.loads`` then the reply schema ``constrain.reply_schema``), replies read from prose,
-the yield (grounded pairs accepted / pairs requested) and chunks with at least one, tokens
+the yield (grounded pairs accepted / pairs requested), chunks with at least one, pairs per chunk, tokens
 generated, tokens/s and time per decode step; then the constrained/free ratios.
 """
 
@@ -119,10 +119,11 @@ def row(name: str, c: Counted, schema: dict[str, Any]) -> str:
     firsts = [reply for key, reply in c.replies.items() if key.endswith(":qa:0")]
     generation = c.cards[-1]["generation"]
     got = generation["teacher_yield"]
-    return (f"{name:<12} {generation['requests']:>8} {generation['repairs']:>7} "
+    return (f"{name:<12} {generation['requests']:>8} {generation['repairs']:>7} {generation['top_ups']:>7} "
             f"{sum(schema_valid(r, schema) for r in firsts):>5}/{len(firsts):<3} {generation['prose_replies']:>5} "
             f"{got['accepted']:>4}/{got['requested']:<4} ({got['ratio']:4.0%}) "
-            f"{got['chunks'] - got['chunks_by_accepted'].get('0', 0):>3}/{got['chunks']:<3} {c.tokens:>7} "
+            f"{got['chunks'] - got['chunks_by_accepted'].get('0', 0):>3}/{got['chunks']:<3} "
+            f"{got['accepted'] / max(1, got['chunks']):>9.2f} {c.tokens:>7} "
             f"{c.tokens / c.seconds:8.1f} {1000 * c.seconds / c.steps:8.0f}")
 
 
@@ -172,8 +173,8 @@ def main() -> None:
                 pass
             counted[name].cards.append(json.loads((folder / "data_card.json").read_text()))
     schema = reply_schema("qa", args.pairs, 1, args.max_new_tokens)
-    print(f"\n{'decoding':<12} {'requests':>8} {'repairs':>7} {'valid first':>11} {'prose':>5} "
-          f"{'yield (accepted/asked)':>22} {'chunks':>7} {'tokens':>7} {'tokens/s':>8} {'ms/step':>8}")
+    print(f"\n{'decoding':<12} {'requests':>8} {'repairs':>7} {'top-ups':>7} {'valid first':>11} {'prose':>5} "
+          f"{'yield (accepted/asked)':>22} {'chunks':>7} {'per chunk':>9} {'tokens':>7} {'tokens/s':>8} {'ms/step':>8}")
     for name, c in counted.items():
         print(row(name, c, schema))
     free, constrained = counted["free"], counted["constrained"]
@@ -182,8 +183,9 @@ def main() -> None:
           f"(tokens/s) {(constrained.tokens / constrained.seconds) / (free.tokens / free.seconds):.2f}x, decode step "
           f"speed {(free.seconds / free.steps) / (constrained.seconds / constrained.steps):.2f}x, wall time "
           f"{constrained.seconds / free.seconds:.2f}x")
-    print("(valid first: first replies whose whole text is schema-valid JSON; prose: replies read as "
-          "'Question: ... Answer: ...'; chunks: with at least one accepted pair)")
+    print("(top-ups: requests for a chunk's missing grounded pairs; valid first: first replies whose whole text is "
+          "schema-valid JSON; prose: replies read as 'Question: ... Answer: ...'; chunks: with at least one accepted "
+          "pair; per chunk: accepted pairs per chunk)")
     shown = next(iter(constrained.replies.values()), "")
     print("\n--- a constrained reply\n" + shown)
 

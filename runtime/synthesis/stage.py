@@ -2,8 +2,9 @@
 with its reason, and a data card.
 
 Passes:
-  1. generate: per chunk, the task prompt, then up to ``max_repairs`` repair prompts while the reply
-     is unusable; chunks go to the teacher in fixed batches (chunk order, the plan's batch size) and
+  1. generate: per chunk, the task prompt naming focus sentences, then up to ``max_repairs`` more
+     requests: repair prompts while a reply is unusable, top-ups while a qa chunk lacks grounded
+     pairs (``_follow_up``); chunks go to the teacher in fixed batches (chunk order, the plan's batch size) and
      each finished batch is journaled, so a killed run regenerates only unfinished batches.
   2. examples (pure): validate, ground, deduplicate (``examples.py``); split by group, never by row.
   3. paraphrase: the teacher rewrites each train question ``augmentation.paraphrases`` times
