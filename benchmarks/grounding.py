@@ -10,7 +10,7 @@ over the same pairs:
 - old: the rule before issue 19 (reimplemented below): the share of the answer's distinct
   non-stopword words found among the chunk's words, exact words, identifiers counted like any
   word, and no look at the question; accepted when >= min_support.
-- new: ``is_question`` on the question, then ``judge_answer`` on the answer (an ordinary content
+- new: ``judge_question`` on the question, then ``judge_answer`` on the answer (an ordinary content
   word, identifiers copied from the chunk left out of the count, light inflections), as the stage
   runs them for a generative student.
 
@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.runtime.synthesis.examples import NOT_A_QUESTION
-from distill.runtime.synthesis.grounding import STOPWORDS, is_question, judge_answer
+from distill.runtime.synthesis.grounding import STOPWORDS, judge_answer, judge_question
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "grounding"
 Rule = Callable[[str, str, str, float], str | None]  # question, answer, chunk, min_support -> reason
@@ -56,9 +55,7 @@ def old_rule(question: str, answer: str, context: str, min_support: float) -> st
 
 def new_rule(question: str, answer: str, context: str, min_support: float) -> str | None:
     """The stage's checks for a generative student (examples._grounded)."""
-    if not is_question(question):
-        return NOT_A_QUESTION
-    return judge_answer(answer, context, min_support, question)[1]
+    return judge_question(question, context) or judge_answer(answer, context, min_support, question)[1]
 
 
 @dataclass

@@ -8,7 +8,8 @@ Policies, decided here once:
       none is, the attempt with the most valid items (the earliest on ties), its invalid items
       rejected. Every ask's items count; a question asked twice in one chunk is kept once.
     * Questions: a qa item's question must be a question or a request (``is_question``: a "?", or
-      an English question word or request verb first), for every student. A conversation's user
+      an English question word or request verb first) and not a sentence of the chunk with a "?"
+      put after it (``copies_a_statement``), for every student. A conversation's user
       turns are not checked: a user may state something or instruct before asking.
     * Extractive students: the answer must occur in the chunk (exactly, or after normalizing case,
       whitespace and quotes); the answer becomes the chunk's own text at that span.
@@ -31,13 +32,12 @@ from typing import Any, Literal
 
 from distill.runtime.sources.records import Chunk, QAExample
 from distill.runtime.synthesis.augment import normalize_question
-from distill.runtime.synthesis.grounding import find_span, is_question, judge_answer
+from distill.runtime.synthesis.grounding import find_span, judge_answer, judge_question
 from distill.runtime.synthesis.parse import Kind, Parsed, parse_items
 from distill.runtime.synthesis.prompts import Message
 
 Origin = Literal["teacher", "paraphrase", "typo", "dataset", "document"]
 
-NOT_A_QUESTION = "question is not a question (no '?' and no question word or request verb first)"
 
 
 @dataclass(frozen=True)
@@ -149,8 +149,8 @@ def _grounded(chunk: Chunk, item: dict[str, Any], kind: Kind, grounding: Groundi
     if kind == "conversation":
         return _grounded_conversation(base, item["messages"], grounding)
     question, answer = item["question"], item["answer"]
-    if not is_question(question):
-        return None, Rejection("ground", NOT_A_QUESTION, chunk.source, chunk.id, item)
+    if (problem := judge_question(question, chunk.text)) is not None:
+        return None, Rejection("ground", problem, chunk.source, chunk.id, item)
     if grounding.extractive:
         span = find_span(answer, chunk.text)
         if span is None:

@@ -64,6 +64,9 @@ _VOWELS = frozenset("aeiouy")
 # Question words that open a yes/no question ("Is the valve open?"); the rest ask what, how, ...
 _AUXILIARIES = QUESTION_WORDS - frozenset("what how why which who whom whose when where whether".split())
 _LOOP_WORDS = 5
+_COPIED_WORDS = 6  # shorter runs ("The pump runs?") may be a question put as a statement
+NOT_A_QUESTION = "question is not a question (no '?' and no question word or request verb first)"
+COPIED_STATEMENT = "question is a sentence of the chunk with a '?' after it"
 
 
 def find_span(answer: str, context: str) -> tuple[int, int] | None:
@@ -109,8 +112,11 @@ def is_question(text: str) -> bool:
     words = _WORD.findall(_plain(stripped))
     if not any(word.isalpha() for word in words):
         return False
-    if stripped.rstrip(" \t\n\"')").endswith(_QUESTION_MARKS):
-        return True
+    return stripped.rstrip(" \t\n\"')").endswith(_QUESTION_MARKS) or _opens_question(stripped, words)
+
+
+def _opens_question(stripped: str, words: list[str]) -> bool:
+    """Whether the (label-free) text opens as a question or a request does."""
     if words[0] == "according" and "," in stripped:  # "According to the text, what ..."
         words = _WORD.findall(_plain(stripped.split(",", 1)[1])) or words
     if words[0] in _LEADING_PREPOSITIONS and len(words) > 1 and words[1] in QUESTION_WORDS:
@@ -118,6 +124,27 @@ def is_question(text: str) -> bool:
     if words[0] in QUESTION_WORDS:
         return True
     return words[0] in REQUEST_WORDS and (len(words) == 1 or words[1] != "of")
+
+
+def judge_question(question: str, context: str) -> str | None:
+    """Why ``question`` asks nothing about ``context`` (``is_question``, ``copies_a_statement``),
+    or None when it asks something."""
+    if not is_question(question):
+        return NOT_A_QUESTION
+    return COPIED_STATEMENT if copies_a_statement(question, context) else None
+
+
+def copies_a_statement(question: str, context: str) -> bool:
+    """Whether ``question`` is a statement of the context with a question mark put after it: it
+    does not open as a question, and without its mark it is a run of the context of at least
+    ``_COPIED_WORDS`` words. A small teacher told to ask about a sentence writes the sentence
+    and a "?" (SmolLM2 on the gnuplot manual: "The backslash must be the last character on each
+    line. Strings may be set off ?"); it asks nothing. Questions the text itself asks ("How do I
+    plot?") open as questions and are kept."""
+    stripped = _LABEL.sub("", question.strip(), count=1).rstrip(" \t\n\"')" + "".join(_QUESTION_MARKS))
+    words = _WORD.findall(_plain(stripped))
+    return (len(words) >= _COPIED_WORDS and not _opens_question(stripped, words)
+            and find_span(stripped, context) is not None)
 
 
 def is_identifier(token: str) -> bool:

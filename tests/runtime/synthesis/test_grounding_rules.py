@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from distill.runtime.sources.records import Chunk, chunk_id
-from distill.runtime.synthesis.examples import NOT_A_QUESTION, Grounding, chunk_examples
-from distill.runtime.synthesis.grounding import (is_identifier, is_question, judge_answer, measure, repeats, restates,
-                                                 support)
+from distill.runtime.synthesis.examples import Grounding, chunk_examples
+from distill.runtime.synthesis.grounding import (COPIED_STATEMENT, NOT_A_QUESTION, is_identifier, is_question,
+                                                 judge_answer, judge_question, measure, repeats, restates, support)
 
 MANUAL = ("The parameter nLineGroup is used to specify the line group that defines the pens. "
           "The distance between the two points dblLeft and dblRight measures the length of the line. "
@@ -58,6 +58,17 @@ def test_statements_and_fragments_are_not_questions(text: str) -> None:
 
 
 # --- identifiers ---------------------------------------------------------------------------------
+
+def test_a_sentence_of_the_chunk_with_a_question_mark_asks_nothing() -> None:
+    # SmolLM2 told to ask about a sentence of the gnuplot manual wrote the sentence and a "?"
+    assert judge_question("The distance between the two points dblLeft and dblRight measures the ?", MANUAL) \
+        == COPIED_STATEMENT
+    assert judge_question("Pen pA draws the outline; it is opened by OpenPen?", MANUAL) == COPIED_STATEMENT
+    assert judge_question("What is used to specify the line group that defines the pens?", MANUAL) is None
+    assert judge_question("Pen pA draws the outline?", MANUAL) is None  # too short to tell from a question
+    assert judge_question("The pen is made of gold and silver?", MANUAL) is None  # not the chunk's own words
+    assert judge_question("The distance between the two points.", MANUAL) == NOT_A_QUESTION
+
 
 @pytest.mark.parametrize(("token", "expected"), [
     ("dblRight", True), ("nLineGroup", True), ("pA", True), ("size_is", True), ("x11", True),
@@ -180,7 +191,7 @@ def test_precision_and_recall_on_the_labelled_teacher_pairs() -> None:
     ones kept, and precision no worse than the old rule's."""
     chunks = {c["id"]: c["text"] for c in map(json.loads, (FIXTURE / "chunks.jsonl").read_text("utf-8").splitlines())}
     pairs = [json.loads(line) for line in (FIXTURE / "smollm2_pairs.jsonl").read_text("utf-8").splitlines()]
-    accepted = [p for p in pairs if is_question(p["question"])
+    accepted = [p for p in pairs if judge_question(p["question"], chunks[p["chunk_id"]]) is None
                 and judge_answer(p["answer"], chunks[p["chunk_id"]], 0.5, p["question"])[1] is None]
     good = [p for p in pairs if p["label"] == "good"]
     bad = len(pairs) - len(good)
