@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 from distill.backends.base import Artifact, Check, VerificationError, foreign_code, get_backend
 from distill.compiler.errors import DistillError, ExitCode, UsageError
 from distill.compiler.spec import GgufTarget, OnnxTarget
 
-# Quantizations by kind; the first is the default. GGUF takes several, comma-separated.
-_QUANTS = {"onnx": ("none", "int8"),
-           "gguf": ("Q4_K_M", "F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_0")}
+
+
+def _quants(target: type[OnnxTarget] | type[GgufTarget], default: str) -> tuple[str, ...]:
+    """The quantizations a target's ``quant`` field allows (the spec's Literal), its default first."""
+    allowed = get_args(get_type_hints(target)["quant"])
+    allowed = get_args(allowed[0]) if allowed[-1] is Ellipsis else allowed  # tuple[GgufQuant, ...]
+    return (default, *(quant for quant in allowed if quant != default))
+
+
+# Quantizations by kind, from the spec's own types; the first is the default. GGUF takes several,
+# comma-separated.
+_QUANTS = {"onnx": _quants(OnnxTarget, OnnxTarget().quant), "gguf": _quants(GgufTarget, GgufTarget().quant[0])}
 
 
 class VerificationFailed(DistillError):

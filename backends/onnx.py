@@ -272,7 +272,7 @@ def _write_manifest(folder: Path, artifact: Artifact, model_dir: Path,
 # ---------------------------------------------------------------- verification
 
 
-def _session_options(threads: int = THREADS) -> Any:
+def session_options(threads: int = THREADS) -> Any:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -327,7 +327,7 @@ def load_exported(folder: Path, qa: bool = False, threads: int = THREADS, file_n
 
     ort_class = ORTModelForQuestionAnswering if qa else ORTModelForCausalLM
     model = ort_class.from_pretrained(folder, file_name=file_name or model_file(folder),
-                                      session_options=_session_options(threads),
+                                      session_options=session_options(threads),
                                       provider="CPUExecutionProvider", local_files_only=True,
                                       trust_remote_code=False)
     if not qa:

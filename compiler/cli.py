@@ -414,16 +414,14 @@ def chat(
 @reported
 def launch_cmd(file: DistillfileArg, offline: OfflineOption = False) -> None:
     """Print the multi-process training command of the plan (one shell line), for schedulers."""
-    from distill.compiler.launch import launch_command, shell_line
+    from distill.compiler.launch import shell_line, with_distillfile
     from distill.compiler.pipeline import plan_file
 
     planned = plan_file(file, offline=offline)
-    hw = planned.compiled.spec.hardware
-    argv = launch_command(str(planned.compiled.path), hw.gpus, hw.nodes, hw.strategy, planned.plan.device)
-    if argv is None:
+    if planned.plan.launch is None:
         raise UsageError("the plan runs one process: nothing to launch",
                          hint="set hardware.gpus and/or hardware.nodes, or run `distill build`")
-    sys.stdout.write(shell_line(argv) + "\n")
+    sys.stdout.write(shell_line(with_distillfile(planned.plan.launch, str(planned.compiled.path))) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

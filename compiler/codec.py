@@ -15,6 +15,7 @@ from functools import cache
 from typing import Any, Literal, Union, get_args, get_origin
 
 from distill.compiler.spec import Spec
+from distill.compiler.units import Codec
 
 
 @cache
@@ -39,7 +40,7 @@ def _convert(tp: Any, value: Any) -> Any:
         return None
     origin = get_origin(tp)
     if origin is typing.Annotated:
-        return tp.__metadata__[0].parse(value)
+        return _codec(tp).parse(value)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value)
     if origin in (Union, types.UnionType):
@@ -99,10 +100,16 @@ def to_data(obj: Any) -> Any:
     return obj
 
 
+def _codec(annotated: Any) -> Codec:
+    """The codec an ``Annotated`` Spec field carries as its metadata."""
+    codec: Codec = annotated.__metadata__[0]
+    return codec
+
+
 def _dump(tp: Any, value: Any) -> Any:
     for member in _members(tp):
         if get_origin(member) is typing.Annotated and not isinstance(value, str):
-            return member.__metadata__[0].dump(value)
+            return _codec(member).dump(value)
     return to_data(value)
 
 

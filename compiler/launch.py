@@ -33,6 +33,11 @@ def launch_command(distillfile: str, gpus: int, nodes: int, strategy: str, devic
     return (*argv, *WORKER, distillfile, "train")
 
 
+def with_distillfile(argv: tuple[str, ...], distillfile: str) -> tuple[str, ...]:
+    """A plan's launch command (which names the Distillfile as in its folder) naming ``distillfile``."""
+    return (*argv[:-2], distillfile, argv[-1])
+
+
 def shell_line(argv: tuple[str, ...]) -> str:
     """One shell line: arguments quoted, ``$VAR`` references double-quoted so they expand."""
     return " ".join(f'"{arg}"' if ENV_REFERENCE.match(arg) else shlex.quote(arg) for arg in argv)

@@ -129,6 +129,11 @@ class Data:
     augmentation: Augmentation = field(default_factory=Augmentation)
     split: Split = field(default_factory=Split)
 
+    @property
+    def teacher_writes(self) -> bool:
+        """Whether the teacher writes training data: synthesized items or paraphrases."""
+        return self.synthesis is not None or self.augmentation.paraphrases > 0
+
 
 @dataclass(frozen=True)
 class CeLoss:
@@ -161,10 +166,6 @@ class Loss:
     def total_weight(self) -> float:
         terms = (self.ce, self.kl, self.hidden)
         return sum(term.weight for term in terms if term is not None)
-
-    @property
-    def needs_teacher(self) -> bool:
-        return any(t is not None and t.weight > 0 for t in (self.kl, self.hidden))
 
 
 @dataclass(frozen=True)

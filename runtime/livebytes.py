@@ -71,7 +71,7 @@ class LiveBytesCounter(TorchDispatchMode):
 
     def relabel(self, tensor: torch.Tensor, category: str) -> None:
         """Moves a tracked storage to another category (gradients are made as temporaries)."""
-        entry = self._live.get(_storage_key(tensor))
+        entry = self._live.get(storage_key(tensor))
         if entry is not None and entry.category != category:
             self._shift(entry.category, -entry.nbytes)
             entry.category = category
@@ -147,7 +147,7 @@ class LiveBytesCounter(TorchDispatchMode):
             if adopting:
                 self._add(tensor, self._new_category)
             elif self._add(tensor, "untracked"):
-                self.untracked_bytes += self._live[_storage_key(tensor)].nbytes
+                self.untracked_bytes += self._live[storage_key(tensor)].nbytes
         out = func(*args, **kwargs)
         for tensor in _tensors_in(out):
             self._add(tensor, self._new_category)
@@ -165,7 +165,7 @@ def _untyped_storage(tensor: torch.Tensor) -> torch.UntypedStorage | None:
         return None
 
 
-def _storage_key(tensor: torch.Tensor) -> int:
+def storage_key(tensor: torch.Tensor) -> int:
     storage = _untyped_storage(tensor)
     return -1 if storage is None else storage._cdata
 

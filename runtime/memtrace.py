@@ -57,7 +57,7 @@ from typing import Any
 import torch
 
 from distill.compiler.trainstep import TrainStep
-from distill.runtime.livebytes import LiveBytesCounter, _storage_key, reachable_tensors
+from distill.runtime.livebytes import LiveBytesCounter, storage_key, reachable_tensors
 from distill.runtime.losses import KD_TEMPERATURE
 from distill.runtime.train.objective import Objective, Weights
 from distill.runtime.models import bnb_config, reload_quantized
@@ -375,8 +375,8 @@ def _hidden_buffers(parts: StepParts) -> list[torch.Tensor]:
     with counter, _fsdp_resizes(counter):
         run_step(parts, counter)
     gc.collect()
-    known = {_storage_key(t) for t in reachable_tensors(parts.student, parts.optimizer, parts.teacher)}
-    known |= {_storage_key(t) for t in (parts.input_ids, parts.labels)}
+    known = {storage_key(t) for t in reachable_tensors(parts.student, parts.optimizer, parts.teacher)}
+    known |= {storage_key(t) for t in (parts.input_ids, parts.labels)}
     return counter.survivors(known)
 
 

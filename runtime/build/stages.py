@@ -88,7 +88,7 @@ class Abouts:
 
     def synthesize(self) -> str:
         spec, plan = self.planned.compiled.spec, self.planned.plan
-        if not _generates(self.planned):
+        if not self.planned.compiled.spec.data.teacher_writes:
             return "dataset examples only: nothing for a teacher to write"
         synthesis, teacher = spec.data.synthesis, self.planned.models["teacher"].ref
         writes = (f"{synthesis.pairs_per_chunk} QA pairs per chunk" if synthesis and synthesis.kind == "qa" else
@@ -177,14 +177,10 @@ def _here_or_launched(planned: Planned, stage: str, folder: Path, up: Mapping[st
     A multi-node training is started by the cluster's scheduler (``distill launch-cmd``)."""
     import os
 
-    if planned.plan.processes == 1 or "WORLD_SIZE" in os.environ or (stage == "synthesize" and not _generates(planned)):
+    stays = stage == "synthesize" and not planned.compiled.spec.data.teacher_writes
+    if planned.plan.processes == 1 or "WORLD_SIZE" in os.environ or stays:
         return IN_PROCESS[stage](planned, folder, up, progress)
     return _launched(planned, stage, folder, offline)
-
-
-def _generates(planned: Planned) -> bool:
-    data = planned.compiled.spec.data
-    return data.synthesis is not None or data.augmentation.paraphrases > 0
 
 
 def _launched(planned: Planned, stage: str, folder: Path, offline: bool) -> dict[str, Any]:

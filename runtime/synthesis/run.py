@@ -21,11 +21,6 @@ class TeacherUnusable(DistillError):
     exit_code = ExitCode.INVALID_SPEC
 
 
-def needs_teacher(planned: Planned) -> bool:
-    data = planned.compiled.spec.data
-    return data.synthesis is not None or data.augmentation.paraphrases > 0
-
-
 def teacher_generator(planned: Planned, extracted: Extracted) -> Generator:
     """The planned teacher (dtype, quantization) behind the ``Generator`` interface."""
     import torch
@@ -66,7 +61,7 @@ def teacher_key(planned: Planned) -> str:
 def synthesize_planned(planned: Planned, extracted: Extracted, folder: Path,
                        progress: Progress | None = None, generator: Generator | None = None) -> dict[str, Any]:
     """Run the stage with the planned teacher (or the given generator) into ``folder``."""
-    if generator is None and needs_teacher(planned) and extracted.chunks + extracted.corpus.examples:
+    if generator is None and planned.compiled.spec.data.teacher_writes and extracted.chunks + extracted.corpus.examples:
         generator = teacher_generator(planned, extracted)
     return synthesize(planned.compiled.spec, extracted.chunks, extracted.corpus.examples, generator,
                       planned.plan.synthesis_batch or 1, folder, teacher_key(planned), progress)

@@ -278,9 +278,3 @@ def collate(batch: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     out["start_positions"] = torch.tensor([e.start for e in batch], dtype=torch.long)
     out["end_positions"] = torch.tensor([e.end for e in batch], dtype=torch.long)
     return out
-
-
-def supervised_tokens(encoded: Sequence[Encoded]) -> int:
-    """Label tokens the loss sees: labels != -100 at positions 1.. (the model shifts, so position 0
-    is never a target). Extractive examples have no label tokens and count 0."""
-    return sum(sum(1 for label in e.labels[1:] if label != IGNORE) for e in encoded if e.labels is not None)

@@ -12,9 +12,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("gguf")
-pytest.importorskip("llama_cpp")
-
 import torch
 from distill.backends import gguf_archs, gguf_writer
 from distill.backends.base import VerificationError, get_backend

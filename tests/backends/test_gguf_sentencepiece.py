@@ -11,9 +11,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("gguf")
-pytest.importorskip("llama_cpp")
-
 import torch
 import transformers
 from distill.backends import gguf_vocab

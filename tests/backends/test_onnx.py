@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("optimum.onnxruntime")
-
 import torch
 import transformers
 from distill.backends import onnx as onnx_backend

@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("optimum.onnxruntime")
-
 import torch
 import transformers
 from distill.backends import onnx as onnx_backend
@@ -120,7 +118,7 @@ def test_longrope_switch_is_in_the_graph(models: dict, tmp_path: Path, monkeypat
 
     def diff(out: Path) -> float:
         onnx_backend._export_optimum(models["phi3"], out, onnx_support.CAUSAL)
-        graph = ORTModelForCausalLM.from_pretrained(out, session_options=onnx_backend._session_options())
+        graph = ORTModelForCausalLM.from_pretrained(out, session_options=onnx_backend.session_options())
         onnx_backend.size_cache_from_graph(graph)
         with torch.no_grad():
             return float((graph(input_ids=ids, attention_mask=mask).logits
@@ -136,7 +134,7 @@ def test_first_cache_sized_from_the_graph(name: str, heads: int, head_dim: int, 
     from optimum.onnxruntime import ORTModelForCausalLM
 
     graph = ORTModelForCausalLM.from_pretrained(export(name, "none"),
-                                                session_options=onnx_backend._session_options())
+                                                session_options=onnx_backend.session_options())
     assert (graph.num_key_value_heads, graph.embed_size_per_head) != (heads, head_dim)  # optimum's guess
     onnx_backend.size_cache_from_graph(graph)
     assert (graph.num_key_value_heads, graph.embed_size_per_head) == (heads, head_dim)

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("optimum.onnxruntime")
-
 import numpy as np
 import torch
 import transformers

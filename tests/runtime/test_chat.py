@@ -11,9 +11,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("llama_cpp")
-pytest.importorskip("optimum.onnxruntime")
-
 import torch
 import transformers
 

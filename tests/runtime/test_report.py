@@ -232,7 +232,6 @@ def test_onnx_snippet_runs_as_printed_on_a_qwen3(inputs: ReportInputs, tmp_path:
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The card's Python for an ONNX causal LM runs against a tiny Qwen3 (head_dim 128 != 64 / 4),
     whose first cache optimum alone sizes wrongly."""
-    pytest.importorskip("optimum.onnxruntime")
     import torch
 
     from distill.backends.export import export_verified

@@ -68,7 +68,6 @@ def test_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="package")
 def gguf_f16(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("llama_cpp")
     from distill.backends.export import export_verified
 
     artifact, _ = export_verified(models["student"], "gguf:F16", tmp_path_factory.mktemp("gguf") / "out")

@@ -90,7 +90,6 @@ def test_gguf_runner_matches_torch(gguf_f16: Path, cases, hf) -> None:
 
 
 def test_gguf_runner_reports_a_bad_file(tmp_path: Path) -> None:
-    pytest.importorskip("llama_cpp")
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(RuntimeError, match="llama.cpp cannot load"):
@@ -98,7 +97,6 @@ def test_gguf_runner_reports_a_bad_file(tmp_path: Path) -> None:
 
 
 def test_onnx_runner_matches_torch(models: dict[str, Path], cases, hf, tmp_path_factory) -> None:
-    pytest.importorskip("optimum.onnxruntime")
     from distill.backends.export import export_verified
 
     artifact, _ = export_verified(models["student"], "onnx:none", tmp_path_factory.mktemp("onnx") / "out")
@@ -115,7 +113,6 @@ def test_onnx_runner_matches_torch(models: dict[str, Path], cases, hf, tmp_path_
 @pytest.mark.parametrize("arch", sorted(FAMILIES))
 def test_onnx_families_optimum_misreads_run_in_the_evaluate_runner(arch: str, tmp_path: Path) -> None:
     """The runner the evaluate stage opens runs what verification passed, cache and all."""
-    pytest.importorskip("optimum.onnxruntime")
     from distill.backends.export import export_verified
 
     torch.set_num_threads(THREADS)

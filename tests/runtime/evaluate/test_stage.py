@@ -84,7 +84,6 @@ def test_teacher_with_another_tokenizer(models: dict[str, Path], test_split: Pat
 
 
 def test_extractive_qa_with_onnx(tmp_path: Path) -> None:
-    pytest.importorskip("optimum.onnxruntime")
     from distill.backends.export import export_verified
 
     bert = tmp_path / "bert"

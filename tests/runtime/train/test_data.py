@@ -28,8 +28,14 @@ from distill.runtime.train.data import (
     encode_causal,
     encode_extractive,
     read_split,
-    supervised_tokens,
 )
+
+
+def supervised_tokens(encoded: list[Encoded]) -> int:
+    """Label tokens the loss sees: labels != -100 at positions 1.. (the model shifts, so position 0
+    is never a target). Extractive examples have no label tokens and count 0."""
+    return sum(sum(1 for label in e.labels[1:] if label != IGNORE) for e in encoded if e.labels is not None)
+
 
 TEXT = ("The pump runs for ten minutes and draws thirty watts. Clean its filter every week with warm water. "
         "Paris is the capital of France. Which valve opens first? The red valve opens before the blue one. ")
