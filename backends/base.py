@@ -93,22 +93,6 @@ def sha256_file(path: Path) -> str:
     return digest_file(path, path.name).sha256
 
 
-def _onnx() -> Backend:
-    from distill.backends.onnx import OnnxBackend
-
-    return OnnxBackend()
-
-
-def _gguf() -> Backend:
-    from distill.backends.gguf import GgufBackend
-
-    return GgufBackend()
-
-
-# Factories, so that looking a backend up imports only that backend's module.
-BACKENDS: dict[str, Any] = {"onnx": _onnx, "gguf": _gguf}
-
-
 def foreign_code(model_dir: Path) -> str | None:
     """Why loading ``model_dir`` would need code the folder ships, or ``None``.
 
@@ -162,14 +146,3 @@ def export_atomically(out_dir: Path, build: Callable[[Path], Artifact],
         if not report.passed:
             raise VerificationError(report)
         write_manifest(tmp, staged, report)
-
-
-def get_backend(kind: str) -> Backend:
-    """The backend registered under ``kind``.
-
-    Raises:
-        KeyError: for a kind with no backend, naming the known ones.
-    """
-    if kind not in BACKENDS:
-        raise KeyError(f"no backend {kind!r}; known: {', '.join(sorted(BACKENDS))}")
-    return BACKENDS[kind]()

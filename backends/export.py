@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import get_args, get_type_hints
 
-from distill.backends.base import Artifact, Check, VerificationError, foreign_code, get_backend
+from distill.backends.base import Artifact, Check, VerificationError, foreign_code
+from distill.backends.registry import get_backend
 from distill.compiler.errors import DistillError, ExitCode, UsageError
 from distill.compiler.spec import GgufTarget, OnnxTarget
 

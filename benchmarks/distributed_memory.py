@@ -5,7 +5,7 @@
 For each configuration, ``torchrun --nproc_per_node 2`` runs this file as a worker: every rank
 measures its own step with ``distill.runtime.memtrace.measure_step`` (the student wrapped in DDP
 or FSDP as accelerate wraps it, see ``wrap_distributed``) and writes its peak; the planner's
-arithmetic (``distill.compiler.memory.estimate_step`` with ``processes=2``) predicts the rank
+arithmetic (``distill.compiler.distributed.estimate_step`` with ``processes=2``) predicts the rank
 that holds the most. Prints predicted vs each rank's measured peak; exits 1 if any rank is off by
 more than 10%.
 """
@@ -68,7 +68,7 @@ def _train_step(case: Case):  # type: ignore[no-untyped-def]
 def predict(case: Case) -> tuple[int, str]:
     """(predicted per-rank peak, its phase), no torch."""
     from distill.compiler.arch import architecture
-    from distill.compiler.memory import estimate_step
+    from distill.compiler.distributed import estimate_step
 
     memory = estimate_step(architecture(case.config), "causal-lm", _train_step(case), "cpu")
     return memory.peak, memory.peak_phase

@@ -132,7 +132,8 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from distill.backends.base import get_backend, load_reference
+    from distill.backends.base import load_reference
+    from distill.backends.registry import get_backend
     from distill.backends.gguf_writer import quantize, write_base
     from distill.compiler.spec import GgufTarget, OnnxTarget
 

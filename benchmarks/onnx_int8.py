@@ -188,7 +188,7 @@ def _static(source: Path, out: Path) -> None:
 
 def _row(name: str, quantize: Quantize, fp32: Path, model_dir: Path, out: Path,
          reference: dict[str, Any]) -> str:
-    from distill.backends.base import get_backend
+    from distill.backends.registry import get_backend
     from distill.backends.onnx import MODEL_FILE, _artifact, detect_task
 
     shutil.rmtree(out, ignore_errors=True)

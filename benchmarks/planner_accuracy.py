@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/planner_accuracy.py [--quick]
 
-For each configuration the planner's arithmetic (``distill.compiler.memory.estimate_step``, no
+For each configuration the planner's arithmetic (``distill.compiler.distributed.estimate_step``, no
 torch) predicts the peak live tensor bytes of one micro-step, and ``distill.runtime.memtrace``
 runs that step on real tensors and measures it. Prints the table and the worst relative error;
 exits 1 if any row is off by more than 3%.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from distill.compiler.arch import architecture
-from distill.compiler.memory import estimate_step
+from distill.compiler.distributed import estimate_step
 from distill.compiler.trainstep import TrainStep
 from distill.runtime.memtrace import measure_step
 

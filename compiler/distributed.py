@@ -1,6 +1,6 @@
 """Per-rank memory of data-parallel training: DDP replicas and FSDP shards, from shapes alone.
 
-``distill.compiler.memory.estimate_step`` predicts one process; ``distribute`` rewrites its
+``distill.compiler.memory.process_step`` predicts one process; ``distribute`` rewrites its
 phases for ``step.processes`` ranks of the strategy the runtime uses (accelerate's defaults, as
 ``distill.runtime.memtrace.wrap_distributed`` builds them):
 
@@ -22,8 +22,9 @@ import math
 from dataclasses import dataclass
 
 from distill.compiler.arch import Architecture, Linear
-from distill.compiler.memory import (StepMemory, Term, cpu_adamw_temporaries, layer_modules, lora_head_copy,
-                                     module_tensors, optimizer_state_bytes, outer_tensors, trainable_params)
+from distill.compiler.memory import (StepMemory, Term, cpu_adamw_temporaries, kbit_step, layer_modules,
+                                     lora_head_copy, module_tensors, optimizer_state_bytes, outer_tensors,
+                                     process_step, trainable_params)
 from distill.compiler.trainstep import TrainStep
 
 F32 = 4
@@ -111,6 +112,14 @@ def fsdp_share(arch: Architecture, step: TrainStep, head: str, rank: int) -> Ran
     pieces = [p for u in all_units for p in rank_pieces(u, world, rank)]
     return RankShare(params, grads, sum(pieces), len(pieces), tuple(pieces),
                      root.padded(world) * root.bytes_per_element, layer.padded(world) * layer.bytes_per_element)
+
+
+def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = "cpu",
+                  teacher: Architecture | None = None) -> StepMemory:
+    """Peak live bytes of each phase of one micro-step on the rank holding the most: one
+    process's phases (``memory.process_step``), distributed over ``step.processes`` ranks."""
+    step = kbit_step(step)  # as process_step sees it: a quantized base computes in float32
+    return distribute(process_step(arch, head, step, device, teacher), arch, head, step, device)
 
 
 def distribute(memory: StepMemory, arch: Architecture, head: str, step: TrainStep, device: str) -> StepMemory:

@@ -350,9 +350,10 @@ def kbit_step(step: TrainStep) -> TrainStep:
     return replace(step, dtype="float32") if quantized else step
 
 
-def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = "cpu",
-                  teacher: Architecture | None = None) -> StepMemory:
-    """Peak live bytes of each phase of one micro-step (see ``distill.runtime.memtrace``)."""
+def process_step(arch: Architecture, head: str, step: TrainStep, device: str = "cpu",
+                 teacher: Architecture | None = None) -> StepMemory:
+    """Peak live bytes of each phase of one micro-step in one process, as if it trained alone
+    (see ``distill.runtime.memtrace``); ``distributed.estimate_step`` makes it one rank of many."""
     from distill.compiler import activations as act
 
     step = kbit_step(step)
@@ -410,10 +411,6 @@ def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = 
     if full and not step.checkpointing:
         phases["backward end"] = (*static, grads, Term("input grad", e * h * t, f"{t:,} tokens x {e * h} B"))
     phases["optimizer"] = (*static, grads, _optimizer_temporaries(arch, head, step, device))
-    if step.processes > 1:  # per rank under DDP or FSDP
-        from distill.compiler.distributed import distribute
-
-        return distribute(StepMemory(phases), arch, head, step, device)
     return StepMemory(phases)
 
 

@@ -60,7 +60,7 @@ def teacher_folder(planned: Planned, folder: Path, up: Mapping[str, Path]) -> Pa
         return Path(location)
     saved = folder / "teacher"
     if not (saved / "config.json").is_file():
-        from distill.runtime.build.stages import extracted_texts
+        from distill.runtime.sources.run import extracted_texts
         from distill.runtime.models import align_special_tokens, load_model, load_tokenizer
         from distill.runtime.placement import Placement
 

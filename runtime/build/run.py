@@ -16,8 +16,8 @@ from distill.compiler.pipeline import Planned, plan_file
 from distill.compiler.plan import Plan
 from distill.runtime.build.graph import FILES, META, Outcome, Stage, downstream, exclusive, file_stat, run_graph
 from distill.runtime.build.stages import build_stages, plan_data, target_name
+from distill.runtime.progress import Progress
 
-Progress = Callable[..., None]
 STATE = ".distill"
 KEY_FILE = ".build-key"
 BUILD_RECORD = "build.json"

@@ -10,7 +10,7 @@ so a rebuild re-runs the exports and what reads them (evaluation, report), never
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,10 @@ from distill.compiler.pipeline import Planned
 from distill.compiler.resolve import ResolvedModel
 from distill.compiler.spec import DeployTarget
 from distill.runtime.build.graph import Stage
+from distill.runtime.progress import Progress
 
-Progress = Callable[..., None]
+ERROR_FILE = "DISTILL_WORKER_ERROR"  # where a worker started by `distill build` leaves its error
+
 
 
 def target_name(target: DeployTarget) -> str:
@@ -124,26 +126,12 @@ def _extract(planned: Planned, folder: Path) -> dict[str, Any]:
             "skipped": len(report.skipped), "tokenizer": extracted.tokenizer}
 
 
-def _extracted(folder: Path) -> Any:
-    from distill.runtime.sources.run import Extracted
-    from distill.runtime.sources.stage import read_outputs
-
-    corpus, chunks = read_outputs(folder)
-    return Extracted(corpus, chunks, "as extracted")
-
-
-def extracted_texts(extract: Path) -> list[str]:
-    """The finished extract stage's texts, as the chunk stage trained its tokenizer on them."""
-    from distill.runtime.sources.stage import corpus_texts
-
-    return corpus_texts(_extracted(extract).corpus)
-
-
 def synthesize_in_process(planned: Planned, folder: Path, up: Mapping[str, Path], progress: Progress | None
                           ) -> dict[str, Any]:
+    from distill.runtime.sources.run import read_extracted
     from distill.runtime.synthesis.run import synthesize_planned
 
-    card = synthesize_planned(planned, _extracted(up["extract"]), folder, progress)
+    card = synthesize_planned(planned, read_extracted(up["extract"]), folder, progress)
     generation = card["generation"]
     return {"examples": card["examples"], "rejected": card["rejected"]["total"],
             "teacher_yield": generation.get("teacher_yield"), "warnings": generation.get("warnings") or []}
@@ -153,6 +141,7 @@ def train_in_process(planned: Planned, folder: Path, up: Mapping[str, Path], pro
                      ) -> dict[str, Any]:
     from accelerate import PartialState
 
+    from distill.runtime.sources.run import extracted_texts
     from distill.runtime.synthesis.run import teacher_key
     from distill.runtime.train.run import drop_resume_state, train_planned
 
@@ -190,7 +179,6 @@ def _launched(planned: Planned, stage: str, folder: Path, offline: bool) -> dict
     import sys
 
     from distill.compiler.errors import DistillError, ExitCode
-    from distill.runtime.build.worker import ERROR_FILE
 
     hardware = planned.compiled.spec.hardware
     if hardware.nodes > 1 and stage == "train":

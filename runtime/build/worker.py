@@ -19,8 +19,6 @@ from pathlib import Path
 
 from distill.compiler.errors import DistillError
 
-ERROR_FILE = "DISTILL_WORKER_ERROR"  # where a worker started by `distill build` leaves its error
-
 
 def run(distillfile: Path, stage_name: str, offline: bool) -> None:
     from accelerate import PartialState
@@ -103,6 +101,8 @@ def _report(error: DistillError) -> None:
     """Hand the error to the ``distill build`` that started this worker (it shows it and exits
     with its code), or print it when a scheduler started the worker."""
     import os
+
+    from distill.runtime.build.stages import ERROR_FILE
 
     target = os.environ.get(ERROR_FILE)
     if target and os.environ.get("RANK", "0") == "0":

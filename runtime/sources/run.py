@@ -10,7 +10,7 @@ from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.frontend import CompiledSpec
 from distill.compiler.resolve import ResolvedModel
 from distill.runtime.sources.records import Chunk, SourceError
-from distill.runtime.sources.stage import Corpus, chunk, extract, student_counter, write_outputs
+from distill.runtime.sources.stage import Corpus, chunk, corpus_texts, extract, read_outputs, student_counter, write_outputs
 
 
 class BadSource(DistillError):
@@ -46,3 +46,14 @@ def extract_and_chunk(compiled: CompiledSpec, student: ResolvedModel, folder: Pa
     chunks = chunk(corpus, count_tokens, data.chunk_tokens, data.overlap_tokens)
     write_outputs(folder, corpus, chunks)
     return Extracted(corpus, chunks, tokenizer)
+
+
+def read_extracted(folder: Path) -> Extracted:
+    """A finished extract stage's outputs, read back from its folder."""
+    corpus, chunks = read_outputs(folder)
+    return Extracted(corpus, chunks, "as extracted")
+
+
+def extracted_texts(folder: Path) -> list[str]:
+    """The finished extract stage's texts, as the chunk stage trained its tokenizer on them."""
+    return corpus_texts(read_extracted(folder).corpus)

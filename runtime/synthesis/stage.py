@@ -56,12 +56,12 @@ from distill.runtime.synthesis.prompts import (
 )
 from distill.runtime.synthesis.split import SplitName, assign_splits, summarize
 from distill.runtime.synthesis.yields import YieldCount, count_chunk, gate, items_per_chunk, low_yield_warning
+from distill.runtime.progress import Progress
 
 VERSION = 3  # 2: replies decoded under their schema (data.synthesis.decoding); 3: indented, focus, top-ups
 SPLITS: tuple[SplitName, ...] = ("train", "val", "test")
 # A paraphrase reply is n short questions: 128 tokens hold 3 of ~100 characters.
 PARAPHRASE_MAX_NEW_TOKENS = 128
-Progress = Callable[..., None]  # (pass, items done, items in all, note="")
 
 
 class NoTrainingData(DistillError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +27,8 @@ from distill.runtime.train.checkpoint import LoopState
 from distill.runtime.train.data import Encoded, collate
 from distill.runtime.placement import Misplaced, Placement
 from distill.runtime.train.objective import Objective
+from distill.runtime.progress import Progress
 
-Progress = Callable[..., None]  # (name, done, total, note="")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from distill.compiler.phases import PROBE_SEQUENCES, PROBE_TOKENS
 from distill.compiler.pipeline import Planned
 from distill.compiler.trainstep import DEFAULT_LOSS_CHUNK
 from distill.runtime.train.data import Encoded, Skip, read_split
-from distill.runtime.train.loop import Progress, TrainResult, train
+from distill.runtime.progress import Progress
+from distill.runtime.train.loop import TrainResult, train
 from distill.runtime.train.merge import MergeReport, merge_adapter, save_model
 from distill.runtime.train.objective import Objective, Weights
 

@@ -30,7 +30,7 @@ from distill.runtime.placement import Placement
 from distill.runtime.ranks import barrier, ranks
 from distill.runtime.synthesis.examples import stable_id
 from distill.runtime.train.data import Encoded, collate
-from distill.runtime.train.loop import Progress
+from distill.runtime.progress import Progress
 from distill.runtime.train.student import Head, causal_forward
 
 SHARD = 256

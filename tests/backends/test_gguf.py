@@ -14,7 +14,8 @@ import torch
 import transformers
 from distill.backends import gguf as gguf_backend
 from distill.backends import gguf_pretokenizers, gguf_vocab, ollama
-from distill.backends.base import BACKENDS, VerificationError, get_backend, sha256_file
+from distill.backends.base import VerificationError, sha256_file
+from distill.backends.registry import BACKENDS, get_backend
 from distill.compiler.spec import GgufTarget
 from distill.runtime.sources.tokenizer import train_byte_bpe
 from tests.backends.modelfiles import parse_modelfile

@@ -14,7 +14,8 @@ import pytest
 
 import torch
 from distill.backends import gguf_archs, gguf_writer
-from distill.backends.base import VerificationError, get_backend
+from distill.backends.base import VerificationError
+from distill.backends.registry import get_backend
 from distill.compiler.spec import GgufTarget
 
 from tests.backends.test_gguf import _model

@@ -13,13 +13,8 @@ import torch
 import transformers
 from distill.backends import onnx as onnx_backend
 from distill.backends import onnx_int8
-from distill.backends.base import (
-    BACKENDS,
-    Artifact,
-    VerificationError,
-    get_backend,
-    sha256_file,
-)
+from distill.backends.base import Artifact, VerificationError, sha256_file
+from distill.backends.registry import BACKENDS, get_backend
 from distill.compiler.spec import OnnxTarget
 from distill.runtime.sources.tokenizer import train_byte_bpe
 

@@ -16,7 +16,8 @@ import torch
 import transformers
 from distill.backends import onnx as onnx_backend
 from distill.backends import onnx_support
-from distill.backends.base import get_backend, load_reference
+from distill.backends.base import load_reference
+from distill.backends.registry import get_backend
 from distill.compiler.arch import rope_type
 from distill.compiler.spec import OnnxTarget
 

@@ -14,7 +14,8 @@ import torch
 import transformers
 from distill.backends import onnx as onnx_backend
 from distill.backends import onnx_int8
-from distill.backends.base import VerificationError, get_backend
+from distill.backends.base import VerificationError
+from distill.backends.registry import get_backend
 from distill.backends.onnx_support import INT8_RECIPES
 from distill.compiler.spec import OnnxTarget
 

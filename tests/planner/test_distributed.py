@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from distill.compiler.arch import architecture
-from distill.compiler.memory import estimate_step
+from distill.compiler.distributed import estimate_step
 from distill.compiler.trainstep import TrainStep
 from tests.conftest import REPO
 

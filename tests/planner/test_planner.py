@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from distill.compiler.arch import architecture
 from distill.compiler.cli import main
-from distill.compiler.memory import estimate_step
+from distill.compiler.distributed import estimate_step
 from distill.compiler.phases import cuda_overheads
 from distill.compiler.pipeline import plan_file
 from distill.compiler.planner import DoesNotFit
