@@ -4,7 +4,7 @@
             -> evaluate -> report
 
 Slices are whole spec sections plus what the plan decided and the digests of the input files
-(DESIGN.md: never hand-pick fields for a key). Changing ``deploy`` changes only the export keys,
+(docs/design.md, rule 4: never hand-pick fields for a key). Changing ``deploy`` changes only the export keys,
 so a rebuild re-runs the exports and what reads them (evaluation, report), never training.
 """
 
