@@ -37,8 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the PDF excerpt builder and the manual's path the tests use
 from tests.runtime.sources.pdf_builders import excerpt  # noqa: E402
 from tests.runtime.sources.test_real_pdfs import CAMLIDL  # noqa: E402
+from tests.smollm2 import SMOLLM2, synthesis_project  # noqa: E402
 
-SMOLLM2 = Path(sys.prefix) / "share" / "distill" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @dataclass
@@ -86,27 +86,11 @@ class Recording:
 
 
 def project(folder: Path, pdf: Path, pages: range, pairs: int, max_new_tokens: int, temperature: float) -> Path:
-    """A scratch project: the PDF's pages, the GGUF as teacher and student, the Distillfile."""
+    """A scratch project, made afresh: the PDF's pages, the GGUF as teacher and student, the
+    Distillfile (no yield gate: a benchmark reports the yield, whatever it is)."""
     if folder.exists():
         shutil.rmtree(folder)
-    (folder / "docs").mkdir(parents=True)
-    (folder / "docs" / "manual.pdf").write_bytes(excerpt(pdf, pages))
-    (folder / "teacher.gguf").symlink_to(SMOLLM2)
-    (folder / "Distillfile").write_text(f"""version: 1
-name: synthesis-benchmark
-seed: 0
-sources: [{{pdf: docs/manual.pdf}}]
-teacher: {{model: teacher.gguf}}
-student: {{model: teacher.gguf}}
-data:
-  chunk_tokens: 256
-  overlap_tokens: 0
-  synthesis: {{kind: qa, pairs_per_chunk: {pairs}, max_new_tokens: {max_new_tokens}, temperature: {temperature},
-               min_yield: 0}}
-  split: {{by: chunk}}
-hardware: {{device: cpu, ram: 16GiB}}
-""")
-    return folder / "Distillfile"
+    return synthesis_project(folder, excerpt(pdf, pages), pairs, max_new_tokens, temperature, min_yield=0)
 
 
 def schema_valid(reply: str, schema: dict[str, Any]) -> bool:

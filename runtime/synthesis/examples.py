@@ -39,7 +39,6 @@ from distill.runtime.synthesis.prompts import Message
 Origin = Literal["teacher", "paraphrase", "typo", "dataset", "document"]
 
 
-
 @dataclass(frozen=True)
 class Example:
     """One training example with its provenance.

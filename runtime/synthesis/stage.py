@@ -26,6 +26,7 @@ from distill.compiler.codec import to_data
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.fsutil import write_atomic
 from distill.compiler.spec import Spec
+from distill.runtime.progress import Progress
 from distill.runtime.ranks import barrier, ranks
 from distill.runtime.sources.records import Chunk, QAExample
 from distill.runtime.synthesis.augment import typo_noise
@@ -45,8 +46,8 @@ from distill.runtime.synthesis.examples import (
 from distill.runtime.synthesis.constrain import reply_schema, schema_text, strings_schema
 from distill.runtime.synthesis.generate import Generator, Request
 from distill.runtime.synthesis.journal import Journal
-from distill.runtime.synthesis.parse import parse_items, parse_strings
 from distill.runtime.synthesis.focus import pick, sentences
+from distill.runtime.synthesis.parse import parse_items, parse_strings
 from distill.runtime.synthesis.prompts import (
     Message,
     default_prompt,
@@ -56,7 +57,6 @@ from distill.runtime.synthesis.prompts import (
 )
 from distill.runtime.synthesis.split import SplitName, assign_splits, summarize
 from distill.runtime.synthesis.yields import YieldCount, count_chunk, gate, items_per_chunk, low_yield_warning
-from distill.runtime.progress import Progress
 
 VERSION = 3  # 2: replies decoded under their schema (data.synthesis.decoding); 3: indented, focus, top-ups
 SPLITS: tuple[SplitName, ...] = ("train", "val", "test")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from distill.compiler.cli import main
+from tests.smollm2 import SMOLLM2
 
-SMOLLM2 = Path(sys.prefix) / "share" / "distill" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def test_export_names_weights_that_are_not_safetensors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from distill.compiler.cli import main
+from tests.smollm2 import SMOLLM2
 
-SMOLLM2 = Path(sys.prefix) / "share" / "distill" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def _project(tmp_path: Path) -> Path:

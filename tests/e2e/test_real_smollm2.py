@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 from distill.backends.gguf_tokens import PROBE_TEXTS
 from distill.compiler.cli import main
+from tests.smollm2 import SMOLLM2
 
 pytestmark = pytest.mark.slow
 
-SMOLLM2 = Path(sys.prefix) / "share" / "distill" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 GUIDE = ("The pump starts when the tank level falls below the low mark. It runs for 20 minutes, "
          "then the controller checks the pressure. If the pressure stays under 2 bar, the alarm "
          "sounds and the pump stops. To reset the alarm, hold the reset switch for 5 seconds.\n\n")

@@ -9,7 +9,6 @@ command's output, and a low one in the data card."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,31 +19,17 @@ from distill.runtime.synthesis.constrain import reply_schema
 from distill.runtime.synthesis.yields import LOW_YIELD
 from tests.runtime.sources.pdf_builders import excerpt
 from tests.runtime.sources.test_real_pdfs import CAMLIDL, needs
+from tests.smollm2 import synthesis_project
 
 pytestmark = pytest.mark.slow
 
-SMOLLM2 = Path(sys.prefix) / "share" / "distill" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 PAIRS, MAX_NEW_TOKENS = 2, 256
 
 
 @needs(CAMLIDL, "camlidl-doc")
 def test_real_teacher_writes_schema_valid_grounded_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "camlidl.pdf").write_bytes(excerpt(CAMLIDL, [0, 1]))
-    (tmp_path / "smollm2.gguf").symlink_to(SMOLLM2)
-    (tmp_path / "Distillfile").write_text(f"""version: 1
-name: real-teacher
-sources: [{{pdf: docs/camlidl.pdf}}]
-teacher: {{model: smollm2.gguf}}
-student: {{model: smollm2.gguf}}
-data:
-  chunk_tokens: 256
-  overlap_tokens: 0
-  synthesis: {{kind: qa, pairs_per_chunk: {PAIRS}, max_new_tokens: {MAX_NEW_TOKENS}, temperature: 0}}
-  split: {{by: chunk}}
-hardware: {{device: cpu, ram: 16GiB}}
-""")
-    assert main(["synthesize", str(tmp_path / "Distillfile"), "--offline"]) == 0, capsys.readouterr().err
+    distillfile = synthesis_project(tmp_path, excerpt(CAMLIDL, [0, 1]), PAIRS, MAX_NEW_TOKENS, 0)
+    assert main(["synthesize", str(distillfile), "--offline"]) == 0, capsys.readouterr().err
     out, err = capsys.readouterr()
     folder = tmp_path / ".distill" / "synthesize"
     journal = (folder / "generation.journal.jsonl").read_text().splitlines()[1:]
