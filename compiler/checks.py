@@ -232,6 +232,39 @@ def _template_environment() -> Any:
     return environment
 
 
+def _check_from_teacher(spec: Spec, root: Path) -> Iterator[Finding]:
+    """A student cut from the teacher (``compiler/cut.py``) needs a teacher with saved weights, is
+    a causal LM like it, and lists each kept layer once, in the teacher's order. Whether the
+    layers exist is known once the teacher's config is resolved (``distill plan``)."""
+    student, path = spec.student, ("student", "from_teacher")
+    if student.from_teacher is None:
+        return
+    if spec.teacher is None:
+        yield Finding(path, "student.from_teacher needs a teacher to cut the student from",
+                      "add `teacher: {model: ...}` (a hub id, a local folder or a .gguf file)")
+    elif spec.teacher.random is not None:
+        yield Finding(path, "student.from_teacher cuts the teacher's saved weights, and teacher.random has none",
+                      "give the teacher a model (a hub id, a local folder or a .gguf file), or give the "
+                      "student its own random config")
+    if student.task != "causal-lm":
+        yield Finding(("student", "task"), f"student.from_teacher keeps a causal LM's decoder layers; "
+                      f"task is {student.task}", "remove task (causal-lm is the default), or give the "
+                      "extractive-qa student its own model")
+    if student.revision is not None:
+        yield Finding(("student", "revision"), "student.revision applies to hub models only",
+                      "a student cut from the teacher has the teacher's revision; remove it")
+    layers = student.from_teacher.layers
+    if isinstance(layers, tuple):
+        for i in range(1, len(layers)):
+            if layers[i] <= layers[i - 1]:
+                where = path + ("layers", i)
+                what = (f"repeats layer {layers[i]}" if layers[i] in layers[:i]
+                        else f"is layer {layers[i]}, below layer {layers[i - 1]} before it")
+                yield Finding(where, f"{dotted(where)} {what}",
+                              "list each teacher layer once, in increasing order: the student's layer k "
+                              "is the k-th listed")
+
+
 def _check_loss(spec: Spec, root: Path) -> Iterator[Finding]:
     loss = spec.loss
     if loss.total_weight <= 0:
@@ -392,13 +425,32 @@ def _check_eval(spec: Spec, root: Path) -> Iterator[Finding]:
     if gates.min_retention is not None and spec.teacher is None:
         yield Finding(("eval", "gates", "min_retention"), "min_retention compares with a teacher; "
                       "there is none", "add a teacher or remove this gate")
+    exam = any(isinstance(source, DatasetSource) and source.split == "test" for source in spec.sources)
     if any(getattr(gates, g) is not None for g in (*_GATE_METRIC, "min_retention")) \
-            and spec.data.split.test <= 0:
+            and spec.data.split.test <= 0 and not exam:
         yield Finding(("eval", "gates"), "gates need a test split to measure on",
-                      "set data.split.test > 0")
+                      "set data.split.test > 0, or give a dataset source split: test")
+    yield from _check_references(spec)
+
+
+def _check_references(spec: Spec) -> Iterator[Finding]:
+    """The open-book teacher and the baseline students need what they are compared on."""
+    evaluation, loss = spec.eval, spec.loss
+    if evaluation.teacher == "open_book" and spec.teacher is None:
+        yield Finding(("eval", "teacher"), "eval.teacher open_book scores a teacher; there is none",
+                      "add a teacher, or remove eval.teacher")
+    if evaluation.teacher == "open_book" and spec.student.task == "extractive-qa":
+        yield Finding(("eval", "teacher"), "open_book applies to causal-lm students: an extractive-qa "
+                      "model always reads the context", "remove eval.teacher")
+    if "ce_only" in evaluation.baselines and (loss.ce is None or loss.ce.weight <= 0):
+        yield Finding(("eval", "baselines"), "the ce_only baseline trains with the CE term alone, and "
+                      "loss.ce is off", "add loss.ce, or remove ce_only")
+    elif "ce_only" in evaluation.baselines and loss.kl is None and loss.hidden is None:
+        yield Finding(("eval", "baselines"), "the ce_only baseline would be the student itself: its "
+                      "loss is CE alone", "remove ce_only, or add loss.kl or loss.hidden")
 
 
 CHECKS: tuple[Check, ...] = (
-    _check_sources, _check_models, _check_loss, _check_adapter, _check_deploy, _check_data,
+    _check_sources, _check_models, _check_from_teacher, _check_loss, _check_adapter, _check_deploy, _check_data,
     _check_train, _check_hardware, _check_eval,
 )

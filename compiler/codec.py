@@ -76,7 +76,8 @@ def _pick_member(tp: Any, value: Any) -> Any:
 
 def _python_type(tp: Any) -> type:
     if get_origin(tp) is tuple:
-        return (list, dict, tuple)  # type: ignore[return-value]
+        # Not dict: a mapping beside a list is a dataclass member (``layers: [0, 2]`` or ``{every: 2}``).
+        return (list, tuple)  # type: ignore[return-value]
     return (int, float) if tp is float else tp  # type: ignore[return-value]
 
 

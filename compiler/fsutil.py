@@ -82,10 +82,12 @@ def fsync_file(path: Path) -> None:
 
 
 @contextmanager
-def staged_folder(dest: Path, needed: int | None = None) -> Iterator[Path]:
+def staged_folder(dest: Path, needed: int | None = None, keep_existing: bool = False) -> Iterator[Path]:
     """A temp folder beside ``dest`` to fill in the block. When the block ends, its files are
     fsynced and it takes ``dest``'s place: an older ``dest`` is renamed aside first and removed
     after (two renames: a reader sees the old folder, briefly none, or the new one, never half).
+    With ``keep_existing`` (a content-addressed folder, which another process may have made the
+    same meanwhile and be reading), a ``dest`` that exists by then is kept and ours dropped.
     When the block raises, the temp folder is removed and ``dest`` is left as it was.
 
     Raises:
@@ -102,15 +104,28 @@ def staged_folder(dest: Path, needed: int | None = None) -> Iterator[Path]:
                 if path.is_file() and not path.is_symlink():
                     os.chmod(path, file_mode)
                     fsync_file(path)
-            old = None
-            if dest.exists():
-                old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-                dest.rename(old)
-            tmp.rename(dest)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            if keep_existing:
+                _rename_unless_there(tmp, dest)
+            else:
+                old = None
+                if dest.exists():
+                    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+                    dest.rename(old)
+                tmp.rename(dest)
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _rename_unless_there(tmp: Path, dest: Path) -> None:
+    """Rename a folder to ``dest`` unless ``dest`` exists: rename(2) refuses a non-empty folder in
+    the same step that checks it, so two writers racing leave one of theirs, whole."""
+    try:
+        tmp.rename(dest)
+    except OSError as error:
+        if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
 
 
 def _created_beside(path: Path, create: Callable[[Path], None]) -> Path:

@@ -60,7 +60,14 @@ def _chat_template(spec: Spec, teacher: ResolvedModel) -> Iterator[Finding]:
 
 def _same_model(spec: Spec, teacher: ResolvedModel, student: ResolvedModel) -> Iterator[Finding]:
     """The same files (and, for random models, the same seed) make the same weights: the student
-    would learn to reproduce itself. Legitimate for a smoke test, so a warning."""
+    would learn to reproduce itself. Legitimate for a smoke test, so a warning. A student cut from
+    the teacher shares its files, and is the teacher only when it keeps every layer."""
+    if student.kind == "cut":
+        if len(student.layers) == teacher.config.get("num_hidden_layers"):
+            yield Finding(("student", "from_teacher", "layers"), f"student.from_teacher keeps every layer of "
+                          f"the teacher ({student.ref!r}): it starts from the weights it is asked to imitate",
+                          "keep fewer layers, e.g. `layers: {every: 2}`", "warning")
+        return
     if teacher.files != student.files or _seed(spec.teacher) != _seed(spec.student):
         return
     yield Finding(("student", "model"), f"the student is the teacher ({student.ref!r}): it starts from the "

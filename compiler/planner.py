@@ -89,6 +89,8 @@ def make_plan(spec: Spec, models: dict[str, ResolvedModel], budget: Budget, volu
     head = "extractive-qa" if spec.student.task == "extractive-qa" else "causal-lm"
     teacher = architecture(models["teacher"].config) if "teacher" in models else None
     decisions: list[Decision] = []
+    if teacher is not None and models["student"].kind == "cut":
+        _cut_layers(models["student"], student, teacher, decisions)
     dtype = _dtype(spec, budget, decisions)
     teacher_dtype = _teacher_dtype(spec, dtype, decisions) if teacher is not None else None
     precision = _precision(spec, budget, dtype, decisions)
@@ -103,6 +105,17 @@ def make_plan(spec: Spec, models: dict[str, ResolvedModel], budget: Budget, volu
     synthesis = _synthesis(setting, choice.teacher_quant)
     _record(setting, choice, decisions, synthesis)
     return _assemble(setting, choice, decisions, models, volume, synthesis[0] if synthesis is not None else None)
+
+
+def _cut_layers(cut: ResolvedModel, student: Architecture, teacher: Architecture,
+                decisions: list[Decision]) -> None:
+    """What a student cut from the teacher keeps, and its size against the teacher's: every
+    parameter of a decoder layer goes with it, embeddings, final norm and head stay."""
+    kept, full = student.params("causal-lm"), teacher.params("causal-lm")
+    decisions.append(Decision("student layers", ",".join(map(str, cut.layers)),
+                              f"student.from_teacher: {len(cut.layers)} of the teacher's {teacher.layers} decoder "
+                              f"layers with its embeddings, final norm and head, initialised from its weights: "
+                              f"{kept:,} of its {full:,} parameters ({kept / full:.0%})"))
 
 
 def _dtype(spec: Spec, budget: Budget, decisions: list[Decision]) -> str:
@@ -539,6 +552,8 @@ def _estimates(setting: _Setting, choice: _Choice, volume: DataVolume, steps: in
     per_token = (6 if spec.student.adapter.type == "none" else 4) + (2 if choice.checkpointing else 0)
     flops = per_token * n_student * tokens
     why = f"{per_token} x {n_student / 1e6:,.1f}M params x {tokens:,} tokens"
+    if "ce_only" in spec.eval.baselines:  # the baseline trains the same steps without a teacher
+        yield Estimate("train:ce_only", flops, flops / rate if rate else None, f"{why}; {label}")
     if setting.teacher is not None and setting.kd_mode in ("online", "cached"):
         n_teacher = setting.teacher.params("causal-lm")
         teacher_tokens = tokens if setting.kd_mode == "online" else tokens // max(1, spec.train.epochs)

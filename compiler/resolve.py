@@ -14,10 +14,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from distill.compiler import cut
 from distill.compiler.checks import Finding, resolve_inside
 from distill.compiler.digest import FileDigest, digest_file
 from distill.compiler.fsutil import write_atomic
-from distill.compiler.spec import Spec, Teacher
+from distill.compiler.spec import Spec, Student, Teacher
 
 CONFIG = "config.json"
 # Tokenizer and generation files, in the order their identity is looked for.
@@ -33,23 +34,27 @@ class ResolvedModel:
 
     Attributes:
         role: "teacher" or "student".
-        kind: "local", "hub" or "random".
-        ref: the hub id, the local folder or the random config path, as written.
+        kind: "local", "hub", "random", "gguf", or "cut" (a student cut from the teacher,
+            ``compiler/cut.py``).
+        ref: the hub id, the local folder or the random config path, as written; for a cut
+            student, the teacher's and the layers kept (``teacher.gguf, layers 0,2``).
         revision: the commit a hub model resolved to; ``None`` for local and random models.
         config: config.json contents.
-        files: digests of every file read.
+        files: digests of every file read (a cut student's are its teacher's).
         tokenizer: an identity of the vocabulary: equal identities mean equal token ids.
         chat_template: whether the tokenizer (or the Distillfile) supplies a chat template.
         tokenizer_file: where tokenizer.json is on this machine, when the model has one.
         folder: where the model's files are on this machine: a local model's folder, the folder
             made from a GGUF file (see ``backends/gguf_import``), a hub model's snapshot folder in
-            the Hugging Face cache; ``None`` for random models.
+            the Hugging Face cache, a cut student's teacher's; ``None`` for random models.
         offline: the hub was not consulted (``--offline`` or ``HF_HUB_OFFLINE``): loading must
             not consult it either.
+        cut_from: the resolved teacher a cut student is cut from; ``None`` for other models.
+        layers: the teacher layers a cut student keeps, in order; empty for other models.
     """
 
     role: str
-    kind: Literal["local", "hub", "random", "gguf"]
+    kind: Literal["local", "hub", "random", "gguf", "cut"]
     ref: str
     revision: str | None
     config: dict[str, Any]
@@ -59,6 +64,8 @@ class ResolvedModel:
     tokenizer_file: Path | None = None
     folder: Path | None = None
     offline: bool = False
+    cut_from: ResolvedModel | None = None
+    layers: tuple[int, ...] = ()
 
 
 class ResolveFailed(Exception):
@@ -70,7 +77,8 @@ class ResolveFailed(Exception):
 
 
 def resolve_models(spec: Spec, root: Path, offline: bool) -> dict[str, ResolvedModel]:
-    """Resolve every model the spec names; raises ``ResolveFailed`` with all failures."""
+    """Resolve every model the spec names; raises ``ResolveFailed`` with all failures. The teacher
+    comes first: a student cut from it is resolved from it (a teacher that failed was reported)."""
     resolved: dict[str, ResolvedModel] = {}
     failures: list[Finding] = []
     for role in ("teacher", "student"):
@@ -78,7 +86,11 @@ def resolve_models(spec: Spec, root: Path, offline: bool) -> dict[str, ResolvedM
         if model is None:
             continue
         try:
-            resolved[role] = _resolve(role, model, root, offline, spec)
+            if isinstance(model, Student) and model.from_teacher is not None:
+                if "teacher" in resolved:
+                    resolved[role] = _resolve_cut(model, resolved["teacher"])
+            else:
+                resolved[role] = _resolve(role, model, root, offline, spec)
         except _Missing as missing:
             failures.append(missing.finding)
     if failures:
@@ -129,6 +141,33 @@ def _resolve_gguf(role: str, model: Teacher, path: Path, root: Path) -> Resolved
             write_atomic(folder / name, text)
     resolved = _assemble(role, "gguf", model.model or path.name, None, _local_files(folder), model)
     return replace(resolved, files=(source, *resolved.files), folder=folder)
+
+
+def _resolve_cut(student: Student, teacher: ResolvedModel) -> ResolvedModel:
+    """A student cut from the resolved teacher: the teacher's files, tokenizer and revision, and
+    the teacher's config with only the kept layers (``compiler/cut.py``); its weights are written
+    at the first load (``runtime/models.py``). Refused here, located, when the teacher's
+    architecture cannot be cut or a listed layer is not one of the teacher's."""
+    assert student.from_teacher is not None
+    path = ("student", "from_teacher")
+    refused = cut.refusal(teacher.config)
+    if refused is not None:
+        raise _Missing(Finding(path, f"student.from_teacher cannot cut teacher {teacher.ref!r}: {refused}",
+                               f"cut a teacher of model_type {', '.join(cut.CUTTABLE)}, or give the student "
+                               "its own model"))
+    count = teacher.config["num_hidden_layers"]
+    kept = cut.kept_layers(student.from_teacher.layers, count)
+    beyond = [i for i, layer in enumerate(kept) if layer >= count]
+    if beyond:
+        shown = ", ".join(str(kept[i]) for i in beyond)
+        raise _Missing(Finding(path + ("layers", beyond[0]), f"student.from_teacher.layers names layer(s) {shown}, "
+                               f"but teacher {teacher.ref!r} has {count} layers (0 to {count - 1})",
+                               f"list layers 0 to {count - 1}, or write `layers: {{every: n}}`"))
+    assert teacher.folder is not None  # the meaning checks refused a random teacher
+    template = student.chat_template is not None or _has_chat_template(_local_files(teacher.folder))
+    return replace(teacher, role="student", kind="cut", ref=cut.describe(teacher.ref, kept),
+                   config=cut.cut_config(teacher.config, kept), chat_template=template, cut_from=teacher,
+                   layers=kept)
 
 
 def _local_files(folder: Path) -> dict[str, Path]:

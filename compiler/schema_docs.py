@@ -81,6 +81,10 @@ def _walk(schema: Node, node: Node, path: str, level: int, about: str) -> Iterat
         yield Section(path, title, level, node, about, titles)
         for shape, shape_title in zip(shapes, titles):
             yield Section(path, shape_title, level + 1, shape, _description(schema, shape))
+    else:  # a mapping among other values (from_teacher.layers: a list or {every: n}) gets its section
+        for branch in node.get("oneOf", []) + node.get("anyOf", []):
+            if "properties" in _resolve(schema, branch):
+                yield from _walk(schema, branch, path, level, about)
 
 
 def _shapes(schema: Node, node: Node) -> list[Node]:

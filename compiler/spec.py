@@ -39,6 +39,7 @@ class TextSource:
 class DatasetSource:
     dataset: str
     format: Literal["auto", "squad", "jsonl"] = "auto"
+    split: Literal["auto", "train", "val", "test"] = "auto"
     on_error: OnError = "fail"
 
 
@@ -85,9 +86,22 @@ class Adapter:
 
 
 @dataclass(frozen=True)
+class EveryLayer:
+    every: int
+
+
+@dataclass(frozen=True)
+class FromTeacher:
+    """A student that is its teacher with only some decoder layers kept (``compiler/cut.py``)."""
+
+    layers: tuple[int, ...] | EveryLayer
+
+
+@dataclass(frozen=True)
 class Student(Teacher):
     task: Literal["causal-lm", "extractive-qa"] = "causal-lm"
     adapter: Adapter = field(default_factory=Adapter)
+    from_teacher: FromTeacher | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +128,7 @@ class Augmentation:
 class Split:
     val: float = 0.1
     test: float = 0.1
-    by: Literal["document", "chunk"] = "document"
+    by: Literal["document", "chunk", "question"] = "document"
 
     @property
     def train(self) -> float:
@@ -244,6 +258,9 @@ class Gates:
 class Eval:
     metrics: Auto | tuple[Metric, ...] = "auto"
     max_examples: int | None = None
+    max_new_tokens: int = 64
+    teacher: Literal["closed_book", "open_book"] = "closed_book"
+    baselines: tuple[Literal["untrained", "ce_only"], ...] = ()
     gates: Gates = field(default_factory=Gates)
 
 

@@ -2,8 +2,9 @@
 
 Hub and local models load with ``from_pretrained`` at the revision the compiler pinned;
 ``trust_remote_code`` only when the Distillfile says so. A ``random`` model is built from its
-config with the torch seed set first, so one seed gives one model. Quantized loading goes through
-bitsandbytes (it runs on CPU too).
+config with the torch seed set first, so one seed gives one model. A student cut from its teacher
+is written once from the teacher's weights (``runtime/cut.py``), then loads as a local model.
+Quantized loading goes through bitsandbytes (it runs on CPU too).
 """
 
 from __future__ import annotations
@@ -104,7 +105,12 @@ def model_location(resolved: ResolvedModel, root: Path, weights: bool = False) -
     snapshot in the Hugging Face cache when it holds what is needed (``weights``: the tokenizer
     files the plan fetched, and the safetensors weights too), so that nothing asks the hub again
     (transformers retries an unreachable hub for minutes). Otherwise the hub id, at the pinned
-    revision passed beside it, which downloads; refused when the plan was made offline."""
+    revision passed beside it, which downloads; refused when the plan was made offline. A cut
+    student's tokenizer is its teacher's, its weights are its folder under ``.distill/cut``,
+    written at the first call (:func:`cut_weights`)."""
+    if resolved.kind == "cut":
+        assert resolved.cut_from is not None
+        return str(cut_weights(resolved, root)) if weights else model_location(resolved.cut_from, root)
     if resolved.kind == "gguf":
         assert resolved.folder is not None
         return str(resolved.folder)
@@ -131,6 +137,36 @@ def _has_weights(folder: Path) -> bool:
         shards = set(json.loads(index.read_text("utf-8")).get("weight_map", {}).values())
         return bool(shards) and all((folder / shard).is_file() for shard in shards)
     return (folder / "model.safetensors").is_file()
+
+
+def weights_folder(resolved: ResolvedModel, root: Path) -> Path:
+    """A local, GGUF, hub or cut model as a folder holding its safetensors weights on this
+    machine: a local folder as it is, a GGUF file's converted folder (dequantized at the first
+    call), a cut student's folder (written at the first call), a hub model's snapshot in the cache
+    at the pinned commit, fetched first when its weights are not there (safetensors and the small
+    files only: a repo's pickled copies are never loaded)."""
+    if resolved.kind == "cut":
+        return cut_weights(resolved, root)
+    if resolved.kind == "gguf":
+        gguf_weights(resolved, root)
+    location = model_location(resolved, root, weights=True)
+    if resolved.kind == "hub" and location == resolved.ref:  # weights not cached yet: fetch them
+        from huggingface_hub import snapshot_download
+
+        location = snapshot_download(resolved.ref, revision=resolved.revision,
+                                     allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"])
+    return Path(location)
+
+
+def cut_weights(resolved: ResolvedModel, root: Path) -> Path:
+    """A cut student's folder, written from its teacher's weights at the first load, then reused."""
+    from distill.runtime.cut import cut_folder, write_cut
+
+    assert resolved.kind == "cut" and resolved.cut_from is not None
+    source = weights_folder(resolved.cut_from, root)
+    folder = cut_folder(resolved, root, source)
+    write_cut(resolved, source, folder)
+    return folder
 
 
 def gguf_weights(resolved: ResolvedModel, root: Path) -> None:

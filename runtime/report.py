@@ -387,6 +387,18 @@ def _evaluation(evaluation: dict[str, Any]) -> list[str]:
     lines += _table(["model", "kind", "precision", "params", "size (MiB)", *shown, "retention"], rows)
     lines += ["", "Retention: a metric divided by the reference model's, as evaluation.json reports it."] if retention else []
     lines += [f"Note: {note}" for note in evaluation.get("notes") or []]
+    return lines + _samples(evaluation.get("samples") or [])
+
+
+def _samples(samples: list[dict[str, Any]]) -> list[str]:
+    """A few test questions with every model's answer, greedy as measured, for a reader to judge."""
+    if not samples:
+        return []
+    lines = ["", "### Sample answers", "", "Test questions with the reference answer and each model's answer "
+             "(the evaluation's own greedy generations)."]
+    for sample in samples:
+        lines += ["", f"**{_cell(sample['question'])}** Reference: {_cell(sample['reference'])}", ""]
+        lines += _table(["model", "answer"], [[name, answer or "(nothing)"] for name, answer in sample["answers"].items()])
     return lines
 
 

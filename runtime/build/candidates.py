@@ -1,5 +1,7 @@
-"""What the evaluate stage compares: the teacher, the merged student, and every deployed artifact
-(each GGUF quant requested, each ONNX export), all read through the student's tokenizer folder."""
+"""What the evaluate stage compares: the teacher (asked open-book when ``eval.teacher`` says so),
+the merged student, the baselines ``eval.baselines`` asks for (the untrained student, the student
+trained with CE alone), and every deployed artifact (each GGUF quant requested, each ONNX export);
+every student and artifact read through the trained student's tokenizer folder."""
 
 from __future__ import annotations
 
@@ -10,17 +12,28 @@ from pathlib import Path
 from distill.compiler.pipeline import Planned
 from distill.runtime.evaluate import Candidate
 
+UNTRAINED, CE_ONLY = "student:untrained", "student:ce_only"  # the baselines' names in evaluation.json
 
-def candidates(planned: Planned, folder: Path, up: Mapping[str, Path]) -> list[Candidate]:
+
+def candidates(planned: Planned, folder: Path, up: Mapping[str, Path], ce_only: Path | None = None) -> list[Candidate]:
+    """``ce_only``: the folder of the stage that trained the CE-only baseline, when asked for."""
     from distill.runtime.placement import Placement
+    from distill.runtime.train.student import student_quant
 
+    spec, plan = planned.compiled.spec, planned.plan
     student = up["train"] / "model"
     found = []
-    teacher = teacher_folder(planned, folder, up)
+    teacher = model_folder(planned, "teacher", folder, up)
     if teacher is not None:
-        found.append(Candidate("teacher", "hf", teacher, teacher, Placement.of_teacher(planned.plan),
-                               planned.plan.teacher_quant or "none"))
-    found.append(Candidate("student", "hf", student, student, Placement.of(planned.plan)))
+        found.append(Candidate("teacher", "hf", teacher, teacher, Placement.of_teacher(plan), plan.teacher_quant or "none",
+                               open_book=spec.eval.teacher == "open_book"))
+    found.append(Candidate("student", "hf", student, student, Placement.of(plan)))
+    if "untrained" in spec.eval.baselines:
+        base = model_folder(planned, "student", folder, up)
+        assert base is not None
+        found.append(Candidate(UNTRAINED, "hf", base, student, Placement.of(plan), student_quant(spec, plan)))
+    if ce_only is not None:
+        found.append(Candidate(CE_ONLY, "hf", ce_only / "model", student, Placement.of(plan)))
     for name, stage in sorted(up.items()):
         if name.startswith("export:"):
             found += artifact_candidates(stage / "artifact", student)
@@ -38,37 +51,30 @@ def artifact_candidates(artifact: Path, tokenizer_dir: Path) -> list[Candidate]:
     return [Candidate(f"onnx:{precision}", "onnx", artifact, tokenizer_dir)]
 
 
-def teacher_folder(planned: Planned, folder: Path, up: Mapping[str, Path]) -> Path | None:
-    """The teacher as a model folder: local as it is (a GGUF file's converted folder), hub from the cache at the pinned commit,
-    random saved once into this stage's folder (with the tokenizer the build trained)."""
+def model_folder(planned: Planned, role: str, folder: Path, up: Mapping[str, Path]) -> Path | None:
+    """The teacher's or the untrained student's model folder: local, GGUF, hub or cut as
+    ``weights_folder`` gives it, random saved once into this stage's folder (with the tokenizer the
+    build trained); ``None`` when there is no such model."""
     spec, root = planned.compiled.spec, planned.compiled.root
-    if spec.teacher is None:
+    model = getattr(spec, role)
+    if model is None:
         return None
-    resolved = planned.models["teacher"]
-    if resolved.kind in ("local", "gguf", "hub"):
-        from distill.runtime.models import gguf_weights, model_location
+    resolved = planned.models[role]
+    if resolved.kind in ("local", "gguf", "hub", "cut"):
+        from distill.runtime.models import weights_folder
 
-        if resolved.kind == "gguf":
-            gguf_weights(resolved, root)
-        location = model_location(resolved, root, weights=True)
-        if resolved.kind == "hub" and location == resolved.ref:  # weights not cached yet: fetch them
-            from huggingface_hub import snapshot_download
-
-            # Safetensors and the small files only: a repo's pickled copies are never loaded.
-            location = snapshot_download(resolved.ref, revision=resolved.revision,
-                                         allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"])
-        return Path(location)
-    saved = folder / "teacher"
+        return weights_folder(resolved, root)
+    saved = folder / role
     if not (saved / "config.json").is_file():
         from distill.runtime.sources.run import extracted_texts
         from distill.runtime.models import align_special_tokens, load_model, load_tokenizer
         from distill.runtime.placement import Placement
 
-        # Initialised as training initialised it (same seed, same device type): the same teacher.
-        model = load_model(resolved, spec.teacher, root, Placement.of_teacher(planned.plan), None,
-                           "teacher (saved for evaluation)")
-        tokenizer = load_tokenizer(resolved, spec.teacher, root, extracted_texts(up["extract"]))
-        align_special_tokens(model, tokenizer)
-        model.save_pretrained(saved, safe_serialization=True)
+        # Initialised as training initialised it (same seed, same device type): the same model.
+        placement = Placement.of_teacher(planned.plan) if role == "teacher" else Placement.of(planned.plan)
+        built = load_model(resolved, model, root, placement, None, f"{role} (saved for evaluation)")
+        tokenizer = load_tokenizer(resolved, model, root, extracted_texts(up["extract"]))
+        align_special_tokens(built, tokenizer)
+        built.save_pretrained(saved, safe_serialization=True)
         tokenizer.save_pretrained(saved)
     return saved

@@ -11,7 +11,7 @@ so a rebuild re-runs the exports and what reads them (evaluation, report), never
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from distill.runtime.build.graph import Stage
 from distill.runtime.progress import Progress
 
 ERROR_FILE = "DISTILL_WORKER_ERROR"  # where a worker started by `distill build` leaves its error
+CE_ONLY_STAGE = "train:ce_only"  # trains the CE-only baseline (eval.baselines)
 
 
 
@@ -64,6 +65,15 @@ def build_stages(planned: Planned, progress: Progress | None, offline: bool = Fa
                                                     "train": to_data(spec.train), "seed": spec.seed, "plan": plan_data(planned)},
               lambda folder, up: _here_or_launched(planned, "train", folder, up, progress, offline), about.train),
     ]
+    baselines = []
+    if "ce_only" in spec.eval.baselines:
+        baselines.append(CE_ONLY_STAGE)
+        alone = ce_only(planned).compiled.spec.loss
+        stages.append(Stage(CE_ONLY_STAGE, 1, ("extract", "synthesize"),
+                            lambda: {"student": student, "teacher": teacher, "loss": to_data(alone),
+                                     "train": to_data(spec.train), "seed": spec.seed, "plan": plan_data(planned)},
+                            lambda folder, up: _here_or_launched(planned, CE_ONLY_STAGE, folder, up, progress, offline),
+                            about.ce_only))
     exports = []
     for target in spec.deploy:
         name = f"export:{target_name(target)}"
@@ -71,7 +81,7 @@ def build_stages(planned: Planned, progress: Progress | None, offline: bool = Fa
         stages.append(Stage(name, 1, ("train",), lambda t=target: {"target": to_data(t)},
                             lambda folder, up, t=target: _export(t, folder, up["train"]),
                             lambda t=target: about.export(t)))
-    stages.append(Stage("evaluate", 2, ("extract", "synthesize", "train", *exports),
+    stages.append(Stage("evaluate", 2, ("extract", "synthesize", "train", *baselines, *exports),
                         lambda: {"eval": to_data(spec.eval), "teacher": teacher, "task": spec.student.task,
                                  "plan": {k: plan_data(planned).get(k) for k in ("device", "dtype", "teacher_dtype")}},
                         lambda folder, up: _evaluate(planned, folder, up, progress), about.evaluate))
@@ -107,12 +117,18 @@ class Abouts:
         return (f"student {student.ref} on {plan.device} ({plan.dtype}, {plan.precision} compute), "
                 f"batches of {batch}, {length}{teaching}")
 
+    def ce_only(self) -> str:
+        return (f"the CE-only baseline (eval.baselines): student {self.planned.models['student'].ref} trained "
+                "again on the same data with the same plan, the CE term alone")
+
     def export(self, target: DeployTarget) -> str:
         return f"{target_name(target)} from the merged student, then verified against it"
 
     def evaluate(self) -> str:
         spec = self.planned.compiled.spec
-        models = ["teacher"] * ("teacher" in self.planned.models) + ["student"] + [target_name(t) for t in spec.deploy]
+        teacher = ["teacher (open book)" if spec.eval.teacher == "open_book" else "teacher"] * ("teacher" in self.planned.models)
+        baselines = [f"student:{name}" for name in spec.eval.baselines]
+        models = teacher + ["student", *baselines] + [target_name(t) for t in spec.deploy]
         metrics = ", ".join(spec.eval.metrics) if isinstance(spec.eval.metrics, tuple) else "the task's metrics"
         return f"{', '.join(models)} on the held-out split ({metrics})"
 
@@ -156,7 +172,20 @@ def train_in_process(planned: Planned, folder: Path, up: Mapping[str, Path], pro
             "skipped": len(trained.skipped)}
 
 
-IN_PROCESS = {"synthesize": synthesize_in_process, "train": train_in_process}
+def ce_only(planned: Planned) -> Planned:
+    """The build as its CE-only baseline trains: the same data and plan, the loss's CE term alone
+    (no teacher in the loop)."""
+    spec = planned.compiled.spec
+    alone = replace(spec, loss=replace(spec.loss, kl=None, hidden=None))
+    return replace(planned, compiled=replace(planned.compiled, spec=alone))
+
+
+def train_ce_only_in_process(planned: Planned, folder: Path, up: Mapping[str, Path], progress: Progress | None
+                             ) -> dict[str, Any]:
+    return train_in_process(ce_only(planned), folder, up, progress)
+
+
+IN_PROCESS = {"synthesize": synthesize_in_process, "train": train_in_process, CE_ONLY_STAGE: train_ce_only_in_process}
 
 
 def _here_or_launched(planned: Planned, stage: str, folder: Path, up: Mapping[str, Path], progress: Progress | None,
@@ -220,7 +249,8 @@ def _evaluate(planned: Planned, folder: Path, up: Mapping[str, Path], progress: 
     from distill.runtime.evaluate import evaluate
 
     spec = planned.compiled.spec
-    found = candidates(planned, folder, up)
+    found = candidates(planned, folder, up, up.get(CE_ONLY_STAGE))
     evaluation = evaluate(found, up["synthesize"] / "test.jsonl", spec.student.task, spec.eval, folder,
-                          cache=folder.parent.parent / "evaluate-cache", progress=progress)
+                          max_new_tokens=spec.eval.max_new_tokens, cache=folder.parent.parent / "evaluate-cache",
+                          progress=progress)
     return {"models": [m["name"] for m in evaluation["models"]]}

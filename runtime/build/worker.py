@@ -1,5 +1,5 @@
 """One process of a multi-process stage: ``python -m distill.runtime.build.worker DISTILLFILE
-STAGE [--offline]`` (STAGE: synthesize or train), started once per rank by torchrun or
+STAGE [--offline]`` (STAGE: synthesize, train or train:ce_only), started once per rank by torchrun or
 ``accelerate launch`` (which set RANK, WORLD_SIZE, MASTER_ADDR, ...). ``distill build`` starts the
 workers itself on one machine; on a cluster the scheduler starts the training workers on every
 node with the command ``distill launch-cmd`` prints.
@@ -83,7 +83,9 @@ def _needed(stages: dict, name: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m distill.runtime.build.worker")
     parser.add_argument("distillfile", type=Path)
-    parser.add_argument("stage", choices=("synthesize", "train"))
+    from distill.runtime.build.stages import IN_PROCESS
+
+    parser.add_argument("stage", choices=tuple(IN_PROCESS))
     parser.add_argument("--offline", action="store_true")
     args = parser.parse_args(argv)
     from distill.compiler.console import quiet_libraries

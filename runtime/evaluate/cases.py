@@ -24,6 +24,9 @@ LATENCY_QUESTION = "Explain in a few sentences what knowledge distillation is an
 LATENCY_CONTEXT = ("Knowledge distillation trains a small student model to imitate a large teacher model. "
                    "The student learns from the teacher's outputs and becomes cheaper to run.")
 SAMPLE_SEED = 0  # max_examples draws a seeded sample, kept in file order
+# An open-book prompt (eval.teacher: open_book): the text the question was asked about, then the
+# question, in the user turn.
+OPEN_BOOK = "Answer the question from this text.\n\n{context}\n\nQuestion: {question}"
 DEFAULT_MAX_LEN = 2048  # tokens, when the model config states no context length
 
 
@@ -103,20 +106,34 @@ def stop_ids(tokenizer: Any, folder: Path) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
-def prepare(tokenizer_dir: Path, records: Sequence[dict[str, Any]], task: Task, max_len: int) -> Prepared:
-    """Encode every record with the tokenizer in ``tokenizer_dir`` (a fast HF tokenizer)."""
+def prepare(tokenizer_dir: Path, records: Sequence[dict[str, Any]], task: Task, max_len: int,
+            open_book: bool = False) -> Prepared:
+    """Encode every record with the tokenizer in ``tokenizer_dir`` (a fast HF tokenizer);
+    ``open_book`` puts each question's text before it (:func:`with_context`)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
     if task == "extractive-qa":
         return _prepare_qa(tokenizer, records, max_len)
     cases, notes = [], []
-    for record in records:
+    for record in (with_context(r) for r in records) if open_book else records:
         case, note = _causal_case(tokenizer, record, max_len)
         cases.append(case)
         notes += [note] if note else []
     latency = _prompt_ids(tokenizer, [{"role": "user", "content": LATENCY_QUESTION}])
     return Prepared(tuple(cases), stop_ids(tokenizer, tokenizer_dir), latency, None, tuple(notes), tokenizer)
+
+
+def with_context(record: dict[str, Any]) -> dict[str, Any]:
+    """The record asked open-book: its first user turn carries the text the question was asked
+    about (``OPEN_BOOK``). A record without that text (a document, a closed-book dataset item)
+    is returned as it is."""
+    messages = [dict(m) for m in record.get("messages") or []]
+    first = next((i for i, m in enumerate(messages) if m["role"] == "user"), None)
+    if not record.get("context") or record.get("origin") == "document" or first is None:
+        return record
+    messages[first]["content"] = OPEN_BOOK.format(context=record["context"], question=messages[first]["content"])
+    return {**record, "messages": messages}
 
 
 def _prompt_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> tuple[int, ...]:

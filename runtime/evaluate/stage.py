@@ -58,6 +58,7 @@ class Candidate:
             ``None`` for artifacts, which run on their own CPU runtimes.
         quant: bitsandbytes quantization an hf model is loaded with (the teacher's as planned:
             the build's teacher is the one it scores), "none" otherwise.
+        open_book: each question is asked with the text it was asked about (``cases.with_context``).
     """
 
     name: str
@@ -66,9 +67,11 @@ class Candidate:
     tokenizer_dir: Path
     placement: Placement | None = None
     quant: str = "none"
+    open_book: bool = False
 
 
 CACHE_VERSION = 2  # raise when what a measurement computes changes (2: rouge_l is rouge-score's)
+SAMPLES = 5  # test questions the evaluation shows with every model's answer
 
 
 def resolve_metrics(eval_spec: Eval, task: Task) -> tuple[list[str], list[str]]:
@@ -103,13 +106,13 @@ def evaluate(candidates: Sequence[Candidate], test: Path, task: Task, eval_spec:
     wanted, notes = resolve_metrics(eval_spec, task)
     if eval_spec.max_examples is not None and eval_spec.max_examples < _count_lines(Path(test)):
         notes.append(f"evaluated a seeded sample of {len(records)} test examples (max_examples)")
-    prepared: dict[tuple[Path, int], Prepared] = {}
+    prepared: dict[tuple[Path, int, bool], Prepared] = {}
     models, rows, predictions = [], {}, []
     for candidate in candidates:
         max_len = max_positions(Path(candidate.tokenizer_dir), Path(candidate.path))
-        key = (Path(candidate.tokenizer_dir).resolve(), max_len)
+        key = (Path(candidate.tokenizer_dir).resolve(), max_len, candidate.open_book)
         if key not in prepared:
-            prepared[key] = prepare(Path(candidate.tokenizer_dir), records, task, max_len)
+            prepared[key] = prepare(Path(candidate.tokenizer_dir), records, task, max_len, candidate.open_book)
             notes += [f"{candidate.name}: {note}" for note in prepared[key].notes]
         cases = prepared[key]
         step = functools.partial(progress, f"evaluate {candidate.name}") if progress else lambda done, total: None
@@ -118,19 +121,32 @@ def evaluate(candidates: Sequence[Candidate], test: Path, task: Task, eval_spec:
         models.append(_model_entry(candidate, metrics))
         rows[candidate.name] = [c.scored for c in cases.cases if isinstance(c, CausalCase)]
         predictions += [{"model": candidate.name, **answer} for answer in answers]
-    retention = _retention(models, rows, notes)
+    retention = _retention(models, rows, notes, {c.name for c in candidates if c.open_book})
     notes += _coverage_notes(models, wanted, task)
+    notes += [f"{c.name}: asked open-book (each question with the text it was asked about)"
+              for c in candidates if c.open_book]
     evaluation = {"split": "test", "examples": len(records), "task": task,
                   "decoding": {"greedy": True, "max_new_tokens": max_new_tokens, "threads": threads,
                                "prompt": "chat template of tokenizer_dir, generation prompt on",
                                "hf": "each on its placement (models[].device, models[].precision)",
                                "latency_new_tokens": LATENCY_TOKENS,
                                "latency_runs": LATENCY_RUNS},
-                  "models": models, "retention": retention, "notes": notes}
+                  "models": models, "retention": retention, "samples": samples(records, predictions),
+                  "notes": notes}
     out = Path(out)
     write_atomic(out / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
     write_atomic(out / "evaluation.json", json.dumps(evaluation, indent=2, ensure_ascii=False) + "\n")
     return evaluation
+
+
+def samples(records: Sequence[dict[str, Any]], predictions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first ``SAMPLES`` test questions that were generated for, each with its reference and
+    every model's answer (in candidate order), for a reader to compare."""
+    answers: dict[str, dict[str, str]] = {}
+    for prediction in predictions:
+        answers.setdefault(prediction["id"], {})[prediction["model"]] = prediction["prediction"]
+    return [{"id": r["id"], "question": r.get("question", ""), "reference": r.get("answer", ""), "answers": answers[r["id"]]}
+            for r in records if r["id"] in answers][:SAMPLES]
 
 
 def _coverage_notes(models: Sequence[dict[str, Any]], wanted: Sequence[str], task: Task) -> list[str]:
@@ -202,7 +218,7 @@ def _cache_key(candidate: Candidate, task: Task, wanted: Sequence[str], max_new_
     test, max_examples = inputs
     key = [CACHE_VERSION, candidate.kind, digests(Path(candidate.path)), digests(Path(candidate.tokenizer_dir)),
            digests(Path(test)), max_examples, task, list(wanted), max_new_tokens, threads, LATENCY_TOKENS, LATENCY_RUNS,
-           to_data(candidate.placement), candidate.quant]
+           to_data(candidate.placement), candidate.quant, candidate.open_book]
     return hashlib.sha256(json.dumps(key).encode("utf-8")).hexdigest()
 
 
@@ -288,8 +304,10 @@ def _latency(runner: Runner, prepared: Prepared, task: Task) -> dict[str, float]
     return latency(seconds, LATENCY_TOKENS)
 
 
-def _retention(models: list[dict[str, Any]], rows: dict[str, list[Any]], notes: list[str]) -> dict[str, dict[str, float]]:
-    """Each model's metrics over the reference's: the teacher when there is one, else the student."""
+def _retention(models: list[dict[str, Any]], rows: dict[str, list[Any]], notes: list[str],
+               open_book: set[str]) -> dict[str, dict[str, float]]:
+    """Each model's metrics over the reference's: the teacher when there is one, else the student.
+    Perplexities compare only between identical scored rows: not with a model asked open-book."""
     by_name = {m["name"]: m for m in models}
     reference = next((name for name in ("teacher", "student") if name in by_name), None)
     if reference is None:
@@ -306,6 +324,10 @@ def _retention(models: list[dict[str, Any]], rows: dict[str, list[Any]], notes: 
             if value is None or ref is None:
                 continue
             if metric == "perplexity":
+                if reference in open_book:
+                    notes.append(f"{model['name']}: {reference} read each question's text (open book), so "
+                                 "perplexities are not comparable; no perplexity retention")
+                    continue
                 if rows[model["name"]] != rows[reference]:
                     notes.append(f"{model['name']}: tokenization differs from {reference}'s, so per-token "
                                  f"perplexities are not comparable; no perplexity retention")

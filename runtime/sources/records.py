@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 
 class SourceError(Exception):
@@ -66,6 +67,8 @@ class QAExample:
             choice or fill in the blank without one), whose answers then have no ``start``.
         source, sha256: the dataset file.
         location: where in the file (``line 12`` for JSONL, ``data[0].paragraphs[3].qas[1]``).
+        split: the split its dataset source puts it in (``DatasetSource.split``); "auto": as
+            ``data.split`` assigns it.
     """
 
     id: str
@@ -75,6 +78,7 @@ class QAExample:
     source: str
     sha256: str
     location: str
+    split: Literal["auto", "train", "val", "test"] = "auto"
 
 
 @dataclass(frozen=True)

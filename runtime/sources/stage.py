@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,7 +94,7 @@ def _extract_file(source: SourceEntry, path: Path, shown: str, sha256: str, corp
             if isinstance(item, Skipped):
                 _fail_or_skip(source, report, item)
             else:
-                corpus.examples.append(item)
+                corpus.examples.append(replace(item, split=source.split))
                 report.examples += 1
                 report.repaired_answers += sum(a.repaired_from is not None for a in item.answers)
         return

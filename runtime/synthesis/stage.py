@@ -104,15 +104,19 @@ def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample]
     grounding = Grounding(spec.student.task == "extractive-qa",
                           spec.data.synthesis.min_support if spec.data.synthesis else 0.0)
     replies = _generation_pass(spec, chunks, generator, batch, folder, teacher_key, stats, progress, grounding)
-    examples, rejections = _candidates(spec, chunks, dataset, replies, grounding)
+    examples, rejections, pinned = _candidates(spec, chunks, dataset, replies, grounding)
     seen: dict[str, str] = {}
     kept = keep(deduplicate(examples, seen), rejections)
-    groups = {example.group: 0 for example in kept}
-    for example in kept:
-        groups[example.group] += 1
     split = spec.data.split
+    if split.by == "question":  # the documents are what the student studies: all in train
+        pinned |= {e.id: "train" for e in kept if e.origin == "document"}
+    groups = {example.group: 0 for example in kept if example.id not in pinned}
+    for example in kept:
+        if example.id not in pinned:
+            groups[example.group] += 1
     assignment = assign_splits(groups, split.val, split.test, spec.seed)
-    by_split: dict[SplitName, list[Example]] = {name: [e for e in kept if assignment[e.group] == name] for name in SPLITS}
+    by_split: dict[SplitName, list[Example]] = {
+        name: [e for e in kept if pinned.get(e.id, assignment.get(e.group)) == name] for name in SPLITS}
     paraphrased = _paraphrase_pass(spec, by_split["train"], generator, batch, folder,
                                    _fingerprint(teacher_key, replies), stats, progress)
     by_split["train"] += keep(deduplicate(_paraphrases(spec, by_split["train"], paraphrased, rejections), seen),
@@ -320,34 +324,38 @@ def _fingerprint(*parts: object) -> str:
 
 
 def _candidates(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample], replies: dict[str, list[str]],
-                grounding: Grounding) -> tuple[list[Example], list[Rejection]]:
-    """Every grounded example in input order, and every rejection so far."""
+                grounding: Grounding) -> tuple[list[Example], list[Rejection], dict[str, SplitName]]:
+    """Every grounded example in input order, every rejection so far, and the split of each
+    example whose dataset source names one (example id -> split)."""
     synthesis, by = spec.data.synthesis, spec.data.split.by
     examples: list[Example] = []
     rejections: list[Rejection] = []
     for chunk in chunks:
         group = chunk.source if by == "document" else chunk.id
+        if spec.loss.mask == "all" or by == "question":  # the documents' text is learned, beside any questions
+            examples.append(document_example(chunk, group))
         if synthesis is None:
-            if spec.loss.mask == "all":  # nothing asks questions: the documents' text is learned
-                examples.append(document_example(chunk, group))
             continue
         found, rejected = chunk_examples(chunk, replies[chunk.id], synthesis.kind, synthesis.turns, grounding, group)
-        examples += found
+        examples += [replace(e, group=e.id) for e in found] if by == "question" else found
         rejections += rejected
+    pinned: dict[str, SplitName] = {}
     for qa in dataset:
         example, rejection = dataset_example(qa, grounding.extractive, _dataset_group(qa, by))
         examples += [example] if example else []
         rejections += [rejection] if rejection else []
-    return examples, rejections
+        if example is not None and qa.split != "auto":
+            pinned[example.id] = qa.split
+    return examples, rejections, pinned
 
 
 def _dataset_group(example: QAExample, by: str) -> str:
     """A dataset's "document" is a SQuAD article (``data[i]``); otherwise, and for ``by: chunk``,
     questions on one context form a group, so no context is seen in two splits. Closed-book
-    items (no context) share nothing: each is its own group."""
+    items (no context), and every item under ``by: question``, are each their own group."""
     if by == "document" and example.location.startswith("data["):
         return f"{example.source}#{example.location.split('.')[0]}"
-    if not example.context:
+    if not example.context or by == "question":
         return f"{example.source}#item:{example.id}"
     return f"{example.source}#context:{stable_id(example.context)}"
 

@@ -15,6 +15,7 @@ from tests.conftest import DELETE, with_overrides
 
 TEACHER = {"model": "org/teacher", "revision": "4567ef"}
 QA_TEACHER = {"teacher": TEACHER, "data": {"synthesis": {}}, "loss": {"mask": "answer_only"}}
+CUT = {"teacher": TEACHER, "student": {"from_teacher": {"layers": [0, 2, 5]}}}
 
 # rule: (overrides that pass, overrides that fail, words the failure message contains)
 RULES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
@@ -119,6 +120,18 @@ RULES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
                                 "has no tokenizer.json"),
     "chat template parses": ({"student.chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}"},
                              {"student.chat_template": "{{ unclosed"}, "not a valid Jinja"),
+    "from_teacher needs a teacher": (CUT, {**CUT, "teacher": DELETE}, "needs a teacher to cut"),
+    "from_teacher needs saved weights": (CUT, {**CUT, "teacher": {"random": {"config": "models/ok"}}},
+                                         "teacher.random has none"),
+    "from_teacher is a causal LM": (
+        {**CUT, "student.task": "causal-lm"},
+        {**CUT, "student.task": "extractive-qa", "sources": [{"dataset": "docs/qa.jsonl"}]},
+        "keeps a causal LM's decoder layers"),
+    "from_teacher layers increase": (CUT, {**CUT, "student.from_teacher.layers": [0, 5, 2]},
+                                     "layers[2] is layer 2, below layer 5"),
+    "from_teacher layers once": ({**CUT, "student.from_teacher.layers": {"every": 3}},
+                                 {**CUT, "student.from_teacher.layers": [0, 2, 2]}, "layers[2] repeats layer 2"),
+    "from_teacher has the teacher's revision": (CUT, {**CUT, "student.revision": "abc"}, "hub models only"),
     "chat template file exists": ({"student.chat_template": "chat.jinja"},
                                   {"student.chat_template": "missing.jinja"}, "does not exist"),
 }

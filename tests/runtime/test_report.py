@@ -35,7 +35,9 @@ EVALUATION = {"split": "test", "examples": 5, "task": "generative", "decoding": 
                          {"name": "student-Q4_K_M", "kind": "gguf", "path": "s", "params": 250_000,
                           "size_bytes": 2**19, "precision": "Q4_K_M",
                           "metrics": {"perplexity": 4.5, "token_f1": 0.701, "latency_ms": 12.34}}],
-              "retention": {"student-Q4_K_M": {"token_f1": 0.863}}, "notes": ["latency measured on 2 threads"]}
+              "retention": {"student-Q4_K_M": {"token_f1": 0.863}}, "notes": ["latency measured on 2 threads"],
+              "samples": [{"id": "q1", "question": "How far | up?", "reference": "4 metres",
+                           "answers": {"teacher": "Up to 4 metres.", "student": "4\nmetres", "student-Q4_K_M": ""}}]}
 GATES = [{"gate": "token_f1", "model": "student-Q4_K_M", "value": 0.701, "threshold": 0.6, "passed": True,
           "message": "ok"},
          {"gate": "retention", "model": "student-Q4_K_M", "value": 0.863, "threshold": 0.9, "passed": False,
@@ -90,6 +92,10 @@ def test_card_states_every_fact(inputs: ReportInputs, tmp_path: Path) -> None:
     assert "Quality is token_f1" in card and "![size vs quality](size_vs_quality.png)" in card
     assert (out / "loss.png").read_bytes() == b"\x89PNG fake"
     assert (out / "size_vs_quality.png").read_bytes().startswith(b"\x89PNG")
+    # Sample answers: the question, its reference, a row per model (cells escaped, empty said).
+    assert "**How far \\| up?** Reference: 4 metres" in card
+    assert "| teacher | Up to 4 metres. |" in card and "| student | 4 metres |" in card
+    assert "| student-Q4_K_M | (nothing) |" in card
 
 
 def test_report_json_round_trips(inputs: ReportInputs, tmp_path: Path) -> None:

@@ -60,6 +60,36 @@ def test_teacher_student_and_gguf(models: dict[str, Path], gguf_f16: Path, test_
     assert all(g.passed for g in gates) and {g.model for g in gates} == {"gguf:F16"}
 
 
+def test_an_open_book_teacher_reads_each_question_with_its_text(models: dict[str, Path], test_split: Path,
+                                                                   tmp_path: Path) -> None:
+    from distill.runtime.evaluate.cases import OPEN_BOOK, prepare
+
+    candidates = [Candidate("teacher", "hf", models["teacher"], models["teacher"], CPU, open_book=True),
+                  Candidate("student", "hf", models["student"], models["student"], CPU)]
+    result = evaluate(candidates, test_split, "causal-lm", Eval(), tmp_path, max_new_tokens=MAX_NEW, threads=THREADS)
+    records = [json.loads(line) for line in test_split.read_text().splitlines()]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(models["teacher"])
+    asked = prepare(models["teacher"], records, "causal-lm", 256, open_book=True)
+    first = tokenizer.decode(asked.cases[0].prompt)
+    assert OPEN_BOOK.format(context="The pump moves water.", question="What does the pump do?") in first
+    closed = prepare(models["teacher"], records, "causal-lm", 256)
+    assert "The pump moves water." not in tokenizer.decode(closed.cases[0].prompt)
+    # The document record asks nothing and is scored the same either way.
+    assert asked.cases[2].scored == closed.cases[2].scored and asked.cases[2].prompt is None
+    # Open-book perplexity is over other rows: no perplexity retention, said why; F1 is compared.
+    assert "perplexity" not in result["retention"]["student"]
+    assert any("open book" in note for note in result["notes"])
+    assert "token_f1" in result["retention"]["student"] or any("token_f1 0" in note for note in result["notes"])
+    # The samples show each generated question with every model's answer, as predictions.jsonl has them.
+    predictions = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert [s["id"] for s in result["samples"]] == ["a", "b"]
+    for sample in result["samples"]:
+        assert sample["answers"] == {p["model"]: p["prediction"] for p in predictions if p["id"] == sample["id"]}
+        assert list(sample["answers"]) == ["teacher", "student"]
+    assert result["samples"][0]["question"] == "What does the pump do?"
+    assert result["samples"][0]["reference"] == "It moves water."
+
+
 def test_teacher_with_another_tokenizer(models: dict[str, Path], test_split: Path, tmp_path: Path) -> None:
     teacher = tmp_path / "teacher"
     tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=train_byte_bpe(TEXT[:1], 290),

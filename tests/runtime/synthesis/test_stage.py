@@ -79,6 +79,32 @@ def test_no_group_straddles_splits_and_augmentations_stay_in_train(tmp_path: Pat
     assert any(r["origin"] == "paraphrase" for r in train) and {"val", "test"} <= set(split_of.values())
 
 
+def test_split_by_question_holds_out_questions_and_keeps_every_document_in_train(tmp_path: Path) -> None:
+    closed_book = spec(split={"val": 0.2, "test": 0.3, "by": "question"})  # answer_only: the text is learned anyway
+    assert closed_book.loss.mask == "answer_only"
+    synthesize(closed_book, chunks(), [], Scripted(), 2, tmp_path, "scripted")
+    splits = {name: records(tmp_path, f"{name}.jsonl") for name in ("train", "val", "test")}
+    documents = [r for r in splits["train"] if r["origin"] == "document"]
+    assert {r["chunk"] for r in documents} == {c.id for c in chunks()}
+    assert not any(r["origin"] == "document" for name in ("val", "test") for r in splits[name])
+    held_out = splits["val"] + splits["test"]
+    # Questions of one chunk land in different splits: each question is its own group.
+    assert held_out and all(r["group"] == r["id"] for r in held_out)
+    train_chunks = {r["chunk"] for r in splits["train"] if r["origin"] == "teacher"}
+    assert train_chunks & {r["chunk"] for r in held_out}
+
+
+def test_learning_the_documents_adds_their_text_beside_the_questions(tmp_path: Path) -> None:
+    base = spec(split={"val": 0.2, "test": 0.2, "by": "chunk"})
+    synthesize(replace(base, loss=replace(base.loss, mask="all")), chunks(), [], Scripted(), 2, tmp_path, "scripted")
+    found = [(name, r) for name in ("train", "val", "test") for r in records(tmp_path, f"{name}.jsonl")]
+    assert sorted(r["chunk"] for _, r in found if r["origin"] == "document") == sorted(c.id for c in chunks())
+    # By chunk, a chunk's text goes where its questions go.
+    text_split = {r["chunk"]: name for name, r in found if r["origin"] == "document"}
+    questions = [(name, r) for name, r in found if r["origin"] == "teacher"]
+    assert questions and all(text_split[r["chunk"]] == name for name, r in questions)
+
+
 def test_extractive_students_get_spans(tmp_path: Path) -> None:
     base = spec()
     extractive = replace(base, student=replace(base.student, task="extractive-qa"))
@@ -180,6 +206,17 @@ def test_dataset_examples_join_the_split_as_they_are(tmp_path: Path, task: str) 
         assert [r["answer_start"] for r in kept] == [17]
         assert [r["reason"] for r in records(tmp_path, "rejected.jsonl")] == [
             "no answer span in a context (an extractive-qa student needs one)"] * 2
+
+
+def test_a_dataset_pinned_to_test_is_held_out_whole_and_never_paraphrased(tmp_path: Path) -> None:
+    exam = [replace(qa, split="test") for qa in dataset()]
+    synthesize(spec(split={"val": 0.2, "test": 0.0, "by": "chunk"}), chunks(), exam, Scripted(), 2, tmp_path, "scripted")
+    splits = {name: records(tmp_path, f"{name}.jsonl") for name in ("train", "val", "test")}
+    assert sorted(r["question"] for r in splits["test"]) == sorted(qa.question for qa in exam)
+    assert {r["origin"] for r in splits["test"]} == {"dataset"}
+    assert all(r["origin"] != "dataset" for name in ("train", "val") for r in splits[name])
+    assert any(r["origin"] == "paraphrase" for r in splits["train"])  # the teacher's own pairs still are
+    assert not any(r.get("parent") in {t["id"] for t in splits["test"]} for r in splits["train"])
 
 
 def test_a_damaged_journal_stops_the_stage_naming_the_line(tmp_path: Path) -> None:
