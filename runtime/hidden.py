@@ -31,6 +31,18 @@ def auto_layer_map(student_layers: int, teacher_layers: int) -> tuple[tuple[int,
                  for i in range(1, student_layers + 1))
 
 
+def cut_layer_map(kept: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """A student cut from its teacher (``student.from_teacher``): student block i (1..Ls) is the
+    teacher's block ``kept[i - 1] + 1`` (kept layers count from 0, blocks from 1), so each block
+    is matched to the very block it was copied from, not to an evenly spaced one.
+
+    Example: layers (0, 1, 5) kept give ((1, 1), (2, 2), (3, 6)).
+    """
+    if not kept:
+        raise ValueError("a cut student keeps at least one layer")
+    return tuple((i, layer + 1) for i, layer in enumerate(kept, start=1))
+
+
 class HiddenProjector(torch.nn.Module):
     """Per layer pair, projects student states to the teacher's width and scores the match.
 

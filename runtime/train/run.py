@@ -170,7 +170,7 @@ def _attach_teacher(objective: Objective, planned: Planned, train_set: Sequence[
                     folder: Path, teacher_key: str, corpus: Sequence[str], progress: Progress | None) -> None:
     """The teacher online, or its top-k cache (built now, the teacher_logits stage), and the
     hidden-state projector (seeded, trainable)."""
-    from distill.runtime.hidden import HiddenProjector, auto_layer_map
+    from distill.runtime.hidden import HiddenProjector, auto_layer_map, cut_layer_map
     from distill.runtime.models import align_special_tokens, load_model, load_tokenizer
     from distill.runtime.placement import Placement
     from distill.runtime.train.student import causal_head
@@ -194,8 +194,9 @@ def _attach_teacher(objective: Objective, planned: Planned, train_set: Sequence[
         objective.teacher = None  # cached logits are all it gives: free its memory for training
     if hidden is not None and hidden.weight > 0:
         s_config, t_config = objective.student.config, teacher.config
-        pairs = (auto_layer_map(s_config.num_hidden_layers, t_config.num_hidden_layers)
-                 if hidden.layers == "auto" else hidden.layers)
+        cut = planned.models["student"].layers  # the teacher layers a cut student kept; () otherwise
+        pairs = (hidden.layers if hidden.layers != "auto" else cut_layer_map(cut) if cut else
+                 auto_layer_map(s_config.num_hidden_layers, t_config.num_hidden_layers))
         torch.manual_seed(spec.seed)
         # Initialised on the CPU (one seed, one projector on every device), then moved; its
         # weights stay fp32 masters like LoRA's, computed in the plan's autocast precision.

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distill.runtime.hidden import HiddenProjector, auto_layer_map
+from distill.runtime.hidden import HiddenProjector, auto_layer_map, cut_layer_map
 from distill.runtime.losses import FullRows, TopKRows, token_losses, topk_logprobs
 
 N, H, HT, V = 13, 8, 6, 50
@@ -222,6 +222,13 @@ def test_rejected_arguments(kwargs: dict, message: str) -> None:
 ])
 def test_auto_layer_map(student: int, teacher: int, expected: tuple) -> None:
     assert auto_layer_map(student, teacher) == expected
+
+
+def test_a_cut_students_blocks_meet_the_blocks_they_were_cut_from() -> None:
+    assert cut_layer_map((0, 1, 5)) == ((1, 1), (2, 2), (3, 6))
+    assert cut_layer_map((0, 2, 4, 5)) != auto_layer_map(4, 6)  # evenly spaced would miss the copies
+    with pytest.raises(ValueError):
+        cut_layer_map(())
 
 
 def test_auto_layer_map_rejects_empty_models() -> None:
