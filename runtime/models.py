@@ -130,13 +130,10 @@ def model_location(resolved: ResolvedModel, root: Path, weights: bool = False) -
 def _has_weights(folder: Path) -> bool:
     """Every safetensors file the folder's weights need: the single file, or each shard its
     index names."""
-    import json
+    from distill.runtime.cut import weight_files
 
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        shards = set(json.loads(index.read_text("utf-8")).get("weight_map", {}).values())
-        return bool(shards) and all((folder / shard).is_file() for shard in shards)
-    return (folder / "model.safetensors").is_file()
+    files = weight_files(folder)
+    return bool(files) and all(path.is_file() for path in files)
 
 
 def weights_folder(resolved: ResolvedModel, root: Path) -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 from distill.compiler.codec import to_data
 from distill.compiler.pipeline import Planned
 from distill.compiler.resolve import ResolvedModel
-from distill.compiler.spec import DeployTarget
+from distill.compiler.spec import DeployTarget, Loss
 from distill.runtime.build.graph import Stage
 from distill.runtime.progress import Progress
 
@@ -51,6 +51,12 @@ def build_stages(planned: Planned, progress: Progress | None, offline: bool = Fa
     teacher = {"spec": to_data(spec.teacher), "model": model_identity(models["teacher"]) if "teacher" in models else None}
     student = {"spec": to_data(spec.student), "model": model_identity(models["student"])}
     about = Abouts(planned)
+
+    def training(loss: Loss) -> dict[str, Any]:
+        """A training stage's slice: the student, the teacher and the plan, trained with ``loss``."""
+        return {"student": student, "teacher": teacher, "loss": to_data(loss), "train": to_data(spec.train),
+                "seed": spec.seed, "plan": plan_data(planned)}
+
     stages = [
         Stage("extract", 2, (), lambda: {"sources": to_data(spec.sources), "files": [asdict(f) for f in planned.volume.files],
                                          "chunk_tokens": spec.data.chunk_tokens, "overlap": spec.data.overlap_tokens,
@@ -61,17 +67,13 @@ def build_stages(planned: Planned, progress: Progress | None, offline: bool = Fa
                                                       "plan": {k: plan_data(planned).get(k) for k in
                                                                ("device", "teacher_dtype", "precision", "teacher_quant", "synthesis_batch")}},
               lambda folder, up: _here_or_launched(planned, "synthesize", folder, up, progress, offline), about.synthesize),
-        Stage("train", 1, ("extract", "synthesize"), lambda: {"student": student, "teacher": teacher, "loss": to_data(spec.loss),
-                                                    "train": to_data(spec.train), "seed": spec.seed, "plan": plan_data(planned)},
+        Stage("train", 1, ("extract", "synthesize"), lambda: training(spec.loss),
               lambda folder, up: _here_or_launched(planned, "train", folder, up, progress, offline), about.train),
     ]
     baselines = []
     if "ce_only" in spec.eval.baselines:
         baselines.append(CE_ONLY_STAGE)
-        alone = ce_only(planned).compiled.spec.loss
-        stages.append(Stage(CE_ONLY_STAGE, 1, ("extract", "synthesize"),
-                            lambda: {"student": student, "teacher": teacher, "loss": to_data(alone),
-                                     "train": to_data(spec.train), "seed": spec.seed, "plan": plan_data(planned)},
+        stages.append(Stage(CE_ONLY_STAGE, 1, ("extract", "synthesize"), lambda: training(ce_only(planned).compiled.spec.loss),
                             lambda folder, up: _here_or_launched(planned, CE_ONLY_STAGE, folder, up, progress, offline),
                             about.ce_only))
     exports = []

@@ -17,6 +17,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -110,10 +111,7 @@ def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample]
     split = spec.data.split
     if split.by == "question":  # the documents are what the student studies: all in train
         pinned |= {e.id: "train" for e in kept if e.origin == "document"}
-    groups = {example.group: 0 for example in kept if example.id not in pinned}
-    for example in kept:
-        if example.id not in pinned:
-            groups[example.group] += 1
+    groups = Counter(example.group for example in kept if example.id not in pinned)
     assignment = assign_splits(groups, split.val, split.test, spec.seed)
     by_split: dict[SplitName, list[Example]] = {
         name: [e for e in kept if pinned.get(e.id, assignment.get(e.group)) == name] for name in SPLITS}
