@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/distributed_memory.py [--cases NAME ...]
 
 For each configuration, ``torchrun --nproc_per_node 2`` runs this file as a worker: every rank
-measures its own step with ``distill.runtime.memtrace.measure_step`` (the student wrapped in DDP
+measures its own step with ``distill.runtime.train.memtrace.measure_step`` (the student wrapped in DDP
 or FSDP as accelerate wraps it, see ``wrap_distributed``) and writes its peak; the planner's
 arithmetic (``distill.compiler.distributed.estimate_step`` with ``processes=2``) predicts the rank
 that holds the most. Prints predicted vs each rank's measured peak; exits 1 if any rank is off by
@@ -79,7 +79,7 @@ def _worker(case: Case, out: Path) -> None:
     import torch
     import torch.distributed as dist
 
-    from distill.runtime.memtrace import measure_step
+    from distill.runtime.train.memtrace import measure_step
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo")

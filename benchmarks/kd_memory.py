@@ -24,8 +24,8 @@ from collections.abc import Callable
 
 import torch
 
-from distill.runtime.livebytes import LiveBytesCounter, reachable_tensors
-from distill.runtime.losses import FullRows, _Terms, token_losses
+from distill.runtime.train.livebytes import LiveBytesCounter, reachable_tensors
+from distill.runtime.train.losses import FullRows, _Terms, token_losses
 
 TEMPERATURE = 2.0
 MIB = 2**20

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/planner_accuracy.py [--quick]
 
 For each configuration the planner's arithmetic (``distill.compiler.distributed.estimate_step``, no
-torch) predicts the peak live tensor bytes of one micro-step, and ``distill.runtime.memtrace``
+torch) predicts the peak live tensor bytes of one micro-step, and ``distill.runtime.train.memtrace``
 runs that step on real tensors and measures it. Prints the table and the worst relative error;
 exits 1 if any row is off by more than 3%.
 """
@@ -20,7 +20,7 @@ import torch
 from distill.compiler.arch import architecture
 from distill.compiler.distributed import estimate_step
 from distill.compiler.trainstep import TrainStep
-from distill.runtime.memtrace import measure_step
+from distill.runtime.train.memtrace import measure_step
 
 BOUND = 0.03  # issue 14: the runtime's own step within 3%
 LLAMA = dict(model_type="llama", hidden_size=256, intermediate_size=688, num_hidden_layers=2,

@@ -2,7 +2,7 @@
 
 ``distill.compiler.memory.process_step`` predicts one process; ``distribute`` rewrites its
 phases for ``step.processes`` ranks of the strategy the runtime uses (accelerate's defaults, as
-``distill.runtime.memtrace.wrap_distributed`` builds them):
+``distill.runtime.train.memtrace.wrap_distributed`` builds them):
 
 - DDP keeps a full replica per rank and, with ``gradient_as_bucket_view=False`` (the default),
   copies every gradient into flat bucket buffers that live as long as the model: one more

@@ -353,7 +353,7 @@ def kbit_step(step: TrainStep) -> TrainStep:
 def process_step(arch: Architecture, head: str, step: TrainStep, device: str = "cpu",
                  teacher: Architecture | None = None) -> StepMemory:
     """Peak live bytes of each phase of one micro-step in one process, as if it trained alone
-    (see ``distill.runtime.memtrace``); ``distributed.estimate_step`` makes it one rank of many."""
+    (see ``distill.runtime.train.memtrace``); ``distributed.estimate_step`` makes it one rank of many."""
     from distill.compiler import activations as act
 
     step = kbit_step(step)

@@ -1,7 +1,7 @@
 """What one training step looks like, for memory prediction (compiler) and measurement (runtime).
 
 The planner predicts the peak live bytes of the step a ``TrainStep`` describes;
-``distill.runtime.memtrace`` runs that same step on real tensors and measures it. Keeping one
+``distill.runtime.train.memtrace`` runs that same step on real tensors and measures it. Keeping one
 description for both is what lets ``benchmarks/planner_accuracy.py`` compare them.
 """
 

@@ -86,7 +86,7 @@ def _report(planned: Planned, lock: dict[str, Any], folder: Path, up: Mapping[st
     """The model card and report.json, with the student model beside them and the artifacts in
     subfolders: everything ``dist/<name>/`` will hold."""
     from distill.runtime.evaluate import check_gates
-    from distill.runtime.report import ReportInputs, write_report
+    from distill.runtime.build.report import ReportInputs, write_report
 
     spec = planned.compiled.spec
     evaluation = json.loads((up["evaluate"] / "evaluation.json").read_text("utf-8"))

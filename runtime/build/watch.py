@@ -82,7 +82,7 @@ def training_note(summary: dict[str, Any]) -> str:
 
 def summary_table(evaluation: dict[str, Any]) -> Table:
     """Model, its quality metrics, retention against the teacher, size and ms per token."""
-    from distill.runtime.report import fmt_metric
+    from distill.runtime.build.report import fmt_metric
 
     models = evaluation["models"]
     shown = [m for m in SUMMARY_METRICS if any(m in (x.get("metrics") or {}) for x in models)]

@@ -170,7 +170,7 @@ def _attach_teacher(objective: Objective, planned: Planned, train_set: Sequence[
                     folder: Path, teacher_key: str, corpus: Sequence[str], progress: Progress | None) -> None:
     """The teacher online, or its top-k cache (built now, the teacher_logits stage), and the
     hidden-state projector (seeded, trainable)."""
-    from distill.runtime.hidden import HiddenProjector, auto_layer_map, cut_layer_map
+    from distill.runtime.train.hidden import HiddenProjector, auto_layer_map, cut_layer_map
     from distill.runtime.models import align_special_tokens, load_model, load_tokenizer
     from distill.runtime.placement import Placement
     from distill.runtime.train.student import causal_head

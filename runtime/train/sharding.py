@@ -3,7 +3,7 @@ accelerate's plugin uses for ``--use_fsdp --fsdp_sharding_strategy FULL_SHARD
 --fsdp_auto_wrap_policy TRANSFORMER_BASED_WRAP --fsdp_use_orig_params true`` (what
 ``distill launch-cmd`` passes), applied here directly because accelerate's plugin needs CUDA (with
 ``cpu=True`` it silently falls back to DDP; measured). The planner models exactly this wrapping
-(``compiler/distributed.py``) and ``runtime/memtrace.py`` measures it.
+(``compiler/distributed.py``) and ``runtime/train/memtrace.py`` measures it.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def make_trainable(model: torch.nn.Module, quant: str, lora: Lora | None, checkp
                    seed: int) -> torch.nn.Module:
     """The loaded base made trainable as planned, in train mode: k-bit preparation of a quantized
     base, the adapter (``seed`` set right before its initialisation), non-reentrant gradient
-    checkpointing. The build and ``runtime/memtrace.py`` both call this: one student, two uses."""
+    checkpointing. The build and ``runtime/train/memtrace.py`` both call this: one student, two uses."""
     import peft
 
     no_reentrant = {"use_reentrant": False}

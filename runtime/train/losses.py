@@ -4,7 +4,7 @@
 reverse KL or JSD) against a cached top-k teacher (``TopKRows``) or an online one
 (``FullRows``), chunked over rows so memory does not grow with rows x vocab. The planner's
 memory model describes it (``distill.compiler.memory._loss_terms``) and
-``distill.runtime.memtrace`` measures it inside the loop's step; change them only together.
+``distill.runtime.train.memtrace`` measures it inside the loop's step; change them only together.
 """
 
 from __future__ import annotations

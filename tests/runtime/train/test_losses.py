@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distill.runtime.hidden import HiddenProjector, auto_layer_map, cut_layer_map
-from distill.runtime.losses import FullRows, TopKRows, token_losses, topk_logprobs
+from distill.runtime.train.hidden import HiddenProjector, auto_layer_map, cut_layer_map
+from distill.runtime.train.losses import FullRows, TopKRows, token_losses, topk_logprobs
 
 N, H, HT, V = 13, 8, 6, 50
 TOL = dict(rtol=1e-6, atol=1e-9)

@@ -3,7 +3,7 @@
 ``LiveBytesCounter`` is a ``TorchDispatchMode``: every aten op output with an unseen storage is
 added, and forgotten when a weakref to the storage fires. Tensors that exist before the mode are
 registered with ``track_existing`` (``reachable_tensors`` finds them in model and optimizer
-object graphs, bitsandbytes quant states included). ``distill.runtime.memtrace`` uses it to
+object graphs, bitsandbytes quant states included). ``distill.runtime.train.memtrace`` uses it to
 measure a training step.
 """
 

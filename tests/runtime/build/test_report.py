@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from distill.runtime.report import MIB, ReportInputs, _one_two_five, quality_points, write_report
+from distill.runtime.build.report import MIB, ReportInputs, _one_two_five, quality_points, write_report
 
 SOURCE_SHA = "a" * 64
 PLAN = {"device": "cpu", "budget_bytes": 8 * 2**30, "budget_source": "--memory 8GiB",

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from distill.compiler.trainstep import TrainStep
-from distill.runtime.livebytes import LiveBytesCounter, reachable_tensors
-from distill.runtime.memtrace import (
+from distill.runtime.train.livebytes import LiveBytesCounter, reachable_tensors
+from distill.runtime.train.memtrace import (
     measure,
     measure_step,
     prepare_step,
