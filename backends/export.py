@@ -12,7 +12,6 @@ from distill.compiler.errors import DistillError, ExitCode, UsageError
 from distill.compiler.spec import GgufTarget, OnnxTarget
 
 
-
 def _quants(target: type[OnnxTarget] | type[GgufTarget], default: str) -> tuple[str, ...]:
     """The quantizations a target's ``quant`` field allows (the spec's Literal), its default first."""
     allowed = get_args(get_type_hints(target)["quant"])

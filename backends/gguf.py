@@ -24,8 +24,8 @@ from typing import Any
 
 from distill.backends import gguf_tokens, gguf_vocab
 from distill.backends.base import Artifact, Check, VerifyReport, export_atomically, load_reference, sha256_file
-from distill.backends.gguf_import import dequantized
 from distill.backends.gguf_child import run_llama_cpp
+from distill.backends.gguf_import import dequantized
 from distill.backends.gguf_writer import BASE_QUANT, quantize, read_config, write_base
 from distill.backends.ollama import OllamaChat, modelfile_name, ollama_chat, write_modelfile
 from distill.compiler.spec import GgufTarget

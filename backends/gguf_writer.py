@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from distill.backends.gguf_archs import family, window_below_context
-from distill.compiler.arch import rope_type
 from distill.backends.gguf_vocab import write_tokenizer
 from distill.backends.llama_cpp import converter_dir, converter_missing
+from distill.compiler.arch import rope_type
 
 THREADS = int(os.environ.get("DISTILL_THREADS", "2"))
 

@@ -133,8 +133,8 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     from distill.backends.base import load_reference
-    from distill.backends.registry import get_backend
     from distill.backends.gguf_writer import quantize, write_base
+    from distill.backends.registry import get_backend
     from distill.compiler.spec import GgufTarget, OnnxTarget
 
     torch.set_num_threads(THREADS)

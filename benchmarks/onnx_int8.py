@@ -70,9 +70,10 @@ def _fp32_export(model_dir: Path, out: Path) -> Path:
 def _reference(model_dir: Path) -> dict[str, Any]:
     """torch fp32 logits on the probe and on the held-out batch (same shape, other seed)."""
     import torch
+    from transformers import AutoModelForCausalLM
+
     from distill.backends.base import load_reference
     from distill.backends.onnx import PROBE_LEN, PROBE_ROWS, _probe_ids
-    from transformers import AutoModelForCausalLM
 
     model = load_reference(AutoModelForCausalLM, model_dir)
     vocab = model.config.vocab_size
@@ -103,9 +104,10 @@ def _outlier_table(reference: dict[str, Any]) -> None:
 
 
 def _candidates(fp32: Path) -> dict[str, Quantize]:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     from distill.backends.onnx_int8 import quantize
     from distill.backends.onnx_support import INT8_RECIPES, Int8Recipe
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     def dynamic(**options: Any) -> Quantize:
         return lambda source, out: quantize_dynamic(source, out, weight_type=QuantType.QInt8, **options)
@@ -188,8 +190,8 @@ def _static(source: Path, out: Path) -> None:
 
 def _row(name: str, quantize: Quantize, fp32: Path, model_dir: Path, out: Path,
          reference: dict[str, Any]) -> str:
-    from distill.backends.registry import get_backend
     from distill.backends.onnx import MODEL_FILE, _artifact, detect_task
+    from distill.backends.registry import get_backend
 
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(fp32, out, ignore=shutil.ignore_patterns(f"{MODEL_FILE}*"))
@@ -211,6 +213,7 @@ def _row(name: str, quantize: Quantize, fp32: Path, model_dir: Path, out: Path,
 def _parity(folder: Path, reference: dict[str, Any]) -> list[tuple[float, float]]:
     """(max |diff| / scale, top-1 agreement) of the graph in ``folder`` on each batch."""
     import torch
+
     from distill.backends.onnx import load_exported
 
     model = load_exported(folder)

@@ -40,7 +40,6 @@ from tests.runtime.sources.test_real_pdfs import CAMLIDL  # noqa: E402
 from tests.smollm2 import SMOLLM2, synthesis_project  # noqa: E402
 
 
-
 @dataclass
 class Counted:
     """One decoding's generate calls: replies by request key, decode steps, tokens, time."""

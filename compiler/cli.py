@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -105,7 +105,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[Optional[bool], typer.Option(
+    version: Annotated[bool | None, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
     """Compile a Distillfile into a distilled, deployable model."""
@@ -170,7 +170,7 @@ def plan(
 @reported
 def extract(
     file: DistillfileArg,
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path | None, typer.Option(
         "--out", help="Folder for pages.jsonl, examples.jsonl, chunks.jsonl and report.json "
         "(default: .distill/extract beside the Distillfile).")] = None,
     offline: OfflineOption = False,
@@ -204,7 +204,7 @@ def extract(
 @reported
 def synthesize(
     file: DistillfileArg,
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path | None, typer.Option(
         "--out", help="Folder for train/val/test.jsonl, rejected.jsonl and the data card "
         "(default: .distill/synthesize beside the Distillfile).")] = None,
     offline: OfflineOption = False,
@@ -246,7 +246,7 @@ def build(
     offline: OfflineOption = False,
     locked: Annotated[bool, typer.Option(
         "--locked", help="Refuse to build when Distillfile.lock is missing or stale (exit 5).")] = False,
-    from_stage: Annotated[Optional[str], typer.Option(
+    from_stage: Annotated[str | None, typer.Option(
         "--from", help="Run this stage and every stage after it again, even if cached.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Run every stage again.")] = False,
 ) -> None:
@@ -318,7 +318,7 @@ def export(
     model_dir: Annotated[Path, typer.Argument(help="A saved Hugging Face model folder (safetensors).",
                                               show_default=False)],
     to: Annotated[str, typer.Option("--to", help="Target as KIND[:QUANT], e.g. onnx or onnx:int8.")],
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path | None, typer.Option(
         "--out", help="Destination folder (default: dist/<model folder>-<kind>-<quant>).")] = None,
 ) -> None:
     """Export a model folder to a deployment format and verify it against the source model."""
@@ -363,7 +363,7 @@ def schema() -> None:
 @app.command()
 @reported
 def init(
-    from_pdf: Annotated[Optional[Path], typer.Option(
+    from_pdf: Annotated[Path | None, typer.Option(
         "--from-pdf", help="Start from this PDF; otherwise the folder's .pdf/.md/.txt files.")] = None,
     output: Annotated[Path, typer.Option(
         "--output", "-o", help="Where to write the Distillfile.")] = Path("Distillfile"),
@@ -388,12 +388,12 @@ def init(
 def chat(
     artifact: Annotated[Path, typer.Argument(help="An export folder (with manifest.json) or a .gguf file.",
                                              show_default=False)],
-    quant: Annotated[Optional[str], typer.Option(
+    quant: Annotated[str | None, typer.Option(
         "--quant", help="Which GGUF file of the folder (default: the first quant its manifest lists).")] = None,
-    system: Annotated[Optional[str], typer.Option("--system", help="A system message opening the chat.")] = None,
+    system: Annotated[str | None, typer.Option("--system", help="A system message opening the chat.")] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens per reply at most.")] = 256,
     temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="0 decodes greedily.")] = 0.0,
-    once: Annotated[Optional[str], typer.Option("--once", help="Answer this one message and exit.")] = None,
+    once: Annotated[str | None, typer.Option("--once", help="Answer this one message and exit.")] = None,
 ) -> None:
     """Chat with an exported model (GGUF via llama.cpp, ONNX via onnxruntime), history kept.
 

@@ -22,9 +22,19 @@ import math
 from dataclasses import dataclass
 
 from distill.compiler.arch import Architecture, Linear
-from distill.compiler.memory import (StepMemory, Term, cpu_adamw_temporaries, kbit_step, layer_modules,
-                                     lora_head_copy, module_tensors, optimizer_state_bytes, outer_tensors,
-                                     process_step, trainable_params)
+from distill.compiler.memory import (
+    StepMemory,
+    Term,
+    cpu_adamw_temporaries,
+    kbit_step,
+    layer_modules,
+    lora_head_copy,
+    module_tensors,
+    optimizer_state_bytes,
+    outer_tensors,
+    process_step,
+    trainable_params,
+)
 from distill.compiler.trainstep import TrainStep
 
 F32 = 4

@@ -7,9 +7,10 @@ exit and printed in file order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Literal, Sequence
+from typing import Literal
 
 
 class ExitCode(IntEnum):

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from distill.compiler.arch import Architecture, architecture
+from distill.compiler.distributed import estimate_step
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.hardware import Budget
 from distill.compiler.launch import launch_command
-from distill.compiler.distributed import estimate_step
 from distill.compiler.memory import DTYPE_BYTES, lora_params, loss_chunk_bytes_per_row, trainable_params
 from distill.compiler.phases import (
     PROMPT_OVERHEAD_TOKENS,

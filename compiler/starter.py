@@ -114,7 +114,7 @@ def _found_sources(folder: Path) -> tuple[list[str], int]:
     entries = []
     for kind, patterns in sorted(kinds.items()):
         # "**/*.md" also matches top-level files, so it covers "*.md" when both occur.
-        kept = {p for p in patterns if not ("**/" + p in patterns)}
+        kept = {p for p in patterns if "**/" + p not in patterns}
         entries += [f"  - {kind}: {_quote(p)}" for p in sorted(kept)]
     return entries, documents
 

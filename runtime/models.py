@@ -20,6 +20,7 @@ from distill.compiler.resolve import ResolvedModel
 from distill.compiler.spec import Teacher
 from distill.runtime.placement import Placement, place
 
+
 class WeightsNotCached(DistillError):
     """An offline build of a hub model whose weights were never downloaded."""
 
@@ -185,7 +186,8 @@ def load_tokenizer(resolved: ResolvedModel, model: Teacher, root: Path,
     """
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    from distill.runtime.sources.tokenizer import SPECIAL_TOKENS, load_tokenizer as load_json, train_byte_bpe
+    from distill.runtime.sources.tokenizer import SPECIAL_TOKENS, train_byte_bpe
+    from distill.runtime.sources.tokenizer import load_tokenizer as load_json
 
     if resolved.kind == "random" and (model.random is None or model.random.tokenizer is None):
         eos, pad = SPECIAL_TOKENS

@@ -66,9 +66,9 @@ def model_folder(planned: Planned, role: str, folder: Path, up: Mapping[str, Pat
         return weights_folder(resolved, root)
     saved = folder / role
     if not (saved / "config.json").is_file():
-        from distill.runtime.sources.run import extracted_texts
         from distill.runtime.models import align_special_tokens, load_model, load_tokenizer
         from distill.runtime.placement import Placement
+        from distill.runtime.sources.run import extracted_texts
 
         # Initialised as training initialised it (same seed, same device type): the same model.
         placement = Placement.of_teacher(planned.plan) if role == "teacher" else Placement.of(planned.plan)

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from distill.compiler.fsutil import write_atomic, write_atomic_with
-from distill.runtime.train.plots import read_records
 from distill.runtime.synthesis.card import teacher_yield_lines
+from distill.runtime.train.plots import read_records
 
 MIB = 1 << 20
 # Metric columns in the order the card shows them, with their number formats: ratios in [0, 1]

@@ -85,8 +85,8 @@ def _report_stage(planned: Planned, lock: dict[str, Any], stages: list[Stage]) -
 def _report(planned: Planned, lock: dict[str, Any], folder: Path, up: Mapping[str, Path]) -> dict[str, Any]:
     """The model card and report.json, with the student model beside them and the artifacts in
     subfolders: everything ``dist/<name>/`` will hold."""
-    from distill.runtime.evaluate import check_gates
     from distill.runtime.build.report import ReportInputs, write_report
+    from distill.runtime.evaluate import check_gates
 
     spec = planned.compiled.spec
     evaluation = json.loads((up["evaluate"] / "evaluation.json").read_text("utf-8"))

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import re
-import string
 import statistics
+import string
 from collections import Counter
 from collections.abc import Sequence
 from functools import cache

@@ -10,7 +10,15 @@ from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.frontend import CompiledSpec
 from distill.compiler.resolve import ResolvedModel
 from distill.runtime.sources.records import Chunk, SourceError
-from distill.runtime.sources.stage import Corpus, chunk, corpus_texts, extract, read_outputs, student_counter, write_outputs
+from distill.runtime.sources.stage import (
+    Corpus,
+    chunk,
+    corpus_texts,
+    extract,
+    read_outputs,
+    student_counter,
+    write_outputs,
+)
 
 
 class BadSource(DistillError):

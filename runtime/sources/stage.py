@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from distill.compiler.digest import digest_file
 from distill.compiler.fsutil import write_atomic
 from distill.compiler.resolve import ResolvedModel
-from distill.compiler.digest import digest_file
 from distill.compiler.spec import DatasetSource, PdfSource, SourceEntry, Spec, source_pattern
 from distill.compiler.volume import source_files
 from distill.runtime.sources.files import remove_leftovers, scratch_folder

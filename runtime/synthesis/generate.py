@@ -40,7 +40,7 @@ class Generator(Protocol):
 def request_seed(seed: int, key: str) -> int:
     """A 63-bit torch seed from the run seed and the request key (sha256: stable across
     processes, unlike ``hash()``)."""
-    digest = hashlib.sha256(f"{seed}:{key}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
 
 

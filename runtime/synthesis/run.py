@@ -9,11 +9,11 @@ from typing import Any
 from distill.compiler.codec import to_data
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.pipeline import Planned
-from distill.runtime.sources.run import Extracted
-from distill.runtime.synthesis.generate import Generator
 from distill.runtime.progress import Progress
-from distill.runtime.synthesis.stage import reply_budget, synthesize
+from distill.runtime.sources.run import Extracted
 from distill.runtime.synthesis.examples import stable_id
+from distill.runtime.synthesis.generate import Generator
+from distill.runtime.synthesis.stage import reply_budget, synthesize
 
 
 class TeacherUnusable(DistillError):

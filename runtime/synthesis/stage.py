@@ -31,7 +31,8 @@ from distill.runtime.progress import Progress
 from distill.runtime.ranks import barrier, ranks
 from distill.runtime.sources.records import Chunk, QAExample
 from distill.runtime.synthesis.augment import typo_noise
-from distill.runtime.synthesis.card import data_card, card_markdown
+from distill.runtime.synthesis.card import card_markdown, data_card
+from distill.runtime.synthesis.constrain import reply_schema, schema_text, strings_schema
 from distill.runtime.synthesis.examples import (
     Example,
     Grounding,
@@ -44,10 +45,9 @@ from distill.runtime.synthesis.examples import (
     keep,
     stable_id,
 )
-from distill.runtime.synthesis.constrain import reply_schema, schema_text, strings_schema
+from distill.runtime.synthesis.focus import pick, sentences
 from distill.runtime.synthesis.generate import Generator, Request
 from distill.runtime.synthesis.journal import Journal
-from distill.runtime.synthesis.focus import pick, sentences
 from distill.runtime.synthesis.parse import parse_items, parse_strings
 from distill.runtime.synthesis.prompts import (
     Message,

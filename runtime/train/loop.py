@@ -22,13 +22,12 @@ import torch
 
 from distill.compiler.plan import Plan
 from distill.compiler.spec import Spec
+from distill.runtime.placement import Misplaced, Placement
+from distill.runtime.progress import Progress
 from distill.runtime.train import checkpoint
 from distill.runtime.train.checkpoint import LoopState
 from distill.runtime.train.data import Encoded, collate
-from distill.runtime.placement import Misplaced, Placement
 from distill.runtime.train.objective import Objective
-from distill.runtime.progress import Progress
-
 
 
 @dataclass(frozen=True)

@@ -57,11 +57,11 @@ from typing import Any
 import torch
 
 from distill.compiler.trainstep import TrainStep
-from distill.runtime.train.livebytes import LiveBytesCounter, storage_key, reachable_tensors
-from distill.runtime.train.losses import KD_TEMPERATURE
-from distill.runtime.train.objective import Objective, Weights
 from distill.runtime.models import bnb_config, reload_quantized
 from distill.runtime.placement import DTYPES, Placement
+from distill.runtime.train.livebytes import LiveBytesCounter, reachable_tensors, storage_key
+from distill.runtime.train.losses import KD_TEMPERATURE
+from distill.runtime.train.objective import Objective, Weights
 
 # --------------------------------------------------------------------------- building the step
 

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from distill.runtime.train.hidden import HiddenProjector
-from distill.runtime.train.losses import FullRows, TopKRows, token_losses
 from distill.runtime.placement import Placement
 from distill.runtime.train.data import Encoded, collate
+from distill.runtime.train.hidden import HiddenProjector
+from distill.runtime.train.losses import FullRows, TopKRows, token_losses
 from distill.runtime.train.student import Head, causal_forward, final_rows
 
 if TYPE_CHECKING:

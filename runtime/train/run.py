@@ -15,8 +15,8 @@ from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.phases import PROBE_SEQUENCES, PROBE_TOKENS
 from distill.compiler.pipeline import Planned
 from distill.compiler.trainstep import DEFAULT_LOSS_CHUNK
-from distill.runtime.train.data import Encoded, Skip, read_split
 from distill.runtime.progress import Progress
+from distill.runtime.train.data import Encoded, Skip, read_split
 from distill.runtime.train.loop import TrainResult, train
 from distill.runtime.train.merge import MergeReport, merge_adapter, save_model
 from distill.runtime.train.objective import Objective, Weights
@@ -40,12 +40,11 @@ def train_planned(planned: Planned, data: Path, folder: Path, corpus: Sequence[s
                   progress: Progress | None = None, teacher_key: str = "") -> Trained:
     """Tokenize ``data``'s splits, train as planned into ``folder`` (resuming from its
     checkpoints), merge and save the model to ``folder / "model"``."""
-    from distill.runtime.models import align_special_tokens, load_tokenizer
-    from distill.runtime.train.student import build_student, causal_head
-
     from accelerate import PartialState
 
+    from distill.runtime.models import align_special_tokens, load_tokenizer
     from distill.runtime.placement import Placement
+    from distill.runtime.train.student import build_student, causal_head
 
     spec, plan, root = planned.compiled.spec, planned.plan, planned.compiled.root
     placement = Placement.of(plan)
@@ -170,9 +169,9 @@ def _attach_teacher(objective: Objective, planned: Planned, train_set: Sequence[
                     folder: Path, teacher_key: str, corpus: Sequence[str], progress: Progress | None) -> None:
     """The teacher online, or its top-k cache (built now, the teacher_logits stage), and the
     hidden-state projector (seeded, trainable)."""
-    from distill.runtime.train.hidden import HiddenProjector, auto_layer_map, cut_layer_map
     from distill.runtime.models import align_special_tokens, load_model, load_tokenizer
     from distill.runtime.placement import Placement
+    from distill.runtime.train.hidden import HiddenProjector, auto_layer_map, cut_layer_map
     from distill.runtime.train.student import causal_head
     from distill.runtime.train.teacher_cache import build_cache
 

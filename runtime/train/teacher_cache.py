@@ -25,12 +25,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from distill.compiler.fsutil import write_atomic, write_atomic_with
-from distill.runtime.train.losses import TopKRows, topk_logprobs
 from distill.runtime.placement import Placement
+from distill.runtime.progress import Progress
 from distill.runtime.ranks import barrier, ranks
 from distill.runtime.synthesis.examples import stable_id
 from distill.runtime.train.data import Encoded, collate
-from distill.runtime.progress import Progress
+from distill.runtime.train.losses import TopKRows, topk_logprobs
 from distill.runtime.train.student import Head, causal_forward
 
 SHARD = 256

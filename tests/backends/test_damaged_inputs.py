@@ -14,7 +14,6 @@ from distill.compiler.cli import main
 from tests.smollm2 import SMOLLM2
 
 
-
 def test_export_names_weights_that_are_not_safetensors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "model"
     folder.mkdir()

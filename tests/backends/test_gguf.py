@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import torch
 import transformers
+
 from distill.backends import gguf as gguf_backend
 from distill.backends import gguf_pretokenizers, gguf_vocab, ollama
 from distill.backends.base import VerificationError, sha256_file

@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import torch
+
 from distill.backends import gguf_archs, gguf_writer
 from distill.backends.base import VerificationError
 from distill.backends.registry import get_backend
 from distill.compiler.spec import GgufTarget
-
 from tests.backends.test_gguf import _model
 
 # Sliding windows of 8 tokens: shorter than the 16-token probe, so Gemma-2/3's sliding layers are

@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import torch
 import transformers
+
 from distill.backends import gguf_vocab
 from distill.backends.base import VerificationError
 from distill.backends.registry import get_backend
 from distill.compiler.spec import GgufTarget
-
 from tests.backends.test_gguf_archs import ARCHS
 
 # ASCII plus a few accented letters: "é" gets a piece of its own, while most of the non-ASCII

@@ -159,6 +159,7 @@ def test_llama_cpp_command_follows_the_chat_template_check() -> None:
 
 def test_export_records_the_format_and_the_run_command(tmp_path: Path) -> None:
     import json
+
     from distill.backends.registry import get_backend
     from distill.compiler.spec import GgufTarget
     from tests.backends.test_gguf import _model

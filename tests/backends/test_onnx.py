@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 import torch
 import transformers
+
 from distill.backends import onnx as onnx_backend
 from distill.backends import onnx_int8
 from distill.backends.base import Artifact, VerificationError, sha256_file

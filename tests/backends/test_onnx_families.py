@@ -11,16 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import torch
 import transformers
+
 from distill.backends import onnx as onnx_backend
 from distill.backends import onnx_support
 from distill.backends.base import load_reference
 from distill.backends.registry import get_backend
 from distill.compiler.arch import rope_type
 from distill.compiler.spec import OnnxTarget
-
 from tests.backends.test_gguf import _model
 from tests.backends.test_onnx import _save_tokenizer
 

@@ -7,18 +7,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 import numpy as np
+import pytest
 import torch
 import transformers
+
 from distill.backends import onnx as onnx_backend
 from distill.backends import onnx_int8
 from distill.backends.base import VerificationError
-from distill.backends.registry import get_backend
 from distill.backends.onnx_support import INT8_RECIPES
+from distill.backends.registry import get_backend
 from distill.compiler.spec import OnnxTarget
-
 from tests.backends.test_onnx import _save_tokenizer
 
 # The planted outlier: one MLP channel's gate and up rows scaled by 30 give SiLU(30 g) * 30 u,

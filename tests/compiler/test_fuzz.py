@@ -20,7 +20,6 @@ from tests.conftest import EXAMPLES
 from tests.strategies import anything, data_paths, parent_of
 
 
-
 @pytest.fixture(scope="module")
 def seeds() -> list[tuple[Path, str]]:
     """Each example copied to a temp folder (with its data files), and its text."""

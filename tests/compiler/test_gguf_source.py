@@ -15,7 +15,6 @@ from distill.compiler.cli import main
 from tests.smollm2 import SMOLLM2
 
 
-
 def _project(tmp_path: Path) -> Path:
     (tmp_path / "docs").mkdir(exist_ok=True)
     (tmp_path / "docs" / "a.md").write_text("The pump runs for 20 minutes.\n" * 50)

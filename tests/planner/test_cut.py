@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from distill.compiler.codec import build_spec
 from distill.compiler.cut import cut_config, kept_layers
 from distill.compiler.pipeline import plan_file
@@ -15,7 +16,6 @@ from distill.compiler.planner import UTILIZATION
 from distill.compiler.resolve import resolve_models
 from distill.compiler.spec import EveryLayer
 from distill.runtime.sources.tokenizer import train_byte_bpe
-
 from tests.conftest import FIXTURE_CONFIGS
 from tests.planner.test_planner import TINY, run, write
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import torch
 import transformers
 
@@ -18,7 +17,6 @@ from distill.backends.export import export_verified
 from distill.compiler.cli import main
 from distill.runtime import chat
 from distill.runtime.sources.tokenizer import train_byte_bpe
-
 from tests.runtime.evaluate.test_runners import FAMILIES, save_family
 
 TEXT = ["the quick brown fox jumps over the lazy dog; a model learns what its teacher knows.",

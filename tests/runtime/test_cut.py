@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
 from distill.compiler.pipeline import Planned, plan_file
 from distill.runtime import cut
 from distill.runtime.models import load_model, load_tokenizer
 from distill.runtime.placement import Placement
 from distill.runtime.sources.tokenizer import train_byte_bpe
-from transformers import AutoConfig, AutoModelForCausalLM
-
 from tests.smollm2 import SMOLLM2
 
 TEACHER = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 4,

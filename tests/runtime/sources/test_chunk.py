@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from distill.runtime.sources.chunk import MIN_FILL, chunk_document
-from distill.runtime.sources.tokenizer import counter, load_tokenizer
 from distill.runtime.sources.records import Chunk, Page, chunk_id
+from distill.runtime.sources.tokenizer import counter, load_tokenizer
 
 TRAINING_TEXT = [
     "The pump runs twenty minutes before the valve opens. Check the pressure gauge first!",

@@ -12,8 +12,18 @@ import pytest
 
 from distill.runtime.sources.records import Chunk, chunk_id
 from distill.runtime.synthesis.examples import Grounding, chunk_examples
-from distill.runtime.synthesis.grounding import (COPIED_STATEMENT, NOT_A_QUESTION, is_identifier, is_question,
-                                                 judge_answer, judge_question, measure, repeats, restates, support)
+from distill.runtime.synthesis.grounding import (
+    COPIED_STATEMENT,
+    NOT_A_QUESTION,
+    is_identifier,
+    is_question,
+    judge_answer,
+    judge_question,
+    measure,
+    repeats,
+    restates,
+    support,
+)
 
 MANUAL = ("The parameter nLineGroup is used to specify the line group that defines the pens. "
           "The distance between the two points dblLeft and dblRight measures the length of the line. "

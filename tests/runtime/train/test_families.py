@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import torch
 import transformers
+
 from distill.compiler.pipeline import plan_file
 from distill.runtime import placement
 from distill.runtime.sources.tokenizer import train_byte_bpe
@@ -25,7 +26,6 @@ from distill.runtime.train import objective, run, student
 from distill.runtime.train.data import Encoded, collate
 from distill.runtime.train.merge import LAYER_RTOL, MERGE_RTOL
 from distill.runtime.train.student import causal_forward, causal_head, final_rows
-
 from tests.runtime.train.project import train_project, write_project
 
 TEXT = ["the quick brown fox jumps over the lazy dog; a model learns what its teacher knows.",

@@ -11,9 +11,9 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForQuestionAnswering, BertTokenizerFast
 
-from distill.runtime.train.losses import FullRows, token_losses
 from distill.runtime.placement import Placement
 from distill.runtime.train.data import Encoded
+from distill.runtime.train.losses import FullRows, token_losses
 from distill.runtime.train.student import causal_head
 from distill.runtime.train.teacher_cache import build_cache
 from tests.runtime.train.project import STUDENT, train_project, write_project
