@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from distill.compiler.digest import digest_file
+from distill.compiler.errors import DistillError
 from distill.compiler.fsutil import staged_folder
+from distill.compiler.records.manifest import Check, ExportSource
+from distill.compiler.records.record import read_json
 from distill.compiler.spec import GgufTarget, OnnxTarget
 
 Target = OnnxTarget | GgufTarget
@@ -41,15 +44,6 @@ class Artifact:
 
 
 @dataclass(frozen=True)
-class Check:
-    """One verification check: its name, whether it passed, and the measured numbers."""
-
-    name: str
-    passed: bool
-    detail: str
-
-
-@dataclass(frozen=True)
 class VerifyReport:
     """Every check run on an artifact; it passes only when all of them do."""
 
@@ -61,9 +55,6 @@ class VerifyReport:
 
     def failures(self) -> tuple[Check, ...]:
         return tuple(check for check in self.checks if not check.passed)
-
-    def to_json(self) -> list[dict[str, Any]]:
-        return [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks]
 
 
 class VerificationError(RuntimeError):
@@ -93,6 +84,11 @@ def sha256_file(path: Path) -> str:
     return digest_file(path, path.name).sha256
 
 
+def export_source(model_dir: Path) -> ExportSource:
+    """The model folder an export was made from, for its manifest."""
+    return ExportSource(model_dir=str(model_dir.resolve()), config_sha256=sha256_file(model_dir / "config.json"))
+
+
 def foreign_code(model_dir: Path) -> str | None:
     """Why loading ``model_dir`` would need code the folder ships, or ``None``.
 
@@ -102,16 +98,14 @@ def foreign_code(model_dir: Path) -> str | None:
     folder's code never runs. distill loads with ``trust_remote_code=False`` everywhere, so such a
     folder is refused here, with a reason, instead of failing inside transformers.
     """
-    import json
-
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
     mapped: dict[str, Any] = {}
     model_type = None
     for name in ("config.json", "tokenizer_config.json"):
         try:
-            data = json.loads((model_dir / name).read_text("utf-8"))
-        except (OSError, ValueError):
+            data = read_json(model_dir / name)
+        except DistillError:
             continue  # a missing or unreadable file is reported where it is needed
         if isinstance(data, dict):
             model_type = model_type or (data.get("model_type") if name == "config.json" else None)

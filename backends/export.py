@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import get_args, get_type_hints
 
 from distill.backends.base import Artifact, Check, VerificationError, foreign_code
 from distill.backends.registry import get_backend
 from distill.compiler.errors import DistillError, ExitCode, UsageError
+from distill.compiler.records.manifest import MANIFEST, Manifest
+from distill.compiler.records.record import read_json
 from distill.compiler.spec import GgufTarget, OnnxTarget
 
 
@@ -53,10 +54,7 @@ def check_model_dir(model_dir: Path) -> None:
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         raise UsageError(f"{model_dir} has no config.json", hint="pass a folder saved with save_pretrained()")
-    try:
-        config = json.loads(config_path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise UsageError(f"{config_path} cannot be read as JSON: {error}") from None
+    config = read_json(config_path, UsageError)
     reason = foreign_code(model_dir)
     if reason is not None:
         raise UsageError(reason, hint="export a model of a family transformers implements (README: support matrix)")
@@ -101,5 +99,4 @@ def export_verified(model_dir: Path, to: str, out: Path | None) -> tuple[Artifac
         failures = "; ".join(f"{c.name}: {c.detail}" for c in failed.report.failures())
         raise VerificationFailed(f"the {kind} export of {model_dir} failed verification ({failures})",
                                  hint="nothing was written; rerun with DISTILL_DEBUG=1 for details") from None
-    manifest = json.loads((artifact.path.parent / "manifest.json").read_text("utf-8"))
-    return artifact, [Check(c["name"], c["passed"], c["detail"]) for c in manifest["verification"]]
+    return artifact, list(Manifest.read(artifact.path.parent / MANIFEST).verification)

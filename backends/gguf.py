@@ -18,20 +18,27 @@ template, where generation stops) live in ``gguf_tokens``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from distill.backends import gguf_tokens, gguf_vocab
-from distill.backends.base import Artifact, Check, VerifyReport, export_atomically, load_reference, sha256_file
+from distill.backends.base import (
+    Artifact,
+    Check,
+    VerifyReport,
+    export_atomically,
+    export_source,
+    load_reference,
+    sha256_file,
+)
 from distill.backends.gguf_child import run_llama_cpp
 from distill.backends.gguf_import import dequantized
 from distill.backends.gguf_writer import BASE_QUANT, quantize, read_config, write_base
 from distill.backends.ollama import OllamaChat, modelfile_name, ollama_chat, write_modelfile
+from distill.compiler.records.manifest import MANIFEST, ArtifactFile, Manifest
+from distill.compiler.records.manifest import OllamaChat as RecordedChat
 from distill.compiler.spec import GgufTarget
 
-MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
 # Parity bounds per unit of logit scale max(1, max|ref|).
 # F16 vs torch fp32: f16 weights round at 2^-11 relative; measured max abs diff 0.0005-0.0014 for
 # the tiny llama, qwen2, gpt2, phi3, gemma (scale 5.5) and gemma2 of the tests. 0.03 keeps
@@ -121,7 +128,8 @@ def _types_check(path: Path, quant: str) -> tuple[Check, dict[str, int]]:
     """Every 2-D weight has a type the quant stands for, except where its row width forces
     llama.cpp's fallback, or llama.cpp keeps it as written (GPT-2's position embedding); every
     1-D tensor (norms, biases, rope factors) stays F32."""
-    wrong, counts = [], {}
+    wrong: list[str] = []
+    counts: dict[str, int] = {}
     for name, (kind, width, dims) in tensor_types(path).items():
         counts[kind] = counts.get(kind, 0) + 1
         if dims == 1:
@@ -197,8 +205,9 @@ def _verify_file(path: Path, quant: str, model_dir: Path, tokens: bool) -> list[
 def top1_agreement(got: Any, want: Any, diff: float) -> tuple[float, int]:
     """Share of positions where llama.cpp picks torch's top token, and how many of those are
     near-ties: llama.cpp's pick trails torch's top logit by less than 2 x ``diff`` (the measured
-    max diff, capped at the check's bound), where each of the two logits may have moved by ``diff``. Measured: a 1-layer Mistral-7B-shaped random model
-    (hidden 4096, logit scale 5.6) flipped 1 of 64 F16 positions within 2 x its max diff of 0.0071.
+    max diff, capped at the check's bound), where each of the two logits may have moved by
+    ``diff``. Measured: a 1-layer Mistral-7B-shaped random model (hidden 4096, logit scale 5.6)
+    flipped 1 of 64 F16 positions within 2 x its max diff of 0.0071.
     A conversion bug moves logits by far more than the max-diff bound allows, which that check
     catches; a tie excused here is never wider than twice the bound."""
     import numpy as np
@@ -212,7 +221,7 @@ def top1_agreement(got: Any, want: Any, diff: float) -> tuple[float, int]:
 
 
 def _artifact(folder: Path, quants: tuple[str, ...], chat: OllamaChat) -> Artifact:
-    files = {}
+    files: dict[str, dict[str, Any]] = {}
     for quant in dict.fromkeys((*quants, BASE_QUANT)):
         path = folder / file_name(quant)
         files[quant] = {"path": path.name, "sha256": sha256_file(path),
@@ -228,17 +237,13 @@ def _write_manifest(folder: Path, artifact: Artifact, model_dir: Path,
                     report: VerifyReport) -> None:
     from importlib import metadata
 
-    manifest = {
-        "version": MANIFEST_VERSION, "kind": "gguf", "model": artifact.path.name,
-        "quant": artifact.quant, "quants": artifact.extra["quants"], "base": file_name(BASE_QUANT),
-        "files": [{"quant": q, **f} for q, f in artifact.extra["files"].items()],
+    Manifest(
+        kind="gguf", model=artifact.path.name, quant=artifact.quant,
+        files=tuple(ArtifactFile(quant=q, **f) for q, f in artifact.extra["files"].items()),
+        source=export_source(model_dir), verification=report.checks,
+        tools={name: metadata.version(name) for name in ("gguf", "llama_cpp_python", "transformers")},
+        quants=tuple(artifact.extra["quants"]), base=file_name(BASE_QUANT),
         # The Modelfiles' chat format, or why they have no TEMPLATE (backends/ollama.py).
-        "ollama": artifact.extra["ollama"],
-        "source": {"model_dir": str(model_dir.resolve()),
-                   "config_sha256": sha256_file(model_dir / "config.json")},
-        "verification": report.to_json(),
-        "tools": {name: metadata.version(name)
-                  for name in ("gguf", "llama_cpp_python", "transformers")},
-    }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        ollama=RecordedChat(**artifact.extra["ollama"]),
+    ).write(folder / MANIFEST)
 

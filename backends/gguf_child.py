@@ -15,9 +15,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from distill.backends.gguf_writer import THREADS
+
+if TYPE_CHECKING:
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
 
 # logit_bias added to one token so greedy decoding must pick it: logits of these models stay
 # within +-30 (random tiny models +-1.5), so +100 puts the biased id first by a margin of >= 40.
@@ -96,7 +99,8 @@ def _chat(llm: Any, messages: list[dict[str, str]]) -> dict[str, Any] | None:
     formatter = Jinja2ChatFormatter(template=template.decode("utf-8"),
                                     eos_token=_token_text(llm, llm.token_eos()),
                                     bos_token=_token_text(llm, llm.token_bos()))
-    result = formatter(messages=messages)
+    # Plain role/content string pairs, one of the message shapes the formatter takes.
+    result = formatter(messages=cast("list[ChatCompletionRequestMessage]", messages))
     ids = llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special,
                        special=True)
     return {"rendered": result.prompt, "ids": ids, "builtin": _builtin(template, messages)}

@@ -29,6 +29,7 @@ from typing import Any
 
 from distill.backends.gguf_metadata import GgufMetadata
 from distill.backends.gguf_pretokenizers import PreTokenizer, hf_pre_tokenizer
+from distill.compiler.records.record import read_json
 
 # llama.cpp architecture -> the HF architecture class it came from. Mistral's GGUF files say
 # "llama" too: a Mistral without a sliding window is a Llama.
@@ -178,7 +179,7 @@ def write_weights(gguf_path: Path, folder: Path) -> None:
 
     from distill.compiler.fsutil import write_atomic_with
 
-    model_config = json.loads((folder / "config.json").read_text("utf-8"))
+    model_config = read_json(folder / "config.json")
     weights = dequantized(gguf_path, model_config, _hf_names(model_config))
     write_atomic_with(folder / WEIGHTS, lambda tmp: save_file(weights, str(tmp), metadata={"format": "pt"}))
 

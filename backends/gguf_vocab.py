@@ -19,13 +19,14 @@ normalization map) is not written here.
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from distill.backends import gguf_pretokenizers
 from distill.backends.llama_cpp import installed_converter
+from distill.compiler.records.record import read_json
 
 SPACE = "▁"  # SentencePiece's escaped space (U+2581), as llama.cpp escapes it too
 BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")  # byte fallback pieces, llama.cpp's byte_to_token form
@@ -70,7 +71,7 @@ def space_prefix(tokenizer_json: dict[str, Any]) -> bool:
     return prefix
 
 
-def _metaspace(step: dict[str, Any], vocab: dict[str, int]) -> bool:
+def _metaspace(step: Mapping[str, Any], vocab: dict[str, int]) -> bool:
     """Checks a Metaspace pre-tokenizer (it escapes spaces) against llama.cpp's tokenizer.
 
     Raises:
@@ -108,7 +109,7 @@ def eos_ids(model_dir: Path, tokenizer: Any) -> list[int]:
     declared: list[int] = []
     for name in ("generation_config.json", "config.json"):
         path = model_dir / name
-        value = json.loads(path.read_text("utf-8")).get("eos_token_id") if path.is_file() else None
+        value = read_json(path).get("eos_token_id") if path.is_file() else None
         if value is not None:
             declared = list(value) if isinstance(value, list) else [value]
             break
@@ -142,7 +143,7 @@ def write_tokenizer(writer: Any, model_dir: Path, config: dict[str, Any]) -> Non
     Raises:
         NotImplementedError: with :func:`tokenizer_refusal`'s reason.
     """
-    tokenizer_json = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    tokenizer_json = read_json(model_dir / "tokenizer.json")
     reason = tokenizer_refusal(tokenizer_json)
     if reason is not None:
         raise NotImplementedError(reason)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 # An action; group 1 and 3 are the trim markers ("{{- " trims the white space before the action,
 # " -}}" the white space after it; Go requires the space beside the dash).
@@ -54,7 +54,7 @@ class _Range:
     body: list[_Node] = field(default_factory=list)
 
 
-_Node = Union[str, list[_Operand], _If, _Range]
+_Node = str | list[_Operand] | _If | _Range
 
 
 def render(template: str, data: dict[str, Any]) -> str:
@@ -106,6 +106,7 @@ def _parse(items: list[str | tuple[str, ...]], at: int, ends: tuple[str, ...]) -
             continue
         if item and item[0] in ends:
             return nodes, at
+        node: _Node
         if item[:1] == ("if",):
             node, at = _parse_if(items, at)
         elif item[:1] == ("range",):
@@ -121,14 +122,15 @@ def _parse(items: list[str | tuple[str, ...]], at: int, ends: tuple[str, ...]) -
 
 
 def _parse_if(items: list[str | tuple[str, ...]], at: int) -> tuple[_If, int]:
-    node, condition = _If(), items[at][1:]
+    node = _If()
+    condition: tuple[str, ...] | None = _action(items, at)[1:]
     while True:
         body, at = _parse(items, at + 1, ("else", "end"))
         if condition is None:
             node.otherwise = body
         else:
             node.branches.append((_pipeline(condition), body))
-        action = items[at]
+        action = _action(items, at)
         if action[0] == "end":
             return node, at + 1
         if condition is None:
@@ -137,7 +139,7 @@ def _parse_if(items: list[str | tuple[str, ...]], at: int) -> tuple[_If, int]:
 
 
 def _parse_range(items: list[str | tuple[str, ...]], at: int) -> tuple[_Range, int]:
-    words = items[at][1:]
+    words = _action(items, at)[1:]
     variables: tuple[str, ...] = ()
     if ":=" in words:
         split = words.index(":=")
@@ -147,6 +149,13 @@ def _parse_range(items: list[str | tuple[str, ...]], at: int) -> tuple[_Range, i
     if items[at][0] != "end":
         raise GoTemplateError("{{ range }} ... {{ else }} is outside the subset")
     return _Range(variables, _pipeline(words), body), at + 1
+
+
+def _action(items: list[str | tuple[str, ...]], at: int) -> tuple[str, ...]:
+    """The action at ``at``: where a block starts, and where ``_parse`` stops."""
+    item = items[at]
+    assert isinstance(item, tuple)
+    return item
 
 
 def _pipeline(words: tuple[str, ...]) -> list[_Operand]:

@@ -3,7 +3,6 @@ for people and as JSON for tools."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,13 +12,13 @@ from rich.table import Table
 from rich.text import Text
 
 from distill.compiler.errors import UsageError
+from distill.compiler.records.manifest import MANIFEST, Manifest
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from distill.backends.gguf_metadata import GgufMetadata
 
-MANIFEST = "manifest.json"
 NO_MANIFEST = "none recorded (no manifest.json beside the file)"
 FIRST_LINE_CHARS = 80
 
@@ -30,7 +29,7 @@ def describe(path: Path) -> dict[str, Any]:
     quantization, tokenizer, chat template)."""
     folder = path if path.is_dir() else path.parent
     if (folder / MANIFEST).is_file():
-        return json.loads((folder / MANIFEST).read_text("utf-8"))
+        return Manifest.read(folder / MANIFEST).to_data()
     if path.is_file() and path.suffix == ".onnx":
         return _onnx_facts(path)
     if path.is_file() and path.suffix.lower() == ".gguf":

@@ -137,7 +137,7 @@ def chat_format(template: str | None, special_tokens: Mapping[str, Any],
     if not template:
         return None, None
     try:
-        wanted = [(chat, _jinja(template, chat, special_tokens)) for chat in PLAIN_PROBES]
+        wanted: list[tuple[Chat, str]] = [(chat, _jinja(template, chat, special_tokens)) for chat in PLAIN_PROBES]
     except Exception as error:  # noqa: BLE001 - a chat template is code; any failure is a refusal
         return None, f"the chat template fails on a plain conversation ({type(error).__name__}: {error}); {NO_TEMPLATE}"
     for chat in SYSTEM_PROBES:
@@ -162,8 +162,9 @@ def _jinja(template: str, chat: Chat, special_tokens: Mapping[str, Any]) -> str:
     transformers function, given the template and the special tokens as that passes them."""
     from transformers.utils.chat_template_utils import render_jinja_template
 
-    rendered, _ = render_jinja_template(conversations=[[dict(m) for m in chat]], chat_template=template,
-                                        add_generation_prompt=True, **special_tokens)
+    rendered, _ = render_jinja_template(  # type: ignore[str-unpack]  # transformers says -> str; returns a pair
+        conversations=[[dict(m) for m in chat]], chat_template=template, add_generation_prompt=True,
+        **special_tokens)
     return rendered[0]
 
 

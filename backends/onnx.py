@@ -17,7 +17,6 @@ says so and names fp32 ONNX and GGUF.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import replace
@@ -31,15 +30,16 @@ from distill.backends.base import (
     VerificationError,
     VerifyReport,
     export_atomically,
+    export_source,
     load_reference,
     sha256_file,
 )
 from distill.backends.onnx_support import INT8_RECIPES, QA, Int8Recipe, refusal, task_of
+from distill.compiler.records.manifest import MANIFEST, ArtifactFile, Manifest
+from distill.compiler.records.record import read_json
 from distill.compiler.spec import OnnxTarget
 
 MODEL_FILE = "model.onnx"
-MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
 # While int8 recipes are tried, the fp32 graph waits in this subfolder of the staged export, its
 # external data (if any) under the name the graph refers to, and renamed so that optimum, which
 # looks for *.onnx in subfolders too, finds one model.onnx to verify.
@@ -162,7 +162,8 @@ def detect_task(model_dir: Path) -> str:
 
 
 def _config(model_dir: Path) -> dict[str, Any]:
-    return json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    config: dict[str, Any] = read_json(model_dir / "config.json")
+    return config
 
 
 def _export_optimum(model_dir: Path, out: Path, task: str) -> None:
@@ -252,21 +253,15 @@ def _write_manifest(folder: Path, artifact: Artifact, model_dir: Path,
     import optimum.version
     import transformers
 
-    files = [{"path": f.name, "sha256": sha256_file(f), "size": f.stat().st_size}
-             for f in sorted(folder.iterdir()) if f.is_file() and f.name != MANIFEST]
-    manifest: dict[str, Any] = {
-        "version": MANIFEST_VERSION, "kind": "onnx", "model": artifact.path.name,
-        "task": artifact.extra["task"], "quant": artifact.quant, "opset": artifact.extra["opset"],
-        "int8_recipe": artifact.extra.get("int8_recipe"),
-        "files": files,
-        "source": {"model_dir": str(model_dir.resolve()),
-                   "config_sha256": sha256_file(model_dir / "config.json")},
-        "verification": report.to_json(),
-        "tools": {"optimum": optimum.version.__version__,
-                  "onnxruntime": onnxruntime.__version__,
-                  "transformers": transformers.__version__},
-    }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    files = tuple(ArtifactFile(path=f.name, sha256=sha256_file(f), size=f.stat().st_size)
+                  for f in sorted(folder.iterdir()) if f.is_file() and f.name != MANIFEST)
+    Manifest(
+        kind="onnx", model=artifact.path.name, quant=artifact.quant, files=files,
+        source=export_source(model_dir), verification=report.checks,
+        tools={"optimum": optimum.version.__version__, "onnxruntime": onnxruntime.__version__,
+               "transformers": transformers.__version__},
+        task=artifact.extra["task"], opset=artifact.extra["opset"], int8_recipe=artifact.extra.get("int8_recipe"),
+    ).write(folder / MANIFEST)
 
 
 # ---------------------------------------------------------------- verification
@@ -309,9 +304,7 @@ def _side_by_side(auto_class: Any, artifact: Artifact, model_dir: Path, qa: bool
 def model_file(folder: Path) -> str:
     """The model file an export folder's manifest names, else ``model.onnx``."""
     manifest = Path(folder) / MANIFEST
-    if manifest.is_file():
-        return str(json.loads(manifest.read_text(encoding="utf-8")).get("model", MODEL_FILE))
-    return MODEL_FILE
+    return Manifest.read(manifest).model if manifest.is_file() else MODEL_FILE
 
 
 def load_exported(folder: Path, qa: bool = False, threads: int = THREADS, file_name: str | None = None) -> Any:

@@ -2,9 +2,9 @@
 recipe: onnxruntime's dynamic quantization, or weight-only int8 in onnxruntime's ``MatMulNBits``.
 
 The weight-only graph is written here because onnxruntime's own writer of these nodes
-(``onnxruntime.quantization.matmul_nbits_quantizer``) needs the ``onnx_ir`` package, which nothing else in distill uses; the
-layout is onnxruntime's contrib op spec, checked against the dequantized weights in
-``tests/backends/test_onnx_int8.py``.
+(``onnxruntime.quantization.matmul_nbits_quantizer``) needs the ``onnx_ir`` package, which nothing
+else in distill uses; the layout is onnxruntime's contrib op spec, checked against the dequantized
+weights in ``tests/backends/test_onnx_int8.py``.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ accepts no ``-cnv``), ``llama-completion`` continues plain text.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
-from typing import Any
+
+from distill.compiler.records.manifest import Manifest
 
 # The wording of gguf_tokens' chat_template check, recorded in the manifest's verification: a
 # model without a chat template, and a template llama.cpp's built-in renderer does not reproduce.
@@ -17,7 +17,7 @@ _NO_TEMPLATE = "not applicable: the model has no chat template"
 _NEEDS_JINJA = "llama-cli needs --jinja"
 
 
-def llama_cpp_command(manifest: Mapping[str, Any], model_path: str) -> str:
+def llama_cpp_command(manifest: Manifest, model_path: str) -> str:
     """The llama.cpp command line for ``model_path``, a GGUF file of the export ``manifest``
     describes (its manifest.json, as loaded).
 
@@ -26,8 +26,8 @@ def llama_cpp_command(manifest: Mapping[str, Any], model_path: str) -> str:
     template itself, rendered by llama.cpp's Jinja engine; the default in newer llama.cpp, needed
     in older ones); without a chat template, a plain-text continuation with ``llama-completion``.
     """
-    check = next((c for c in manifest.get("verification") or [] if c.get("name") == "chat_template"), None)
-    detail = str(check.get("detail", "")) if check else ""
+    check = manifest.check("chat_template")
+    detail = check.detail if check else ""
     model = shlex.quote(model_path)
     if detail.startswith(_NO_TEMPLATE):
         return f'llama-completion -m {model} -no-cnv -p "Once upon a time"'

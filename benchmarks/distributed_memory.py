@@ -21,6 +21,10 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from distill.compiler.trainstep import TrainStep
 
 BOUND = 0.10
 WORLD = 2
@@ -59,7 +63,7 @@ CASES = (
 )
 
 
-def _train_step(case: Case):  # type: ignore[no-untyped-def]
+def _train_step(case: Case) -> TrainStep:
     from distill.compiler.trainstep import TrainStep
 
     return TrainStep(processes=WORLD, **case.step)
@@ -100,7 +104,8 @@ def measure(case: Case, timeout: float = 300) -> list[dict]:
         torchrun = Path(sys.executable).with_name("torchrun")
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
         done = subprocess.run([str(torchrun), "--nproc_per_node", str(WORLD), "--master_port", str(_free_port()),
-                               __file__, "--worker", str(out)], capture_output=True, text=True, timeout=timeout, env=env)
+                               __file__, "--worker", str(out)],
+                              capture_output=True, text=True, timeout=timeout, env=env)
         ranks = sorted(out.glob("rank*.json"))
         if done.returncode != 0 or len(ranks) != WORLD:
             raise RuntimeError(f"torchrun failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -132,7 +137,8 @@ def main() -> int:
         errors = [(predicted - r["peak"]) / r["peak"] for r in ranks]
         error = max(errors, key=abs)
         worst = max(worst, abs(error))
-        print(f"{case.name:<30} {predicted:>12,} {ranks[0]['peak']:>12,} {ranks[1]['peak']:>12,} {error:>+8.2%}  {phase}")
+        print(f"{case.name:<30} {predicted:>12,} {ranks[0]['peak']:>12,} {ranks[1]['peak']:>12,} "
+              f"{error:>+8.2%}  {phase}")
     print(f"{len(cases)} configurations x {WORLD} ranks, worst error {worst:.2%} (bound {BOUND:.0%}), "
           f"{time.perf_counter() - start:.0f} s")
     return 0 if worst <= BOUND else 1

@@ -56,8 +56,8 @@ def build_model(folder: Path, layers: int) -> int:
 
 def peak_bytes(model: Path, target: str, out: Path) -> int:
     distill = str(Path(sys.executable).with_name("distill"))
-    done = subprocess.run([sys.executable, "-c", PEAK, distill, "export", str(model), "--to", target, "--out", str(out)],
-                          check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", PEAK, distill, "export", str(model), "--to", target,
+                           "--out", str(out)], check=True, capture_output=True, text=True)
     return int(done.stdout.split()[-1]) * 1024
 
 
@@ -69,7 +69,8 @@ def main() -> int:
         print(f"models: {params[small]:,} and {params[large]:,} parameters (fp32 safetensors)")
         print(f"{'target':<14} {'peak small':>12} {'peak large':>12} {'B / param':>10}")
         for target in TARGETS:
-            peaks = {n: peak_bytes(root / f"l{n}", target, root / f"out-{n}-{target.replace(':', '-')}") for n in LAYERS}
+            peaks = {n: peak_bytes(root / f"l{n}", target, root / f"out-{n}-{target.replace(':', '-')}")
+                     for n in LAYERS}
             slope = (peaks[large] - peaks[small]) / (params[large] - params[small])
             print(f"{target:<14} {peaks[small] / 2**20:>10,.0f}Mi {peaks[large] / 2**20:>10,.0f}Mi {slope:>10.1f}")
     return 0

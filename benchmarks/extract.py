@@ -26,7 +26,7 @@ from distill.runtime.sources.pdf import extract_pdf
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the PDF builders the tests use
-from tests.runtime.sources.pdf_builders import excerpt, image_pdf, text_pdf  # noqa: E402
+from tests.runtime.sources.pdf_builders import excerpt, image_pdf, text_pdf  # noqa: E402 - after the sys.path line
 
 RUNS = 3
 TEXT_PAGES = 200

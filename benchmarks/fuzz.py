@@ -37,12 +37,13 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from distill.compiler.cli import main
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from distill.compiler.cli import main  # noqa: E402
-from tests.conftest import EXAMPLES  # noqa: E402
-from tests.runtime.sources.pdf_builders import text_pdf  # noqa: E402
-from tests.strategies import data_paths, parent_of  # noqa: E402
+sys.path.insert(0, str(REPO))  # the examples list, PDF builder and path strategies the tests use
+from tests.conftest import EXAMPLES  # noqa: E402 - importable once the repo is on sys.path
+from tests.runtime.sources.pdf_builders import text_pdf  # noqa: E402 - as above
+from tests.strategies import data_paths, parent_of  # noqa: E402 - as above
 
 LIMIT_S = 5.0
 ADVERSARIAL: tuple[Any, ...] = (
@@ -121,7 +122,8 @@ def mutate_text(text: str, rng: random.Random) -> str:
     at = rng.randint(0, len(text))
     op = rng.choice(["insert", "delete", "indent", "duplicate"])
     if op == "insert":
-        return text[:at] + rng.choice(["\t", ":", "- ", "{", "[", "&a ", "*a", "!!python/object ", "\x00", "  "]) + text[at:]
+        inserted = rng.choice(["\t", ":", "- ", "{", "[", "&a ", "*a", "!!python/object ", "\x00", "  "])
+        return text[:at] + inserted + text[at:]
     if op == "delete":
         return text[:at] + text[at + rng.randint(1, 40):]
     lines = text.splitlines(keepends=True)

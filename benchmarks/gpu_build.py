@@ -6,11 +6,12 @@ Each case is a project written from a real model config (``tests/fixtures/config
 weights, built end to end (extract -> synthesize -> train -> merge -> evaluate) with
 ``hardware.device: cuda`` for a few optimizer steps: QLoRA, LoRA bf16, full bf16, online KD (Gemma-2,
 GPT-2), cached KD, synthesis by a 4-bit teacher from 2,000-token chunks, an extractive-QA encoder,
-LoRA on float16 weights with fp16 autocast and its gradient scaler (GPUs without bf16, like a T4). The cases run concurrently, one process
-each (torch.cuda's peak counters are per process); random weights are initialised on the GPU by the
-build itself. Per stage it prints the exit code, seconds, the plan's predicted peak and the measured
-one (torch.cuda max allocated and max reserved from the stage's ``meta.json``, plus the CUDA context
-measured once here), the error of predicted against reserved + context, and where every model ran.
+LoRA on float16 weights with fp16 autocast and its gradient scaler (GPUs without bf16, like a T4).
+The cases run concurrently, one process each (torch.cuda's peak counters are per process); random
+weights are initialised on the GPU by the build itself. Per stage it prints the exit code, seconds,
+the plan's predicted peak and the measured one (torch.cuda max allocated and max reserved from the
+stage's ``meta.json``, plus the CUDA context measured once here), the error of predicted against
+reserved + context, and where every model ran.
 Exits 1 when a case fails or a model of the cuda plan ran elsewhere than on the GPU.
 
 Without CUDA it says so and exits 0. ``--tiny`` shrinks every config to a few layers and plans for
@@ -37,7 +38,8 @@ TEMPLATE = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|endoftext|>
             "{% if add_generation_prompt %}<|assistant|>{% endif %}")
 WORDS = ("pump valve filter pressure sensor motor relay cable housing bracket seal gasket flow rate inlet outlet "
          "tank level alarm reset switch panel fuse display menu setting cycle timer minute hour litre bar volt "
-         "watt amp check clean replace inspect tighten loosen drain fill start stop run hold press turn open close").split()
+         "watt amp check clean replace inspect tighten loosen drain fill start stop run hold press turn open "
+         "close").split()
 SHRUNK = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
           "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 512, "n_layers": 2, "dim": 64, "hidden_dim": 128,
           "n_heads": 4, "n_layer": 2, "n_embd": 64, "n_head": 4}
@@ -66,7 +68,8 @@ CASES = (
          {"student": _lora(16, ["qkv_proj", "o_proj"], "qlora"), "train": {"micro_batch_size": 4}}),
     Case("lora llama-3.2-1b bf16 s1024", ("llama-3.2-1b", {}), {"student": _lora(16)}, seq_len=1024, vram="8GiB"),
     Case("full qwen2.5-0.5b bf16", ("qwen2.5-0.5b", {}), {"student": {"adapter": {"type": "none"}}}),
-    Case("lora qwen2.5-0.5b fp16 (pre-bf16 GPUs)", ("qwen2.5-0.5b", {}), {"student": {**_lora(16), "dtype": "float16"}}),
+    Case("lora qwen2.5-0.5b fp16 (pre-bf16 GPUs)", ("qwen2.5-0.5b", {}),
+         {"student": {**_lora(16), "dtype": "float16"}}),
     Case("online KD gemma-2-2b -> gemma-2 6 layers", ("gemma-2-2b-it", {"num_hidden_layers": 6}),
          {"student": {"adapter": {"type": "none"}}, "loss": KL}, teacher=("gemma-2-2b-it", {}), vram="24GiB"),
     Case("cached KD qwen2.5-0.5b -> qwen2.5 4 layers", ("qwen2.5-0.5b", {"num_hidden_layers": 4}),
@@ -74,7 +77,8 @@ CASES = (
     Case("online KD gpt2-large -> distilgpt2 full", ("distilgpt2", {}),
          {"student": {"adapter": {"type": "none"}}, "loss": KL}, teacher=("gpt2-large", {})),
     Case("synthesis gemma-2-2b nf4, 2000-token chunks -> qwen2.5-0.5b lora", ("qwen2.5-0.5b", {}),
-         {"student": _lora(8), "teacher": {"quantization": "4bit"}, "data": {"chunk_tokens": 2000, "overlap_tokens": 100}},
+         {"student": _lora(8), "teacher": {"quantization": "4bit"},
+          "data": {"chunk_tokens": 2000, "overlap_tokens": 100}},
          teacher=("gemma-2-2b-it", {}), synthesis=True, vram="8GiB"),
     Case("extractive-qa distilbert full", ("distilbert-base-uncased", {}),
          {"student": {"task": "extractive-qa", "adapter": {"type": "none"}}, "loss": {"ce": {"weight": 1.0}},

@@ -15,8 +15,9 @@ over the same pairs:
   runs them for a generative student.
 
 Printed: pairs, labelled good, accepted, precision (good among accepted), recall (accepted among
-good), bad rejected (rejected among bad), rejections per reason (numbers masked, as the data card counts them), then the new rule's
-rejected good pairs and accepted bad pairs, for inspection. Pure Python: no model, about a second.
+good), bad rejected (rejected among bad), rejections per reason (numbers masked, as the data card
+counts them), then the new rule's rejected good pairs and accepted bad pairs, for inspection. Pure
+Python: no model, about a second.
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ def main() -> None:
         print(f"  [{pair['chunk_id']}] Q {pair['question']!r}\n      A {pair['answer']!r}\n      -> {reason}")
     print(f"\nnew rule, accepted bad pairs ({len(new.accepted_bad)}):")
     for pair in new.accepted_bad[:args.show]:
-        print(f"  [{pair['chunk_id']}] Q {pair['question']!r}\n      A {pair['answer']!r}\n      labelled {pair['why']}")
+        print(f"  [{pair['chunk_id']}] Q {pair['question']!r}\n      A {pair['answer']!r}\n"
+              f"      labelled {pair['why']}")
 
 
 if __name__ == "__main__":

@@ -100,8 +100,8 @@ def _cases() -> list[Case]:
                                                          **{**lora, "adapter": "qlora"})),
         ("qwen2 lora dropout ckpt b2 s128", QWEN2, dict(micro_batch=2, seq_len=128, lora_dropout=0.05,
                                                         checkpointing=True, **lora)),
-        ("gpt2 lora dropout b2 s128", GPT2, dict(micro_batch=2, seq_len=128, adapter="lora", lora_r=8, lora_dropout=0.05,
-                                                 lora_targets=("c_attn", "c_proj", "c_fc"))),
+        ("gpt2 lora dropout b2 s128", GPT2, dict(micro_batch=2, seq_len=128, adapter="lora", lora_r=8,
+                                                 lora_dropout=0.05, lora_targets=("c_attn", "c_proj", "c_fc"))),
         ("qwen3 full b2 s128", QWEN3, dict(micro_batch=2, seq_len=128)),
         ("qwen3 full bf16 b2 s128", QWEN3, dict(micro_batch=2, seq_len=128, dtype="bfloat16")),
         ("qwen3 full ckpt b2 s128", QWEN3, dict(micro_batch=2, seq_len=128, checkpointing=True)),
@@ -116,7 +116,8 @@ def _cases() -> list[Case]:
         ("phi3 full b2 s128", PHI3, dict(micro_batch=2, seq_len=128)),
         ("phi3 lora b1 s256", PHI3, dict(micro_batch=1, seq_len=256, adapter="lora", lora_r=8,
                                          lora_targets=("qkv_proj", "o_proj", "gate_up_proj", "down_proj"))),
-        ("phi3 lora dropout b1 s256", PHI3, dict(micro_batch=1, seq_len=256, adapter="lora", lora_r=8, lora_dropout=0.05,
+        ("phi3 lora dropout b1 s256", PHI3, dict(micro_batch=1, seq_len=256, adapter="lora", lora_r=8,
+                                                 lora_dropout=0.05,
                                                  lora_targets=("qkv_proj", "o_proj", "gate_up_proj", "down_proj"))),
     ]
     cases = [Case(name, config, TrainStep(**step)) for name, config, step in rows]

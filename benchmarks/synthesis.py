@@ -35,9 +35,9 @@ from distill.runtime.synthesis.constrain import reply_schema
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the PDF excerpt builder and the manual's path the tests use
-from tests.runtime.sources.pdf_builders import excerpt  # noqa: E402
-from tests.runtime.sources.test_real_pdfs import CAMLIDL  # noqa: E402
-from tests.smollm2 import SMOLLM2, synthesis_project  # noqa: E402
+from tests.runtime.sources.pdf_builders import excerpt  # noqa: E402 - after the sys.path line
+from tests.runtime.sources.test_real_pdfs import CAMLIDL  # noqa: E402 - as above
+from tests.smollm2 import SMOLLM2, synthesis_project  # noqa: E402 - as above
 
 
 @dataclass
@@ -143,8 +143,8 @@ def main() -> None:
     words = sum(len(chunk.text.split()) for chunk in extracted.chunks)
     print(f"teacher {SMOLLM2.name} (fp32, {planned.plan.device}), {args.pdf.name} pages {args.pages}: "
           f"{len(extracted.chunks)} chunks, {words} words; {args.pairs} pairs per chunk, max_new_tokens "
-          f"{args.max_new_tokens}, temperature {spec.data.synthesis.temperature}, batch {planned.plan.synthesis_batch}, "
-          f"torch threads {args.threads}")
+          f"{args.max_new_tokens}, temperature {spec.data.synthesis.temperature}, "
+          f"batch {planned.plan.synthesis_batch}, torch threads {args.threads}")
     for number in range(args.rounds):
         order = list(counted) if number % 2 == 0 else list(counted)[::-1]
         for name in order:

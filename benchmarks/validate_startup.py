@@ -16,7 +16,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the examples list the tests use
-from tests.conftest import EXAMPLES  # noqa: E402
+from tests.conftest import EXAMPLES  # noqa: E402 - after the sys.path line
 
 RUNS = 5
 

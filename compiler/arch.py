@@ -6,7 +6,9 @@ the config; ``tests/planner/test_arch.py`` checks them against what transformers
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from distill.compiler.errors import DistillError
@@ -240,7 +242,7 @@ def _decoder_linears(config: dict[str, Any], family: str, d: int) -> tuple[Linea
             Linear("down_proj", f, h, mlp_bias))
 
 
-def rope_type(config: dict[str, Any]) -> str:
+def rope_type(config: Mapping[str, Any]) -> str:
     """The config's rope scaling type, ``"default"`` without scaling. Older configs say ``type``,
     newer ``rope_type``; Phi-3 configs ship ``"su"``, transformers' (and llama.cpp's converter's)
     old name for longrope."""
@@ -311,8 +313,8 @@ def _distilbert(config: dict[str, Any]) -> Architecture:
         dropout=float(max(config.get("dropout", 0.1), config.get("attention_dropout", 0.1))))
 
 
-_BUILDERS = {
-    **{family: (lambda config, family=family: _decoder(config, family))
+_BUILDERS: dict[str, Callable[[dict[str, Any]], Architecture]] = {
+    **{family: partial(_decoder, family=family)
        for family in ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text")},
     "gpt2": _gpt2, "bert": _bert, "roberta": _bert, "xlm-roberta": _bert, "distilbert": _distilbert,
 }

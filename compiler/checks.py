@@ -19,11 +19,11 @@ from distill.compiler.document import DataPath
 from distill.compiler.errors import Severity
 from distill.compiler.schema import dotted
 from distill.compiler.sourcefiles import UnsafeSource, match_source, shown_path
-from distill.compiler.spec import DatasetSource, Spec, Teacher, source_pattern
+from distill.compiler.spec import DatasetSource, Metric, Spec, Teacher, source_pattern
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _PROMPT_FIELDS = {"chunk", "n", "focus"}  # prompts.task_messages fills them
-_GATE_METRIC = {
+_GATE_METRIC: dict[str, Metric] = {
     "max_perplexity": "perplexity", "min_exact_match": "exact_match", "min_f1": "f1",
     "min_token_f1": "token_f1", "min_rouge_l": "rouge_l", "max_latency_ms": "latency",
     "max_size": "size",
@@ -355,7 +355,8 @@ def _check_prompt(prompt: str) -> Iterator[Finding]:
     fields = {name for name, _, _ in parsed}
     for name, spec, conversion in parsed:
         if spec or conversion:  # "{n:>999999999}" would build a gigabyte of padding per request
-            yield Finding(path, f"data.synthesis.prompt formats {{{name}}} ({'!' + conversion if conversion else ':' + spec})",
+            shown = f"!{conversion}" if conversion else f":{spec}"
+            yield Finding(path, f"data.synthesis.prompt formats {{{name}}} ({shown})",
                           "placeholders are plain {chunk}, {n} and {focus}")
             return
     if "chunk" not in fields:

@@ -258,7 +258,7 @@ def build(
     console.quiet_libraries()
     from distill.runtime.build.run import BuildOptions, Watch, build_file
     from distill.runtime.build.watch import BuildWatcher
-    from distill.runtime.evaluate import GateResult, enforce_gates
+    from distill.runtime.evaluate import enforce_gates
 
     with console.progress_bars() as bars:
         watcher = BuildWatcher(console.stderr(), bars)
@@ -271,10 +271,10 @@ def build(
             raise typer.Exit(130) from None
     console.print_diagnostics(built.planned.compiled.warnings)
     out = console.stdout()
-    for gate in built.gates:
-        out.print(f"  {'ok  ' if gate['passed'] else 'FAIL'} {gate['message']}", markup=False)
-    watcher.print_summary(out, built.dist)
-    enforce_gates([GateResult(**gate) for gate in built.gates])
+    for gate in built.report.gates:
+        out.print(f"  {'ok  ' if gate.passed else 'FAIL'} {gate.message}", markup=False)
+    watcher.print_summary(out, built.dist, built.report)
+    enforce_gates(built.report.gates)
 
 
 @app.command()

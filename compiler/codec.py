@@ -41,7 +41,7 @@ def _convert(tp: Any, value: Any) -> Any:
     origin = get_origin(tp)
     if origin is typing.Annotated:
         return _codec(tp).parse(value)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value)
     if origin in (Union, types.UnionType):
         return _convert(_pick_member(tp, value), value)
@@ -74,11 +74,12 @@ def _pick_member(tp: Any, value: Any) -> Any:
     raise TypeError(f"{value!r} fits no member of {tp}")  # unreachable for schema-valid data
 
 
-def _python_type(tp: Any) -> type:
+def _python_type(tp: Any) -> type | tuple[type, ...]:
+    """What ``isinstance`` takes to recognize data of ``tp``."""
     if get_origin(tp) is tuple:
         # Not dict: a mapping beside a list is a dataclass member (``layers: [0, 2]`` or ``{every: 2}``).
-        return (list, tuple)  # type: ignore[return-value]
-    return (int, float) if tp is float else tp  # type: ignore[return-value]
+        return (list, tuple)
+    return (int, float) if tp is float else tp
 
 
 def to_data(obj: Any) -> Any:

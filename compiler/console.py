@@ -61,8 +61,9 @@ def print_error(error: DistillError) -> None:
 class Bars:
     """``bars(name, done, total, note="")`` draws one bar per name on stderr, with ETA and the latest
     note (e.g. the loss); a bar goes when it completes, and ``clear()`` removes the rest (a stage
-    stopped early must not leave its bar on screen under the next stage's lines). Without a terminal (logs, CI) a bar is a plain line at every
-    tenth of its total and at least every ``LOG_EVERY_S`` seconds, so a long stage still shows."""
+    stopped early must not leave its bar on screen under the next stage's lines). Without a
+    terminal (logs, CI) a bar is a plain line at every tenth of its total and at least every
+    ``LOG_EVERY_S`` seconds, so a long stage still shows."""
 
     LOG_EVERY_S = 30.0
 

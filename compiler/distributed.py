@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from distill.compiler.arch import Architecture, Linear
+from distill.compiler.arch import Architecture, Head, Linear
 from distill.compiler.memory import (
     StepMemory,
     Term,
@@ -71,7 +71,7 @@ class Unit:
         return any(t for _, t, _ in self.tensors)
 
 
-def units(arch: Architecture, step: TrainStep, head: str) -> tuple[Unit, Unit]:
+def units(arch: Architecture, step: TrainStep, head: Head) -> tuple[Unit, Unit]:
     """(root, one layer): the flat parameters FSDP builds with transformer auto-wrap, each
     tensor in module registration order (``memory.layer_modules``, ``memory.outer_tensors``)."""
     e = DTYPE_BYTES[step.dtype]
@@ -113,7 +113,7 @@ class RankShare:
     layer_gathered: int
 
 
-def fsdp_share(arch: Architecture, step: TrainStep, head: str, rank: int) -> RankShare:
+def fsdp_share(arch: Architecture, step: TrainStep, head: Head, rank: int) -> RankShare:
     world = step.processes
     root, layer = units(arch, step, head)
     all_units = [root] + [layer] * arch.layers
@@ -124,7 +124,7 @@ def fsdp_share(arch: Architecture, step: TrainStep, head: str, rank: int) -> Ran
                      root.padded(world) * root.bytes_per_element, layer.padded(world) * layer.bytes_per_element)
 
 
-def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = "cpu",
+def estimate_step(arch: Architecture, head: Head, step: TrainStep, device: str = "cpu",
                   teacher: Architecture | None = None) -> StepMemory:
     """Peak live bytes of each phase of one micro-step on the rank holding the most: one
     process's phases (``memory.process_step``), distributed over ``step.processes`` ranks."""
@@ -132,20 +132,20 @@ def estimate_step(arch: Architecture, head: str, step: TrainStep, device: str = 
     return distribute(process_step(arch, head, step, device, teacher), arch, head, step, device)
 
 
-def distribute(memory: StepMemory, arch: Architecture, head: str, step: TrainStep, device: str) -> StepMemory:
+def distribute(memory: StepMemory, arch: Architecture, head: Head, step: TrainStep, device: str) -> StepMemory:
     """The phases of one rank (the one holding the most) under ``step.strategy``."""
     if step.processes <= 1:
         return memory
     if step.strategy == "ddp":
         trainable, param_bytes = trainable_params(arch, step, head)
-        buckets = Term("DDP buckets", trainable * param_bytes,
-                       f"gradient_as_bucket_view=False: {trainable:,} trainable x {param_bytes} B copied for all-reduce")
+        buckets = Term("DDP buckets", trainable * param_bytes, f"gradient_as_bucket_view=False: {trainable:,} "
+                       f"trainable x {param_bytes} B copied for all-reduce")
         return StepMemory({name: (*terms, buckets) for name, terms in memory.phases.items()})
     ranks = [_fsdp_phases(memory, arch, head, step, device, r) for r in range(step.processes)]
     return max(ranks, key=lambda m: m.peak)
 
 
-def _fsdp_phases(memory: StepMemory, arch: Architecture, head: str, step: TrainStep, device: str,
+def _fsdp_phases(memory: StepMemory, arch: Architecture, head: Head, step: TrainStep, device: str,
                  rank: int) -> StepMemory:
     n = step.processes
     share = fsdp_share(arch, step, head, rank)
@@ -169,7 +169,8 @@ def _fsdp_phases(memory: StepMemory, arch: Architecture, head: str, step: TrainS
         "earlier gradients": Term(f"earlier gradients ({shard})", share.grads, "accumulated in the shards"),
         "optimizer temporaries": Term("optimizer temporaries", temp, temp_why),
     }
-    root = Term("all-gathered root", share.root_gathered, "embeddings, final norm, head: unsharded forward to backward end")
+    root = Term("all-gathered root", share.root_gathered,
+                "embeddings, final norm, head: unsharded forward to backward end")
     layer = Term("all-gathered layer", share.layer_gathered, "one decoder layer's flat parameter, unsharded")
     layer_grad = Term("layer gradient (unsharded)", share.layer_gathered,
                       "the flat gradient of the layer in backward, before its reduce-scatter")
@@ -184,14 +185,15 @@ def _fsdp_phases(memory: StepMemory, arch: Architecture, head: str, step: TrainS
     return StepMemory(phases)
 
 
-def _layer_backward(backward: tuple[Term, ...], arch: Architecture, head: str, step: TrainStep,
+def _layer_backward(backward: tuple[Term, ...], arch: Architecture, head: Head, step: TrainStep,
                     gathered: tuple[Term, Term]) -> tuple[Term, ...]:
     """Backward in the last decoder layer: the loss buffers are gone, that layer is all-gathered
     with its unsharded gradient, the head's gradient waits for the root's reduce-scatter (full
     fine-tuning) and the hidden-state gradient flows down (t x h x e)."""
     e, t = DTYPE_BYTES[step.dtype], step.tokens
     kept = tuple(term for term in backward if term.name not in LOSS_TERMS)
-    head_grad = (Term("head gradient (unsharded)", arch.head_params(head) * e, f"{arch.head_params(head):,} x {e} B"),) \
+    head_params = arch.head_params(head)
+    head_grad = (Term("head gradient (unsharded)", head_params * e, f"{head_params:,} x {e} B"),) \
         if step.adapter == "none" else ()
     hidden = Term("hidden gradient", t * arch.hidden * e, f"{t:,} tokens x {arch.hidden} x {e} B")
     return (*kept, *gathered, *head_grad, hidden)

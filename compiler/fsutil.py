@@ -50,7 +50,7 @@ def write_atomic(path: Path, text: str) -> None:
     write_atomic_with(path, write)
 
 
-def write_atomic_with(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomic_with(path: Path, write: Callable[[Path], object]) -> None:
     """Let ``write`` fill a temp file in the same folder, fsync it, then rename it over ``path``
     (rename is atomic within one file system, which a sibling temp file guarantees). For writers
     that want a path, such as safetensors' ``save_file``.

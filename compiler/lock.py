@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from dataclasses import asdict, fields
+from dataclasses import fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,11 @@ from typing import Any
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.fsutil import write_atomic
 from distill.compiler.plan import Plan
+from distill.compiler.records.lock import Lock, LockedFile, LockedModel
+from distill.compiler.records.record import RecordError
 from distill.compiler.resolve import ResolvedModel
 from distill.compiler.volume import DataVolume
 
-LOCK_VERSION = 2
 TOOLS = ("distill", "torch", "transformers", "tokenizers", "peft", "accelerate", "bitsandbytes",
          "datasets", "optimum", "optimum-onnx", "onnxruntime", "gguf", "llama-cpp-python", "pypdf",
          "pytesseract", "safetensors")
@@ -45,16 +46,16 @@ def lock_path(distillfile: Path) -> Path:
     return distillfile.with_name(distillfile.name + ".lock")
 
 
-def build_lock(spec_hash: str, models: dict[str, ResolvedModel], volume: DataVolume, plan: Plan) -> dict[str, Any]:
-    return {
-        "lock_version": LOCK_VERSION,
-        "spec_sha256": spec_hash,
-        "sources": [asdict(f) for f in volume.files],
-        "models": {role: {"kind": m.kind, "ref": m.ref, "revision": m.revision, "tokenizer": m.tokenizer,
-                          "files": [asdict(f) for f in m.files]} for role, m in sorted(models.items())},
-        "settings": settings(plan),
-        "tools": tool_versions(),
-    }
+def build_lock(spec_hash: str, models: dict[str, ResolvedModel], volume: DataVolume, plan: Plan) -> Lock:
+    return Lock(
+        spec_sha256=spec_hash,
+        sources=tuple(LockedFile(f.path, f.sha256, f.size) for f in volume.files),
+        models={role: LockedModel(m.kind, m.ref, m.revision, m.tokenizer,
+                                  tuple(LockedFile(f.path, f.sha256, f.size) for f in m.files))
+                for role, m in sorted(models.items())},
+        settings=settings(plan),
+        tools=tool_versions(),
+    )
 
 
 def settings(plan: Plan) -> dict[str, Any]:
@@ -74,32 +75,15 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def lock_text(lock: dict[str, Any]) -> str:
-    """JSON with one line per setting and one line per file record, so that a changed value is a
-    changed line. ``json.dumps(indent=2)`` would spread each record over five lines."""
-    return _render(lock, "") + "\n"
+def lock_sha256(lock: Lock) -> str:
+    """What a build record names its lock by: the sha256 of the file's text."""
+    return hashlib.sha256(lock.to_json().encode("utf-8")).hexdigest()
 
 
-def _render(value: Any, indent: str) -> str:
-    inner = indent + "  "
-    if isinstance(value, dict) and value:
-        items = [f"{inner}{json.dumps(key)}: {_render(value[key], inner)}" for key in sorted(value)]
-        return "{\n" + ",\n".join(items) + f"\n{indent}}}"
-    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
-        records = [inner + json.dumps(item, sort_keys=True, ensure_ascii=False) for item in value]
-        return "[\n" + ",\n".join(records) + f"\n{indent}]"
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-
-def lock_sha256(text: str) -> str:
-    """What a build record names its lock by."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def write_lock(path: Path, lock: dict[str, Any]) -> bool:
+def write_lock(path: Path, lock: Lock) -> bool:
     """Write the lock unless the file already says exactly this; returns whether it wrote (a build
     of an unchanged plan leaves a committed lock, and its mtime, alone)."""
-    text = lock_text(lock)
+    text = lock.to_json()
     try:
         if path.read_text("utf-8") == text:
             return False
@@ -109,19 +93,15 @@ def write_lock(path: Path, lock: dict[str, Any]) -> bool:
     return True
 
 
-def check_lock(path: Path, lock: dict[str, Any]) -> None:
+def check_lock(path: Path, lock: Lock) -> None:
     """Raise ``StaleLock`` naming every difference between the lock on disk and ``lock``."""
     if not path.is_file():
         raise StaleLock(f"{path} does not exist", hint="run `distill plan` and commit the lock")
     try:
-        old = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise StaleLock(f"{path} cannot be read: {exc}", hint="run `distill plan` to rewrite it") from None
-    if not isinstance(old, dict) or old.get("lock_version") != LOCK_VERSION:
-        found = old.get("lock_version") if isinstance(old, dict) else None
-        raise StaleLock(f"{path} has lock_version {found}; this distill reads and writes {LOCK_VERSION}",
-                        hint="run `distill plan` to rewrite it, and commit the new lock")
-    changes = differences(old, lock)
+        old = Lock.read(path)
+    except RecordError as error:
+        raise StaleLock(error.message, hint="run `distill plan` to rewrite it, and commit the new lock") from None
+    changes = differences(old.to_data(), lock.to_data())
     if changes:
         shown = changes[:20] + ([f"and {len(changes) - 20} more"] if len(changes) > 20 else [])
         raise StaleLock(f"{path} is stale:\n" + "\n".join(f"  {line}" for line in shown),

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from distill.compiler.arch import Architecture, Linear
-from distill.compiler.trainstep import ComputeDtype, TrainStep
+from distill.compiler.arch import Architecture, Head, Linear
+from distill.compiler.trainstep import ComputeDtype, Quant, TrainStep
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 F32 = 4
@@ -52,7 +52,7 @@ class StepMemory:
         return self.phase_bytes(self.peak_phase)
 
 
-def weight_bytes(arch: Architecture, head: str, dtype: ComputeDtype, quant: str) -> Term:
+def weight_bytes(arch: Architecture, head: Head, dtype: ComputeDtype, quant: Quant) -> Term:
     """Weights held by a model: linear layers quantized as asked, everything else (embeddings,
     norms, biases, LM head: bitsandbytes leaves the output head alone) in the compute dtype."""
     e = DTYPE_BYTES[dtype]
@@ -88,7 +88,7 @@ def lora_params(arch: Architecture, step: TrainStep) -> int:
     return arch.layers * per_layer
 
 
-def trainable_params(arch: Architecture, step: TrainStep, head: str) -> tuple[int, int]:
+def trainable_params(arch: Architecture, step: TrainStep, head: Head) -> tuple[int, int]:
     """(trainable parameters, bytes per trainable parameter). peft keeps adapters in fp32 even on a
     bf16 base (autocast_adapter_dtype), so LoRA grads and optimizer states are fp32."""
     if step.adapter == "none":
@@ -141,7 +141,7 @@ def module_tensors(module: Linear | int) -> tuple[int, ...]:
     return (module.fan_in * module.fan_out, module.fan_out) if module.bias else (module.fan_in * module.fan_out,)
 
 
-def outer_tensors(arch: Architecture, head: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def outer_tensors(arch: Architecture, head: Head) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Elements of each parameter tensor outside the layers, in registration order: (before the
     layers: embeddings, an encoder's embedding LayerNorm; after them: final norm and ``head``).
     Tied weights appear once, where first registered (the embedding)."""
@@ -160,13 +160,13 @@ def outer_tensors(arch: Architecture, head: str) -> tuple[tuple[int, ...], tuple
     return arch.embedding_shapes, tuple(after)
 
 
-def lora_head_copy(arch: Architecture, head: str) -> tuple[int, ...]:
+def lora_head_copy(arch: Architecture, head: Head) -> tuple[int, ...]:
     """peft's QUESTION_ANS task trains a copy of qa_outputs (modules_to_save), in the base's
     dtype, registered after the original: weight and bias."""
     return (2 * arch.hidden, 2) if head == "extractive-qa" else ()
 
 
-def trainable_shapes(arch: Architecture, step: TrainStep, head: str) -> list[int]:
+def trainable_shapes(arch: Architecture, step: TrainStep, head: Head) -> list[int]:
     """Sizes (elements) of the trainable tensors in the order the optimizer visits them
     (``named_parameters()`` order, ``tests/planner/test_trainable_order.py``)."""
     modules = layer_modules(arch)
@@ -206,7 +206,7 @@ def loss_chunk_bytes_per_row(step: TrainStep, vocab: int, teacher_dtype_bytes: i
 def _loss_terms(arch: Architecture, step: TrainStep, teacher: Architecture | None
                 ) -> tuple[tuple[Term, ...], tuple[Term, ...], tuple[Term, ...]]:
     """What a causal LM's loss adds in forward, in backward, and (a trained head over several
-    chunks) when backward sums the head's gradients (``runtime/losses.token_losses``, called
+    chunks) when backward sums the head's gradients (``runtime/train/losses.token_losses``, called
     by ``runtime/train/objective.py``).
 
     The model returns its final hidden states; the rows whose next token is learned (at most
@@ -231,7 +231,8 @@ def _loss_terms(arch: Architecture, step: TrainStep, teacher: Architecture | Non
     width = v if full_logits else h
     kept = Term("loss rows", rows * width * e, f"{rows:,} gathered rows x {width:,} x {e} B")
     rows_grad = Term("rows gradient", rows * width * e, f"{rows:,} x {width:,} x {e} B")
-    forward: list[Term] = [kept, Term("loss chunk", c * per_forward, f"{c:,} rows x {per_forward / v:g} B x {v:,} vocab")]
+    forward: list[Term] = [kept, Term("loss chunk", c * per_forward,
+                                      f"{c:,} rows x {per_forward / v:g} B x {v:,} vocab")]
     if full_logits:
         forward.append(Term("logits", t * v * e, f"the model's: {t:,} x {v:,} x {e} B"))
     # Autograd runs the chunks last to first; from the second on, the rows' gradient exists, and
@@ -239,7 +240,8 @@ def _loss_terms(arch: Architecture, step: TrainStep, teacher: Architecture | Non
     summed_head = (Term("head gradient so far", v * h * e, f"{v:,} x {h} x {e} B"),) \
         if step.adapter == "none" and rows > c and not full_logits else ()
     backward: list[Term] = [kept, *((rows_grad,) if rows > c else ()), *summed_head,
-                            Term("loss chunk backward", c * per_backward, f"{c:,} rows x {per_backward / v:g} B x {v:,} vocab")]
+                            Term("loss chunk backward", c * per_backward,
+                                 f"{c:,} rows x {per_backward / v:g} B x {v:,} vocab")]
     if arch.logit_softcap:
         cap = Term("logit softcap", e * c * v, f"tanh(logits / cap) kept: {c:,} x {v:,} x {e} B")
         forward.append(cap)
@@ -263,7 +265,7 @@ def _loss_terms(arch: Architecture, step: TrainStep, teacher: Architecture | Non
     return tuple(forward), tuple(backward), summing
 
 
-def _recompute_phase(arch: Architecture, step: TrainStep, head: str, static: list[Term], layer: int,
+def _recompute_phase(arch: Architecture, step: TrainStep, head: Head, static: list[Term], layer: int,
                      shared: int, inputs: Term) -> tuple[Term, ...]:
     """Backward through a recomputed layer (``layer`` bytes per token), at its peak.
 
@@ -288,11 +290,13 @@ def _recompute_phase(arch: Architecture, step: TrainStep, head: str, static: lis
                                       f"{buffers} x {t:,} x {arch.intermediate} x {e} B"))]
     if freed:
         norm = act.post_norm_backward_bytes(arch, step)
-        points.append((layer, _down_gradient(arch, step), Term("norm backward", norm * t, f"{t:,} tokens x {norm:,} B")))
+        points.append((layer, _down_gradient(arch, step),
+                       Term("norm backward", norm * t, f"{t:,} tokens x {norm:,} B")))
     # The first layer's checkpoint keeps one causal mask; a second kind went with the last layer
     # of that kind (b x s^2 bools).
     other_masks = (arch.attention_masks - 1) * step.micro_batch * step.seq_len ** 2
-    first_input = Term("first layer input", e * arch.hidden * t + shared - other_masks, "its checkpoint input, mask, RoPE")
+    first_input = Term("first layer input", e * arch.hidden * t + shared - other_masks,
+                       "its checkpoint input, mask, RoPE")
     layers = ((trainable - _pending_at_first_layer(arch, step), first_input, "all but the first layer's"),
               (_made_at_last_layer(arch, step, head), inputs, "the head's and the last layer's"))
     candidates = [(*static, Term("gradients", (made - pending) * param_bytes, why), held_inputs,
@@ -328,7 +332,7 @@ def _pending_at_first_layer(arch: Architecture, step: TrainStep) -> int:
                if lin.name in step.lora_targets and lin is not down)
 
 
-def _made_at_last_layer(arch: Architecture, step: TrainStep, head: str) -> int:
+def _made_at_last_layer(arch: Architecture, step: TrainStep, head: Head) -> int:
     """Trainable elements with a gradient in the last layer's MLP backward: all with
     accumulation; else, fully fine-tuned, the head's (a tied token embedding holds the LM
     head's), and down_proj's (or its adapter's)."""
@@ -350,7 +354,7 @@ def kbit_step(step: TrainStep) -> TrainStep:
     return replace(step, dtype="float32") if quantized else step
 
 
-def process_step(arch: Architecture, head: str, step: TrainStep, device: str = "cpu",
+def process_step(arch: Architecture, head: Head, step: TrainStep, device: str = "cpu",
                  teacher: Architecture | None = None) -> StepMemory:
     """Peak live bytes of each phase of one micro-step in one process, as if it trained alone
     (see ``distill.runtime.train.memtrace``); ``distributed.estimate_step`` makes it one rank of many."""
@@ -414,7 +418,7 @@ def process_step(arch: Architecture, head: str, step: TrainStep, device: str = "
     return StepMemory(phases)
 
 
-def _static_terms(arch: Architecture, head: str, step: TrainStep, teacher: Architecture | None) -> list[Term]:
+def _static_terms(arch: Architecture, head: Head, step: TrainStep, teacher: Architecture | None) -> list[Term]:
     """What lives through the whole step: weights (and adapters), optimizer states, inputs,
     buffers, and a teacher resident for online KD."""
     quant = "4bit" if step.adapter == "qlora" else step.base_quant
@@ -432,7 +436,7 @@ def _static_terms(arch: Architecture, head: str, step: TrainStep, teacher: Archi
     return static
 
 
-def _optimizer_temporaries(arch: Architecture, head: str, step: TrainStep, device: str) -> Term:
+def _optimizer_temporaries(arch: Architecture, head: Head, step: TrainStep, device: str) -> Term:
     trainable, param_bytes = trainable_params(arch, step, head)
     if device == "cpu":
         elements = cpu_adamw_temporaries(trainable_shapes(arch, step, head))

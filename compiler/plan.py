@@ -23,7 +23,8 @@ class Decision:
 # Which planned phases each build stage runs: the teacher generates in synthesize; the train
 # stage caches the teacher's top-k logits (when KD is cached), trains and merges; evaluate loads
 # the teacher and the student one after the other.
-STAGE_PHASES: dict[str, tuple[str, ...]] = {"synthesize": ("synthesis",), "train": ("train:", "teacher logits", "merge"),
+STAGE_PHASES: dict[str, tuple[str, ...]] = {"synthesize": ("synthesis",),
+                                            "train": ("train:", "teacher logits", "merge"),
                                             "evaluate": ("evaluate:",)}
 
 

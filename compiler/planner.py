@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from distill.compiler.arch import Architecture, architecture
+from distill.compiler.arch import Architecture, Head, architecture
 from distill.compiler.distributed import estimate_step
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.hardware import Budget
@@ -28,8 +28,8 @@ from distill.compiler.phases import (
 )
 from distill.compiler.plan import Decision, Estimate, ModelSummary, PhaseMemory, Plan
 from distill.compiler.resolve import ResolvedModel
-from distill.compiler.spec import Spec
-from distill.compiler.trainstep import DEFAULT_LOSS_CHUNK, TrainStep
+from distill.compiler.spec import AdapterType, Spec
+from distill.compiler.trainstep import DEFAULT_LOSS_CHUNK, ComputeDtype, KdMode, Optimizer, Precision, Quant, TrainStep
 from distill.compiler.units import format_size
 from distill.compiler.volume import DataVolume
 
@@ -55,9 +55,9 @@ class DoesNotFit(DistillError):
 class _Choice:
     """One point of the search and what it predicts."""
 
-    teacher_quant: str | None
-    student_quant: str
-    optimizer: str
+    teacher_quant: Quant | None
+    student_quant: Quant
+    optimizer: Optimizer
     micro_batch: int
     checkpointing: bool
     phases: list[PhaseMemory] = field(default_factory=list)
@@ -71,13 +71,13 @@ class _Choice:
 class _Setting:
     spec: Spec
     student: Architecture
-    head: str
+    head: Head
     teacher: Architecture | None
     budget: Budget
-    dtype: str
-    teacher_dtype: str | None
-    precision: str
-    kd_mode: str
+    dtype: ComputeDtype
+    teacher_dtype: ComputeDtype | None
+    precision: Precision
+    kd_mode: KdMode
     loss_chunk: int | None
     targets: tuple[str, ...]
     merge_device: str | None = None
@@ -86,7 +86,7 @@ class _Setting:
 def make_plan(spec: Spec, models: dict[str, ResolvedModel], budget: Budget, volume: DataVolume) -> Plan:
     """Decide every setting the build needs and predict its memory; raises ``DoesNotFit``."""
     student = architecture(models["student"].config)
-    head = "extractive-qa" if spec.student.task == "extractive-qa" else "causal-lm"
+    head: Head = "extractive-qa" if spec.student.task == "extractive-qa" else "causal-lm"
     teacher = architecture(models["teacher"].config) if "teacher" in models else None
     decisions: list[Decision] = []
     if teacher is not None and models["student"].kind == "cut":
@@ -118,27 +118,28 @@ def _cut_layers(cut: ResolvedModel, student: Architecture, teacher: Architecture
                               f"{kept:,} of its {full:,} parameters ({kept / full:.0%})"))
 
 
-def _dtype(spec: Spec, budget: Budget, decisions: list[Decision]) -> str:
+def _dtype(spec: Spec, budget: Budget, decisions: list[Decision]) -> ComputeDtype:
     if spec.student.dtype != "auto":
         return spec.student.dtype
-    dtype = "bfloat16" if budget.device == "cuda" else "float32"
+    dtype: ComputeDtype = "bfloat16" if budget.device == "cuda" else "float32"
     why = ("bf16 halves weights and activations on GPUs" if budget.device == "cuda" else
            "CPUs run fp32 matmuls fastest; bf16 would halve memory but is emulated on most CPUs")
     decisions.append(Decision("dtype", dtype, f"student.dtype auto on {budget.device}: {why}"))
     return dtype
 
 
-def _teacher_dtype(spec: Spec, dtype: str, decisions: list[Decision]) -> str:
+def _teacher_dtype(spec: Spec, dtype: ComputeDtype, decisions: list[Decision]) -> ComputeDtype:
     """The teacher's weights dtype: as declared, else the student's (one autocast, logits and
     hidden states compared at one precision)."""
-    asked = spec.teacher.dtype  # type: ignore[union-attr]
+    assert spec.teacher is not None  # called only when the models include a teacher
+    asked = spec.teacher.dtype
     if asked != "auto":
         return asked
     decisions.append(Decision("teacher dtype", dtype, "teacher.dtype auto: the student's, so both compute alike"))
     return dtype
 
 
-def _precision(spec: Spec, budget: Budget, dtype: str, decisions: list[Decision]) -> str:
+def _precision(spec: Spec, budget: Budget, dtype: ComputeDtype, decisions: list[Decision]) -> Precision:
     """The autocast compute dtype of training and of the teacher's forward passes: "bf16",
     "fp16", or "fp32" (no autocast: everything computes in the weights' dtype)."""
     asked = spec.train.precision
@@ -157,12 +158,14 @@ def _precision(spec: Spec, budget: Budget, dtype: str, decisions: list[Decision]
     if asked != "auto":
         decisions.append(Decision("precision", asked, f"train.precision {asked}: set in the Distillfile"))
         return asked
+    precision: Precision
     if budget.device == "cpu":
         precision, why = "fp32", "CPUs compute in the weights' dtype (no autocast)"
     elif dtype == "float16":
         precision, why = "fp16", "float16 weights compute in fp16 autocast, with a gradient scaler"
     else:
-        precision, why = "bf16", f"bf16 autocast on GPUs: matmuls in bf16, reductions and losses in fp32 ({dtype} weights)"
+        precision, why = "bf16", ("bf16 autocast on GPUs: matmuls in bf16, reductions and losses in fp32 "
+                                  f"({dtype} weights)")
     decisions.append(Decision("precision", precision, f"train.precision auto on {budget.device}: {why}"))
     return precision
 
@@ -176,14 +179,14 @@ def _passes(spec: Spec, volume: DataVolume) -> float:
     return spec.train.max_steps * spec.train.effective_batch_size / train_examples
 
 
-def _kd_mode(spec: Spec, models: dict[str, ResolvedModel], decisions: list[Decision], passes: float) -> str:
+def _kd_mode(spec: Spec, models: dict[str, ResolvedModel], decisions: list[Decision], passes: float) -> KdMode:
     loss = spec.loss
     if "teacher" not in models:
         return "none"
     same = models["teacher"].tokenizer == models["student"].tokenizer
     compared = f"teacher tokenizer {models['teacher'].tokenizer[:28]} vs student {models['student'].tokenizer[:28]}"
     if loss.kl is None and loss.hidden is None:
-        mode = "sequence" if spec.data.synthesis is not None else "none"
+        mode: KdMode = "sequence" if spec.data.synthesis is not None else "none"
         decisions.append(Decision("KD mode", mode, "no logit or hidden-state loss: the student learns "
                                   "from the teacher's synthesized text" if mode == "sequence" else "no KD terms"))
         return mode
@@ -206,21 +209,21 @@ def _kd_mode(spec: Spec, models: dict[str, ResolvedModel], decisions: list[Decis
     return mode
 
 
-def _loss_chunk(spec: Spec, student: Architecture, head: str, budget: Budget, dtype: str,
-                teacher_dtype: str | None, kd_mode: str, decisions: list[Decision]) -> int | None:
+def _loss_chunk(spec: Spec, student: Architecture, head: Head, budget: Budget, dtype: ComputeDtype,
+                teacher_dtype: ComputeDtype | None, kd_mode: KdMode, decisions: list[Decision]) -> int | None:
     """Rows per chunk of a causal LM's loss: as many as keep one chunk's temporaries within
     LOSS_CHUNK_SHARE of the budget, a power of two, at most DEFAULT_LOSS_CHUNK."""
     if head != "causal-lm":
         return None
-    kd = "online" if kd_mode == "online" else "none"
-    probe = TrainStep(micro_batch=1, seq_len=1, dtype=dtype, kd=kd)  # type: ignore[arg-type]
+    probe = TrainStep(micro_batch=1, seq_len=1, dtype=dtype, kd="online" if kd_mode == "online" else "none")
     per_row = max(loss_chunk_bytes_per_row(probe, student.vocab, DTYPE_BYTES[teacher_dtype or dtype]))
     rows = max(16, int(budget.memory * LOSS_CHUNK_SHARE) // per_row)
     chunk = min(2 ** int(math.log2(rows)), DEFAULT_LOSS_CHUNK)
     decisions.append(Decision("loss chunk", f"{chunk} rows",
                               f"{chunk} rows x {per_row / student.vocab:g} B x {student.vocab:,} vocab = "
-                              f"{format_size(chunk * per_row)} <= {LOSS_CHUNK_SHARE:.0%} of {format_size(budget.memory)} "
-                              f"(at most {DEFAULT_LOSS_CHUNK:,}); full logits would hold that per token of the micro-batch"))
+                              f"{format_size(chunk * per_row)} <= {LOSS_CHUNK_SHARE:.0%} of "
+                              f"{format_size(budget.memory)} (at most {DEFAULT_LOSS_CHUNK:,}); full logits would "
+                              "hold that per token of the micro-batch"))
     return chunk
 
 
@@ -250,19 +253,23 @@ def _merge_device(setting: _Setting, decisions: list[Decision]) -> str | None:
     return "cpu"
 
 
-def _options(setting: _Setting) -> Iterator[tuple[str | None, str, str]]:
+def _options(setting: _Setting) -> Iterator[tuple[Quant | None, Quant, Optimizer]]:
     """(teacher quant, student quant, optimizer), best quality first."""
     spec = setting.spec
-    teacher_q = [None] if setting.teacher is None else (
-        ["none", "8bit", "4bit"] if spec.teacher.quantization == "auto" else [spec.teacher.quantization])  # type: ignore[union-attr]
+    teacher_q: list[Quant | None] = [None]
+    if setting.teacher is not None:
+        assert spec.teacher is not None  # the teacher's architecture comes from its spec
+        asked = spec.teacher.quantization
+        teacher_q = ["none", "8bit", "4bit"] if asked == "auto" else [asked]
     adapter, quant = spec.student.adapter.type, spec.student.quantization
+    student_q: list[Quant]
     if adapter == "qlora":
         student_q = ["4bit"]
     elif quant == "auto":
         student_q = ["none", "8bit"] if adapter == "lora" else ["none"]
     else:
         student_q = [quant]
-    optimizers = [spec.train.optimizer] if spec.train.optimizer != "auto" else (
+    optimizers: list[Optimizer] = [spec.train.optimizer] if spec.train.optimizer != "auto" else (
         ["adamw", "adamw_8bit"] if setting.budget.device == "cuda" else ["adamw"])
     for tq in teacher_q:
         for sq in student_q:
@@ -277,21 +284,19 @@ def _micro_batches(spec: Spec, processes: int) -> list[int]:
     return [m for m in range(per_process, 0, -1) if per_process % m == 0]
 
 
-def _step(setting: _Setting, tq: str | None, sq: str, optimizer: str, m: int, ckpt: bool) -> TrainStep:
+def _step(setting: _Setting, tq: Quant | None, sq: Quant, optimizer: Optimizer, m: int, ckpt: bool) -> TrainStep:
     spec = setting.spec
     adapter = spec.student.adapter.type
     per_process = max(1, spec.train.effective_batch_size // setting.budget.processes)
     return TrainStep(
-        micro_batch=m, seq_len=spec.train.max_seq_len, dtype=setting.dtype,  # type: ignore[arg-type]
-        precision=setting.precision,  # type: ignore[arg-type]
+        micro_batch=m, seq_len=spec.train.max_seq_len, dtype=setting.dtype, precision=setting.precision,
         accumulation=max(1, per_process // m),
         adapter=adapter, lora_r=spec.student.adapter.r, lora_targets=setting.targets,
         lora_dropout=spec.student.adapter.dropout if adapter != "none" else 0.0,
-        base_quant="none" if adapter == "qlora" else sq,  # type: ignore[arg-type]
-        checkpointing=ckpt, optimizer=optimizer,  # type: ignore[arg-type]
-        kd=setting.kd_mode if setting.kd_mode in ("online", "cached") else "none",  # type: ignore[arg-type]
+        base_quant="none" if adapter == "qlora" else sq, checkpointing=ckpt, optimizer=optimizer,
+        kd=setting.kd_mode if setting.kd_mode in ("online", "cached") else "none",
         loss_chunk_tokens=setting.loss_chunk or DEFAULT_LOSS_CHUNK, top_k=_top_k(spec),
-        teacher_dtype=setting.teacher_dtype or setting.dtype, teacher_quant=tq or "none",  # type: ignore[arg-type]
+        teacher_dtype=setting.teacher_dtype or setting.dtype, teacher_quant=tq or "none",
         processes=setting.budget.processes, strategy=spec.hardware.strategy)
 
 
@@ -325,13 +330,14 @@ def _export_phases(setting: _Setting) -> list[PhaseMemory]:
     """Each deploy target's verified export, on the CPU: in host memory, held against the budget
     only when the plan runs on the CPU."""
     host = setting.budget.device != "cpu"
-    kinds = dict.fromkeys("gguf" if t.gguf is not None else ("onnx:int8" if t.onnx.quant == "int8" else "onnx")  # type: ignore[union-attr]
+    kinds = dict.fromkeys("gguf" if t.gguf is not None else
+                          ("onnx:int8" if t.onnx is not None and t.onnx.quant == "int8" else "onnx")
                           for t in setting.spec.deploy)
-    return [PhaseMemory(f"export: {kind}" + (" (host)" if host else ""), export_terms(setting.student, setting.head, kind),
-                        host=host) for kind in kinds]
+    return [PhaseMemory(f"export: {kind}" + (" (host)" if host else ""),
+                        export_terms(setting.student, setting.head, kind), host=host) for kind in kinds]
 
 
-def _evaluation_phases(setting: _Setting, teacher_quant: str | None) -> list[PhaseMemory]:
+def _evaluation_phases(setting: _Setting, teacher_quant: Quant | None) -> list[PhaseMemory]:
     """The evaluate stage's HF models, one at a time on the plan's device: the teacher as planned
     (its dtype and quantization), the merged student in the plan's dtype."""
     seq = setting.spec.train.max_seq_len
@@ -343,7 +349,7 @@ def _evaluation_phases(setting: _Setting, teacher_quant: str | None) -> list[Pha
     return phases
 
 
-def _synthesis(setting: _Setting, teacher_quant: str | None) -> tuple[int, PhaseMemory] | None:
+def _synthesis(setting: _Setting, teacher_quant: Quant | None) -> tuple[int, PhaseMemory] | None:
     """Teacher generation at the largest batch (of 32, 16, ... 1) that fits, with its phase;
     ``None`` when the build synthesizes nothing."""
     spec, teacher = setting.spec, setting.teacher
@@ -359,7 +365,7 @@ def _synthesis(setting: _Setting, teacher_quant: str | None) -> tuple[int, Phase
     return size, phase
 
 
-def _synthesis_phase(setting: _Setting, teacher_quant: str | None) -> PhaseMemory | None:
+def _synthesis_phase(setting: _Setting, teacher_quant: Quant | None) -> PhaseMemory | None:
     synthesis = _synthesis(setting, teacher_quant)
     return synthesis[1] if synthesis is not None else None
 
@@ -391,10 +397,11 @@ def _search(setting: _Setting) -> _Choice | None:
                     fits[ckpt] = choice
                     break
         if fits:
-            plain, ckpt = fits.get(False), fits.get(True)
+            plain, checkpointed = fits.get(False), fits.get(True)
             # Checkpointing costs a third more compute; take it only for a 2x larger micro-batch.
-            if plain is None or (ckpt is not None and plain.micro_batch < 4 and ckpt.micro_batch >= 2 * plain.micro_batch):
-                return ckpt
+            if plain is None or (checkpointed is not None and plain.micro_batch < 4
+                                 and checkpointed.micro_batch >= 2 * plain.micro_batch):
+                return checkpointed
             return plain
     return None
 
@@ -404,10 +411,12 @@ def _record(setting: _Setting, choice: _Choice, decisions: list[Decision],
     spec, budget = setting.spec, setting.budget
     peak = max((p for p in choice.phases if p.phase.startswith("train")), key=lambda p: p.bytes)
     if setting.teacher is not None:
+        assert spec.teacher is not None  # the teacher's architecture comes from its spec
         decisions.append(Decision("teacher quantization", choice.teacher_quant or "none",
-                                  _quant_why(spec.teacher.quantization, choice.teacher_quant)))  # type: ignore[union-attr]
+                                  _quant_why(spec.teacher.quantization, choice.teacher_quant)))
     base_why = ("student.adapter.type qlora: LoRA on an nf4 base, set in the Distillfile"
-                if spec.student.adapter.type == "qlora" else _quant_why(spec.student.quantization, choice.student_quant))
+                if spec.student.adapter.type == "qlora"
+                else _quant_why(spec.student.quantization, choice.student_quant))
     decisions.append(Decision("student base", choice.student_quant, base_why))
     per_process = spec.train.effective_batch_size // budget.processes
     accumulation = per_process // choice.micro_batch
@@ -416,9 +425,9 @@ def _record(setting: _Setting, choice: _Choice, decisions: list[Decision],
     decisions.append(Decision(
         "batch", f"{per_rank}micro {choice.micro_batch} x accumulation {accumulation} x {n} process(es)",
         f"{per_rank}micro {choice.micro_batch} x accumulation {accumulation} x {n} process(es) = "
-        f"{choice.micro_batch * accumulation * n} = effective_batch_size {spec.train.effective_batch_size}; the largest "
-        f"micro-batch whose {'per-rank ' if n > 1 else ''}peak {format_size(peak.bytes)} ({peak.phase}) fits "
-        f"{format_size(budget.memory)}"))
+        f"{choice.micro_batch * accumulation * n} = effective_batch_size {spec.train.effective_batch_size}; "
+        f"the largest micro-batch whose {'per-rank ' if n > 1 else ''}peak {format_size(peak.bytes)} ({peak.phase}) "
+        f"fits {format_size(budget.memory)}"))
     if n > 1:
         hw = spec.hardware
         decisions.append(Decision("strategy", hw.strategy, _strategy_why(hw.strategy, hw.gpus, hw.nodes)))
@@ -432,18 +441,19 @@ def _record(setting: _Setting, choice: _Choice, decisions: list[Decision],
                               "AdamW with states in the parameters' dtype" if choice.optimizer == "adamw"
                               else "8-bit states to fit"))
     if synthesis is not None:
+        assert spec.data.synthesis is not None  # _synthesis sizes a batch only for it
         size, phase = synthesis
         decisions.append(Decision("synthesis batch", str(size),
                                   f"the largest of {', '.join(map(str, SYNTHESIS_BATCHES))} whose generation peak "
                                   f"{format_size(phase.bytes)} (teacher + KV cache of {size} x "
                                   f"{setting.spec.data.chunk_tokens + PROMPT_OVERHEAD_TOKENS} prompt + "
-                                  f"{setting.spec.data.synthesis.max_new_tokens} new tokens) fits "  # type: ignore[union-attr]
+                                  f"{spec.data.synthesis.max_new_tokens} new tokens) fits "
                                   f"{format_size(budget.memory)}"))
     if setting.student.family not in TRACED_FAMILIES or (setting.student.is_encoder and choice.checkpointing):
         untraced = setting.student.family + (" with checkpointing" if setting.student.is_encoder else "")
         decisions.append(Decision("memory model", "approximate",
-                                  f"{untraced} is not traced; traced within "
-                                  f"{BOUND_TRACED:.0%} for {', '.join(TRACED_FAMILIES)} (benchmarks/planner_accuracy.py)"))
+                                  f"{untraced} is not traced; traced within {BOUND_TRACED:.0%} for "
+                                  f"{', '.join(TRACED_FAMILIES)} (benchmarks/planner_accuracy.py)"))
 
 
 def _strategy_why(strategy: str, gpus: int, nodes: int) -> str:
@@ -496,7 +506,7 @@ def _round_up(n_bytes: int) -> str:
     return f"{math.ceil(n_bytes / 2**29) / 2:g}GiB"
 
 
-def _with_adapter(spec: Spec, kind: str) -> Spec:
+def _with_adapter(spec: Spec, kind: AdapterType) -> Spec:
     student = replace(spec.student, adapter=replace(spec.student.adapter, type=kind), quantization="auto")
     return replace(spec, student=student)
 
@@ -519,7 +529,8 @@ def _assemble(setting: _Setting, choice: _Choice, decisions: list[Decision],
                                          setting.teacher.family, setting.teacher.params("causal-lm"), 0,
                                          models["teacher"].tokenizer))
     train_examples = int(volume.examples * spec.data.split.train)
-    steps = spec.train.max_steps or max(1, math.ceil(train_examples * spec.train.epochs / spec.train.effective_batch_size))
+    steps = spec.train.max_steps or max(
+        1, math.ceil(train_examples * spec.train.epochs / spec.train.effective_batch_size))
     per_process = spec.train.effective_batch_size // budget.processes
     return Plan(
         device=budget.device, budget_bytes=budget.memory, budget_source=budget.memory_source,

@@ -55,25 +55,25 @@ def print_plan(console: Console, plan: Plan, title: str) -> None:
         console.print(f"  estimate {estimate.stage}: {when} ({estimate.flops:.3g} FLOPs = {estimate.why})")
 
 
-def past_peaks(report: Path) -> list[str]:
+def past_peaks(path: Path) -> list[str]:
     """How the last build's plan held on the machine it ran on: per stage that used a GPU, the
     CUDA allocator's reserved peak against that build's planned peak (``report.json``'s
     ``device_peaks``). Nothing when there is no such report; one line saying why when it cannot
     be read (the plan itself does not depend on it)."""
-    import json
+    from distill.compiler.records.record import RecordError
+    from distill.compiler.records.report import Report
 
-    if not report.is_file():
+    if not path.is_file():
         return []
     try:
-        data = json.loads(report.read_text("utf-8"))
-        peaks = data.get("device_peaks") or {}
-        where = data.get("lock", {}).get("settings", {}).get("budget_source", "its machine")
-        lines = []
-        for stage, peak in sorted(peaks.items()):
-            planned = (f" vs planned {format_size(peak['predicted'])} ({peak['reserved_over_predicted']:.2f} x)"
-                       if "predicted" in peak else "")
-            lines.append(f"  last build {stage}: CUDA reserved {format_size(peak['reserved'])}, allocated "
-                         f"{format_size(peak['allocated'])}{planned} ({where})")
-        return lines
-    except (OSError, ValueError, AttributeError, KeyError, TypeError) as exc:
-        return [f"  last build: {report} unreadable ({type(exc).__name__}: {exc}); no past peaks shown"]
+        report = Report.read(path)
+    except RecordError as error:
+        return [f"  last build: {error.message}; no past peaks shown"]
+    where = report.lock.settings.get("budget_source", "its machine")
+    lines = []
+    for stage, peak in sorted(report.device_peaks.items()):
+        planned = (f" vs planned {format_size(peak.predicted)} ({peak.reserved_over_predicted:.2f} x)"
+                   if peak.predicted is not None and peak.reserved_over_predicted is not None else "")
+        lines.append(f"  last build {stage}: CUDA reserved {format_size(peak.reserved)}, allocated "
+                     f"{format_size(peak.allocated)}{planned} ({where})")
+    return lines

@@ -17,7 +17,9 @@ from typing import Any, Literal
 from distill.compiler import cut
 from distill.compiler.checks import Finding, resolve_inside
 from distill.compiler.digest import FileDigest, digest_file
+from distill.compiler.errors import DistillError
 from distill.compiler.fsutil import write_atomic
+from distill.compiler.records.record import read_json
 from distill.compiler.spec import Spec, Student, Teacher
 
 CONFIG = "config.json"
@@ -26,6 +28,7 @@ OPTIONAL_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map
                   "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt", "generation_config.json",
                   "chat_template.jinja")
 _TOKENIZER_IDENTITY = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
+ModelKind = Literal["local", "hub", "random", "gguf", "cut"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class ResolvedModel:
     """
 
     role: str
-    kind: Literal["local", "hub", "random", "gguf", "cut"]
+    kind: ModelKind
     ref: str
     revision: str | None
     config: dict[str, Any]
@@ -271,9 +274,9 @@ def _assemble(role: str, kind: Literal["local", "hub", "random", "gguf"], ref: s
     if CONFIG not in files:
         raise _Missing(Finding((role, "model"), f"{role}.model {ref!r} has no config.json"))
     try:
-        config = json.loads(files[CONFIG].read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise _Missing(Finding((role,), f"{role} config.json cannot be read: {exc}")) from None
+        config = read_json(files[CONFIG])
+    except DistillError as exc:
+        raise _Missing(Finding((role,), f"{role} config.json cannot be read: {exc.message}")) from None
     if not isinstance(config, dict):
         raise _Missing(Finding((role,), f"{role} config.json is not a JSON object"))
     problem = _tokenizer_problem(files)
@@ -299,13 +302,12 @@ def _tokenizer_problem(files: dict[str, Path]) -> str | None:
         if path is None:
             continue
         try:
-            text = path.read_text("utf-8")
-            if not isinstance(json.loads(text), dict):
+            if not isinstance(read_json(path), dict):
                 return f"{name} is not a JSON object"
             if name == "tokenizer.json":
-                Tokenizer.from_str(text)
-        except (OSError, ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, deep nesting
-            return f"{name} cannot be read: {error}"
+                Tokenizer.from_file(str(path))
+        except DistillError as error:
+            return f"{name} cannot be read: {error.message}"
         except Exception as error:  # noqa: BLE001 - tokenizers raises a bare Exception for a bad file
             return f"{name} is not a tokenizer the tokenizers library loads: {error}"
     return None
@@ -334,7 +336,7 @@ def tokenizer_identity(files: dict[str, Path]) -> str | None:
         if path is None:
             continue
         if name == "tokenizer.json":
-            data = json.loads(path.read_text("utf-8"))
+            data = read_json(path)
             core = {key: data.get(key) for key in ("model", "added_tokens", "normalizer", "pre_tokenizer")}
             text = json.dumps(core, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
             return "tokenizer.json:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -358,6 +360,6 @@ def _has_chat_template(files: dict[str, Path]) -> bool:
     if path is None:
         return False
     try:
-        return bool(json.loads(path.read_text("utf-8")).get("chat_template"))
-    except (OSError, json.JSONDecodeError):
+        return bool(read_json(path).get("chat_template"))
+    except DistillError:
         return False

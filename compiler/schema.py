@@ -98,7 +98,9 @@ def _moved_out_hint(error: Any, doc: Document, path: DataPath, key: str) -> str 
     dedented out of it (``mask:`` at column 1 under ``loss:``), or written after its flow mapping.
     This beats a spelling suggestion: ``revision`` dedented out of ``teacher`` is not ``version``."""
     keys = list(error.instance)
-    section = keys[keys.index(key) - 1] if keys[0] != key else None
+    if keys[0] == key:  # no section above it
+        return None
+    section = keys[keys.index(key) - 1]
     node = error.schema.get("properties", {}).get(section)
     if node is None:
         return None
@@ -192,7 +194,7 @@ def _sentence(error: Any, path: DataPath) -> str:
     kind, bound = error.validator, error.validator_value
     name, got = dotted(path), _show(error.instance)
     if kind == "type":
-        wanted = bound if isinstance(bound, list) else [bound]
+        wanted: list[str] = bound if isinstance(bound, list) else [bound]
         return f"{name} must be {' or '.join(_TYPE_WORDS.get(t, t) for t in wanted)} (got {got})"
     if "errorMessage" in error.schema and kind not in ("enum", "const"):
         return f"{name} {_expected(error.schema['errorMessage'])} (got {got})"

@@ -79,7 +79,7 @@ def _walk(schema: Node, node: Node, path: str, level: int, about: str) -> Iterat
     elif shapes := _shapes(schema, node):
         titles = tuple(f"{path}: {_shape_name(shape)}" for shape in shapes)
         yield Section(path, title, level, node, about, titles)
-        for shape, shape_title in zip(shapes, titles):
+        for shape, shape_title in zip(shapes, titles, strict=True):
             yield Section(path, shape_title, level + 1, shape, _description(schema, shape))
     else:  # a mapping among other values (from_teacher.layers: a list or {every: n}) gets its section
         for branch in node.get("oneOf", []) + node.get("anyOf", []):
@@ -131,7 +131,7 @@ def _kind(schema: Node, node: Node, path: str) -> str:
     branches = node.get("oneOf", []) + node.get("anyOf", [])
     if branches:
         return " or ".join(_kind(schema, branch, path) for branch in branches)
-    kind = node.get("type")
+    kind: str = node["type"]  # every node left (no enum, const or branches) says its type
     if kind == "array":
         items = _resolve(schema, node["items"])
         inner = (f"mappings, see [`{path}[]`](#{_slug(path + '[]')})"

@@ -109,7 +109,8 @@ def match_source(root: Path, pattern: str) -> Matched:
         if len(found) > MAX_MATCHES:
             raise UnsafeSource(f"{pattern!r} matches more than {MAX_MATCHES:,} files and folders",
                                "narrow the pattern (a folder and an extension, e.g. docs/**/*.md)")
-    files, folders = [], []
+    files: list[Path] = []
+    folders: list[Path] = []
     real_root = Path(os.path.realpath(root))
     for match in sorted(found, key=str):
         is_file = _check_match(root, real_root, match)

@@ -8,7 +8,7 @@ drift. Everything downstream of ``compiler/`` reads these objects, never raw YAM
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from distill.compiler.units import ByteSize, LayerMap
 
@@ -18,6 +18,7 @@ Quantization = Literal["auto", "none", "8bit", "4bit"]
 Auto = Literal["auto"]
 GgufQuant = Literal["F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0"]
 Metric = Literal["perplexity", "exact_match", "f1", "token_f1", "rouge_l", "latency", "size"]
+AdapterType = Literal["lora", "qlora", "none"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class DatasetSource:
 
 
 # The first field of each member is its discriminating key (see ``compiler/codec.py``).
-SourceEntry = Union[PdfSource, TextSource, DatasetSource]
+SourceEntry = PdfSource | TextSource | DatasetSource
 
 
 def source_pattern(source: SourceEntry) -> tuple[str, str]:
@@ -73,7 +74,7 @@ class Teacher:
 
 @dataclass(frozen=True)
 class Adapter:
-    type: Literal["lora", "qlora", "none"] = "lora"
+    type: AdapterType = "lora"
     r: int = 16
     alpha: float = 32.0
     dropout: float = 0.05

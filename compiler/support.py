@@ -13,7 +13,6 @@ declarations (a test keeps the README in step).
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from typing import get_args
@@ -21,6 +20,8 @@ from typing import get_args
 from distill.backends import gguf_archs, gguf_vocab, llama_cpp, onnx_support
 from distill.compiler.arch import UnsupportedArchitecture, architecture
 from distill.compiler.checks import Finding
+from distill.compiler.errors import DistillError
+from distill.compiler.records.record import read_json
 from distill.compiler.resolve import ResolvedModel
 from distill.compiler.spec import DeployTarget, GgufQuant, Spec
 
@@ -67,9 +68,9 @@ def _gguf_tokenizer(student: ResolvedModel) -> str | None:
     if student.tokenizer_file is None:
         return None
     try:
-        tokenizer = json.loads(student.tokenizer_file.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        return f"its tokenizer.json cannot be read: {error}"
+        tokenizer = read_json(student.tokenizer_file)
+    except DistillError as error:
+        return f"its tokenizer.json cannot be read: {error.message}"
     return gguf_vocab.tokenizer_refusal(tokenizer)
 
 

@@ -12,6 +12,9 @@ from typing import Literal
 
 ComputeDtype = Literal["float32", "bfloat16", "float16"]
 KdMode = Literal["none", "online", "cached", "sequence"]
+Precision = Literal["fp32", "bf16", "fp16"]
+Quant = Literal["none", "8bit", "4bit"]
+Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
 
 
 # Rows per chunk of a causal LM's loss unless the plan says otherwise: its float32 temporaries
@@ -45,7 +48,7 @@ class TrainStep:
         kd: "none"; "online": the teacher runs in the same step; "cached": top-k teacher logits
             are read from disk; "sequence": train on teacher-generated text only (no logits).
         loss_chunk_tokens: rows per chunk of a causal LM's loss (CE and KD,
-            ``runtime/losses.token_losses``): the logits of one chunk exist at a time.
+            ``runtime/train/losses.token_losses``): the logits of one chunk exist at a time.
         top_k: teacher logits kept per token when ``kd`` is "cached".
         teacher_dtype, teacher_quant: how the resident teacher is held when ``kd`` is "online".
         processes: data-parallel ranks (gpus x nodes); ``micro_batch`` is per rank.
@@ -57,21 +60,21 @@ class TrainStep:
     micro_batch: int
     seq_len: int
     dtype: ComputeDtype = "float32"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Precision = "fp32"
     accumulation: int = 1
     adapter: Literal["none", "lora", "qlora"] = "none"
     lora_r: int = 16
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = ()
-    base_quant: Literal["none", "8bit", "4bit"] = "none"
+    base_quant: Quant = "none"
     checkpointing: bool = False
     attention: Literal["sdpa", "eager"] = "sdpa"
-    optimizer: Literal["adamw", "adamw_8bit", "paged_adamw_8bit"] = "adamw"
+    optimizer: Optimizer = "adamw"
     kd: KdMode = "none"
     loss_chunk_tokens: int = DEFAULT_LOSS_CHUNK
     top_k: int = 64
     teacher_dtype: ComputeDtype = "float32"
-    teacher_quant: Literal["none", "8bit", "4bit"] = "none"
+    teacher_quant: Quant = "none"
     processes: int = 1
     strategy: Literal["ddp", "fsdp"] = "ddp"
 

@@ -41,7 +41,7 @@ class DataVolume:
 def source_files(spec: Spec, root: Path) -> list[tuple[SourceEntry, Path, str]]:
     """Every file the sources match: (source entry, absolute path, path as the lock shows it,
     relative to the Distillfile's folder). Raises ``UnsafeSource`` as ``match_source`` does."""
-    found = []
+    found: list[tuple[SourceEntry, Path, str]] = []
     for source in spec.sources:
         _, pattern = source_pattern(source)
         found.extend((source, path, shown_path(root, path)) for path in match_source(root, pattern).files)

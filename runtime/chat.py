@@ -13,15 +13,14 @@ The GGUF path imports no torch or transformers, so it starts in well under a sec
 from __future__ import annotations
 
 import codecs
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from distill.compiler.errors import DistillError, UsageError
+from distill.compiler.records.manifest import MANIFEST, Manifest
 
-MANIFEST = "manifest.json"
 Messages = list[dict[str, str]]
 OnText = Callable[[str], None]
 
@@ -64,25 +63,22 @@ def open_session(path: Path, quant: str | None, settings: Settings) -> Session:
     folder = path if path.is_dir() else path.parent
     if not (folder / MANIFEST).is_file():
         raise UsageError(f"{folder} has no {MANIFEST}", hint="pass a folder written by `distill export` or a .gguf file")
-    manifest = json.loads((folder / MANIFEST).read_text("utf-8"))
-    kind = manifest.get("kind")
-    if kind == "gguf":
+    manifest = Manifest.read(folder / MANIFEST)
+    if manifest.kind == "gguf":
         return GgufSession(folder / _gguf_file(manifest, quant, path), settings)
-    if kind == "onnx":
-        if quant is not None:
-            raise UsageError("--quant picks a GGUF file; an ONNX folder holds one model")
-        if manifest.get("task") == "question-answering":
-            raise UsageError(f"{folder} is an extractive QA model: it marks answer spans, it does not chat")
-        return OnnxSession(folder, manifest, settings)
-    raise UsageError(f"{folder}: unknown artifact kind {kind!r}", hint="distill chat runs gguf and onnx exports")
+    if quant is not None:
+        raise UsageError("--quant picks a GGUF file; an ONNX folder holds one model")
+    if manifest.task == "question-answering":
+        raise UsageError(f"{folder} is an extractive QA model: it marks answer spans, it does not chat")
+    return OnnxSession(folder, manifest, settings)
 
 
-def _gguf_file(manifest: dict[str, Any], quant: str | None, path: Path) -> str:
+def _gguf_file(manifest: Manifest, quant: str | None, path: Path) -> str:
     """The file of ``quant`` (default: the first quant the manifest lists)."""
-    files = {entry["quant"]: entry["path"] for entry in manifest.get("files") or []}
+    files = {entry.quant: entry.path for entry in manifest.files}
     if path.is_file():  # a file inside an export folder: that file
         return path.name
-    wanted = quant or (manifest.get("quants") or [manifest.get("quant")])[0]
+    wanted = quant or (manifest.quants or (manifest.quant,))[0]
     if wanted not in files:
         raise UsageError(f"no {wanted} file in {path}", hint=f"available: {', '.join(files) or 'none'}")
     return files[wanted]
@@ -217,7 +213,7 @@ class GgufSession:
 class OnnxSession:
     """onnxruntime through optimum, with the tokenizer beside the model or in its source folder."""
 
-    def __init__(self, folder: Path, manifest: dict[str, Any], settings: Settings) -> None:
+    def __init__(self, folder: Path, manifest: Manifest, settings: Settings) -> None:
         from distill.backends.onnx import load_exported
 
         self.settings = settings
@@ -263,10 +259,10 @@ def _refuse_foreign_code(folder: Path) -> None:
         raise UsageError(reason, hint="chat with an export distill wrote from a supported family")
 
 
-def _onnx_tokenizer(folder: Path, manifest: dict[str, Any]) -> Any:
+def _onnx_tokenizer(folder: Path, manifest: Manifest) -> Any:
     from transformers import AutoTokenizer
 
-    for candidate in (folder, Path((manifest.get("source") or {}).get("model_dir", ""))):
+    for candidate in (folder, Path(manifest.source.model_dir)):
         if candidate.is_dir() and any((candidate / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json")):
             _refuse_foreign_code(candidate)
             return AutoTokenizer.from_pretrained(candidate, trust_remote_code=False)

@@ -21,6 +21,7 @@ from pathlib import Path
 from distill.compiler.cut import LAYER_PREFIX
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.fsutil import staged_folder
+from distill.compiler.records.record import read_json
 from distill.compiler.resolve import CONFIG, OPTIONAL_FILES, ResolvedModel
 
 WEIGHTS = "model.safetensors"
@@ -67,7 +68,7 @@ def weight_files(folder: Path) -> list[Path]:
     """A model folder's safetensors files: the shards its index names, or the single file."""
     index = folder / INDEX
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text("utf-8")).get("weight_map", {}).values()))
+        shards = sorted(set(read_json(index).get("weight_map", {}).values()))
         return [folder / shard for shard in shards]
     return [folder / WEIGHTS]
 

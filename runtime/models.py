@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -19,6 +19,9 @@ from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.resolve import ResolvedModel
 from distill.compiler.spec import Teacher
 from distill.runtime.placement import Placement, place
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class WeightsNotCached(DistillError):
@@ -48,7 +51,7 @@ def bnb_config(quant: str, compute_dtype: torch.dtype) -> Any:
 
 
 def load_model(resolved: ResolvedModel, model: Teacher, root: Path, placement: Placement, quant: str | None,
-               role: str, head: Literal["causal-lm", "extractive-qa"] = "causal-lm") -> torch.nn.Module:
+               role: str, head: Literal["causal-lm", "extractive-qa"] = "causal-lm") -> PreTrainedModel:
     """The model in eval mode, on the plan's device in its dtype (``place`` checks and records
     it as ``role``). ``quant`` is the plan's choice ("none", "8bit", "4bit" or None); ``head``
     picks a causal LM or an extractive-QA (span) model. A ``random`` model is initialised from its
@@ -86,8 +89,8 @@ def load_model(resolved: ResolvedModel, model: Teacher, root: Path, placement: P
     return place(loaded, placement, role, quant).eval()
 
 
-def reload_quantized(model: torch.nn.Module, quantization: Any, placement: Placement,
-                     **kwargs: Any) -> torch.nn.Module:
+def reload_quantized(model: PreTrainedModel, quantization: Any, placement: Placement,
+                     **kwargs: Any) -> PreTrainedModel:
     """``from_config`` cannot quantize: save as safetensors and reload with the bitsandbytes
     config onto the planned device, as a real checkpoint would load."""
     import tempfile
@@ -96,7 +99,7 @@ def reload_quantized(model: torch.nn.Module, quantization: Any, placement: Place
     with tempfile.TemporaryDirectory(prefix="distill-random-") as folder:
         model.save_pretrained(folder, safe_serialization=True)
         del model  # the caller's reference is dropped too when it rebinds: one copy in memory
-        return cls.from_pretrained(folder, quantization_config=quantization, dtype=placement.torch_dtype,  # type: ignore[attr-defined]
+        return cls.from_pretrained(folder, quantization_config=quantization, dtype=placement.torch_dtype,
                                    device_map=placement.device_map(), trust_remote_code=False, **kwargs)
 
 
@@ -189,19 +192,20 @@ def load_tokenizer(resolved: ResolvedModel, model: Teacher, root: Path,
     from distill.runtime.sources.tokenizer import SPECIAL_TOKENS, train_byte_bpe
     from distill.runtime.sources.tokenizer import load_tokenizer as load_json
 
-    if resolved.kind == "random" and (model.random is None or model.random.tokenizer is None):
+    named = model.random.tokenizer if resolved.kind == "random" and model.random is not None else None
+    if resolved.kind == "random" and named is None:
         eos, pad = SPECIAL_TOKENS
         raw = train_byte_bpe(corpus, int(resolved.config.get("vocab_size", 32000)))
         tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token=eos, pad_token=pad,
                                             model_input_names=_input_names(resolved.config))
-    elif resolved.kind == "random" and not (root / model.random.tokenizer).is_dir():  # type: ignore[union-attr]
+    elif named is not None and not (root / named).is_dir():
         # A bare tokenizer.json names no special tokens; ours are used when it has them.
-        tokenizer = PreTrainedTokenizerFast(tokenizer_object=load_json(root / model.random.tokenizer),  # type: ignore[union-attr]
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=load_json(root / named),
                                             model_input_names=_input_names(resolved.config))
         vocab = tokenizer.get_vocab()
         tokenizer.eos_token, tokenizer.pad_token = (t if t in vocab else None for t in SPECIAL_TOKENS)
     else:
-        folder = root / model.random.tokenizer if resolved.kind == "random" else model_location(resolved, root)  # type: ignore[union-attr]
+        folder = root / named if named is not None else model_location(resolved, root)
         tokenizer = AutoTokenizer.from_pretrained(folder, revision=resolved.revision,
                                                   trust_remote_code=model.trust_remote_code)
     if model.chat_template is not None:

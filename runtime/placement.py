@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -26,6 +26,7 @@ from distill.compiler.plan import Plan
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+ModelT = TypeVar("ModelT", bound=torch.nn.Module)
 
 
 class DeviceUnavailable(DistillError):
@@ -123,7 +124,7 @@ class Placement:
         return {"": device.index if device.type == "cuda" else "cpu"}
 
 
-def place(model: torch.nn.Module, placement: Placement, role: str, quant: str = "none") -> torch.nn.Module:
+def place(model: ModelT, placement: Placement, role: str, quant: str = "none") -> ModelT:
     """``model`` on the planned device, checked and recorded. A quantized (bitsandbytes) model is
     placed by its ``device_map`` at load, where the weights are quantized as they move, and
     transformers refuses ``.to`` on it: it is only checked."""
@@ -140,7 +141,8 @@ def check_placed(model: torch.nn.Module, placement: Placement, role: str, quant:
     (transformers' ``_keep_in_fp32_modules``)."""
     want = placement.torch_device
     keep_fp32 = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())
-    tensors = [(name, tensor, True) for name, tensor in model.named_parameters()]
+    tensors: list[tuple[str, torch.Tensor, bool]] = [(name, tensor, True)
+                                                     for name, tensor in model.named_parameters()]
     tensors += [(name, tensor, False) for name, tensor in model.named_buffers()]
     devices, dtypes, wrong = set(), set(), []
     for name, tensor, parameter in tensors:

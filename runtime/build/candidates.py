@@ -5,11 +5,11 @@ every student and artifact read through the trained student's tokenizer folder."
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
 from distill.compiler.pipeline import Planned
+from distill.compiler.records.manifest import MANIFEST, Manifest
 from distill.runtime.evaluate import Candidate
 
 UNTRAINED, CE_ONLY = "student:untrained", "student:ce_only"  # the baselines' names in evaluation.json
@@ -43,11 +43,11 @@ def candidates(planned: Planned, folder: Path, up: Mapping[str, Path], ce_only: 
 def artifact_candidates(artifact: Path, tokenizer_dir: Path) -> list[Candidate]:
     """One candidate per requested GGUF quant (the F16 base the quants are made from is not
     deployed unless asked), or the ONNX model."""
-    manifest = json.loads((artifact / "manifest.json").read_text("utf-8"))
-    if manifest["kind"] == "gguf":
-        files = {entry["quant"]: entry["path"] for entry in manifest["files"]}
-        return [Candidate(f"gguf:{quant}", "gguf", artifact / files[quant], tokenizer_dir) for quant in manifest["quants"]]
-    precision = "int8" if manifest["quant"] == "int8" else "fp32"
+    manifest = Manifest.read(artifact / MANIFEST)
+    if manifest.kind == "gguf":
+        return [Candidate(f"gguf:{quant}", "gguf", artifact / manifest.file_of(quant), tokenizer_dir)
+                for quant in manifest.quants]
+    precision = "int8" if manifest.quant == "int8" else "fp32"
     return [Candidate(f"onnx:{precision}", "onnx", artifact, tokenizer_dir)]
 
 

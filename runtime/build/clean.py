@@ -12,13 +12,14 @@ it reads, so removing a folder frees only the files no kept folder links to.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from distill.compiler.records.record import RecordError
+from distill.compiler.records.stage import BuildRecord
 from distill.runtime.build.graph import META, exclusive, stage_folder
 
 _KEY_FOLDER = re.compile(r"[0-9a-f]{16}")  # a stage folder's name: its key's first 16 hex digits
@@ -60,9 +61,9 @@ def _published(state: Path, dist: Path) -> Iterable[Path]:
 
     for record in sorted(dist.glob(f"*/{BUILD_RECORD}")):
         try:
-            stages = json.loads(record.read_text("utf-8"))["stages"]
+            stages = BuildRecord.read(record).stages
             report = (record.parent / KEY_FILE).read_text("utf-8").strip()
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, RecordError):
             continue  # not a build this distill published: it protects nothing, and is not ours to judge
         yield from (stage_folder(state, name, key) for name, key in {**stages, "report": report}.items())
 

@@ -27,23 +27,23 @@ build (released by the kernel if the process dies, so a killed build never leave
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from distill.compiler.codec import canonical_json
 from distill.compiler.digest import digest_file
 from distill.compiler.errors import DistillError, ExitCode, UsageError
-from distill.compiler.fsutil import out_of_space_named, remove_leftovers, write_atomic
+from distill.compiler.fsutil import out_of_space_named, remove_leftovers
+from distill.compiler.records.record import RecordError
+from distill.compiler.records.stage import FileRecord, StageMeta
 
 META = "meta.json"
-FILES = "files"  # meta.json's record of the stage's files: {relative path: {sha256, size, mtime_ns}}
 
 
 class BuildBusy(DistillError):
@@ -126,10 +126,9 @@ def run_graph(stages: Sequence[Stage], state: Path, rerun: set[str], report: Cal
 
 def _run_one(stage: Stage, key: str, folder: Path, upstream: Mapping[str, Path],
              starting: Callable[[Stage, bool], None]) -> Outcome:
-    meta = folder / META
-    if meta.is_file():
-        recorded = json.loads(meta.read_text("utf-8"))
-        return Outcome(stage.name, key, folder, True, recorded.get("seconds", 0.0), recorded.get("summary", {}))
+    if (folder / META).is_file():  # finished, and unchanged: run_graph checked
+        recorded = StageMeta.read(folder / META)
+        return Outcome(stage.name, key, folder, True, recorded.seconds, recorded.summary)
     starting(stage, folder.is_dir() and any(folder.iterdir()))
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -142,32 +141,27 @@ def _run_one(stage: Stage, key: str, folder: Path, upstream: Mapping[str, Path],
 def changed_since_finished(folder: Path) -> list[str]:
     """The files of a finished stage that differ from what its ``meta.json`` recorded (missing,
     another size, or moved mtime and another sha256), ``[META]`` when ``meta.json`` itself cannot
-    be read; none for a stage that has not finished. A ``meta.json`` written before files were
-    recorded gets them now (what is there is all there is to compare with later)."""
+    be read (damaged, or written by another version of distill); none for a stage that has not
+    finished."""
     path = folder / META
     if not path.is_file():
         return []
     try:
-        meta = json.loads(path.read_text("utf-8"))
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError: a damaged meta.json
+        meta = StageMeta.read(path)
+    except RecordError:
         return [META]
-    if not isinstance(meta, dict):
-        return [META]
-    if FILES not in meta:
-        _write_meta(folder, {**meta, FILES: output_files(folder)})
-        return []
     changed, current = [], {}
-    for name, recorded in sorted(meta[FILES].items()):
+    for name, recorded in sorted(meta.files.items()):
         seen = file_stat(folder / name)
-        if seen is None or seen[0] != recorded["size"]:
+        if seen is None or seen[0] != recorded.size:
             changed.append(name)
-        elif seen[1] != recorded["mtime_ns"]:  # written or only touched: the bytes decide
-            if digest_file(folder / name, name).sha256 == recorded["sha256"]:
-                current[name] = {**recorded, "mtime_ns": seen[1]}
+        elif seen[1] != recorded.mtime_ns:  # written or only touched: the bytes decide
+            if digest_file(folder / name, name).sha256 == recorded.sha256:
+                current[name] = replace(recorded, mtime_ns=seen[1])
             else:
                 changed.append(name)
     if current and not changed:  # touched, same bytes: the next build need not hash them again
-        _write_meta(folder, {**meta, FILES: {**meta[FILES], **current}})
+        replace(meta, files={**meta.files, **current}).write(path)
     return changed
 
 
@@ -180,7 +174,7 @@ def file_stat(path: Path) -> tuple[int, int] | None:
     return found.st_size, found.st_mtime_ns
 
 
-def output_files(folder: Path) -> dict[str, dict[str, Any]]:
+def output_files(folder: Path) -> dict[str, FileRecord]:
     """sha256, size and mtime_ns of every file under ``folder`` but ``meta.json``, by path
     relative to it. Hashing costs about 1 s per GiB (see the module note): once per stage run."""
     files = {}
@@ -188,7 +182,7 @@ def output_files(folder: Path) -> dict[str, dict[str, Any]]:
         if path.is_file() and path != folder / META:
             name = path.relative_to(folder).as_posix()
             info = path.stat()
-            files[name] = {"sha256": digest_file(path, name).sha256, "size": info.st_size, "mtime_ns": info.st_mtime_ns}
+            files[name] = FileRecord(digest_file(path, name).sha256, info.st_size, info.st_mtime_ns)
     return files
 
 
@@ -197,17 +191,10 @@ def record_finished(stage: Stage, key: str, folder: Path, upstream: Mapping[str,
     """Write ``meta.json``, the mark of a finished stage, with its files' digests (and its CUDA
     peaks when it used a GPU); returns the seconds it took."""
     seconds = round(time.monotonic() - started, 3)
-    meta = {"stage": stage.name, "version": stage.version, "key": key,
-            "upstream": {name: str(path) for name, path in upstream.items()}, "seconds": seconds, "summary": summary,
-            FILES: output_files(folder)}
-    if peaks:
-        meta["device_peak"] = dict(peaks)
-    _write_meta(folder, meta)
+    StageMeta(stage=stage.name, stage_version=stage.version, key=key,
+              upstream={name: str(path) for name, path in upstream.items()}, seconds=seconds, summary=summary,
+              files=output_files(folder), device_peak=dict(peaks) if peaks else None).write(folder / META)
     return seconds
-
-
-def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
-    write_atomic(folder / META, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
 @contextmanager

@@ -15,13 +15,26 @@ saved without the "Software" metadata, so equal inputs give equal bytes.
 
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from distill.compiler.fsutil import write_atomic, write_atomic_with
+from distill.compiler.records.evaluation import Evaluation, Sample
+from distill.compiler.records.lock import Lock
+from distill.compiler.records.manifest import Manifest
+from distill.compiler.records.record import read_json
+from distill.compiler.records.report import (
+    REPORT,
+    GateResult,
+    HeldPeak,
+    PlannedPeak,
+    Report,
+    ReportArtifact,
+    StageRow,
+)
 from distill.runtime.synthesis.card import teacher_yield_lines
 from distill.runtime.train.plots import read_records
 
@@ -48,6 +61,19 @@ STUDENT = "student"
 
 
 @dataclass(frozen=True)
+class StageRun:
+    """A stage of this build as the report sees it: its cache key, what it took when it ran (a
+    cached stage keeps its first run's seconds), the plan's peak for it and the CUDA allocator's
+    peaks ({allocated, reserved} bytes) where it ran on a GPU."""
+
+    stage: str
+    key: str
+    seconds: float
+    predicted_peak: PlannedPeak | None = None
+    device_peak: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
 class ReportInputs:
     """What a finished build knows about itself (see the module docstring of each producer).
 
@@ -59,26 +85,24 @@ class ReportInputs:
         data_card: data_card.json of the synthesize stage; ``{}`` when there was none.
         metrics: training's metrics.jsonl, or None.
         loss_png: training's loss curve, copied as loss.png, or None.
-        evaluation: evaluation.json; ``{}`` when evaluation did not run.
-        gates: one dict per gate result (gate, model, value, threshold, passed, message).
-        artifacts: one dict per export (kind, path relative to the report folder, manifest).
-        stages: one dict per stage (stage, key, seconds, cached; ``predicted_peak`` {phase, bytes}
-            where the plan has a memory phase for it, ``device_peak`` {allocated, reserved} where
-            it ran on a GPU).
+        evaluation: evaluation.json; None when evaluation did not run.
+        gates: every gate checked.
+        artifacts: one per export (kind, path relative to the report folder, manifest).
+        stages: one per stage, in graph order.
     """
 
     name: str
     spec: dict[str, Any]
     spec_sha256: str
-    lock: dict[str, Any]
+    lock: Lock
     plan: dict[str, Any]
     data_card: dict[str, Any]
     metrics: Path | None
     loss_png: Path | None
-    evaluation: dict[str, Any]
-    gates: list[dict[str, Any]]
-    artifacts: list[dict[str, Any]]
-    stages: list[dict[str, Any]]
+    evaluation: Evaluation | None
+    gates: tuple[GateResult, ...]
+    artifacts: tuple[ReportArtifact, ...]
+    stages: tuple[StageRun, ...]
 
 
 def write_report(folder: Path, inputs: ReportInputs) -> None:
@@ -91,7 +115,7 @@ def write_report(folder: Path, inputs: ReportInputs) -> None:
     quality = quality_points(inputs.evaluation)
     if quality["points"]:
         _plot(folder / "size_vs_quality.png", quality, inputs.name)
-    write_atomic(folder / "report.json", report_json(inputs, training))
+    report(inputs, training).write(folder / REPORT)
     card = model_card(inputs, training, quality, has_loss, architecture(folder))
     write_atomic(folder / "README.md", card)
 
@@ -118,59 +142,42 @@ def training_summary(metrics: Path | None) -> dict[str, Any] | None:
     return summary
 
 
-def quality_points(evaluation: dict[str, Any]) -> dict[str, Any]:
+def quality_points(evaluation: Evaluation | None) -> dict[str, Any]:
     """The plot's data: the first quality metric some model measured above 0, and (label, MiB,
     quality) per model that has it and a size; models left out are listed with the reason. No
     metric when none was measurable: an F1 of 0 for every model ranks nothing, and a plot of
     them all on one line says less than the sentence the card writes instead."""
-    models = evaluation.get("models") or []
-    metric = next((m for m in QUALITY if any((x.get("metrics") or {}).get(m) for x in models)), None)
+    models = evaluation.models if evaluation else ()
+    metric = next((m for m in QUALITY if any(x.metrics.get(m) for x in models)), None)
     points, left_out = [], []
-    for model in models if metric else []:
-        value = (model.get("metrics") or {}).get(metric)
-        size = model.get("size_bytes")
+    for model in models if metric else ():
+        value = model.metrics.get(metric) if metric else None
+        size = model.size_bytes
         if value is None or not size or (metric == "perplexity" and value <= 0):
-            left_out.append(f"{model.get('name')}: {'no size' if not size else f'no {metric}'}")
+            left_out.append(f"{model.name}: {'no size' if not size else f'no {metric}'}")
             continue
-        points.append((model["name"], size / MIB, 1.0 / value if metric == "perplexity" else value))
+        points.append((model.name, size / MIB, 1.0 / value if metric == "perplexity" else value))
     label = {"perplexity": "1 / perplexity"}.get(metric or "", metric or "")
     return {"metric": metric, "label": label, "points": points, "left_out": left_out}
 
 
-def _sorted(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _sorted(value[k]) for k in sorted(value, key=str)}
-    if isinstance(value, (list, tuple)):
-        return [_sorted(v) for v in value]
-    return value
+def report(inputs: ReportInputs, training: dict[str, Any] | None) -> Report:
+    """All the inputs' facts; stage seconds and CUDA peaks only under "device_peaks" and
+    "timings", the last two keys."""
+    return Report(
+        name=inputs.name, spec_sha256=inputs.spec_sha256, spec=inputs.spec, lock=inputs.lock, plan=inputs.plan,
+        data_card=inputs.data_card or None, training=training, evaluation=inputs.evaluation, gates=inputs.gates,
+        artifacts=inputs.artifacts, stages=tuple(StageRow(s.stage, s.key, s.predicted_peak) for s in inputs.stages),
+        device_peaks={s.stage: _held(s.device_peak, s.predicted_peak) for s in inputs.stages if s.device_peak},
+        timings={s.stage: s.seconds for s in inputs.stages})
 
 
-MEASURED = ("seconds", "device_peak")
-
-
-def _held(stage: dict[str, Any]) -> dict[str, Any]:
+def _held(peak: dict[str, int], predicted: PlannedPeak | None) -> HeldPeak:
     """A stage's CUDA peaks beside its plan: reserved over predicted says how well the plan held
     (the planner's phase includes the CUDA context, which the allocator does not count)."""
-    held = dict(stage["device_peak"])
-    predicted = stage.get("predicted_peak")
-    if predicted:
-        held["predicted"] = predicted["bytes"]
-        held["reserved_over_predicted"] = round(held["reserved"] / predicted["bytes"], 4)
-    return held
-
-
-def report_json(inputs: ReportInputs, training: dict[str, Any] | None) -> str:
-    """All the inputs' facts, keys sorted; stage seconds only under "timings", the last key."""
-    facts = _sorted({
-        "name": inputs.name, "spec": inputs.spec, "spec_sha256": inputs.spec_sha256, "lock": inputs.lock,
-        "plan": inputs.plan,
-        "data_card": inputs.data_card or None, "training": training, "evaluation": inputs.evaluation or None,
-        "gates": inputs.gates, "artifacts": inputs.artifacts,
-        "stages": [{k: v for k, v in s.items() if k not in MEASURED} for s in inputs.stages],
-    })
-    facts["device_peaks"] = {s["stage"]: _held(s) for s in inputs.stages if "device_peak" in s}
-    facts["timings"] = {s["stage"]: s.get("seconds") for s in inputs.stages}
-    return json.dumps(facts, indent=2, ensure_ascii=False) + "\n"
+    if predicted is None:
+        return HeldPeak(peak["allocated"], peak["reserved"])
+    return HeldPeak(peak["allocated"], peak["reserved"], predicted.bytes, round(peak["reserved"] / predicted.bytes, 4))
 
 
 def _plot(png: Path, quality: dict[str, Any], title: str) -> None:
@@ -247,46 +254,47 @@ def front_matter(inputs: ReportInputs, model_type: str | None) -> str:
     return f"---\n{data.to_yaml()}\n---"
 
 
-def _hub_student(lock: dict[str, Any]) -> str | None:
-    student = (lock.get("models") or {}).get("student") or {}
-    return student.get("ref") if student.get("kind") == "hub" else None
+def _hub_student(lock: Lock) -> str | None:
+    student = lock.models.get("student")
+    return student.ref if student is not None and student.kind == "hub" else None
 
 
 def _tags(inputs: ReportInputs, architecture: str | None) -> list[str]:
     """distill; knowledge-distillation when a teacher taught; the export kinds; the architecture."""
-    tags = ["distill"] + (["knowledge-distillation"] if (inputs.lock.get("models") or {}).get("teacher") else [])
-    return tags + sorted({a["kind"] for a in inputs.artifacts}) + ([architecture] if architecture else [])
+    tags = ["distill"] + (["knowledge-distillation"] if "teacher" in inputs.lock.models else [])
+    return tags + sorted({a.kind for a in inputs.artifacts}) + ([architecture] if architecture else [])
 
 
 def architecture(folder: Path) -> str | None:
     """The merged student's model_type, from the config.json beside the card; None without one."""
     config = folder / "config.json"
-    return json.loads(config.read_text("utf-8")).get("model_type") if config.is_file() else None
+    return read_json(config).get("model_type") if config.is_file() else None
 
 
-def _eval_results(evaluation: dict[str, Any], name: str, pipeline: str) -> list[Any]:
+def _eval_results(evaluation: Evaluation | None, name: str, pipeline: str) -> list[Any]:
     """The merged student's quality metrics on the build's held-out split, as the model-index's
     results. That split is no Hub dataset: its type names it, ``<name>-<split>``."""
     from huggingface_hub import EvalResult
 
-    student = next((m for m in evaluation.get("models") or [] if m.get("name") == STUDENT), None)
-    measured = (student or {}).get("metrics") or {}
-    split = evaluation.get("split", "test")
+    student = evaluation.model(STUDENT) if evaluation else None
+    if evaluation is None or student is None:
+        return []
+    measured, split = student.metrics, evaluation.split
     return [EvalResult(task_type=pipeline, dataset_type=f"{name}-{split}", dataset_split=split,
                        dataset_name=f"{name} held-out {split} split", metric_type=HUB_METRICS[m][0],
                        metric_name=HUB_METRICS[m][1], metric_value=measured[m])
             for m in HUB_METRICS if measured.get(m) is not None]
 
 
-def _model_line(lock: dict[str, Any], role: str) -> str:
-    model = (lock.get("models") or {}).get(role)
-    if not model:
+def _model_line(lock: Lock, role: str) -> str:
+    model = lock.models.get(role)
+    if model is None:
         return f"no {role} recorded in the lock"
-    return f"`{model.get('ref')}` (revision {model.get('revision') or 'not recorded'})"
+    return f"`{model.ref}` (revision {model.revision or 'not recorded'})"
 
 
 def _header(inputs: ReportInputs) -> list[str]:
-    has_teacher = bool((inputs.lock.get("models") or {}).get("teacher"))
+    has_teacher = "teacher" in inputs.lock.models
     origin = (f"distilled from teacher {_model_line(inputs.lock, 'teacher')}" if has_teacher
               else "trained without a teacher")
     return [f"# {inputs.name}", "",
@@ -298,15 +306,12 @@ def _header(inputs: ReportInputs) -> list[str]:
             "the sources): add `license:` to the front matter above once you know what those allow."]
 
 
-def _built_from(lock: dict[str, Any]) -> list[str]:
+def _built_from(lock: Lock) -> list[str]:
     lines = ["## Built from", "", "### Sources", ""]
-    sources = lock.get("sources") or []
-    lines += _table(["file", "sha256", "bytes"], [[s.get("path"), f"`{s.get('sha256')}`", f"{s.get('size', 0):,}"]
-                                                  for s in sources]) if sources else ["No source files recorded."]
+    lines += _table(["file", "sha256", "bytes"], [[s.path, f"`{s.sha256}`", f"{s.size:,}"] for s in lock.sources]
+                    ) if lock.sources else ["No source files recorded."]
     lines += ["", "### Models", ""]
-    models = lock.get("models") or {}
-    rows = [[role, m.get("ref"), m.get("revision") or "not recorded", m.get("kind"), m.get("tokenizer")]
-            for role, m in sorted(models.items())]
+    rows = [[role, m.ref, m.revision or "not recorded", m.kind, m.tokenizer] for role, m in sorted(lock.models.items())]
     lines += _table(["role", "model", "revision", "kind", "tokenizer"], rows) if rows else ["No models recorded."]
     return lines
 
@@ -364,41 +369,40 @@ def _training(summary: dict[str, Any] | None, has_loss: bool) -> list[str]:
     return lines
 
 
-def _evaluation(evaluation: dict[str, Any]) -> list[str]:
+def _evaluation(evaluation: Evaluation | None) -> list[str]:
     lines = ["## Evaluation", ""]
-    models = evaluation.get("models") or []
-    if not models:
+    if evaluation is None or not evaluation.models:
         return lines + ["No evaluation results (evaluation.json missing or empty): no metrics or retention."]
-    decoding = ", ".join(f"{k} {v}" for k, v in sorted((evaluation.get("decoding") or {}).items())) or "not recorded"
-    lines += [f"{evaluation.get('examples', 'an unrecorded number of')} examples of the {evaluation.get('split')} "
-              f"split, task {evaluation.get('task')}; decoding: {decoding}.", ""]
-    shown = [m for m in METRICS if any(m in (x.get("metrics") or {}) for x in models)]
-    shown += sorted({m for x in models for m in (x.get("metrics") or {})} - set(shown))
-    retention = evaluation.get("retention") or {}
+    models = evaluation.models
+    decoding = ", ".join(f"{k} {v}" for k, v in sorted(vars(evaluation.decoding).items()))
+    lines += [f"{evaluation.examples} examples of the {evaluation.split} split, task {evaluation.task}; "
+              f"decoding: {decoding}.", ""]
+    shown = [m for m in METRICS if any(m in x.metrics for x in models)]
+    shown += sorted({m for x in models for m in x.metrics} - set(shown))
     rows = []
     for model in models:
-        size = model.get("size_bytes")
-        kept = retention.get(model.get("name")) or {}
-        rows.append([model.get("name"), model.get("kind"), model.get("precision") or MISSING,
-                     f"{model['params']:,}" if model.get("params") is not None else MISSING,
-                     f"{size / MIB:.2f}" if size is not None else MISSING,
-                     *[fmt_metric(m, (model.get("metrics") or {}).get(m)) for m in shown],
+        kept = evaluation.retention.get(model.name) or {}
+        rows.append([model.name, model.kind, model.precision,
+                     f"{model.params:,}" if model.params is not None else MISSING,
+                     f"{model.size_bytes / MIB:.2f}" if model.size_bytes is not None else MISSING,
+                     *[fmt_metric(m, model.metrics.get(m)) for m in shown],
                      ", ".join(f"{k} {v:.3f}" for k, v in sorted(kept.items())) or "-"])
     lines += _table(["model", "kind", "precision", "params", "size (MiB)", *shown, "retention"], rows)
-    lines += ["", "Retention: a metric divided by the reference model's, as evaluation.json reports it."] if retention else []
-    lines += [f"Note: {note}" for note in evaluation.get("notes") or []]
-    return lines + _samples(evaluation.get("samples") or [])
+    if evaluation.retention:
+        lines += ["", "Retention: a metric divided by the reference model's, as evaluation.json reports it."]
+    lines += [f"Note: {note}" for note in evaluation.notes]
+    return lines + _samples(evaluation.samples)
 
 
-def _samples(samples: list[dict[str, Any]]) -> list[str]:
+def _samples(samples: Sequence[Sample]) -> list[str]:
     """A few test questions with every model's answer, greedy as measured, for a reader to judge."""
     if not samples:
         return []
     lines = ["", "### Sample answers", "", "Test questions with the reference answer and each model's answer "
              "(the evaluation's own greedy generations)."]
     for sample in samples:
-        lines += ["", f"**{_cell(sample['question'])}** Reference: {_cell(sample['reference'])}", ""]
-        lines += _table(["model", "answer"], [[name, answer or "(nothing)"] for name, answer in sample["answers"].items()])
+        lines += ["", f"**{_cell(sample.question)}** Reference: {_cell(sample.reference)}", ""]
+        lines += _table(["model", "answer"], [[name, answer or "(nothing)"] for name, answer in sample.answers.items()])
     return lines
 
 
@@ -414,69 +418,62 @@ def _plot_section(quality: dict[str, Any]) -> list[str]:
     return lines + ([""] + [f"Not plotted: {x}." for x in quality["left_out"]] if quality["left_out"] else [])
 
 
-def _gates(gates: list[dict[str, Any]]) -> list[str]:
+def _gates(gates: Sequence[GateResult]) -> list[str]:
     if not gates:
         return ["## Gates", "", "No gate results (none declared, or evaluation did not run)."]
-    failed = sum(not g.get("passed") for g in gates)
-    rows = [[g.get("gate"), g.get("model"), fmt_metric(str(g.get("gate")), g.get("value")),
-             fmt_metric(str(g.get("gate")), g.get("threshold")), "PASS" if g.get("passed") else "FAIL",
-             g.get("message") or ""] for g in gates]
+    failed = sum(not g.passed for g in gates)
+    rows = [[g.gate, g.model, fmt_metric(g.gate, g.value), fmt_metric(g.gate, g.threshold),
+             "PASS" if g.passed else "FAIL", g.message] for g in gates]
     return ["## Gates", "", f"{len(gates) - failed} of {len(gates)} passed.", ""] + _table(
         ["gate", "model", "value", "threshold", "result", "message"], rows)
 
 
-def _artifacts(artifacts: list[dict[str, Any]], name: str) -> list[str]:
+def _artifacts(artifacts: Sequence[ReportArtifact], name: str) -> list[str]:
     if not artifacts:
         return ["## Artifacts", "", "No artifacts were exported."]
     lines = ["## Artifacts"]
     for artifact in artifacts:
-        manifest = artifact.get("manifest") or {}
-        folder = _folder(artifact["path"], manifest)
-        lines += ["", f"### {artifact['kind']}: `{folder}`", ""]
-        if not manifest:
-            lines.append("No manifest.json: files and verification unknown.")
-            continue
-        files = manifest.get("files") or []
+        manifest = artifact.manifest
+        folder = _folder(artifact.path, manifest)
+        lines += ["", f"### {artifact.kind}: `{folder}`", ""]
         lines += _table(["file", "quant", "bytes", "sha256"], [
-            [f.get("path"), f.get("quant", manifest.get("quant")), f"{f.get('size', 0):,}", f"`{f.get('sha256')}`"]
-            for f in files])
-        checks = manifest.get("verification") or []
-        passed = sum(bool(c.get("passed")) for c in checks)
+            [f.path, f.quant or manifest.quant, f"{f.size:,}", f"`{f.sha256}`"] for f in manifest.files])
+        checks = manifest.verification
+        passed = sum(c.passed for c in checks)
         lines += ["", f"Verification: {passed} of {len(checks)} checks passed.", ""]
         lines += _table(["check", "result", "detail"], [
-            [c.get("name"), "ok" if c.get("passed") else "FAIL", c.get("detail")] for c in checks])
-        lines += ["", "How to run it:", "", *_how_to_run(artifact["kind"], folder, manifest, name)]
+            [c.name, "ok" if c.passed else "FAIL", c.detail] for c in checks])
+        lines += ["", "How to run it:", "", *_how_to_run(artifact.kind, folder, manifest, name)]
     return lines
 
 
-def _folder(path: str, manifest: dict[str, Any]) -> str:
+def _folder(path: str, manifest: Manifest) -> str:
     """The export folder: ``path`` may name it or the model file in it."""
-    model = manifest.get("model")
-    return str(Path(path).parent) if model and Path(path).name == model else str(path)
+    return str(Path(path).parent) if Path(path).name == manifest.model else str(path)
 
 
-def _how_to_run(kind: str, folder: str, manifest: dict[str, Any], name: str) -> list[str]:
-    model = f"{folder}/{manifest.get('model', 'model')}"
+def _how_to_run(kind: str, folder: str, manifest: Manifest, name: str) -> list[str]:
+    model = f"{folder}/{manifest.model}"
     if kind == "gguf":
         from distill.backends.run_commands import llama_cpp_command
 
         lines = ["```sh", f"{llama_cpp_command(manifest, model)}   # llama.cpp", f"distill chat {folder}"]
-        lines += [f"ollama create {name} -f {folder}/{f['modelfile']}"
-                  for f in manifest.get("files") or [] if f.get("modelfile") and f.get("path") == manifest.get("model")]
+        lines += [f"ollama create {name} -f {folder}/{f.modelfile}"
+                  for f in manifest.files if f.modelfile and f.path == manifest.model]
         lines += ["```", "", "```python", "from llama_cpp import Llama", f"llm = Llama(model_path={model!r})",
                   'print(llm.create_chat_completion([{"role": "user", "content": "Hello"}]))', "```"]
-        ollama = manifest.get("ollama") or {}
-        if ollama.get("warning"):
-            lines += ["", f"**Ollama:** {ollama['warning']}"]
-        elif ollama.get("template"):
-            lines += ["", f"The Modelfile's TEMPLATE is Ollama's {ollama['template']} format, checked against the "
+        ollama = manifest.ollama
+        if ollama and ollama.warning:
+            lines += ["", f"**Ollama:** {ollama.warning}"]
+        elif ollama and ollama.template:
+            lines += ["", f"The Modelfile's TEMPLATE is Ollama's {ollama.template} format, checked against the "
                       "model's own chat template on probe conversations."]
         return lines
     if kind == "onnx":
-        qa = manifest.get("task") == "question-answering"
+        qa = manifest.task == "question-answering"
         cls = "ORTModelForQuestionAnswering" if qa else "ORTModelForCausalLM"
         lines = ["```python", f"from optimum.onnxruntime import {cls}", "from transformers import AutoTokenizer",
-                 f"model = {cls}.from_pretrained({folder!r}, file_name={manifest.get('model', 'model.onnx')!r})",
+                 f"model = {cls}.from_pretrained({folder!r}, file_name={manifest.model!r})",
                  f"tokenizer = AutoTokenizer.from_pretrained({folder!r})  # or the source model folder"]
         if not qa:  # the cache fix is distill.backends.onnx.load_exported's, so this runs what was verified
             lines += ["# optimum sizes the first (empty) cache from config.json, wrongly for GQA Phi-3/Gemma-2",
@@ -490,34 +487,33 @@ def _how_to_run(kind: str, folder: str, manifest: dict[str, Any], name: str) -> 
     return [f"No instructions for artifact kind {kind!r}."]
 
 
-def _stages(stages: list[dict[str, Any]]) -> list[str]:
+def _stages(stages: Sequence[StageRun]) -> list[str]:
     if not stages:
         return ["## Build stages", "", "No stage records."]
-    rows = [[s.get("stage"), f"`{str(s.get('key'))[:12]}`", "cached" if s.get("cached") else "run",
-             f"{s['seconds']:.2f}" if s.get("seconds") is not None else MISSING,
-             _mib(s["predicted_peak"]["bytes"]) if s.get("predicted_peak") else "",
+    rows = [[s.stage, f"`{s.key[:12]}`", f"{s.seconds:.2f}", _mib(s.predicted_peak.bytes) if s.predicted_peak else "",
              _measured_peak(s)] for s in stages]
-    total = sum(s.get("seconds") or 0 for s in stages)
+    total = sum(s.seconds for s in stages)
     return ["## Build stages", "",
-            *_table(["stage", "key", "status", "seconds", "planned peak (MiB)", "CUDA reserved / allocated (MiB)"], rows),
+            *_table(["stage", "key", "seconds", "planned peak (MiB)", "CUDA reserved / allocated (MiB)"], rows),
             "", f"{total:.2f} s in all; seconds are wall-clock and differ between runs (report.json keeps them "
-            "under \"timings\"). The planned peak is the plan's largest phase for the stage (CUDA context "
-            "included on a GPU); the CUDA peaks are the caching allocator's, in report.json under \"device_peaks\"."]
+            "under \"timings\"); a stage cached from an earlier build shows the seconds it took then. The planned "
+            "peak is the plan's largest phase for the stage (CUDA context included on a GPU); the CUDA peaks are "
+            "the caching allocator's, in report.json under \"device_peaks\"."]
 
 
 def _mib(size: int) -> str:
     return f"{size / MIB:,.0f}"
 
 
-def _measured_peak(stage: dict[str, Any]) -> str:
-    peak = stage.get("device_peak")
+def _measured_peak(stage: StageRun) -> str:
+    peak = stage.device_peak
     if not peak:
-        return "" if not stage.get("predicted_peak") else "not on a GPU"
+        return "" if not stage.predicted_peak else "not on a GPU"
     return f"{_mib(peak['reserved'])} / {_mib(peak['allocated'])}"
 
 
-def _tools(lock: dict[str, Any]) -> list[str]:
-    tools = lock.get("tools") or {}
+def _tools(lock: Lock) -> list[str]:
+    tools = lock.tools
     if not tools:
         return ["## Tools", "", "No tool versions recorded in the lock."]
     return ["## Tools", "", ", ".join(f"{k} {v}" for k, v in sorted(tools.items())) + "."]

@@ -17,9 +17,10 @@ from typing import Any
 
 from distill.compiler.codec import to_data
 from distill.compiler.pipeline import Planned
+from distill.compiler.records.stage import StageMeta
 from distill.compiler.resolve import ResolvedModel
 from distill.compiler.spec import DeployTarget, Loss
-from distill.runtime.build.graph import Stage
+from distill.runtime.build.graph import META, Stage
 from distill.runtime.progress import Progress
 
 ERROR_FILE = "DISTILL_WORKER_ERROR"  # where a worker started by `distill build` leaves its error
@@ -204,12 +205,12 @@ def _here_or_launched(planned: Planned, stage: str, folder: Path, up: Mapping[st
 
 
 def _launched(planned: Planned, stage: str, folder: Path, offline: bool) -> dict[str, Any]:
-    import json
     import os
     import subprocess
     import sys
 
     from distill.compiler.errors import DistillError, ExitCode
+    from distill.compiler.records.stage import WorkerError
 
     hardware = planned.compiled.spec.hardware
     if hardware.nodes > 1 and stage == "train":
@@ -223,13 +224,13 @@ def _launched(planned: Planned, stage: str, folder: Path, offline: bool) -> dict
     error_file.unlink(missing_ok=True)
     if subprocess.run(command, env={**os.environ, ERROR_FILE: str(error_file)}).returncode != 0:
         if error_file.is_file():  # a user-facing error in the workers: the same message and exit code here
-            reported = json.loads(error_file.read_text("utf-8"))
-            error = DistillError(reported["message"], reported["hint"])
-            error.exit_code = ExitCode(reported["exit_code"])
+            reported = WorkerError.read(error_file)
+            error = DistillError(reported.message, reported.hint)
+            error.exit_code = ExitCode(reported.exit_code)
             raise error
         raise DistillError(f"the {stage} stage failed in its {processes} processes",
                            hint="the workers' errors are above; rerun `distill build` to resume where they stopped")
-    return json.loads((folder / "meta.json").read_text("utf-8"))["summary"]
+    return StageMeta.read(folder / META).summary
 
 
 def _export(target: DeployTarget, folder: Path, train: Path) -> dict[str, Any]:
@@ -255,4 +256,4 @@ def _evaluate(planned: Planned, folder: Path, up: Mapping[str, Path], progress: 
     evaluation = evaluate(found, up["synthesize"] / "test.jsonl", spec.student.task, spec.eval, folder,
                           max_new_tokens=spec.eval.max_new_tokens, cache=folder.parent.parent / "evaluate-cache",
                           progress=progress)
-    return {"models": [m["name"] for m in evaluation["models"]]}
+    return {"models": [m.name for m in evaluation.models]}

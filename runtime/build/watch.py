@@ -4,7 +4,6 @@ on, and at the end a table of the models' quality, size and speed with the paths
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from distill.compiler.console import Bars, format_seconds
+from distill.compiler.records.evaluation import Evaluation
+from distill.compiler.records.report import Report
 from distill.runtime.build.graph import Outcome, Stage
 
 # Columns of the closing table, in order, where at least one model has the metric.
@@ -57,18 +58,16 @@ class BuildWatcher:
         return (f"interrupted {where}{kept}.\n"
                 f"  resume: distill build {distillfile}{going_on}")
 
-    def print_summary(self, console: Console, dist: Path) -> None:
-        report = _read_report(dist / "report.json")
-        models = (report.get("evaluation") or {}).get("models") or []
-        if models:
-            console.print(summary_table(report["evaluation"]))
+    def print_summary(self, console: Console, dist: Path, report: Report) -> None:
+        if report.evaluation is not None and report.evaluation.models:
+            console.print(summary_table(report.evaluation))
         console.print(f"built {dist}", markup=False)
         console.print(f"  model card: {dist / 'README.md'}", markup=False)
-        for artifact in report.get("artifacts") or []:
-            console.print(f"  {artifact.get('kind')}: {dist / artifact.get('path', '')}", markup=False)
-        chat = next((a for a in report.get("artifacts") or [] if a.get("kind") == "gguf"), None)
+        for artifact in report.artifacts:
+            console.print(f"  {artifact.kind}: {dist / artifact.path}", markup=False)
+        chat = next((a for a in report.artifacts if a.kind == "gguf"), None)
         if chat is not None:
-            console.print(f"  try it: distill chat {dist / chat['path']}", markup=False)
+            console.print(f"  try it: distill chat {dist / chat.path}", markup=False)
 
 
 def training_note(summary: dict[str, Any]) -> str:
@@ -80,28 +79,21 @@ def training_note(summary: dict[str, Any]) -> str:
     return note
 
 
-def summary_table(evaluation: dict[str, Any]) -> Table:
+def summary_table(evaluation: Evaluation) -> Table:
     """Model, its quality metrics, retention against the teacher, size and ms per token."""
     from distill.runtime.build.report import fmt_metric
 
-    models = evaluation["models"]
-    shown = [m for m in SUMMARY_METRICS if any(m in (x.get("metrics") or {}) for x in models)]
-    retention = evaluation.get("retention") or {}
+    models = evaluation.models
+    shown = [m for m in SUMMARY_METRICS if any(m in x.metrics for x in models)]
+    retention = evaluation.retention
     table = Table("model", *shown, "retention", "size (MiB)", "ms/token", title="evaluation on the held-out split")
     for model in models:
-        metrics = model.get("metrics") or {}
-        kept = retention.get(model.get("name")) or {}
-        size, latency = model.get("size_bytes"), metrics.get("latency_ms")
-        table.add_row(str(model.get("name")), *[fmt_metric(m, metrics.get(m)) for m in shown],
+        metrics = model.metrics
+        kept = retention.get(model.name) or {}
+        size, latency = model.size_bytes, metrics.get("latency_ms")
+        table.add_row(model.name, *[fmt_metric(m, metrics.get(m)) for m in shown],
                       ", ".join(f"{k} {v:.2f}" for k, v in sorted(kept.items())) or "-",
                       f"{size / 2**20:.1f}" if size is not None else "-",
                       f"{latency:.1f}" if latency is not None else "-")
     return table
 
-
-def _read_report(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return {}  # the build wrote it a moment ago; without it there is only the path to show
-    return data if isinstance(data, dict) else {}

@@ -12,7 +12,6 @@ records it as finished (``meta.json``), so a later ``distill build`` picks up fr
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -104,12 +103,12 @@ def _report(error: DistillError) -> None:
     with its code), or print it when a scheduler started the worker."""
     import os
 
+    from distill.compiler.records.stage import WorkerError
     from distill.runtime.build.stages import ERROR_FILE
 
     target = os.environ.get(ERROR_FILE)
     if target and os.environ.get("RANK", "0") == "0":
-        Path(target).write_text(json.dumps({"message": error.message, "hint": error.hint,
-                                            "exit_code": int(error.exit_code)}))
+        WorkerError(error.message, error.hint, int(error.exit_code)).write(Path(target))
     else:
         print(f"error: {error.message}" + (f"\n  hint: {error.hint}" if error.hint else ""), file=sys.stderr)
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from distill.compiler.records.record import read_json
+
 Task = Literal["causal-lm", "extractive-qa"]
 # A fixed prompt for latency: every candidate times the same request.
 LATENCY_QUESTION = "Explain in a few sentences what knowledge distillation is and why it helps."
@@ -87,7 +89,7 @@ def max_positions(*folders: Path) -> int:
     for folder in folders:
         config = folder / "config.json"
         if folder.is_dir() and config.is_file():
-            data = json.loads(config.read_text(encoding="utf-8"))
+            data = read_json(config)
             for key in ("max_position_embeddings", "n_positions", "n_ctx"):
                 if isinstance(data.get(key), int):
                     return data[key]
@@ -101,7 +103,7 @@ def stop_ids(tokenizer: Any, folder: Path) -> tuple[int, ...]:
     for name in ("generation_config.json", "config.json"):
         path = folder / name
         if path.is_file():
-            eos = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id")
+            eos = read_json(path).get("eos_token_id")
             ids.update(eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else [])
     return tuple(sorted(ids))
 
@@ -152,7 +154,8 @@ def _causal_case(tokenizer: Any, record: dict[str, Any], max_len: int) -> tuple[
         reason = encoded.reason if not isinstance(encoded, Encoded) else ""
     except ValueError as error:  # e.g. a base-model teacher without a chat template
         encoded, reason = None, str(error)
-    scored = (encoded.input_ids, encoded.labels) if isinstance(encoded, Encoded) else None
+    scored = ((encoded.input_ids, encoded.labels)
+              if isinstance(encoded, Encoded) and encoded.labels is not None else None)
     note = None if scored else f"example {record['id']}: not scored for perplexity ({reason})"
     messages = list(record.get("messages") or [])
     while messages and messages[-1]["role"] == "assistant":

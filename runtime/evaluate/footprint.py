@@ -10,6 +10,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from distill.compiler.records.manifest import MANIFEST, Manifest
+
 
 def size_bytes(kind: str, path: Path) -> int:
     """Bytes of the weights: hf *.safetensors; gguf the file; onnx *.onnx plus external data
@@ -60,8 +62,8 @@ def precision(kind: str, path: Path) -> str:
     file's ``general.file_type``); onnx: int8 or float32 from the export manifest. (HF candidates
     run at the plan's dtype.)"""
     if kind == "onnx":
-        manifest = path / "manifest.json"
-        quant = json.loads(manifest.read_text(encoding="utf-8")).get("quant") if manifest.is_file() else None
+        manifest = path / MANIFEST
+        quant = Manifest.read(manifest).quant if manifest.is_file() else None
         return "int8" if quant == "int8" else "float32"
     match = re.fullmatch(r"model-(.+)\.gguf", path.name)
     return match.group(1) if match else _gguf_file_type(path)

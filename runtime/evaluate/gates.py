@@ -5,10 +5,11 @@ missing: a gate that cannot be checked must not pass silently."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import fields
 
 from distill.compiler.errors import DistillError, ExitCode
+from distill.compiler.records.evaluation import Evaluation
+from distill.compiler.records.report import GateResult
 from distill.compiler.spec import Gates
 
 # gate -> (metric key in a model's "metrics", "min" or "max", how to show a value)
@@ -22,26 +23,14 @@ _METRIC_GATES: dict[str, tuple[str, str, str]] = {
 }
 
 
-@dataclass(frozen=True)
-class GateResult:
-    """One gate checked on one model; ``value`` is None when the metric was not measured."""
-
-    gate: str
-    model: str
-    value: float | None
-    threshold: float
-    passed: bool
-    message: str
-
-
 class GateFailed(DistillError):
     exit_code = ExitCode.GATE_FAILED
 
 
-def check_gates(evaluation: Mapping[str, Any], gates: Gates, deployed: Sequence[str]) -> list[GateResult]:
+def check_gates(evaluation: Evaluation, gates: Gates, deployed: Sequence[str]) -> list[GateResult]:
     """Every set gate on every model in ``deployed`` (``["student"]`` when empty), in gate order."""
-    models = {m["name"]: m for m in evaluation.get("models", ())}
-    retention = evaluation.get("retention", {})
+    models = {m.name: m for m in evaluation.models}
+    retention = evaluation.retention
     results = []
     for gate in (f.name for f in fields(Gates)):
         threshold = getattr(gates, gate)
@@ -56,10 +45,10 @@ def check_gates(evaluation: Mapping[str, Any], gates: Gates, deployed: Sequence[
             elif gate == "min_retention":
                 results.append(_retention_gate(name, retention.get(name) or {}, threshold))
             elif gate == "max_size":
-                results.append(_compare(gate, name, model.get("size_bytes"), threshold, "max", "size", ",d", " bytes"))
+                results.append(_compare(gate, name, model.size_bytes, threshold, "max", "size", ",d", " bytes"))
             else:
                 metric, direction, shown = _METRIC_GATES[gate]
-                results.append(_compare(gate, name, model.get("metrics", {}).get(metric), threshold, direction,
+                results.append(_compare(gate, name, model.metrics.get(metric), threshold, direction,
                                         metric, shown, " ms/token" if metric == "latency_ms" else ""))
     return results
 

@@ -33,7 +33,8 @@ class Runner(Protocol):
         wall seconds it took, measured inside the runner."""
         ...
 
-    def qa_logits(self, ids: Sequence[int], token_type_ids: Sequence[int] | None) -> tuple[list[float], list[float], float]:
+    def qa_logits(self, ids: Sequence[int],
+                  token_type_ids: Sequence[int] | None) -> tuple[list[float], list[float], float]:
         """Start and end logits of an extractive-QA model, and the seconds of the forward pass."""
         ...
 
@@ -80,8 +81,8 @@ class ModelRunner:
     def _forward(self, ids: list[int], cache: Any, total: int) -> tuple[Any, Any]:
         import torch
 
-        out = self.model(input_ids=self._row(ids), attention_mask=torch.ones(1, total, dtype=torch.long, device=self.device),
-                         past_key_values=cache, use_cache=True)
+        mask = torch.ones(1, total, dtype=torch.long, device=self.device)
+        out = self.model(input_ids=self._row(ids), attention_mask=mask, past_key_values=cache, use_cache=True)
         return _numpy(out.logits[0, -1]), out.past_key_values
 
     def nll(self, ids: Sequence[int], labels: Sequence[int]) -> tuple[float, int]:
@@ -96,7 +97,8 @@ class ModelRunner:
         with self._pinned():
             return greedy(self._forward, prompt, max_new_tokens, stop)
 
-    def qa_logits(self, ids: Sequence[int], token_type_ids: Sequence[int] | None) -> tuple[list[float], list[float], float]:
+    def qa_logits(self, ids: Sequence[int],
+                  token_type_ids: Sequence[int] | None) -> tuple[list[float], list[float], float]:
         import torch
 
         row = self._row(ids)
@@ -207,7 +209,8 @@ class LlamaCppRunner:
                              "stop": list(stop)})
         return answer["ids"], answer["seconds"]
 
-    def qa_logits(self, ids: Sequence[int], token_type_ids: Sequence[int] | None) -> tuple[list[float], list[float], float]:
+    def qa_logits(self, ids: Sequence[int],
+                  token_type_ids: Sequence[int] | None) -> tuple[list[float], list[float], float]:
         raise NotImplementedError("llama.cpp runs causal LMs only; extractive QA is evaluated with HF or ONNX")
 
     def close(self) -> None:

@@ -21,12 +21,21 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from distill.compiler.codec import to_data
 from distill.compiler.fsutil import write_atomic
+from distill.compiler.records.evaluation import (
+    EVALUATION,
+    Answer,
+    Decoding,
+    Evaluation,
+    Measurement,
+    ModelResult,
+    Sample,
+)
 from distill.compiler.spec import Eval
 from distill.runtime.evaluate import footprint
 from distill.runtime.evaluate.cases import CausalCase, Prepared, QACase, max_positions, prepare, read_records
@@ -84,7 +93,7 @@ def resolve_metrics(eval_spec: Eval, task: Task) -> tuple[list[str], list[str]]:
 
 def evaluate(candidates: Sequence[Candidate], test: Path, task: Task, eval_spec: Eval, out: Path, *,
              max_new_tokens: int = 64, threads: int = 2, cache: Path | None = None,
-             progress: Callable[..., None] | None = None) -> dict[str, Any]:
+             progress: Callable[..., None] | None = None) -> Evaluation:
     """Evaluate every candidate on ``test`` (``test.jsonl``); writes ``out/evaluation.json`` and
     ``out/predictions.jsonl`` atomically and returns the evaluation.
 
@@ -107,7 +116,9 @@ def evaluate(candidates: Sequence[Candidate], test: Path, task: Task, eval_spec:
     if eval_spec.max_examples is not None and eval_spec.max_examples < _count_lines(Path(test)):
         notes.append(f"evaluated a seeded sample of {len(records)} test examples (max_examples)")
     prepared: dict[tuple[Path, int, bool], Prepared] = {}
-    models, rows, predictions = [], {}, []
+    models: list[ModelResult] = []
+    rows: dict[str, list[Any]] = {}
+    predictions: list[tuple[str, Answer]] = []
     for candidate in candidates:
         max_len = max_positions(Path(candidate.tokenizer_dir), Path(candidate.path))
         key = (Path(candidate.tokenizer_dir).resolve(), max_len, candidate.open_book)
@@ -120,45 +131,45 @@ def evaluate(candidates: Sequence[Candidate], test: Path, task: Task, eval_spec:
                                      [test, eval_spec.max_examples], notes, step)
         models.append(_model_entry(candidate, metrics))
         rows[candidate.name] = [c.scored for c in cases.cases if isinstance(c, CausalCase)]
-        predictions += [{"model": candidate.name, **answer} for answer in answers]
+        predictions += [(candidate.name, answer) for answer in answers]
     retention = _retention(models, rows, notes, {c.name for c in candidates if c.open_book})
     notes += _coverage_notes(models, wanted, task)
     notes += [f"{c.name}: asked open-book (each question with the text it was asked about)"
               for c in candidates if c.open_book]
-    evaluation = {"split": "test", "examples": len(records), "task": task,
-                  "decoding": {"greedy": True, "max_new_tokens": max_new_tokens, "threads": threads,
-                               "prompt": "chat template of tokenizer_dir, generation prompt on",
-                               "hf": "each on its placement (models[].device, models[].precision)",
-                               "latency_new_tokens": LATENCY_TOKENS,
-                               "latency_runs": LATENCY_RUNS},
-                  "models": models, "retention": retention, "samples": samples(records, predictions),
-                  "notes": notes}
+    evaluation = Evaluation(
+        split="test", examples=len(records), task=task,
+        decoding=Decoding(greedy=True, max_new_tokens=max_new_tokens, threads=threads,
+                          prompt="chat template of tokenizer_dir, generation prompt on",
+                          hf="each on its placement (models[].device, models[].precision)",
+                          latency_new_tokens=LATENCY_TOKENS, latency_runs=LATENCY_RUNS),
+        models=tuple(models), retention=retention, samples=samples(records, predictions), notes=tuple(notes))
     out = Path(out)
-    write_atomic(out / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
-    write_atomic(out / "evaluation.json", json.dumps(evaluation, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(out / "predictions.jsonl", "".join(json.dumps({"model": model, **asdict(answer)}, ensure_ascii=False)
+                                                    + "\n" for model, answer in predictions))
+    evaluation.write(out / EVALUATION)
     return evaluation
 
 
-def samples(records: Sequence[dict[str, Any]], predictions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def samples(records: Sequence[dict[str, Any]], predictions: Sequence[tuple[str, Answer]]) -> tuple[Sample, ...]:
     """The first ``SAMPLES`` test questions that were generated for, each with its reference and
     every model's answer (in candidate order), for a reader to compare."""
     answers: dict[str, dict[str, str]] = {}
-    for prediction in predictions:
-        answers.setdefault(prediction["id"], {})[prediction["model"]] = prediction["prediction"]
-    return [{"id": r["id"], "question": r.get("question", ""), "reference": r.get("answer", ""), "answers": answers[r["id"]]}
-            for r in records if r["id"] in answers][:SAMPLES]
+    for model, answer in predictions:
+        answers.setdefault(answer.id, {})[model] = answer.prediction
+    return tuple(Sample(id=r["id"], question=r.get("question", ""), reference=r.get("answer", ""),
+                        answers=answers[r["id"]]) for r in records if r["id"] in answers)[:SAMPLES]
 
 
-def _coverage_notes(models: Sequence[dict[str, Any]], wanted: Sequence[str], task: Task) -> list[str]:
+def _coverage_notes(models: Sequence[ModelResult], wanted: Sequence[str], task: Task) -> list[str]:
     """Say which requested metrics a model ended up without (no scorable example, no question)."""
     notes = []
     if task == "extractive-qa" and "latency" in wanted:
         notes.append("extractive-qa latency_ms is per question: one forward pass over a fixed question and context")
     keys = {"latency": "latency_ms"}
     for model in models:
-        missing = [m for m in wanted if m != "size" and keys.get(m, m) not in model["metrics"]]
+        missing = [m for m in wanted if m != "size" and keys.get(m, m) not in model.metrics]
         if missing:
-            notes.append(f"{model['name']}: {', '.join(missing)} not measured (no test example it applies to)")
+            notes.append(f"{model.name}: {', '.join(missing)} not measured (no test example it applies to)")
     return notes
 
 
@@ -167,14 +178,14 @@ def _count_lines(path: Path) -> int:
         return sum(1 for line in lines if line.strip())
 
 
-def _model_entry(candidate: Candidate, metrics: dict[str, float]) -> dict[str, Any]:
+def _model_entry(candidate: Candidate, metrics: dict[str, float]) -> ModelResult:
     """Size, precision and device are always recorded (cheap, file reads only): gates and reports
     need them."""
     kind, path, placement = candidate.kind, Path(candidate.path), candidate.placement
     precision = placement.dtype if placement is not None else footprint.precision(kind, path)
-    return {"name": candidate.name, "kind": kind, "path": str(path), "params": footprint.params(kind, path),
-            "size_bytes": footprint.size_bytes(kind, path), "precision": precision,
-            "device": placement.device if placement is not None else "cpu", "metrics": metrics}
+    return ModelResult(name=candidate.name, kind=kind, path=str(path), params=footprint.params(kind, path),
+                       size_bytes=footprint.size_bytes(kind, path), precision=precision,
+                       device=placement.device if placement is not None else "cpu", metrics=metrics)
 
 
 def _n_ctx(prepared: Prepared, max_new_tokens: int) -> int:
@@ -189,7 +200,7 @@ def _n_ctx(prepared: Prepared, max_new_tokens: int) -> int:
 
 def _measured(candidate: Candidate, prepared: Prepared, task: Task, wanted: Sequence[str], max_new_tokens: int,
               threads: int, cache: Path | None, inputs: list[Any], notes: list[str], step: Step
-              ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+              ) -> tuple[dict[str, float], list[Answer]]:
     """``_measure``, or its result from ``cache`` when the same model met the same test."""
     if cache is None:
         return _measure(candidate, prepared, task, wanted, max_new_tokens, threads, step)
@@ -198,10 +209,10 @@ def _measured(candidate: Candidate, prepared: Prepared, task: Task, wanted: Sequ
     if entry.is_file():
         notes.append(f"{candidate.name}: measured by an earlier build (same files, test split and settings; "
                      "latency included)")
-        stored = json.loads(entry.read_text("utf-8"))
-        return stored["metrics"], stored["answers"]
+        stored = Measurement.read(entry)
+        return stored.metrics, list(stored.answers)
     metrics, answers = _measure(candidate, prepared, task, wanted, max_new_tokens, threads, step)
-    write_atomic(entry, json.dumps({"metrics": metrics, "answers": answers}, ensure_ascii=False, sort_keys=True))
+    Measurement(metrics, tuple(answers)).write(entry)
     return metrics, answers
 
 
@@ -223,7 +234,7 @@ def _cache_key(candidate: Candidate, task: Task, wanted: Sequence[str], max_new_
 
 
 def _measure(candidate: Candidate, prepared: Prepared, task: Task, wanted: Sequence[str], max_new_tokens: int,
-             threads: int, step: Step) -> tuple[dict[str, float], list[dict[str, Any]]]:
+             threads: int, step: Step) -> tuple[dict[str, float], list[Answer]]:
     """Open the candidate's runner, measure, close it (one model in memory at a time)."""
     runner = open_runner(candidate.kind, Path(candidate.path), task, threads, _n_ctx(prepared, max_new_tokens),
                          candidate.placement, f"{candidate.name} (evaluation)", candidate.quant)
@@ -240,7 +251,7 @@ def _measure(candidate: Candidate, prepared: Prepared, task: Task, wanted: Seque
 
 
 def _measure_causal(runner: Runner, prepared: Prepared, wanted: Sequence[str], max_new_tokens: int,
-                    step: Step) -> tuple[dict[str, float], list[dict[str, Any]]]:
+                    step: Step) -> tuple[dict[str, float], list[Answer]]:
     cases = [c for c in prepared.cases if isinstance(c, CausalCase)]
     rows = [c.scored for c in cases if c.scored is not None] if "perplexity" in wanted else []
     generates = bool({"token_f1", "rouge_l", "exact_match", "f1"} & set(wanted))
@@ -255,35 +266,35 @@ def _measure_causal(runner: Runner, prepared: Prepared, wanted: Sequence[str], m
         value = perplexity(sum(s for s, _ in scored), sum(n for _, n in scored))
         if value is not None:
             metrics["perplexity"] = value
-    answers: list[dict[str, Any]] = []
+    answers: list[Answer] = []
     if not generates:
         return metrics, answers
     for case in prompts:  # a "document" record asks nothing: it has no prompt
         ids, _ = runner.generate(case.prompt, max_new_tokens, prepared.stop)
         text = prepared.tokenizer.decode(ids, skip_special_tokens=True).strip()
-        answers.append({"id": case.id, "prediction": text, "reference": case.reference})
+        answers.append(Answer(case.id, text, case.reference))
         step(len(rows) + len(answers), total)
     scores = {"exact_match": exact_match, "f1": token_f1, "token_f1": token_f1, "rouge_l": rouge_l}
     for name, score in scores.items():
-        value = mean([score(a["prediction"], a["reference"]) for a in answers])
+        value = mean([score(a.prediction, a.reference) for a in answers])
         if name in wanted and value is not None:
             metrics[name] = value
     return metrics, answers
 
 
 def _measure_qa(runner: Runner, prepared: Prepared, wanted: Sequence[str], step: Step
-                ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    answers: list[dict[str, Any]] = []
+                ) -> tuple[dict[str, float], list[Answer]]:
+    answers: list[Answer] = []
     for case in prepared.cases:
         assert isinstance(case, QACase)
         start, end, _ = runner.qa_logits(case.ids, case.token_type_ids)
         span = best_span(start, end, case.context_mask, QA_MAX_ANSWER_TOKENS)
         text = case.context[case.offsets[span[0]][0]:case.offsets[span[1]][1]] if span else ""
-        answers.append({"id": case.id, "prediction": text, "reference": case.reference})
+        answers.append(Answer(case.id, text, case.reference))
         step(len(answers), len(prepared.cases))
     metrics: dict[str, float] = {}
     for name, score in (("exact_match", exact_match), ("f1", token_f1)):
-        value = mean([score(a["prediction"], a["reference"]) for a in answers])
+        value = mean([score(a.prediction, a.reference) for a in answers])
         if name in wanted and value is not None:
             metrics[name] = value
     return metrics, answers
@@ -304,38 +315,38 @@ def _latency(runner: Runner, prepared: Prepared, task: Task) -> dict[str, float]
     return latency(seconds, LATENCY_TOKENS)
 
 
-def _retention(models: list[dict[str, Any]], rows: dict[str, list[Any]], notes: list[str],
+def _retention(models: list[ModelResult], rows: dict[str, list[Any]], notes: list[str],
                open_book: set[str]) -> dict[str, dict[str, float]]:
     """Each model's metrics over the reference's: the teacher when there is one, else the student.
     Perplexities compare only between identical scored rows: not with a model asked open-book."""
-    by_name = {m["name"]: m for m in models}
+    by_name = {m.name: m for m in models}
     reference = next((name for name in ("teacher", "student") if name in by_name), None)
     if reference is None:
         notes.append("no teacher or student among the candidates: no retention computed")
         return {}
-    base = by_name[reference]["metrics"]
+    base = by_name[reference].metrics
     retention: dict[str, dict[str, float]] = {}
     for model in models:
-        if model["name"] == reference:
+        if model.name == reference:
             continue
         ratios = {}
         for metric in RETAINED:
-            value, ref = model["metrics"].get(metric), base.get(metric)
+            value, ref = model.metrics.get(metric), base.get(metric)
             if value is None or ref is None:
                 continue
             if metric == "perplexity":
                 if reference in open_book:
-                    notes.append(f"{model['name']}: {reference} read each question's text (open book), so "
+                    notes.append(f"{model.name}: {reference} read each question's text (open book), so "
                                  "perplexities are not comparable; no perplexity retention")
                     continue
-                if rows[model["name"]] != rows[reference]:
-                    notes.append(f"{model['name']}: tokenization differs from {reference}'s, so per-token "
+                if rows[model.name] != rows[reference]:
+                    notes.append(f"{model.name}: tokenization differs from {reference}'s, so per-token "
                                  f"perplexities are not comparable; no perplexity retention")
                     continue
                 ratios[metric] = ref / value
             elif ref > 0:
                 ratios[metric] = value / ref
             else:
-                notes.append(f"{model['name']}: {reference} scored {metric} 0, so its {metric} retention is undefined")
-        retention[model["name"]] = ratios
+                notes.append(f"{model.name}: {reference} scored {metric} 0, so its {metric} retention is undefined")
+        retention[model.name] = ratios
     return retention

@@ -21,9 +21,10 @@ right before a combining mark; those cuts do not overlap.
 Token counts are exact, never assumed additive across pieces: a candidate chunk's own text is
 counted. Candidates are found by galloping then bisecting over the boundaries, so each chunk costs
 O(log words) calls on texts about its own length: the document is tokenized about ten times over
-(9.8 times for a 760 kB book at 384/48 tokens), never O(n^2). The search assumes that adding words never lowers a count (true of tokenizers that
-pre-split on whitespace); a violation can only make a chunk shorter than it might be, never over
-budget, since the chosen span's count is the one checked.
+(9.8 times for a 760 kB book at 384/48 tokens), never O(n^2). The search assumes that adding words
+never lowers a count (true of tokenizers that pre-split on whitespace); a violation can only make
+a chunk shorter than it might be, never over budget, since the chosen span's count is the one
+checked.
 """
 
 from __future__ import annotations

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from distill.compiler.records.record import Record
 
 
 class SourceError(Exception):
@@ -143,9 +145,13 @@ def chunk_id(sha256: str, page_start: int, page_end: int, char_start: int, char_
 
 
 @dataclass
-class ExtractReport:
+class ExtractReport(Record):
     """Counts the stage reports, every skipped item with its reason, what header and footer
-    removal took from each document, and warnings (one line each) about what needs a look."""
+    removal took from each document, and warnings (one line each) about what needs a look
+    (``report.json`` of the extract stage)."""
+
+    KIND: ClassVar[str] = "extract-report"
+    VERSION: ClassVar[int] = 1
 
     files: int = 0
     pages: int = 0
@@ -157,6 +163,3 @@ class ExtractReport:
     skipped: list[Skipped] = field(default_factory=list)
     furniture: list[Furniture] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)

@@ -12,14 +12,14 @@ chunk: each document's pages -> chunks counted in the consuming tokenizer's toke
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from distill.compiler.digest import digest_file
 from distill.compiler.fsutil import write_atomic
+from distill.compiler.records.record import lines_text, read_lines
 from distill.compiler.resolve import ResolvedModel
 from distill.compiler.spec import DatasetSource, PdfSource, SourceEntry, Spec, source_pattern
 from distill.compiler.volume import source_files
@@ -159,14 +159,10 @@ def chunk(corpus: Corpus, count_tokens: Callable[[str], int], chunk_tokens: int,
 def write_outputs(folder: Path, corpus: Corpus, chunks: Iterable[Chunk]) -> None:
     """pages.jsonl, examples.jsonl, chunks.jsonl and report.json, each written atomically."""
     pages = (page for document in corpus.documents for page in document.pages)
-    write_atomic(folder / "pages.jsonl", _jsonl(pages))
-    write_atomic(folder / "examples.jsonl", _jsonl(corpus.examples))
-    write_atomic(folder / "chunks.jsonl", _jsonl(chunks))
-    write_atomic(folder / "report.json", json.dumps(corpus.report.to_json(), indent=2, sort_keys=True) + "\n")
-
-
-def _jsonl(records: Iterable[object]) -> str:
-    return "".join(json.dumps(asdict(r), ensure_ascii=False, sort_keys=True) + "\n" for r in records)  # type: ignore[call-overload]
+    write_atomic(folder / "pages.jsonl", lines_text(pages))
+    write_atomic(folder / "examples.jsonl", lines_text(corpus.examples))
+    write_atomic(folder / "chunks.jsonl", lines_text(chunks))
+    corpus.report.write(folder / "report.json")
 
 
 def student_counter(model: ResolvedModel, corpus: Corpus) -> tuple[Callable[[str], int], str]:
@@ -193,23 +189,11 @@ def corpus_texts(corpus: Corpus) -> list[str]:
 
 def read_outputs(folder: Path) -> tuple[Corpus, list[Chunk]]:
     """What ``write_outputs`` wrote, back as records (a cached extract stage feeds the next)."""
-    from distill.runtime.sources.records import Answer
-
     corpus = Corpus()
     documents: dict[tuple[str, str], list[Page]] = {}
-    for record in _read_jsonl(folder / "pages.jsonl"):
-        documents.setdefault((record["source"], record["sha256"]), []).append(Page(**record))
+    for page in read_lines(folder / "pages.jsonl", Page):
+        documents.setdefault((page.source, page.sha256), []).append(page)
     corpus.documents = [Document(source, sha, tuple(pages)) for (source, sha), pages in documents.items()]
-    for record in _read_jsonl(folder / "examples.jsonl"):
-        answers = tuple(Answer(**answer) for answer in record.pop("answers"))
-        corpus.examples.append(QAExample(**record, answers=answers))
-    report = json.loads((folder / "report.json").read_text("utf-8"))
-    report["skipped"] = [Skipped(**item) for item in report["skipped"]]
-    # .get: a report.json cached before furniture was counted has no such key
-    report["furniture"] = [Furniture(**item) for item in report.get("furniture", [])]
-    corpus.report = ExtractReport(**report)
-    return corpus, [Chunk(**record) for record in _read_jsonl(folder / "chunks.jsonl")]
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    corpus.examples = read_lines(folder / "examples.jsonl", QAExample)
+    corpus.report = ExtractReport.read(folder / "report.json")
+    return corpus, read_lines(folder / "chunks.jsonl", Chunk)

@@ -1,1 +1,2 @@
-"""The synthesize stage: chunks -> grounded QA pairs or conversations written by the teacher, checked, deduplicated, augmented and split, with nothing lost silently."""
+"""The synthesize stage: chunks -> grounded QA pairs or conversations written by the teacher,
+checked, deduplicated, augmented and split, with nothing lost silently."""

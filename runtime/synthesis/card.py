@@ -9,14 +9,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from distill.runtime.synthesis.examples import Example, Rejection
-from distill.runtime.synthesis.split import SplitSummary
+from distill.runtime.synthesis.split import SplitName, SplitSummary
 
 # Word-count bins for the length histograms: QA answers run from a few words to a few sentences.
 BINS = (0, 5, 10, 20, 50, 100, 200)
 
 
-def data_card(by_split: Mapping[str, Sequence[Example]], rejections: Sequence[Rejection], generation: dict[str, Any],
-              split: SplitSummary, chunks: int, dataset_examples: int) -> dict[str, Any]:
+def data_card(by_split: Mapping[SplitName, Sequence[Example]], rejections: Sequence[Rejection],
+              generation: dict[str, Any], split: SplitSummary, chunks: int, dataset_examples: int) -> dict[str, Any]:
     examples = [e for split_examples in by_split.values() for e in split_examples]
     produced = {e.chunk for e in examples if e.origin == "teacher"}
     return {

@@ -231,7 +231,10 @@ def deduplicate(examples: Iterable[Example], seen: dict[str, str]) -> Iterator[E
 
 def keep(items: Iterable[Example | Rejection], rejections: list[Rejection]) -> list[Example]:
     """The examples of ``items``; its rejections are appended to ``rejections``."""
-    kept = []
+    kept: list[Example] = []
     for item in items:
-        (kept if isinstance(item, Example) else rejections).append(item)  # type: ignore[arg-type]
+        if isinstance(item, Example):
+            kept.append(item)
+        else:
+            rejections.append(item)
     return kept

@@ -104,7 +104,8 @@ def _salvage(text: str, i: int) -> tuple[Any, json.JSONDecodeError | None]:
     """The complete entries of the container at ``i`` (an array value that breaks inside an
     object is salvaged too), and the error where it broke (None when whole)."""
     is_object = text[i] == "{"
-    close, entries = "}" if is_object else "]", []
+    close = "}" if is_object else "]"
+    entries: list[tuple[str | None, Any]] = []
 
     def done(error: json.JSONDecodeError | None) -> tuple[Any, json.JSONDecodeError | None]:
         return (dict(entries) if is_object else [value for _, value in entries]), error
@@ -113,7 +114,8 @@ def _salvage(text: str, i: int) -> tuple[Any, json.JSONDecodeError | None]:
     while text[i:i + 1] != close:
         key = None
         if is_object:
-            got = _decode(text, i) if text[i:i + 1] == '"' else json.JSONDecodeError("Expecting property name", text, i)
+            got = (_decode(text, i) if text[i:i + 1] == '"'
+                   else json.JSONDecodeError("Expecting property name", text, i))
             if isinstance(got, json.JSONDecodeError):
                 return done(got)
             key, i = got[0], _skip(text, got[1])
@@ -152,7 +154,8 @@ class _Broken:
         at = base + self.where[min(error.pos, len(self.where) - 1)]
         ran_out = error.pos >= len(self.repaired.rstrip()) or error.msg.startswith("Unterminated string")
         if not self.closed and ran_out:
-            return f"response cut off after item {after}" if after else "response cut off before the first complete item"
+            return (f"response cut off after item {after}" if after
+                    else "response cut off before the first complete item")
         return f"JSON syntax error at char {at}" + (f" after item {after}" if after else "") + f": {error.msg}"
 
 
@@ -227,11 +230,12 @@ class Scanner:
         """JSON lines: more item objects after the first, separated only by whitespace or commas."""
         items, i = list(first), _skip(text, end, ",")
         while text[i:i + 1] == "{":
-            got: tuple[Any, int] | _Broken | json.JSONDecodeError = _decode(text, i)
+            got = _decode(text, i)
             if isinstance(got, json.JSONDecodeError):
-                got = _decode_repaired(text, i)
-                if isinstance(got, _Broken):
-                    return Found(items, got.tail(None, base, len(items)))
+                repaired = _decode_repaired(text, i)
+                if isinstance(repaired, _Broken):
+                    return Found(items, repaired.tail(None, base, len(items)))
+                got = repaired
             if self.extract(got[0], True) != [got[0]]:  # a wrapper or a non-item: the items have ended
                 break
             items.append(got[0])

@@ -111,7 +111,8 @@ def item_schema(kind: Kind, turns: int) -> dict[str, Any]:
 
 
 def _json_type(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
 
 
 def _path(parts: Any) -> str:
@@ -190,10 +191,10 @@ def _normalize(raw: Any, kind: Kind, turns: int) -> tuple[dict[str, Any] | None,
 _VALIDATORS: dict[tuple[str, int], Draft202012Validator] = {}
 
 
-def _validator(kind: str, turns: int) -> Draft202012Validator:
+def _validator(kind: Kind | Literal["strings"], turns: int) -> Draft202012Validator:
     key = (kind, turns if kind == "conversation" else 0)
     if key not in _VALIDATORS:  # compiled once per shape: the stage parses thousands of responses
-        schema = _STRING_SCHEMA if kind == "strings" else item_schema(kind, turns)  # type: ignore[arg-type]
+        schema = _STRING_SCHEMA if kind == "strings" else item_schema(kind, turns)
         _VALIDATORS[key] = Draft202012Validator(schema)
     return _VALIDATORS[key]
 

@@ -77,7 +77,8 @@ def focus_lines(focus: Sequence[str]) -> str:
     """The prompt's ``{focus}``: the sentences, numbered and quoted, or nothing."""
     if not focus:
         return ""
-    listed = "\n".join(f"{index}. {json.dumps(sentence, ensure_ascii=False)}" for index, sentence in enumerate(focus, 1))
+    listed = "\n".join(f"{index}. {json.dumps(sentence, ensure_ascii=False)}"
+                       for index, sentence in enumerate(focus, 1))
     return f"Ask one question about each of these sentences of the text:\n{listed}\n"
 
 

@@ -55,8 +55,8 @@ def teacher_key(planned: Planned) -> str:
         return "no teacher"
     resolved = planned.models["teacher"]
     return stable_id(resolved.ref, resolved.revision, [(f.sha256, f.size) for f in resolved.files],
-                     planned.plan.device, planned.plan.teacher_dtype, planned.plan.precision, planned.plan.teacher_quant,
-                     to_data(planned.compiled.spec.teacher))
+                     planned.plan.device, planned.plan.teacher_dtype, planned.plan.precision,
+                     planned.plan.teacher_quant, to_data(planned.compiled.spec.teacher))
 
 
 def synthesize_planned(planned: Planned, extracted: Extracted, folder: Path,

@@ -62,8 +62,10 @@ def assign_splits(groups: Mapping[str, int], val: float, test: float, seed: int)
     total = sum(groups[key] for key in order)
     assignment: dict[str, SplitName] = {key: "train" for key in groups}
     remaining = order
-    for name, fraction in (("test", test), ("val", val)):
-        taken, remaining = _fill(remaining, groups, round(fraction * total), fraction > 0 and len(order) >= _MIN_GROUPS)
+    held_out: tuple[tuple[SplitName, float], ...] = (("test", test), ("val", val))
+    for name, fraction in held_out:
+        taken, remaining = _fill(remaining, groups, round(fraction * total),
+                                 fraction > 0 and len(order) >= _MIN_GROUPS)
         assignment.update({key: name for key in taken})
     return dict(sorted(assignment.items()))
 
@@ -117,7 +119,8 @@ def summarize(groups: Mapping[str, int], assignment: Mapping[str, SplitName], va
         counts[assignment[key]] += 1
         examples[assignment[key]] += size
     total = sum(examples.values())
-    warnings = [line for name, fraction in (("val", val), ("test", test))
+    held_out: tuple[tuple[SplitName, float], ...] = (("val", val), ("test", test))
+    warnings = [line for name, fraction in held_out
                 if (line := _warning(name, fraction, examples[name], total, groups, by))]
     if total and not examples["train"]:
         warnings.append("train: 0 examples — every group went to val or test")

@@ -71,7 +71,9 @@ class Skip:
 
 
 def _render(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Mapping[str, str]], prompt: bool) -> str:
-    return tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=prompt)
+    rendered = tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=prompt)
+    assert isinstance(rendered, str)  # one conversation, not tokenized: its text
+    return rendered
 
 
 def assistant_spans(tokenizer: PreTrainedTokenizerBase,
@@ -244,7 +246,10 @@ def read_split(path: Path, tokenizer: PreTrainedTokenizerBase, task: Task, mask:
             record = json.loads(line)
             result = (encode_causal(record, tokenizer, mask, max_len) if task == "causal-lm"
                       else encode_extractive(record, tokenizer, max_len))
-            (kept if isinstance(result, Encoded) else skipped).append(result)
+            if isinstance(result, Encoded):
+                kept.append(result)
+            else:
+                skipped.append(result)
     return kept, skipped
 
 
@@ -271,10 +276,10 @@ def collate(batch: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     out = {"input_ids": _padded([e.input_ids for e in batch], width, pad_id),
            "attention_mask": _padded([[1] * len(e.input_ids) for e in batch], width, 0)}
     if causal == {True}:
-        out["labels"] = _padded([e.labels for e in batch], width, IGNORE)
+        out["labels"] = _padded([e.labels for e in batch if e.labels is not None], width, IGNORE)
         return out
     if all(e.token_type_ids is not None for e in batch):
-        out["token_type_ids"] = _padded([e.token_type_ids for e in batch], width, 0)
+        out["token_type_ids"] = _padded([e.token_type_ids for e in batch if e.token_type_ids is not None], width, 0)
     out["start_positions"] = torch.tensor([e.start for e in batch], dtype=torch.long)
     out["end_positions"] = torch.tensor([e.end for e in batch], dtype=torch.long)
     return out

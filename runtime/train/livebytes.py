@@ -140,7 +140,8 @@ class LiveBytesCounter(TorchDispatchMode):
 
     # -- the dispatch hook ------------------------------------------------------------------
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+    def __torch_dispatch__(self, func: torch._ops.OpOverload, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         adopting = func.overloadpacket.__name__ in _ADOPTING_OPS
         for tensor in _tensors_in((args, kwargs)):

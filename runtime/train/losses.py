@@ -215,6 +215,7 @@ def token_losses(hidden: torch.Tensor, head: Head, targets: torch.Tensor | None,
     ce = means[0] if use_ce else None
     kl = means[1] * (temperature * temperature) if use_kl else None
     total = sum(w * term for w, term in ((ce_weight, ce), (kl_weight, kl)) if term is not None)
+    assert isinstance(total, torch.Tensor)  # _check_args refused a loss with no active term
     return LossParts(total=total, ce=None if ce is None else ce.detach(), kl=None if kl is None else kl.detach())
 
 

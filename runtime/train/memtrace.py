@@ -52,7 +52,7 @@ import contextlib
 import gc
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -62,6 +62,9 @@ from distill.runtime.placement import DTYPES, Placement
 from distill.runtime.train.livebytes import LiveBytesCounter, reachable_tensors, storage_key
 from distill.runtime.train.losses import KD_TEMPERATURE
 from distill.runtime.train.objective import Objective, Weights
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # --------------------------------------------------------------------------- building the step
 
@@ -83,7 +86,7 @@ class StepParts:
 
 
 def build_causal_lm(config: Mapping[str, Any], dtype: str, attention: str,
-                    quant: str = "none", head: str = "causal-lm") -> torch.nn.Module:
+                    quant: str = "none", head: str = "causal-lm") -> PreTrainedModel:
     """A randomly initialised causal LM (or extractive-QA encoder, ``head="extractive-qa"``) from a
     config.json dict, optionally bitsandbytes-quantized.
 
@@ -121,7 +124,7 @@ def _build_student(config: Mapping[str, Any], step: TrainStep, head: str, seed: 
     return make_trainable(model, quant, lora, step.checkpointing, head, seed)
 
 
-def _build_teacher(config: Mapping[str, Any], step: TrainStep) -> torch.nn.Module:
+def _build_teacher(config: Mapping[str, Any], step: TrainStep) -> PreTrainedModel:
     teacher = build_causal_lm(config, step.teacher_dtype, step.attention, step.teacher_quant)
     teacher.eval()
     teacher.requires_grad_(False)
@@ -134,8 +137,8 @@ def _make_optimizer(params: list[torch.nn.Parameter], kind: str
     if kind == "adamw":
         from torch.optim.optimizer import _default_to_fused_or_foreach
 
-        fused, foreach = _default_to_fused_or_foreach(params, differentiable=False,
-                                                      use_fused=False)
+        fused, foreach = _default_to_fused_or_foreach(params,  # type: ignore[arg-type]  # torch wants list[Tensor]
+                                                      differentiable=False, use_fused=False)
         impl = "fused" if fused else "foreach" if foreach else "single_tensor"
         return torch.optim.AdamW(params, lr=1e-4), f"torch.optim.AdamW({impl})"
     if kind == "adamw_8bit":
@@ -164,9 +167,9 @@ def prepare_step(student_config: Mapping[str, Any], step: TrainStep,
         raise ValueError("kd='online' needs a teacher_config")
     torch.manual_seed(seed)
     student = _build_student(student_config, step, head, seed)
-    teacher = _build_teacher(teacher_config, step) if step.kd == "online" else None
-    vocab = student.get_input_embeddings().num_embeddings
-    if teacher is not None and teacher.get_input_embeddings().num_embeddings != vocab:
+    teacher = _build_teacher(teacher_config, step) if step.kd == "online" and teacher_config is not None else None
+    vocab = _vocab(student)
+    if teacher is not None and _vocab(teacher) != vocab:
         raise ValueError("online KD needs the teacher and student vocabularies to agree")
     strategy = _strategy(step)
     objective = _objective(student, teacher, step) if head == "causal-lm" else None  # probes the head unwrapped
@@ -181,6 +184,11 @@ def prepare_step(student_config: Mapping[str, Any], step: TrainStep,
     labels = (torch.randint(0, step.seq_len, (step.micro_batch, 2)) if head == "extractive-qa"
               else input_ids.clone())
     return StepParts(step, student, optimizer, impl, input_ids, labels, teacher, trainable, strategy, objective)
+
+
+def _vocab(model: Any) -> int:
+    """Rows of a transformers model's input embeddings (typed there as a bare Module)."""
+    return model.get_input_embeddings().num_embeddings
 
 
 def _strategy(step: TrainStep) -> str:
@@ -246,8 +254,9 @@ def _forward_loss(parts: StepParts) -> torch.Tensor:
         out = parts.student(input_ids=parts.input_ids, start_positions=parts.labels[:, 0],
                             end_positions=parts.labels[:, 1])
         return out.loss
-    # No attention mask (every token real): see protocol step 4.
-    batch = {"input_ids": parts.input_ids, "attention_mask": None, "labels": parts.labels}
+    # No attention mask (every token real): see protocol step 4. The models take None for it; the
+    # loop's batches, which the loss is typed for, always carry one.
+    batch: dict[str, Any] = {"input_ids": parts.input_ids, "attention_mask": None, "labels": parts.labels}
     loss, _ = parts.objective.loss(batch, ())
     return loss
 

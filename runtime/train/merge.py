@@ -80,9 +80,9 @@ def adapter_on_dequantized_base(model: Any) -> Any:
 
 def merge_adapter(model: Any, probe: dict[str, torch.Tensor], placement: Placement) -> tuple[Any, MergeReport]:
     """The merged plain model in float32 on ``placement``'s device, the plan's merge device (the
-    caller saves it in the planned dtype), checked on ``probe`` (input_ids, attention_mask) against the adapter model's logits
-    (start/end logits for extractive QA); a quantized base is checked layer by layer against its
-    dequantized weights first."""
+    caller saves it in the planned dtype), checked on ``probe`` (input_ids, attention_mask) against
+    the adapter model's logits (start/end logits for extractive QA); a quantized base is checked
+    layer by layer against its dequantized weights first."""
     if not hasattr(model, "merge_and_unload"):
         return model.eval(), MergeReport.unmerged()
     # The plan merges in the host's memory when the float32 model does not fit the GPU.
@@ -124,7 +124,8 @@ def _checked_layers(base: Any, quant: str, placement: Placement) -> float:
         device = layer.weight.device
         generator = torch.Generator(device).manual_seed(0)
         x = torch.randn(8, layer.in_features, generator=generator, device=device).to(placement.torch_dtype)
-        weight = dequantize_bnb_weight(layer.weight, x.dtype, getattr(layer, "state", None))
+        weight = dequantize_bnb_weight(layer.weight, x.dtype,  # type: ignore[arg-type]  # torch: Linear.weight a Tensor
+                                       getattr(layer, "state", None))
         # The training kernel: make_trainable turned bitsandbytes' CPU eval-mode repacking off.
         with torch.no_grad():
             kernel = layer(x).float()

@@ -17,7 +17,7 @@ import torch
 from distill.runtime.placement import Placement
 from distill.runtime.train.data import Encoded, collate
 from distill.runtime.train.hidden import HiddenProjector
-from distill.runtime.train.losses import FullRows, TopKRows, token_losses
+from distill.runtime.train.losses import Direction, FullRows, TopKRows, token_losses
 from distill.runtime.train.student import Head, causal_forward, final_rows
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class Weights:
     ce: float
     kl: float
     temperature: float
-    direction: str
+    direction: Direction
     hidden: float
     chunk_tokens: int
 
@@ -66,14 +66,16 @@ class Objective:
             modules["projector"] = self.projector
         return modules
 
-    def loss(self, batch: dict[str, torch.Tensor], examples: Sequence[Encoded]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: dict[str, torch.Tensor],
+             examples: Sequence[Encoded]) -> tuple[torch.Tensor, dict[str, float]]:
         """The micro-batch's weighted loss and its parts (floats, for the metrics), computed under
         the plan's autocast: the student, the teacher, the chunked loss and the projector all see
         the same precision (backward runs outside it, as torch.autocast wants)."""
         with self.placement.autocast():
             return self._loss(batch, examples)
 
-    def _loss(self, batch: dict[str, torch.Tensor], examples: Sequence[Encoded]) -> tuple[torch.Tensor, dict[str, float]]:
+    def _loss(self, batch: dict[str, torch.Tensor],
+              examples: Sequence[Encoded]) -> tuple[torch.Tensor, dict[str, float]]:
         if self.task == "extractive-qa":
             loss = self.engine(**batch).loss * self.weights.ce
             return loss, {"loss": float(loss.detach()), "ce": float(loss.detach())}
@@ -84,7 +86,7 @@ class Objective:
         signal = self._signal(teacher_out, mask, examples)
         parts = token_losses(rows, self.head or _identity, targets if self.weights.ce > 0 else None, signal,
                              ce_weight=self.weights.ce, kl_weight=self.weights.kl if signal is not None else 0.0,
-                             temperature=self.weights.temperature, direction=self.weights.direction,  # type: ignore[arg-type]
+                             temperature=self.weights.temperature, direction=self.weights.direction,
                              chunk_tokens=self.weights.chunk_tokens)
         total, logged = parts.total, {}
         if self.projector is not None and teacher_out is not None:

@@ -9,7 +9,7 @@ accelerate's plugin uses for ``--use_fsdp --fsdp_sharding_strategy FULL_SHARD
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -23,7 +23,8 @@ def fsdp_wrap(model: torch.nn.Module, device: torch.device) -> Any:
     from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
     from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    unwrap = getattr(model, "get_base_model", None)  # a peft model's
+    base = unwrap() if unwrap is not None else model
     names = set(getattr(base, "_no_split_modules", None) or ())
     layers = {type(m) for m in model.modules() if type(m).__name__ in names}
     policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls=layers)
@@ -40,5 +41,6 @@ def full_state(wrapped: Any, device: torch.device) -> dict[str, torch.Tensor]:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=device.type == "cuda")
-    state = get_model_state_dict(wrapped, options=options)
+    # A full state dict holds plain tensors (no DTensor or ShardedTensor shards).
+    state = cast(dict[str, torch.Tensor], get_model_state_dict(wrapped, options=options))
     return state if torch.distributed.get_rank() == 0 else {}

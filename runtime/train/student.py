@@ -5,16 +5,19 @@ fine-tuning, gradient checkpointing; and the "head" the chunked loss applies to 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from distill.compiler.plan import Plan
 from distill.compiler.resolve import ResolvedModel
 from distill.compiler.spec import Spec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 Head = Callable[[torch.Tensor], torch.Tensor]
 
@@ -32,7 +35,8 @@ def build_student(resolved: ResolvedModel, spec: Spec, root: Path, plan: Plan) -
     from distill.runtime.placement import Placement
 
     quant = student_quant(spec, plan)
-    head = "extractive-qa" if spec.student.task == "extractive-qa" else "causal-lm"
+    head: Literal["causal-lm", "extractive-qa"] = (
+        "extractive-qa" if spec.student.task == "extractive-qa" else "causal-lm")
     model = load_model(resolved, spec.student, root, Placement.of(plan), quant, "student", head=head)
     adapter = spec.student.adapter
     lora = (Lora(adapter.r, adapter.alpha, adapter.dropout, tuple(plan.lora_targets))
@@ -45,12 +49,12 @@ class Lora:
     """The adapter the plan trains: rank, alpha, dropout and the modules it wraps."""
 
     r: int
-    alpha: int
+    alpha: float
     dropout: float
     targets: tuple[str, ...]
 
 
-def make_trainable(model: torch.nn.Module, quant: str, lora: Lora | None, checkpointing: bool, head: str,
+def make_trainable(model: PreTrainedModel, quant: str, lora: Lora | None, checkpointing: bool, head: str,
                    seed: int) -> torch.nn.Module:
     """The loaded base made trainable as planned, in train mode: k-bit preparation of a quantized
     base, the adapter (``seed`` set right before its initialisation), non-reentrant gradient
@@ -62,15 +66,16 @@ def make_trainable(model: torch.nn.Module, quant: str, lora: Lora | None, checkp
         model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
                                                      gradient_checkpointing_kwargs=no_reentrant)
         _one_kbit_kernel(model)
+    trainable: PreTrainedModel | peft.PeftModel | peft.PeftMixedModel = model
     if lora is not None:
         torch.manual_seed(seed)
-        config = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                 target_modules=list(lora.targets),
+        config = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha,  # type: ignore[arg-type]  # peft: int; a float works
+                                 lora_dropout=lora.dropout, target_modules=list(lora.targets),
                                  task_type="QUESTION_ANS" if head == "extractive-qa" else "CAUSAL_LM")
-        model = peft.get_peft_model(model, config)
+        trainable = peft.get_peft_model(model, config)
     if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=no_reentrant)
-    return model.train()
+        trainable.gradient_checkpointing_enable(gradient_checkpointing_kwargs=no_reentrant)
+    return trainable.train()
 
 
 def _one_kbit_kernel(model: torch.nn.Module) -> None:
@@ -138,7 +143,7 @@ def causal_forward(model: Any, batch: dict[str, torch.Tensor], head: Head | None
     return HeadedOutput(out.hidden_states[-1], out.hidden_states)
 
 
-def final_rows(model: Any, batch: dict[str, torch.Tensor]) -> HeadedOutput:
+def final_rows(model: Any, batch: Mapping[str, torch.Tensor | None]) -> HeadedOutput:
     """A frozen model's final (normalized) hidden states from its backbone alone: no logits, and
     not every layer's output held until the forward ends (``output_hidden_states`` would keep
     layers + 1 copies of tokens x hidden). For a teacher whose ``causal_head`` probe passed, these

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,10 @@ def test_export_names_weights_that_are_not_safetensors(tmp_path: Path, capsys: p
     (lambda path: path.write_bytes(SMOLLM2.read_bytes()[:2_000_000]), "llama.cpp cannot load"),
 ])
 def test_chat_names_a_file_llama_cpp_cannot_load(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                   monkeypatch: pytest.MonkeyPatch, make: object, words: str) -> None:
+                                                   monkeypatch: pytest.MonkeyPatch, make: Callable[[Path], object],
+                                                   words: str) -> None:
     path = tmp_path / "model.gguf"
-    make(path)  # type: ignore[operator]
+    make(path)
     monkeypatch.setattr(sys, "stdin", open("/dev/null"))
     assert main(["chat", str(path)]) == 2
     err = capsys.readouterr().err

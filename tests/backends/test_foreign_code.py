@@ -15,6 +15,7 @@ import pytest
 from distill.backends.base import foreign_code
 from distill.compiler.cli import main
 from distill.compiler.errors import UsageError
+from distill.compiler.records.manifest import ExportSource, Manifest
 from distill.runtime.chat import Settings, open_session
 from tests.conftest import REPO
 
@@ -50,7 +51,8 @@ def test_export_refuses_a_folder_that_ships_its_own_code(tmp_path: Path, target:
 
 def test_chat_refuses_a_crafted_onnx_export(tmp_path: Path) -> None:
     folder = _crafted(tmp_path / "export")
-    (folder / "manifest.json").write_text(json.dumps({"kind": "onnx", "task": "text-generation-with-past"}))
+    Manifest(kind="onnx", model="model.onnx", quant="none", files=(), source=ExportSource(str(folder), "0" * 64),
+             verification=(), tools={}, task="text-generation-with-past").write(folder / "manifest.json")
     (folder / "tokenizer_config.json").write_text(json.dumps(
         {"auto_map": {"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]}}))
     with pytest.raises(UsageError, match="never runs code from a model folder"):

@@ -13,6 +13,8 @@ from distill.backends import ollama
 from distill.backends.gguf_tokens import CONVERSATION
 from distill.backends.go_template import render
 from distill.backends.run_commands import llama_cpp_command
+from distill.compiler.records.manifest import Check, ExportSource, Manifest
+from distill.compiler.records.manifest import OllamaChat as RecordedChat
 from distill.runtime.sources.tokenizer import train_byte_bpe
 from tests.backends.modelfiles import parse_modelfile
 
@@ -131,7 +133,13 @@ def test_every_format_renders_a_conversation_it_starts_and_ends_right() -> None:
         assert text.endswith(openers[name]), name
 
 
-def _chat_check(tokenizer: transformers.PreTrainedTokenizerFast, builtin: str | None) -> dict[str, object]:
+def _manifest(*checks: Check) -> Manifest:
+    """A GGUF export's manifest with these verification checks."""
+    return Manifest(kind="gguf", model="m.gguf", quant="F16", files=(), source=ExportSource("/m", "0" * 64),
+                    verification=checks, tools={})
+
+
+def _chat_check(tokenizer: transformers.PreTrainedTokenizerFast, builtin: str | None) -> Check:
     """The manifest entry of gguf_tokens' chat_template check, as llama.cpp would report it."""
     from distill.backends import gguf_tokens
 
@@ -140,32 +148,30 @@ def _chat_check(tokenizer: transformers.PreTrainedTokenizerFast, builtin: str | 
         want = tokenizer.apply_chat_template(list(CONVERSATION), tokenize=False, add_generation_prompt=True)
         got = {"rendered": want, "ids": tokenizer(want, add_special_tokens=False).input_ids, "builtin": builtin}
     check = gguf_tokens._chat(tokenizer, got)
-    return {"name": check.name, "passed": check.passed, "detail": check.detail}
+    return check
 
 
 def test_llama_cpp_command_follows_the_chat_template_check() -> None:
     tokenizer = _llama3_tokenizer()
     rendered = tokenizer.apply_chat_template(list(CONVERSATION), tokenize=False, add_generation_prompt=True)
-    builtin = {"verification": [_chat_check(tokenizer, rendered)]}
+    builtin = _manifest(_chat_check(tokenizer, rendered))
     assert llama_cpp_command(builtin, "out/model Q4.gguf") == "llama-cli -m 'out/model Q4.gguf'"
     for unknown in (None, rendered + " "):  # not a built-in format, or one llama.cpp renders differently
-        jinja = {"verification": [_chat_check(tokenizer, unknown)]}
+        jinja = _manifest(_chat_check(tokenizer, unknown))
         assert llama_cpp_command(jinja, "m.gguf") == "llama-cli -m m.gguf --jinja"
-    assert llama_cpp_command({}, "m.gguf") == "llama-cli -m m.gguf --jinja"  # no record: the safe choice
+    assert llama_cpp_command(_manifest(), "m.gguf") == "llama-cli -m m.gguf --jinja"  # no record: the safe choice
     tokenizer.chat_template = None
-    plain = {"verification": [_chat_check(tokenizer, None)]}
+    plain = _manifest(_chat_check(tokenizer, None))
     assert llama_cpp_command(plain, "m.gguf") == 'llama-completion -m m.gguf -no-cnv -p "Once upon a time"'
 
 
 def test_export_records_the_format_and_the_run_command(tmp_path: Path) -> None:
-    import json
-
     from distill.backends.registry import get_backend
     from distill.compiler.spec import GgufTarget
     from tests.backends.test_gguf import _model
 
     artifact = get_backend("gguf").export(_model(tmp_path / "llama", "llama"), GgufTarget(("F16",)), tmp_path / "out")
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["ollama"] == artifact.extra["ollama"] == {"template": "chatml", "warning": None}
+    manifest = Manifest.read(tmp_path / "out" / "manifest.json")
+    assert manifest.ollama == RecordedChat(**artifact.extra["ollama"]) == RecordedChat("chatml", None)
     assert parse_modelfile(tmp_path / "out" / "model-F16.Modelfile")[1] == ("TEMPLATE", ollama.CHATML_GO)
     assert llama_cpp_command(manifest, "model-F16.gguf") == "llama-cli -m model-F16.gguf"  # llama.cpp knows ChatML

@@ -68,7 +68,8 @@ def test_chat_templates_are_rendered_at_validate_time(project: Callable[[Any], P
 def test_a_real_chat_template_renders(project: Callable[[Any], Path], min_spec: dict[str, Any],
                                       capsys: pytest.CaptureFixture[str]) -> None:
     """Gemma's template raises on a system turn and checks alternation: distill's turns pass."""
-    gemma = ("{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    gemma = ("{{ bos_token }}{% for message in messages %}"
+             "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
              "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
              "{% if message['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
              "{{ '<start_of_turn>' + message['role'] + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"

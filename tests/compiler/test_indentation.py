@@ -98,7 +98,8 @@ def test_a_colon_in_a_value_still_asks_for_quotes() -> None:
 
 
 def test_block_scalar_text_is_not_read_as_keys() -> None:
-    body = "data:\n  synthesis:\n    prompt: |\n      Write: {n}\n        pairs: {chunk}\n    kind: qa\n      turns: 3\n"
+    body = ("data:\n  synthesis:\n    prompt: |\n      Write: {n}\n        pairs: {chunk}\n"
+            "    kind: qa\n      turns: 3\n")
     found = _syntax_error(body)
     assert _at(found) == (13, 7) and found.hint == "align `turns:` with `kind:` (line 12, column 5)"
 

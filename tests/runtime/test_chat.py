@@ -132,7 +132,11 @@ def test_unusable_paths_are_usage_errors(artifacts: dict[str, Path], tmp_path: P
     assert code == 2 and "has no manifest.json" in err
     (tmp_path / "manifest.json").write_text(json.dumps({"kind": "tflite"}))
     code, _, err = _chat([str(tmp_path), "--once", "hi"], capsys)
-    assert code == 2 and "unknown artifact kind 'tflite'" in err
+    assert code == 2 and "manifest.json: no record header; this distill reads 'manifest' records" in err
+    manifest = json.loads((artifacts["gguf"] / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "kind": "tflite"}))
+    code, _, err = _chat([str(tmp_path), "--once", "hi"], capsys)
+    assert code == 2 and "manifest record, kind: Input should be 'gguf' or 'onnx'" in err
     code, _, err = _chat([str(artifacts["gguf"]), "--quant", "Q4_0", "--once", "hi"], capsys)
     assert code == 2 and "no Q4_0 file" in err and "available: F16" in err
     code, _, err = _chat([str(artifacts["onnx"]), "--quant", "Q4_0", "--once", "hi"], capsys)

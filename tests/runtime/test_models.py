@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from distill.compiler.resolve import ResolvedModel
+from distill.compiler.resolve import ModelKind, ResolvedModel
 from distill.compiler.spec import RandomModel, Teacher
 from distill.runtime.models import UnsafeWeights, load_model, load_tokenizer
 from distill.runtime.placement import Placement
@@ -22,8 +22,8 @@ TINY = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_
 CPU = Placement("cpu", "float32", "fp32")
 
 
-def resolved(kind: str, ref: str) -> ResolvedModel:
-    return ResolvedModel("teacher", kind, ref, None, TINY, (), "tok", False)  # type: ignore[arg-type]
+def resolved(kind: ModelKind, ref: str) -> ResolvedModel:
+    return ResolvedModel("teacher", kind, ref, None, TINY, (), "tok", False)
 
 
 def saved(folder: Path, safe: bool) -> Path:
@@ -92,6 +92,7 @@ def test_a_random_model_gets_its_tokenizers_special_ids(tmp_path: Path) -> None:
 def test_a_tokenizer_trained_for_a_random_model_returns_the_inputs_it_takes(tmp_path: Path, model_type: str,
                                                                            segments: bool) -> None:
     config = {"model_type": model_type, **({"type_vocab_size": 2} if model_type == "bert" else {}), "vocab_size": 300}
-    model = ResolvedModel("student", "random", "s.json", None, config, (), "tok", False)  # type: ignore[arg-type]
-    tokenizer = load_tokenizer(model, Teacher(random=RandomModel(config="s.json")), tmp_path, ["a corpus of words"] * 20)
+    model = ResolvedModel("student", "random", "s.json", None, config, (), "tok", False)
+    tokenizer = load_tokenizer(model, Teacher(random=RandomModel(config="s.json")), tmp_path,
+                               ["a corpus of words"] * 20)
     assert ("token_type_ids" in tokenizer("a question", "a context")) == segments

@@ -92,7 +92,7 @@ def test_a_bf16_build_places_every_model_it_loads(tmp_path: Path, monkeypatch: p
 # Where the runtime may build a model object: the placement path, evaluation's runners (torch
 # through ``place``; onnxruntime on the CPU, as deployed), the chat runtime (onnxruntime) and the
 # memory tracer (a CPU measurement protocol, not a build).
-LOADERS = {"runtime/models.py", "runtime/evaluate/runners.py", "runtime/chat.py", "runtime/memtrace.py"}
+LOADERS = {"runtime/models.py", "runtime/evaluate/runners.py", "runtime/chat.py", "runtime/train/memtrace.py"}
 
 
 def test_models_are_built_only_where_the_placement_path_is() -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from distill.compiler.cli import main
 from distill.compiler.errors import DistillError
+from distill.compiler.records.stage import StageMeta
 from distill.runtime.build.graph import META, Outcome, Stage, record_finished, run_graph
 from distill.runtime.build.run import KEY_FILE, _publish
 from distill.runtime.build.worker import require_finished
@@ -94,19 +95,27 @@ def test_a_touched_file_with_the_same_bytes_is_reused_and_its_mtime_recorded(tmp
     project.build()
     os.utime(project.weights(), ns=(1, 1))  # as `cp -r` without -p leaves it
     assert all(outcome.cached for outcome in project.build().values())
-    meta = json.loads((project.outcomes["train"].folder / META).read_text())
-    assert meta["files"]["model/model.safetensors"]["mtime_ns"] == 1
+    meta = StageMeta.read(project.outcomes["train"].folder / META)
+    assert meta.files["model/model.safetensors"].mtime_ns == 1
 
 
-def test_meta_without_digests_from_an_older_build_is_accepted_then_recorded(tmp_path: Path) -> None:
+@pytest.mark.parametrize("edit", ["older version", "no files", "a size as text"])
+def test_a_meta_json_of_another_version_or_shape_runs_the_stage_again(tmp_path: Path, edit: str) -> None:
+    """A meta.json that its typed reader refuses (another distill's, or edited) proves nothing about
+    the folder: the stage runs again, and what reads it."""
     project = Project(tmp_path)
     project.build()
     meta_path = project.outcomes["train"].folder / META
     meta = json.loads(meta_path.read_text())
-    del meta["files"]
+    if edit == "older version":
+        meta["version"] -= 1
+    elif edit == "no files":
+        del meta["files"]
+    else:
+        meta["files"]["model/model.safetensors"]["size"] = "many"
     meta_path.write_text(json.dumps(meta))
-    assert project.build()["train"].cached and project.runs == []
-    assert "model/model.safetensors" in json.loads(meta_path.read_text())["files"]
+    assert project.build()["train"].changed == [META] and project.runs == ["train", "export"]
+    assert StageMeta.read(meta_path).files["model/model.safetensors"].size > 0
 
 
 def test_an_unreadable_meta_json_runs_the_stage_again(tmp_path: Path) -> None:
@@ -158,7 +167,8 @@ def test_dist_is_left_alone_when_current_and_repaired_when_changed(tmp_path: Pat
 
 
 def dead_pid() -> int:
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
     return int(child.stdout)
 
 

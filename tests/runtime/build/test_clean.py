@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+from distill.compiler.records.stage import BuildRecord
 from distill.runtime.build.clean import clean_state
 
 MIB = 1 << 20
@@ -37,7 +38,8 @@ def test_clean_keeps_the_plan_and_published_builds_and_removes_the_rest(tmp_path
     (state / "gguf" / ("e" * 64)).mkdir(parents=True)  # a converted GGUF source: not a stage folder
     report = stage(state, "report", "f" * 64)  # the published build's own: named by .build-key only
     (dist / "teacher").mkdir(parents=True)
-    (dist / "teacher" / "build.json").write_text(json.dumps({"stages": {"export:gguf:Q8_0": "b" * 64}}))
+    BuildRecord(lock_sha256="0" * 64, stages={"export:gguf:Q8_0": "b" * 64}, data_sha256={},
+                outputs={}).write(dist / "teacher" / "build.json")
     (dist / "teacher" / ".build-key").write_text("f" * 64 + "\n")
     (dist / "broken").mkdir()
     (dist / "broken" / "build.json").write_text("{not json")

@@ -10,45 +10,53 @@ from typing import Any
 
 import pytest
 
-from distill.runtime.build.report import MIB, ReportInputs, _one_two_five, quality_points, write_report
+from distill.compiler.records.evaluation import Sample
+from distill.compiler.records.lock import LockedFile, LockedModel
+from distill.compiler.records.manifest import ArtifactFile, Check, ExportSource, Manifest
+from distill.compiler.records.report import GateResult, PlannedPeak, Report, ReportArtifact
+from distill.runtime.build.report import (
+    MIB,
+    ReportInputs,
+    StageRun,
+    _one_two_five,
+    quality_points,
+    report,
+    training_summary,
+    write_report,
+)
+from tests.records import evaluation, lock, model
 
 SOURCE_SHA = "a" * 64
 PLAN = {"device": "cpu", "budget_bytes": 8 * 2**30, "budget_source": "--memory 8GiB",
         "decisions": [{"name": "micro_batch", "value": "4", "why": "total batch 32 = micro 4 x accumulation 8"}]}
-LOCK = {"sources": [{"path": "docs/guide.md", "sha256": SOURCE_SHA, "size": 1234}],
-        "models": {"student": {"kind": "hub", "ref": "org/student", "revision": "0123abcd", "tokenizer": "bpe",
-                               "files": []},
-                   "teacher": {"kind": "hub", "ref": "org/teacher", "revision": "feedbeef", "tokenizer": "bpe",
-                               "files": []}},
-        "settings": {"device": "cpu", "micro_batch": 4}, "tools": {"llama-cpp-python": "0.3.36", "torch": "2.13.0"}}
+LOCK = lock(sources=(LockedFile("docs/guide.md", SOURCE_SHA, 1234),),
+            models={"student": LockedModel("hub", "org/student", "0123abcd", "bpe", ()),
+                    "teacher": LockedModel("hub", "org/teacher", "feedbeef", "bpe", ())},
+            settings={"device": "cpu", "micro_batch": 4}, tools={"llama-cpp-python": "0.3.36", "torch": "2.13.0"})
 CARD = {"inputs": {"chunks": 12, "dataset_examples": 0}, "examples": {"train": 40, "val": 5, "test": 5},
         "origins": {"train": {"teacher": 40}, "val": {"teacher": 5}, "test": {"teacher": 5}},
         "rejected": {"total": 3, "by_stage": {"grounding": 2, "parse": 1},
                      "by_reason": [{"stage": "grounding", "reason": "support N < N", "count": 2},
                                    {"stage": "parse", "reason": "not JSON", "count": 1}]}}
-EVALUATION = {"split": "test", "examples": 5, "task": "generative", "decoding": {"greedy": True, "max_new_tokens": 64},
-              "models": [{"name": "teacher", "kind": "hf", "path": "t", "params": 1_000_000, "size_bytes": 4 * 2**20,
-                          "precision": "fp32", "metrics": {"perplexity": 3.21, "token_f1": 0.812345}},
-                         {"name": "student", "kind": "hf", "path": "m", "params": 250_000, "size_bytes": 2**20,
-                          "precision": "fp32", "metrics": {"perplexity": 4.25, "token_f1": 0.72, "rouge_l": 0.65,
-                                                           "latency_ms": 20.5}},
-                         {"name": "student-Q4_K_M", "kind": "gguf", "path": "s", "params": 250_000,
-                          "size_bytes": 2**19, "precision": "Q4_K_M",
-                          "metrics": {"perplexity": 4.5, "token_f1": 0.701, "latency_ms": 12.34}}],
-              "retention": {"student-Q4_K_M": {"token_f1": 0.863}}, "notes": ["latency measured on 2 threads"],
-              "samples": [{"id": "q1", "question": "How far | up?", "reference": "4 metres",
-                           "answers": {"teacher": "Up to 4 metres.", "student": "4\nmetres", "student-Q4_K_M": ""}}]}
-GATES = [{"gate": "token_f1", "model": "student-Q4_K_M", "value": 0.701, "threshold": 0.6, "passed": True,
-          "message": "ok"},
-         {"gate": "retention", "model": "student-Q4_K_M", "value": 0.863, "threshold": 0.9, "passed": False,
-          "message": "kept 86% of the teacher's token_f1"}]
-MANIFEST = {"kind": "gguf", "model": "model-Q4_K_M.gguf", "quant": "Q4_K_M",
-            "files": [{"quant": "Q4_K_M", "path": "model-Q4_K_M.gguf", "sha256": "b" * 64, "size": 524288,
-                       "modelfile": "model-Q4_K_M.Modelfile"}],
-            "verification": [{"name": "Q4_K_M.logits_top1_agreement", "passed": True, "detail": "0.98 of 64"}]}
-ONNX_MANIFEST = {"kind": "onnx", "model": "model.onnx", "task": "text-generation-with-past", "quant": "int8",
-                 "files": [{"path": "model.onnx", "sha256": "c" * 64, "size": 300000}],
-                 "verification": [{"name": "greedy_generation_runs", "passed": True, "detail": "1.0"}]}
+EVALUATION = evaluation(
+    [model("teacher", {"perplexity": 3.21, "token_f1": 0.812345}, params=1_000_000, size_bytes=4 * 2**20, path="t"),
+     model("student", {"perplexity": 4.25, "token_f1": 0.72, "rouge_l": 0.65, "latency_ms": 20.5}, params=250_000,
+           size_bytes=2**20),
+     model("student-Q4_K_M", {"perplexity": 4.5, "token_f1": 0.701, "latency_ms": 12.34}, kind="gguf", path="s",
+           params=250_000, size_bytes=2**19, precision="Q4_K_M")],
+    {"student-Q4_K_M": {"token_f1": 0.863}}, notes=["latency measured on 2 threads"],
+    samples=[Sample(id="q1", question="How far | up?", reference="4 metres",
+                    answers={"teacher": "Up to 4 metres.", "student": "4\nmetres", "student-Q4_K_M": ""})])
+GATES = (GateResult("token_f1", "student-Q4_K_M", 0.701, 0.6, True, "ok"),
+         GateResult("retention", "student-Q4_K_M", 0.863, 0.9, False, "kept 86% of the teacher's token_f1"))
+SOURCE = ExportSource(model_dir="/m", config_sha256="a" * 64)
+MANIFEST = Manifest(kind="gguf", model="model-Q4_K_M.gguf", quant="Q4_K_M", quants=("Q4_K_M",),
+                    files=(ArtifactFile(quant="Q4_K_M", path="model-Q4_K_M.gguf", sha256="b" * 64, size=524288,
+                                        modelfile="model-Q4_K_M.Modelfile"),),
+                    verification=(Check("Q4_K_M.logits_top1_agreement", True, "0.98 of 64"),), source=SOURCE, tools={})
+ONNX_MANIFEST = Manifest(kind="onnx", model="model.onnx", task="text-generation-with-past", quant="int8",
+                         files=(ArtifactFile(path="model.onnx", sha256="c" * 64, size=300000),),
+                         verification=(Check("greedy_generation_runs", True, "1.0"),), source=SOURCE, tools={})
 
 
 @pytest.fixture
@@ -62,10 +70,9 @@ def inputs(tmp_path: Path) -> ReportInputs:
     return ReportInputs(
         name="tiny", spec={"version": 1, "name": "tiny"}, spec_sha256="d" * 64, lock=LOCK, plan=PLAN, data_card=CARD,
         metrics=metrics, loss_png=png, evaluation=EVALUATION, gates=GATES,
-        artifacts=[{"kind": "gguf", "path": "artifacts/gguf", "manifest": MANIFEST},
-                   {"kind": "onnx", "path": "artifacts/onnx/model.onnx", "manifest": ONNX_MANIFEST}],
-        stages=[{"stage": "extract", "key": "e" * 64, "seconds": 0.25, "cached": True},
-                {"stage": "train", "key": "f" * 64, "seconds": 12.5, "cached": False}])
+        artifacts=(ReportArtifact("gguf", "artifacts/gguf", MANIFEST),
+                   ReportArtifact("onnx", "artifacts/onnx/model.onnx", ONNX_MANIFEST)),
+        stages=(StageRun("extract", "e" * 64, 0.25), StageRun("train", "f" * 64, 12.5)))
 
 
 def test_card_states_every_fact(inputs: ReportInputs, tmp_path: Path) -> None:
@@ -88,7 +95,7 @@ def test_card_states_every_fact(inputs: ReportInputs, tmp_path: Path) -> None:
     assert "llama-cli -m artifacts/gguf/model-Q4_K_M.gguf" in card
     assert "ORTModelForCausalLM.from_pretrained('artifacts/onnx'" in card
     assert "| Q4_K_M.logits_top1_agreement | ok | 0.98 of 64 |" in card
-    assert "| train | `ffffffffffff` | run | 12.50 |" in card and "| extract | `eeeeeeeeeeee` | cached | 0.25 |" in card
+    assert "| train | `ffffffffffff` | 12.50 |" in card and "| extract | `eeeeeeeeeeee` | 0.25 |" in card
     assert "Quality is token_f1" in card and "![size vs quality](size_vs_quality.png)" in card
     assert (out / "loss.png").read_bytes() == b"\x89PNG fake"
     assert (out / "size_vs_quality.png").read_bytes().startswith(b"\x89PNG")
@@ -102,35 +109,35 @@ def test_report_json_round_trips(inputs: ReportInputs, tmp_path: Path) -> None:
     write_report(tmp_path / "out", inputs)
     text = (tmp_path / "out" / "report.json").read_text()
     data = json.loads(text)
-    assert data["lock"] == LOCK and data["data_card"] == CARD and data["evaluation"] == EVALUATION
-    assert data["gates"] == GATES and data["artifacts"][0]["manifest"] == MANIFEST
+    assert Report.read(tmp_path / "out" / "report.json") == report(inputs, training_summary(inputs.metrics))
+    assert data["lock"]["models"]["teacher"]["revision"] == "feedbeef" and data["data_card"] == CARD
+    assert data["evaluation"]["models"][0]["name"] == "teacher"
+    assert data["gates"][1]["passed"] is False and data["artifacts"][0]["manifest"]["model"] == "model-Q4_K_M.gguf"
     assert data["training"]["best_val"] == {"step": 2, "val_loss": 4.4} and data["training"]["steps"] == 4
     assert all("seconds" not in s for s in data["stages"])
     assert list(data)[-2:] == ["device_peaks", "timings"] and data["timings"] == {"extract": 0.25, "train": 12.5}
     assert data["device_peaks"] == {}  # no stage ran on a GPU
-    assert list(data)[:-2] == sorted(list(data)[:-2])
+    assert list(data)[:2] == ["record", "version"] and list(data)[2:-2] == sorted(list(data)[2:-2])
 
 
 def test_cuda_peaks_are_reported_beside_the_plan(inputs: ReportInputs, tmp_path: Path) -> None:
-    train = {"stage": "train", "key": "f" * 64, "seconds": 12.5, "cached": False,
-             "predicted_peak": {"phase": "train: backward", "bytes": 8 * MIB},
-             "device_peak": {"allocated": 6 * MIB, "reserved": 10 * MIB}}
-    synthesize = {"stage": "synthesize", "key": "a" * 64, "seconds": 3.0, "cached": False,
-                  "predicted_peak": {"phase": "synthesis (batch 4)", "bytes": 4 * MIB}}
-    write_report(tmp_path / "out", replace(inputs, stages=[synthesize, train]))
+    train = StageRun("train", "f" * 64, 12.5, PlannedPeak("train: backward", 8 * MIB),
+                     {"allocated": 6 * MIB, "reserved": 10 * MIB})
+    synthesize = StageRun("synthesize", "a" * 64, 3.0, PlannedPeak("synthesis (batch 4)", 4 * MIB))
+    write_report(tmp_path / "out", replace(inputs, stages=(synthesize, train)))
     data = json.loads((tmp_path / "out" / "report.json").read_text())
     assert data["device_peaks"] == {"train": {"allocated": 6 * MIB, "reserved": 10 * MIB, "predicted": 8 * MIB,
                                               "reserved_over_predicted": 1.25}}
     assert all("device_peak" not in s for s in data["stages"])
     assert data["stages"][1]["predicted_peak"] == {"phase": "train: backward", "bytes": 8 * MIB}
     card = (tmp_path / "out" / "README.md").read_text()
-    assert "| train | `ffffffffffff` | run | 12.50 | 8 | 10 / 6 |" in card
-    assert "| synthesize | `aaaaaaaaaaaa` | run | 3.00 | 4 | not on a GPU |" in card
+    assert "| train | `ffffffffffff` | 12.50 | 8 | 10 / 6 |" in card
+    assert "| synthesize | `aaaaaaaaaaaa` | 3.00 | 4 | not on a GPU |" in card
 
 
 def test_missing_parts_are_said_to_be_missing(inputs: ReportInputs, tmp_path: Path) -> None:
-    bare = replace(inputs, data_card={}, metrics=None, loss_png=None, evaluation={}, gates=[], artifacts=[],
-                   stages=[], lock={}, plan={})
+    bare = replace(inputs, data_card={}, metrics=None, loss_png=None, evaluation=None, gates=(), artifacts=(),
+                   stages=(), lock=lock(), plan={})
     write_report(tmp_path / "out", bare)
     card = (tmp_path / "out" / "README.md").read_text()
     for text in ("No training metrics (metrics.jsonl missing).", "No loss curve (loss.png missing).",
@@ -145,8 +152,8 @@ def test_missing_parts_are_said_to_be_missing(inputs: ReportInputs, tmp_path: Pa
 
 
 def test_perplexity_only_is_plotted_as_its_inverse(inputs: ReportInputs, tmp_path: Path) -> None:
-    models = [{**m, "metrics": {"perplexity": m["metrics"]["perplexity"]}} for m in EVALUATION["models"]]
-    write_report(tmp_path / "out", replace(inputs, evaluation={**EVALUATION, "models": models}))
+    models = tuple(replace(m, metrics={"perplexity": m.metrics["perplexity"]}) for m in EVALUATION.models)
+    write_report(tmp_path / "out", replace(inputs, evaluation=replace(EVALUATION, models=models)))
     assert "Quality is 1 / perplexity" in (tmp_path / "out" / "README.md").read_text()
 
 
@@ -177,12 +184,11 @@ def test_front_matter_follows_the_hub_conventions(inputs: ReportInputs, tmp_path
 
 
 def test_front_matter_of_a_local_extractive_student_without_teacher(inputs: ReportInputs, tmp_path: Path) -> None:
-    lock = {**LOCK, "models": {"student": {"kind": "local", "ref": "models/bert", "revision": None}}}
-    evaluation = {**EVALUATION, "task": "extractive-qa",
-                  "models": [{"name": "student", "kind": "hf", "size_bytes": 2**20,
-                              "metrics": {"exact_match": 0.5, "f1": 0.625, "latency_ms": 3.0}}]}
+    local = replace(LOCK, models={"student": LockedModel("local", "models/bert", None, None, ())})
+    extractive = replace(EVALUATION, task="extractive-qa", models=(
+        model("student", {"exact_match": 0.5, "f1": 0.625, "latency_ms": 3.0}, size_bytes=2**20),))
     spec = {"version": 1, "name": "tiny", "student": {"task": "extractive-qa"}}
-    write_report(tmp_path / "out", replace(inputs, spec=spec, lock=lock, evaluation=evaluation, artifacts=[]))
+    write_report(tmp_path / "out", replace(inputs, spec=spec, lock=local, evaluation=extractive, artifacts=()))
     data = front_matter_of(tmp_path / "out")
     assert data.base_model is None and data.pipeline_tag == "question-answering"
     assert data.tags == ["distill"]  # no teacher, no export, no model folder to name the architecture
@@ -191,7 +197,7 @@ def test_front_matter_of_a_local_extractive_student_without_teacher(inputs: Repo
 
 
 def test_no_model_index_without_an_evaluated_student(inputs: ReportInputs, tmp_path: Path) -> None:
-    write_report(tmp_path / "out", replace(inputs, evaluation={}))
+    write_report(tmp_path / "out", replace(inputs, evaluation=None))
     data = front_matter_of(tmp_path / "out")
     assert data.eval_results is None and data.model_name is None and data.pipeline_tag == "text-generation"
 
@@ -199,8 +205,8 @@ def test_no_model_index_without_an_evaluated_student(inputs: ReportInputs, tmp_p
 def test_no_size_vs_quality_plot_when_nothing_is_measurable(inputs: ReportInputs, tmp_path: Path) -> None:
     """A build whose every answer scores 0 and that measured no perplexity: one sentence, no
     plot of every point on one line."""
-    models = [{**m, "metrics": {"token_f1": 0.0, "rouge_l": 0.0}} for m in EVALUATION["models"]]
-    write_report(tmp_path / "out", replace(inputs, evaluation={**EVALUATION, "models": models}))
+    models = tuple(replace(m, metrics={"token_f1": 0.0, "rouge_l": 0.0}) for m in EVALUATION.models)
+    write_report(tmp_path / "out", replace(inputs, evaluation=replace(EVALUATION, models=models)))
     card = (tmp_path / "out" / "README.md").read_text()
     assert ("No size-vs-quality plot: no quality metric was measurable (none of token_f1, f1, perplexity above 0 "
             "for any model).") in card
@@ -208,13 +214,14 @@ def test_no_size_vs_quality_plot_when_nothing_is_measurable(inputs: ReportInputs
 
 
 def test_an_all_zero_f1_gives_way_to_perplexity(inputs: ReportInputs, tmp_path: Path) -> None:
-    models = [{**m, "metrics": {**m["metrics"], "token_f1": 0.0}} for m in EVALUATION["models"]]
-    quality = quality_points({"models": models})
+    models = [replace(m, metrics={**m.metrics, "token_f1": 0.0}) for m in EVALUATION.models]
+    quality = quality_points(replace(EVALUATION, models=tuple(models)))
     assert quality["metric"] == "perplexity" and quality["label"] == "1 / perplexity"
     assert [name for name, _, _ in quality["points"]] == ["teacher", "student", "student-Q4_K_M"]
     # one model at 0 among measured ones is a point at 0, not a reason to skip the metric
-    models[0]["metrics"]["token_f1"] = 0.5
-    assert [value for _, _, value in quality_points({"models": models})["points"]] == [0.5, 0.0, 0.0]
+    models[0] = replace(models[0], metrics={**models[0].metrics, "token_f1": 0.5})
+    assert [value for _, _, value in quality_points(replace(EVALUATION, models=tuple(models)))["points"]] == [
+        0.5, 0.0, 0.0]
 
 
 def test_size_ticks_are_plain_numbers_at_one_two_five() -> None:
@@ -226,7 +233,7 @@ def test_equal_inputs_give_equal_bytes(inputs: ReportInputs, tmp_path: Path) -> 
     write_report(tmp_path / "b", inputs)
     for name in ("README.md", "report.json", "loss.png", "size_vs_quality.png"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    slower = replace(inputs, stages=[{**s, "seconds": s["seconds"] + 1} for s in inputs.stages])
+    slower = replace(inputs, stages=tuple(replace(s, seconds=s.seconds + 1) for s in inputs.stages))
     write_report(tmp_path / "c", slower)
     a, c = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("a", "c"))
     assert a.pop("timings") != c.pop("timings") and a == c
@@ -246,8 +253,8 @@ def test_onnx_snippet_runs_as_printed_on_a_qwen3(inputs: ReportInputs, tmp_path:
     torch.set_num_threads(2)
     out = tmp_path / "out"
     export_verified(save_family(tmp_path / "qwen3", "qwen3", **FAMILIES["qwen3"]), "onnx", out / "artifacts" / "onnx")
-    manifest = json.loads((out / "artifacts" / "onnx" / "manifest.json").read_text())
-    write_report(out, replace(inputs, artifacts=[{"kind": "onnx", "path": "artifacts/onnx", "manifest": manifest}]))
+    manifest = Manifest.read(out / "artifacts" / "onnx" / "manifest.json")
+    write_report(out, replace(inputs, artifacts=(ReportArtifact("onnx", "artifacts/onnx", manifest),)))
     card = (out / "README.md").read_text()
     snippet = card.split("```python\n")[1].split("```")[0]
     assert "ORTModelForCausalLM.from_pretrained('artifacts/onnx', file_name='model.onnx')" in snippet

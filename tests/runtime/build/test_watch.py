@@ -4,27 +4,23 @@ early), where an interrupted build stopped, the closing table, and bars without 
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 from rich.console import Console
 
 from distill.compiler import console as distill_console
 from distill.compiler.console import Bars
+from distill.compiler.records.report import ReportArtifact
 from distill.runtime.build.graph import Outcome, Stage
 from distill.runtime.build.watch import BuildWatcher
+from tests.records import evaluation, manifest, model, report
 
-EVALUATION = {
-    "models": [
-        {"name": "teacher", "kind": "hf", "size_bytes": 14_693_368,
-         "metrics": {"perplexity": 398.6, "token_f1": 0.41, "latency_ms": 17.4}},
-        {"name": "student", "kind": "hf", "size_bytes": 6_298_712,
-         "metrics": {"perplexity": 314.6, "token_f1": 0.37, "latency_ms": 13.6}},
-        {"name": "gguf:Q4_K_M", "kind": "gguf", "size_bytes": 1_036_000,
-         "metrics": {"perplexity": 314.5, "token_f1": 0.36, "latency_ms": 1.8}},
-    ],
-    "retention": {"student": {"perplexity": 1.27, "token_f1": 0.9}, "gguf:Q4_K_M": {"perplexity": 1.27}},
-}
+EVALUATION = evaluation(
+    [model("teacher", {"perplexity": 398.6, "token_f1": 0.41, "latency_ms": 17.4}, size_bytes=14_693_368),
+     model("student", {"perplexity": 314.6, "token_f1": 0.37, "latency_ms": 13.6}, size_bytes=6_298_712),
+     model("gguf:Q4_K_M", {"perplexity": 314.5, "token_f1": 0.36, "latency_ms": 1.8}, kind="gguf",
+           size_bytes=1_036_000)],
+    {"student": {"perplexity": 1.27, "token_f1": 0.9}, "gguf:Q4_K_M": {"perplexity": 1.27}})
 
 
 def watcher() -> tuple[BuildWatcher, io.StringIO]:
@@ -56,16 +52,16 @@ def test_an_interrupted_build_says_where_it_stopped_and_how_to_resume() -> None:
     watch.starting(stage("train", "x"), resumed=False)
     said = watch.interrupted(Path("examples/quickstart/Distillfile"))
     assert said.startswith("interrupted in the train stage after 0 s; finished and cached: extract.")
-    assert said.endswith("resume: distill build examples/quickstart/Distillfile (training goes on from its last checkpoint)")
+    assert said.endswith("resume: distill build examples/quickstart/Distillfile "
+                         "(training goes on from its last checkpoint)")
 
 
 def test_the_build_ends_with_a_metrics_table_and_the_paths(tmp_path: Path) -> None:
     dist = tmp_path / "dist" / "quickstart"
-    dist.mkdir(parents=True)
-    (dist / "report.json").write_text(json.dumps({
-        "evaluation": EVALUATION, "artifacts": [{"kind": "gguf", "path": "gguf-Q4_K_M"}, {"kind": "onnx", "path": "onnx-int8"}]}))
+    built = report(evaluation=EVALUATION, artifacts=(ReportArtifact("gguf", "gguf-Q4_K_M", manifest("gguf")),
+                                                     ReportArtifact("onnx", "onnx-int8", manifest("onnx"))))
     watch, out = watcher()
-    watch.print_summary(watch.console, dist)
+    watch.print_summary(watch.console, dist, built)
     text = out.getvalue()
     header = next(line for line in text.splitlines() if "model" in line and "retention" in line)
     assert all(column in header for column in ("perplexity", "token_f1", "size (MiB)", "ms/token"))

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from distill.compiler.errors import ExitCode
 from distill.compiler.spec import Gates
 from distill.runtime.evaluate import GateFailed, check_gates, enforce_gates
+from tests.records import evaluation, model
 
-EVALUATION = {
-    "models": [
-        {"name": "teacher", "size_bytes": 4000, "metrics": {"perplexity": 10.0, "token_f1": 0.5}},
-        {"name": "student", "size_bytes": 1000, "metrics": {"perplexity": 12.5, "token_f1": 0.45,
-                                                             "latency_ms": 3.0}},
-        {"name": "gguf:Q4_K_M", "size_bytes": 300, "metrics": {"perplexity": 14.0, "token_f1": 0.30}},
-    ],
-    "retention": {"student": {"perplexity": 0.8, "token_f1": 0.9},
-                  "gguf:Q4_K_M": {"perplexity": 10 / 14, "token_f1": 0.6}},
-}
+EVALUATION = evaluation(
+    [model("teacher", {"perplexity": 10.0, "token_f1": 0.5}, size_bytes=4000),
+     model("student", {"perplexity": 12.5, "token_f1": 0.45, "latency_ms": 3.0}, size_bytes=1000),
+     model("gguf:Q4_K_M", {"perplexity": 14.0, "token_f1": 0.30}, size_bytes=300)],
+    {"student": {"perplexity": 0.8, "token_f1": 0.9}, "gguf:Q4_K_M": {"perplexity": 10 / 14, "token_f1": 0.6}})
 
 
 def _by(results, gate: str, model: str):
@@ -55,8 +53,8 @@ def test_unmeasured_metric_is_a_failure() -> None:
 
 
 def test_missing_model_and_missing_retention_fail() -> None:
-    evaluation = {**EVALUATION, "retention": {}}
-    results = check_gates(evaluation, Gates(min_retention=0.5), deployed=["student", "onnx:int8"])
+    results = check_gates(replace(EVALUATION, retention={}), Gates(min_retention=0.5),
+                          deployed=["student", "onnx:int8"])
     student, onnx = _by(results, "min_retention", "student"), _by(results, "min_retention", "onnx:int8")
     assert not student.passed and "no retention measured for student" in student.message
     assert not onnx.passed and "model 'onnx:int8' was not evaluated" in onnx.message

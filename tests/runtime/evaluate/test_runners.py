@@ -59,7 +59,8 @@ def test_cases_score_answers_and_documents(cases) -> None:
     ids, labels = qa.scored
     learned = cases.tokenizer.decode([i for i, label in zip(ids, labels, strict=True) if label != -100])
     assert learned == "It moves water.<|im_end|>"  # the answer and its end-of-turn marker
-    assert cases.tokenizer.decode(qa.prompt) == "<|im_start|>user\nWhat does the pump do?<|im_end|>\n<|im_start|>assistant\n"
+    assert cases.tokenizer.decode(qa.prompt) == ("<|im_start|>user\nWhat does the pump do?<|im_end|>\n"
+                                                 "<|im_start|>assistant\n")
     assert document.prompt is None and all(label != -100 for label in document.scored[1])
     assert cases.stop == (cases.tokenizer.eos_token_id,)
 

@@ -86,7 +86,8 @@ def check_invariants(pages: list[Page], chunks: list[Chunk], count: Callable[[st
 # --- the invariants, on random documents ---------------------------------------------------------
 
 # Fragments, not just characters: whole words and paragraph breaks make realistic structure likely.
-PAGE_TEXT = st.lists(st.sampled_from(list("aaaabbbcdeé  \n\t.!?\"日。\u0301") + ["pump ", ". ", "。」", "\n\n", "\n \n"]),
+PAGE_TEXT = st.lists(st.sampled_from(list("aaaabbbcdeé  \n\t.!?\"日。\u0301")
+                                     + ["pump ", ". ", "。」", "\n\n", "\n \n"]),
                      max_size=150).map("".join)
 
 
@@ -236,7 +237,8 @@ def test_long_documents_are_counted_a_few_times_over_not_quadratically() -> None
 
 def test_counts_without_special_tokens_or_truncation(tmp_path: Path) -> None:
     tokenizer = Tokenizer.from_str(bpe().to_str())
-    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 1)])
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A </s>",
+                                                             special_tokens=[("<s>", 0), ("</s>", 1)])
     tokenizer.enable_truncation(max_length=4)
     tokenizer.save(str(tmp_path / "tokenizer.json"))
     text = "The pump runs twenty minutes before the valve opens."

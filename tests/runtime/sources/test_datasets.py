@@ -51,7 +51,8 @@ def _examples(items: list[QAExample | Skipped]) -> list[QAExample]:
 
 def test_squad_file_reads_into_traceable_examples(tmp_path: Path) -> None:
     items = _write_squad(tmp_path, _squad(
-        {"id": "q1", "question": " How long does the pump run? ", "answers": [{"text": "20 minutes", "answer_start": 14}]},
+        {"id": "q1", "question": " How long does the pump run? ",
+         "answers": [{"text": "20 minutes", "answer_start": 14}]},
         {"id": "q2", "question": "What opens?", "answers": [{"text": "the valve", "answer_start": 31},
                                                              {"text": "valve", "answer_start": 35}]}))
     assert items == [
@@ -84,7 +85,8 @@ def test_wrong_start_is_repaired_when_the_text_occurs_once(tmp_path: Path) -> No
 
 def test_wrong_start_is_not_guessed_when_the_text_occurs_twice(tmp_path: Path) -> None:
     items = _write_squad(tmp_path, _squad({"id": "q", "question": "Which?",
-                                           "answers": [{"text": "the", "answer_start": 5}]}, context="the pump, the valve"))
+                                           "answers": [{"text": "the", "answer_start": 5}]},
+                                          context="the pump, the valve"))
     reason = ("answers[0]: answer_start 5 does not point at 'the', which occurs more than once in the context: "
               "cannot tell which is meant")
     assert _skips(items) == [("data[0].paragraphs[0].qas[0]", reason)]
@@ -110,7 +112,8 @@ def test_invalid_answers_are_reported_and_valid_ones_kept(tmp_path: Path) -> Non
 @pytest.mark.parametrize(("qa", "reason"), [
     ({"id": "q", "answers": [{"text": "pump", "answer_start": 4}]}, "missing 'question'"),
     ({"id": "q", "question": "   ", "answers": [{"text": "pump", "answer_start": 4}]}, "'question' is empty"),
-    ({"id": "q", "question": 7, "answers": [{"text": "pump", "answer_start": 4}]}, "'question' must be a string, got a number"),
+    ({"id": "q", "question": 7, "answers": [{"text": "pump", "answer_start": 4}]},
+     "'question' must be a string, got a number"),
     ({"id": "q", "question": "What?"}, "missing 'answers'"),
     ({"id": "q", "question": "What?", "answers": []}, "no answers"),
     ({"id": "q", "question": "What?", "answers": "pump"}, "'answers' must be a list, got a string"),
@@ -123,7 +126,8 @@ def test_invalid_answers_are_reported_and_valid_ones_kept(tmp_path: Path) -> Non
     ({"id": "q", "question": "What?", "answers": [7]}, "answers[0]: expected an object or a string, got a number"),
     ({"id": ["q"], "question": "What?", "answers": [{"text": "pump", "answer_start": 4}]},
      "'id' must be a string or an integer, got a list"),
-    ({"id": "q", "question": "What?", "answers": [], "is_impossible": "yes"}, "'is_impossible' must be true or false, got 'yes'"),
+    ({"id": "q", "question": "What?", "answers": [], "is_impossible": "yes"},
+     "'is_impossible' must be true or false, got 'yes'"),
     ("a question", "expected an object, got a string"),
 ])
 def test_malformed_question_is_skipped_with_its_reason(tmp_path: Path, qa: Any, reason: str) -> None:
@@ -151,16 +155,19 @@ def test_repeated_id_is_skipped(tmp_path: Path) -> None:
     qa = {"id": "q1", "question": "How long?", "answers": [{"text": "20 minutes", "answer_start": 14}]}
     items = _write_squad(tmp_path, _squad(qa, qa))
     assert len(_examples(items)) == 1
-    assert _skips(items) == [("data[0].paragraphs[0].qas[1]", "duplicate id 'q1' (first at data[0].paragraphs[0].qas[0])")]
+    assert _skips(items) == [("data[0].paragraphs[0].qas[1]",
+                              "duplicate id 'q1' (first at data[0].paragraphs[0].qas[0])")]
 
 
 def test_missing_id_falls_back_to_the_location(tmp_path: Path) -> None:
-    items = _write_squad(tmp_path, _squad({"question": "How long?", "answers": [{"text": "20 minutes", "answer_start": 14}]}))
+    items = _write_squad(tmp_path, _squad({"question": "How long?",
+                                           "answers": [{"text": "20 minutes", "answer_start": 14}]}))
     assert _examples(items)[0].id == "qa.json:data[0].paragraphs[0].qas[0]"
 
 
 def test_unpaired_surrogate_is_skipped(tmp_path: Path) -> None:
-    text = '{"data": [{"paragraphs": [{"context": "pump", "qas": [{"question": "bad \\ud800", "answers": ["pump"]}]}]}]}'
+    text = ('{"data": [{"paragraphs": [{"context": "pump", '
+            '"qas": [{"question": "bad \\ud800", "answers": ["pump"]}]}]}]}')
     items = _read(tmp_path, text)
     assert _skips(items) == [("data[0].paragraphs[0].qas[0]", "'question' holds an unpaired surrogate at character 4")]
 
@@ -214,14 +221,16 @@ def test_byte_order_mark_is_tolerated(tmp_path: Path) -> None:
 # --- JSONL ---------------------------------------------------------------------------------------
 
 def test_jsonl_bare_string_answers_are_located_at_the_first_occurrence(tmp_path: Path) -> None:
-    items = _jsonl(tmp_path, {"id": 17, "question": "Which one?", "context": "the pump, the valve", "answers": ["the", "valve"]})
+    items = _jsonl(tmp_path, {"id": 17, "question": "Which one?", "context": "the pump, the valve",
+                              "answers": ["the", "valve"]})
     assert items == [QAExample("17", "Which one?", "the pump, the valve", (Answer("the", 0), Answer("valve", 14)),
                                "qa.jsonl", "abc123", "line 1")]
 
 
 def test_jsonl_accepts_span_objects_and_hugging_face_columns(tmp_path: Path) -> None:
     items = _jsonl(tmp_path,
-                   {"question": "How long?", "context": CONTEXT, "answers": [{"text": "20 minutes", "answer_start": 14}]},
+                   {"question": "How long?", "context": CONTEXT,
+                    "answers": [{"text": "20 minutes", "answer_start": 14}]},
                    {"question": "What opens?", "context": CONTEXT,
                     "answers": {"text": ["the valve", "valve"], "answer_start": [31, 35]}})
     assert [(e.id, e.answers) for e in _examples(items)] == [
@@ -262,7 +271,8 @@ def test_jsonl_with_no_parseable_line_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as caught:
         _read(tmp_path, pretty, name="qa.jsonl")
     assert str(caught.value) == ("qa.jsonl: not JSON Lines: no line parses (line 1: invalid JSON at column 2: "
-                                 "Expecting property name enclosed in double quotes); a single JSON document is format: squad")
+                                 "Expecting property name enclosed in double quotes); a single JSON document is "
+                                 "format: squad")
 
 
 @settings(max_examples=100, deadline=None)

@@ -11,11 +11,12 @@ import subprocess
 import sys
 import threading
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from pypdf import PdfWriter
-from pypdf.generic import IndirectObject, NameObject, StreamObject
+from pypdf import PageObject, PdfWriter
+from pypdf.generic import IndirectObject, NameObject, PdfObject, StreamObject
 
 from distill.compiler import sourcefiles
 from distill.compiler.cli import main
@@ -49,11 +50,11 @@ def project(tmp_path: Path, sources: str) -> Path:
     return path
 
 
-def rewritten(data: bytes, index: int, contents: object) -> bytes:
+def rewritten(data: bytes, index: int, contents: Callable[[PdfWriter, PageObject], PdfObject]) -> bytes:
     """``data`` with page ``index``'s /Contents replaced by what ``contents(writer, page)`` gives."""
     writer = PdfWriter(clone_from=io.BytesIO(data))
     page = writer.pages[index]
-    page[NameObject("/Contents")] = contents(writer, page)  # type: ignore[operator]
+    page[NameObject("/Contents")] = contents(writer, page)
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
@@ -62,8 +63,10 @@ def rewritten(data: bytes, index: int, contents: object) -> bytes:
 def with_broken_compression(data: bytes, index: int) -> bytes:
     """Page ``index``'s content stream still says FlateDecode, but bytes in its middle are garbage:
     pypdf logs a zlib error and returns no text for the page."""
-    def broken(writer: PdfWriter, page: object) -> object:
-        packed = zlib.compress(page.get_contents().get_data())  # type: ignore[attr-defined]
+    def broken(writer: PdfWriter, page: PageObject) -> PdfObject:
+        original = page.get_contents()
+        assert original is not None
+        packed = zlib.compress(original.get_data())
         stream = StreamObject()
         stream._data = packed[:10] + b"\x00garbage\xff" * 5 + packed[-20:]
         stream[NameObject("/Filter")] = NameObject("/FlateDecode")
@@ -88,10 +91,11 @@ def pdf_items(path: Path, **options: object) -> list[Page | Skipped]:
     (with_broken_compression, "text layer damaged: Error -3 while decompressing data"),
     (with_missing_contents, "text layer damaged: Object 9999 0 not defined."),
 ])
-def test_a_damaged_page_is_skipped_with_its_reason_not_left_empty(damage: object, reason: str, tmp_path: Path,
+def test_a_damaged_page_is_skipped_with_its_reason_not_left_empty(damage: Callable[[bytes, int], bytes], reason: str,
+                                                                  tmp_path: Path,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "broken.pdf"
-    path.write_bytes(damage(text_pdf(PAGES), 1))  # type: ignore[operator]
+    path.write_bytes(damage(text_pdf(PAGES), 1))
     first, second, third = pdf_items(path, ocr="never")
     assert isinstance(first, Page) and isinstance(third, Page)
     assert isinstance(second, Skipped) and (second.source, second.page) == ("broken.pdf", 2)
@@ -100,9 +104,9 @@ def test_a_damaged_page_is_skipped_with_its_reason_not_left_empty(damage: object
 
 
 @pytest.mark.parametrize("damage", [with_broken_compression, with_missing_contents])
-def test_distill_extract_exits_6_naming_file_and_page(damage: object, tmp_path: Path,
+def test_distill_extract_exits_6_naming_file_and_page(damage: Callable[[bytes, int], bytes], tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "broken.pdf").write_bytes(damage(text_pdf(PAGES), 1))  # type: ignore[operator]
+    (tmp_path / "broken.pdf").write_bytes(damage(text_pdf(PAGES), 1))
     path = project(tmp_path, "  - pdf: broken.pdf\n    ocr: never\n")
     assert main(["extract", str(path)]) == 6
     assert "error: broken.pdf page 2: text layer damaged: " in capsys.readouterr().err
@@ -219,13 +223,13 @@ def test_deep_squad_under_skip_is_listed_and_under_fail_exits_6(tmp_path: Path,
     lambda path: list(read_dataset(path, path.name, "0" * 64, "jsonl")),
     lambda path: pdf_items(path, ocr="never"),
 ], ids=["text", "dataset", "pdf"])
-def test_every_file_type_is_size_capped_before_reading(read: object, tmp_path: Path,
+def test_every_file_type_is_size_capped_before_reading(read: Callable[[Path], object], tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "big"
     path.write_bytes(text_pdf(PAGES))  # a valid file of every kind but for its size
     monkeypatch.setattr(sourcefiles, "MAX_FILE_BYTES", path.stat().st_size - 1)
     with pytest.raises(SourceError, match=r"^big: too large: .* MiB; a source file may be at most"):
-        read(path)  # type: ignore[operator]
+        read(path)
 
 
 def _end_a_blocked_read(fifo: Path, returned: threading.Event) -> None:

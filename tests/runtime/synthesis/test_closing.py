@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -14,7 +16,8 @@ from distill.runtime.synthesis.parse import parse_items, parse_strings
 
 # Replies as a teacher writes them under the grammar (json.dumps(indent=2)), escapes included: an
 # escaped quote, a \u escape, a \n. A question holds no quote, backslash or inner "?".
-QA = json.dumps([{"question": "What does idl mean?", "answer": 'Interface "\u00e9" language\n', "evidence": "IDL stands"},
+QA = json.dumps([{"question": "What does idl mean?", "answer": 'Interface "\u00e9" language\n',
+                  "evidence": "IDL stands"},
                  {"question": "Which tool reads it?", "answer": "camlidl", "evidence": "Camlidl generates"}],
                 indent=2).replace("\u00e9", "\\u00e9")
 CONVERSATION = json.dumps({"messages": [{"role": "user", "content": "What is IDL?"},
@@ -29,7 +32,8 @@ STRINGS = json.dumps(["How is it said?", 'What is it "called"?'], indent=2)
     (reply_schema("conversation", 1, 2, 512), CONVERSATION, lambda text: parse_items(text, "conversation", 2)),
     (strings_schema(2, 128), STRINGS, lambda text: parse_strings(text, 2)),
 ])
-def test_every_prefix_ends_as_a_valid_reply(schema: dict, document: str, parse) -> None:  # type: ignore[no-untyped-def]
+def test_every_prefix_ends_as_a_valid_reply(schema: dict[str, Any], document: str,
+                                            parse: Callable[[str], Any]) -> None:
     validator = Draft202012Validator(schema)
     shape = pieces(schema)
     assert validator.is_valid(json.loads(document))
@@ -48,7 +52,8 @@ def test_an_empty_reply_ends_as_the_shortest_document() -> None:
     shortest = [{"question": "xxxxxxx?", "answer": "x", "evidence": "x"}] * 2
     assert ending(shape, "") == json.dumps(shortest, indent=2)
     opened = '[\n  {\n    "question": "Why'
-    assert opened + ending(shape, opened) == json.dumps([{**shortest[0], "question": "Whyxxxx?"}, shortest[1]], indent=2)
+    assert opened + ending(shape, opened) == json.dumps([{**shortest[0], "question": "Whyxxxx?"}, shortest[1]],
+                                                        indent=2)
     asked = '[\n  {\n    "question": "Why is it so?'
     assert asked + ending(shape, asked) == json.dumps([{**shortest[0], "question": "Why is it so?"}, shortest[1]],
                                                       indent=2)

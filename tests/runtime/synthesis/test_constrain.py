@@ -13,7 +13,7 @@ from distill.runtime.models import align_special_tokens
 from distill.runtime.synthesis.closing import INDENT, SHAPE_KEY
 from distill.runtime.synthesis.constrain import CHARS_PER_TOKEN, reply_schema, schema_text, strings_schema
 from distill.runtime.synthesis.generate import HFGenerator, Request
-from distill.runtime.synthesis.parse import parse_items, parse_strings
+from distill.runtime.synthesis.parse import Kind, parse_items, parse_strings
 from tests.runtime.synthesis.test_generate import tiny_teacher
 
 
@@ -33,13 +33,13 @@ def longest(schema: dict) -> object:
 
 @pytest.mark.parametrize(("kind", "n", "turns", "budget"), [
     ("qa", 3, 1, 512), ("qa", 1, 1, 64), ("qa", 10, 1, 2048), ("conversation", 1, 3, 512), ("conversation", 1, 2, 96)])
-def test_the_longest_reply_parses_whole_and_fits_the_budget(kind: str, n: int, turns: int, budget: int) -> None:
-    schema = reply_schema(kind, n, turns, budget)  # type: ignore[arg-type]
+def test_the_longest_reply_parses_whole_and_fits_the_budget(kind: Kind, n: int, turns: int, budget: int) -> None:
+    schema = reply_schema(kind, n, turns, budget)
     Draft202012Validator.check_schema(schema)
     reply = json.dumps(longest(schema), ensure_ascii=False, indent=INDENT)
     assert Draft202012Validator(schema).is_valid(json.loads(reply))
     assert len(reply) <= CHARS_PER_TOKEN * budget
-    parsed = parse_items(reply, kind, turns)  # type: ignore[arg-type]
+    parsed = parse_items(reply, kind, turns)
     assert parsed.clean and len(parsed.items) == (n if kind == "qa" else 1)
 
 

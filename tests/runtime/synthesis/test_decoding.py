@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from distill.runtime.synthesis.constrain import reply_schema, schema_text, strings_schema
+from distill.runtime.synthesis.generate import Request
 from distill.runtime.synthesis.stage import PARAPHRASE_MAX_NEW_TOKENS, synthesize
 from tests.runtime.synthesis.scripted import Scripted, chunks, spec
 
@@ -41,13 +42,14 @@ def test_paraphrase_schemas_follow_max_new_tokens(tmp_path: Path) -> None:
     synthesize(spec(synthesis={"kind": "qa", "pairs_per_chunk": 2, "max_new_tokens": 1024}), chunks(), [], teacher,
                2, tmp_path, "scripted")
     paraphrases = {schema for key, schema in teacher.schemas.items() if key.endswith(":paraphrase")}
-    assert paraphrases == {schema_text(strings_schema(1, 1024))} != {schema_text(strings_schema(1, PARAPHRASE_MAX_NEW_TOKENS))}
+    assert paraphrases == {schema_text(strings_schema(1, 1024))} != {
+        schema_text(strings_schema(1, PARAPHRASE_MAX_NEW_TOKENS))}
 
 
 class Prose(Scripted):
     """Writes every chunk's pairs as "Question: ... Answer: ..." prose."""
 
-    def _reply(self, request):  # type: ignore[no-untyped-def]
+    def _reply(self, request: Request) -> str:
         reply = super()._reply(request)
         if request.key.endswith(":paraphrase"):
             return reply

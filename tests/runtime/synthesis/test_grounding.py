@@ -45,8 +45,9 @@ def test_normalized_match_maps_back_to_the_original_text(answer: str, context: s
 
 def test_span_offsets_point_into_the_original_context() -> None:
     context = "Intro.\n\n  The   \ufb01nal  VALVE\u00a0opens."
-    start, end = find_span("final valve", context)  # type: ignore[misc]
-    assert (start, end) == (16, 27)  # "Intro.\n\n" 8 + "  The   " 8; "\ufb01nal  VALVE" is 11 chars
+    span = find_span("final valve", context)
+    assert span == (16, 27)  # "Intro.\n\n" 8 + "  The   " 8; "\ufb01nal  VALVE" is 11 chars
+    start, end = span
     assert context[start:end] == "\ufb01nal  VALVE"
 
 

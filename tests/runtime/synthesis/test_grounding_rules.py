@@ -149,7 +149,8 @@ def test_an_answer_that_only_restates_its_question_says_nothing() -> None:
     assert not restates("No.", "Does the pen stop?")
     assert not restates("COMSPEC sets the shell.", "Which variable sets the shell?")  # the name is the news
     assert not restates("It is an option type.", question)
-    assert judge_answer("The pen draws.", MANUAL, 0.5, "What does the pen draw?")[1] == "answer only restates the question"
+    restated = judge_answer("The pen draws.", MANUAL, 0.5, "What does the pen draw?")
+    assert restated[1] == "answer only restates the question"
     assert judge_answer("The pen draws.", MANUAL, 0.5)[1] is None  # no question given: not checked
 
 
@@ -163,7 +164,8 @@ def _chunk() -> Chunk:
 def test_qa_items_are_judged_for_every_student() -> None:
     reply = ('[{"question": "The distance between the two points.", "answer": "dblRight"},'
              ' {"question": "Which point is on the right", "answer": "dblRight"},'
-             ' {"question": "What does nLineGroup specify?", "answer": "It specifies the line group defining the pens."}]')
+             ' {"question": "What does nLineGroup specify?",'
+             ' "answer": "It specifies the line group defining the pens."}]')
     for extractive, kept in ((False, ["What does nLineGroup specify?"]),
                              (True, ["Which point is on the right"])):
         examples, rejections = chunk_examples(_chunk(), [reply], "qa", 1, Grounding(extractive, 0.5), "g")

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from distill.runtime.synthesis.parse import Parsed, Rejected, item_schema, parse_items, parse_strings
+from distill.runtime.synthesis.parse import Kind, Parsed, Rejected, item_schema, parse_items, parse_strings
 
 QA = [{"question": "What is distillation?", "answer": "Training a student on a teacher's outputs."},
       {"question": "Who teaches?", "answer": "The large model.", "evidence": "the large model teaches"}]
@@ -191,14 +191,15 @@ def test_garbage_never_raises() -> None:
         assert isinstance(parse_items(chars, "conversation", 2), Parsed)
     for text in ["[" * 100_000, "{" * 50_000 + "}" * 50_000, '["' * 20_000, "1" * 10_000, "[" + "9" * 5000 + "]"]:
         assert parse_items(text, "qa", 1).items == ()
-    assert parse_items(None, "qa", 1).error == "response is not text (got NoneType)"  # type: ignore[arg-type]
+    not_text = parse_items(None, "qa", 1)  # type: ignore[arg-type]  # a reply that is not text, on purpose
+    assert not_text.error == "response is not text (got NoneType)"
 
 
 def test_bad_arguments_are_the_callers_bug() -> None:
     with pytest.raises(ValueError, match="turns >= 1"):
         parse_items("[]", "conversation", 0)
     with pytest.raises(ValueError, match="kind"):
-        parse_items("[]", "poem", 1)  # type: ignore[arg-type]
+        parse_items("[]", "poem", 1)  # type: ignore[arg-type]  # an unknown kind, on purpose
     with pytest.raises(ValueError, match="expected"):
         parse_strings("[]", 0)
 
@@ -230,7 +231,8 @@ def test_item_schema_shapes() -> None:
 _TEXT = st.text(st.characters(codec="utf-8"), min_size=1, max_size=60).filter(lambda s: s.strip() == s and s)
 _QA_ITEM = st.builds(lambda q, a: {"question": q, "answer": a}, _TEXT, _TEXT)
 _CONV_ITEM = st.lists(st.tuples(_TEXT, _TEXT), min_size=1, max_size=3).map(lambda pairs: {"messages": [
-    {"role": role, "content": content} for pair in pairs for role, content in zip(("user", "assistant"), pair, strict=True)]})
+    {"role": role, "content": content}
+    for pair in pairs for role, content in zip(("user", "assistant"), pair, strict=True)]})
 # Prose that cannot open a JSON container of its own.
 _PROSE = st.text(st.characters(codec="utf-8", exclude_characters="[]{}`"), max_size=80)
 
@@ -238,9 +240,9 @@ _PROSE = st.text(st.characters(codec="utf-8", exclude_characters="[]{}`"), max_s
 @settings(max_examples=300, deadline=None)
 @given(text=st.text(max_size=300) | st.text(st.sampled_from("[]{}\"',:\\ \n`qa1"), max_size=300),
        kind=st.sampled_from(["qa", "conversation"]), turns=st.integers(1, 3))
-def test_arbitrary_text_never_raises_and_items_match_the_schema(text: str, kind: str, turns: int) -> None:
-    parsed = parse_items(text, kind, turns)  # type: ignore[arg-type]
-    validator = Draft202012Validator(item_schema(kind, turns))  # type: ignore[arg-type]
+def test_arbitrary_text_never_raises_and_items_match_the_schema(text: str, kind: Kind, turns: int) -> None:
+    parsed = parse_items(text, kind, turns)
+    validator = Draft202012Validator(item_schema(kind, turns))
     assert all(validator.is_valid(item) for item in parsed.items)
     assert (parsed.error is None) or (not parsed.items and not parsed.rejected)
     assert all("\n" not in problem for problem in parsed.problems)
@@ -249,12 +251,12 @@ def test_arbitrary_text_never_raises_and_items_match_the_schema(text: str, kind:
 @settings(max_examples=200, deadline=None)
 @given(data=st.data(), kind=st.sampled_from(["qa", "conversation"]), before=_PROSE, after=_PROSE,
        fenced=st.booleans(), indent=st.sampled_from([None, 2]))
-def test_valid_items_in_prose_round_trip(data: st.DataObject, kind: str, before: str, after: str, fenced: bool,
+def test_valid_items_in_prose_round_trip(data: st.DataObject, kind: Kind, before: str, after: str, fenced: bool,
                                          indent: int | None) -> None:
     items = data.draw(st.lists(_QA_ITEM if kind == "qa" else _CONV_ITEM, min_size=1, max_size=4))
     body = json.dumps(items, indent=indent, ensure_ascii=data.draw(st.booleans()))
     text = f"{before}\n```json\n{body}\n```\n{after}" if fenced else f"{before} {body} {after}"
-    parsed = parse_items(text, kind, 3)  # type: ignore[arg-type]
+    parsed = parse_items(text, kind, 3)
     assert parsed == Parsed(tuple(items), (), None, False)
 
 

@@ -23,7 +23,8 @@ NUMBERED = """1. Question: How long does the pump run?
 2. Question: When does the alarm sound?
    Answer: When the pressure stays under 2 bar."""
 
-SHORT_LABELS = "Q1: How long is the reset switch held?\nA1: For 5 seconds.\n\nQ2: What starts the pump?\nA2: A low tank level."
+SHORT_LABELS = ("Q1: How long is the reset switch held?\nA1: For 5 seconds.\n\n"
+                "Q2: What starts the pump?\nA2: A low tank level.")
 
 BOLD = "**Question 1:** What does the controller check?\n**Answer:** The pressure, after 20 minutes."
 

@@ -10,12 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from distill.runtime.sources.records import Answer, QAExample
+from distill.runtime.synthesis.generate import Request
 from distill.runtime.synthesis.stage import NoTrainingData, synthesize
 from tests.runtime.synthesis.scripted import QA, Scripted, chunks, spec
 
@@ -48,8 +50,8 @@ def test_valid_malformed_partial_and_ungrounded_replies(tmp_path: Path) -> None:
     kept = [r for name in ("train", "val", "test") for r in records(tmp_path, f"{name}.jsonl")]
     teacher = {r["question"]: r for r in kept if r["origin"] == "teacher"}
     # valid, repaired (fenced JSON on the second attempt), trailing comma, partially valid
-    assert {"How long does the pump run?", "How much power does the pump draw?", "How often should the filter be cleaned?",
-            "How long does the battery last?", "What does error E4 mean?",
+    assert {"How long does the pump run?", "How much power does the pump draw?",
+            "How often should the filter be cleaned?", "How long does the battery last?", "What does error E4 mean?",
             "How fast should the valve be opened?"} == set(teacher)
     assert all(r["support"] >= 0.5 and r["chunk"] and r["source"] and r["pages"] == [1, 1] for r in teacher.values())
     rejected = records(tmp_path, "rejected.jsonl")
@@ -124,7 +126,7 @@ def test_a_crash_resumes_without_regenerating_finished_chunks(tmp_path: Path) ->
     run(reference, batch=2)
 
     class Crashing(Scripted):
-        def generate(self, requests):  # type: ignore[no-untyped-def]
+        def generate(self, requests: Sequence[Request]) -> list[str]:
             if len(self.calls) >= 3:
                 raise RuntimeError("teacher died")
             return super().generate(requests)
@@ -171,7 +173,7 @@ def test_a_journal_for_other_settings_is_not_reused(tmp_path: Path) -> None:
 
 
 class Garbage(Scripted):
-    def _reply(self, request):  # type: ignore[no-untyped-def]
+    def _reply(self, request: Request) -> str:
         return "\x00 lorem {{{ [[ ipsum"
 
 
@@ -187,8 +189,8 @@ def test_all_garbage_stops_with_no_training_data(tmp_path: Path) -> None:
 
 def dataset() -> list[QAExample]:
     context = "The valve opens a quarter turn every five seconds."
-    return [QAExample("q1", "How fast does the valve open?", context, (Answer("a quarter turn every five seconds", 17),),
-                      "qa.jsonl", "sha-qa", "line 1"),
+    return [QAExample("q1", "How fast does the valve open?", context,
+                      (Answer("a quarter turn every five seconds", 17),), "qa.jsonl", "sha-qa", "line 1"),
             QAExample("q2", "Which gas is inert?", "", (Answer("Argon", None),), "qa.jsonl", "sha-qa", "line 2"),
             QAExample("q3", "Fill in the blank: ___ is a noble gas.", "", (Answer("Neon", None),), "qa.jsonl",
                       "sha-qa", "line 3")]
@@ -210,7 +212,8 @@ def test_dataset_examples_join_the_split_as_they_are(tmp_path: Path, task: str) 
 
 def test_a_dataset_pinned_to_test_is_held_out_whole_and_never_paraphrased(tmp_path: Path) -> None:
     exam = [replace(qa, split="test") for qa in dataset()]
-    synthesize(spec(split={"val": 0.2, "test": 0.0, "by": "chunk"}), chunks(), exam, Scripted(), 2, tmp_path, "scripted")
+    synthesize(spec(split={"val": 0.2, "test": 0.0, "by": "chunk"}), chunks(), exam, Scripted(), 2, tmp_path,
+               "scripted")
     splits = {name: records(tmp_path, f"{name}.jsonl") for name in ("train", "val", "test")}
     assert sorted(r["question"] for r in splits["test"]) == sorted(qa.question for qa in exam)
     assert {r["origin"] for r in splits["test"]} == {"dataset"}

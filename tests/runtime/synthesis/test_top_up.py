@@ -41,7 +41,9 @@ class Focused:
     def _reply(request: Request) -> str:
         task = request.messages[0]["content"]
         named = [json.loads(quoted) for quoted in re.findall(r'^\d+\. (".*")$', task, re.M)]
-        count = int(re.search(r"write (\d+) question-answer", task).group(1))  # type: ignore[union-attr]
+        asked = re.search(r"write (\d+) question-answer", task)
+        assert asked is not None, task
+        count = int(asked.group(1))
         items = [{"question": f"What does the manual say about {' '.join(s.split()[1:3])}?", "answer": s,
                   "evidence": s} for s in named]
         items += [{"question": f"What else is there to know {index}?", "answer": "It was made in Berlin by Acme.",

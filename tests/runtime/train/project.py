@@ -65,9 +65,9 @@ if __name__ == "__main__":  # python -m tests.runtime.train.project DISTILLFILE 
     delay = float(sys.argv[3])
     original = loop._optimizer_step
 
-    def slow_step(*args: Any) -> dict[str, float]:
+    def slow_step(*args: Any, **kwargs: Any) -> dict[str, float]:
         time.sleep(delay)
-        return original(*args)
+        return original(*args, **kwargs)
 
-    loop._optimizer_step = slow_step  # type: ignore[assignment]
+    loop._optimizer_step = slow_step
     train_project(Path(sys.argv[1]), Path(sys.argv[2]))

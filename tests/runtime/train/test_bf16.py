@@ -19,7 +19,8 @@ from distill.runtime.train.merge import LAYER_RTOL, MERGE_RTOL
 from tests.runtime.train.project import TEMPLATE, train_project, write_project
 
 LORA = {"type": "lora", "r": 4, "alpha": 8, "dropout": 0.1}
-ADAPTERS = {"lora": LORA, "lora on 8-bit": LORA, "qlora": {"type": "qlora", "r": 4, "alpha": 8}, "full": {"type": "none"}}
+ADAPTERS = {"lora": LORA, "lora on 8-bit": LORA, "qlora": {"type": "qlora", "r": 4, "alpha": 8},
+            "full": {"type": "none"}}
 LOSSES = {"online KD + hidden": {"ce": {"weight": 1.0}, "kl": {"weight": 0.5, "temperature": 2.0},
                                  "hidden": {"weight": 0.1}},
           "cached KD": {"ce": {"weight": 1.0}, "kl": {"weight": 0.5, "temperature": 2.0, "top_k": 8}}}
@@ -30,7 +31,8 @@ QUANT = {"qlora": "4bit", "lora on 8-bit": "8bit"}
 
 def bf16_project(root: Path, adapter: str, loss: str) -> Path:
     student: dict[str, Any] = {"random": {"config": "student.json"}, "chat_template": TEMPLATE, "dtype": "bfloat16",
-                               "adapter": ADAPTERS[adapter], **({"quantization": "8bit"} if adapter == "lora on 8-bit" else {})}
+                               "adapter": ADAPTERS[adapter],
+                               **({"quantization": "8bit"} if adapter == "lora on 8-bit" else {})}
     return write_project(root, student=student, loss=LOSSES[loss],
                          train={"epochs": 1, "effective_batch_size": 4, "max_seq_len": 128, "checkpoint_every": 3,
                                 "learning_rate": 1.0e-3, "precision": "bf16"})
