@@ -132,6 +132,17 @@ def read_lines(path: Path, cls: type[T]) -> list[T]:
     return items
 
 
+def parse_line(text: str, cls: type[T]) -> T | None:
+    """One JSON line as a ``cls``; None when it is not JSON or does not fit (a torn or damaged line,
+    which the caller names)."""
+    from pydantic import ValidationError
+
+    try:
+        return _adapter(cls).validate_json(text)
+    except ValidationError:
+        return None
+
+
 def lines_text(items: Iterable[Any]) -> str:
     """JSON Lines of dataclasses (or plain data), one per line, as ``read_lines`` reads them."""
     return "".join(json.dumps(_adapter(type(item)).dump_python(item, mode="json"), ensure_ascii=False) + "\n"

@@ -13,12 +13,30 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from distill.compiler.errors import DistillError
+from distill.compiler.records.record import parse_line
 
 VERSION = 1
+
+
+@dataclass(frozen=True)
+class Header:
+    """The first line: the journal's format version and what the work is for."""
+
+    journal: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A finished item: its key and its value (JSON data: a teacher's replies, for one)."""
+
+    key: str
+    value: Any
 
 
 class JournalDamaged(DistillError):
@@ -55,20 +73,20 @@ class Journal:
         data = self.path.read_bytes()
         complete = data[:data.rfind(b"\n") + 1]
         lines = complete.decode("utf-8", errors="replace").splitlines()
-        if not lines or _header(lines[0]) != {"journal": VERSION, "fingerprint": self.fingerprint}:
+        if not lines or parse_line(lines[0], Header) != Header(VERSION, self.fingerprint):
             return None
         return len(complete), lines
 
     def _entries(self, lines: list[str]) -> dict[str, Any]:
         items: dict[str, Any] = {}
         for number, line in enumerate(lines[1:], start=2):
-            entry = _header(line)
-            if not isinstance(entry, dict) or "key" not in entry or "value" not in entry:
+            entry = parse_line(line, Entry)
+            if entry is None:
                 # Whole lines are written at once, so this is damage from outside: stop rather
                 # than silently redo (or drop) work.
                 raise JournalDamaged(f"{self.path}:{number}: not a journal entry",
                                      hint="delete the file to generate its items again")
-            items[entry["key"]] = entry["value"]
+            items[entry.key] = entry.value
         return items
 
     def append(self, items: Mapping[str, Any]) -> None:
@@ -88,13 +106,7 @@ class Journal:
 
     def _start(self) -> dict[str, Any]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        header = json.dumps({"journal": VERSION, "fingerprint": self.fingerprint}, sort_keys=True) + "\n"
+        header = json.dumps({"fingerprint": self.fingerprint, "journal": VERSION}) + "\n"
         self.path.write_text(header, "utf-8")
         return {}
 
-
-def _header(line: str) -> Any:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError:
-        return None

@@ -12,32 +12,37 @@ saving is a ``DiskFull`` naming the checkpoint and the bytes it needs.
 
 from __future__ import annotations
 
-import json
 import pickle
 import shutil
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from distill.compiler.fsutil import staged_folder
+from distill.compiler.records.record import Record, RecordError
 
 PREFIX = "step-"
 KEEP = 2  # the newest two: the last one might be the one a reader is copying when a new one lands
+LOOP_STATE = "loop.json"
 # What reading a damaged checkpoint raises: torch.load a RuntimeError (zip central directory
 # missing), an OSError (errno 22) or an UnpicklingError; safetensors a SafetensorError; loop.json
-# a ValueError (bad JSON) or a TypeError/KeyError (a field missing or of the wrong kind).
+# a RecordError (not JSON, a field missing or of the wrong kind).
 _UNREADABLE = (OSError, RuntimeError, ValueError, TypeError, KeyError, EOFError, pickle.UnpicklingError,
-               SafetensorError)
+               SafetensorError, RecordError)
 
 
 @dataclass
-class LoopState:
-    """Where the loop is. ``micro`` counts micro-batches consumed in ``epoch``."""
+class LoopState(Record):
+    """Where the loop is (``loop.json`` of a checkpoint). ``micro`` counts micro-batches consumed
+    in ``epoch``; ``evals`` every validation so far ({step, val_loss})."""
+
+    KIND: ClassVar[str] = "loop-state"
+    VERSION: ClassVar[int] = 1
 
     step: int = 0
     epoch: int = 0
@@ -88,7 +93,7 @@ def save(folder: Path, modules: dict[str, torch.nn.Module], optimizer: Any, sche
                     "rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
                    staging / "state.pt")
-        (staging / "loop.json").write_text(json.dumps(asdict(state), sort_keys=True))
+        state.write(staging / LOOP_STATE)
     for old in complete(folder)[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -111,7 +116,7 @@ def complete(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX)
-                  and (p / "loop.json").is_file())
+                  and (p / LOOP_STATE).is_file())
 
 
 def load_latest(folder: Path) -> Restored | None:
@@ -136,7 +141,7 @@ def load_latest(folder: Path) -> Restored | None:
 def _load(step: Path) -> tuple[Restored, torch.Tensor, list[torch.Tensor]]:
     """One checkpoint and its RNG states, read whole before anything is restored from it."""
     blob = torch.load(step / "state.pt", weights_only=True)
-    state = LoopState(**json.loads((step / "loop.json").read_text()))
+    state = LoopState.read(step / LOOP_STATE)
     weights = load_file(str(step / "trainable.safetensors"))
     return Restored(state, weights, blob["optimizer"], blob["scheduler"]), blob["rng"], blob["cuda_rng"]
 

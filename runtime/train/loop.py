@@ -314,11 +314,12 @@ class _Metrics:
         self.path, self.writer = path, writer
         if not writer:
             return
-        kept = []
-        if path.is_file():
-            kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        from distill.compiler.records.record import lines_text
+        from distill.runtime.train.plots import read_records
+
+        kept = [record for record in read_records(path) if record["step"] <= step]
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(line + "\n" for line in kept))
+        path.write_text(lines_text(kept))
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.writer:  # one process writes the metrics of a distributed run

@@ -11,12 +11,16 @@ the CE itself (CE alone, at weight 1).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distill.compiler.fsutil import write_atomic_with
+from distill.compiler.records.record import read_lines
+
+# A line of metrics.jsonl: the step and what was measured at it (loss, ce, kl, hidden, lr, seconds;
+# or val_loss), by name. Integers stay integers (the step).
+MetricRecord = dict[str, int | float]
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -43,24 +47,22 @@ def kept_step(checkpoints: Path) -> Kept | None:
     """What the newest checkpoint's loop state says was kept; None without one (an FSDP run
     writes no checkpoints). The loop saves a checkpoint after its last step, so the newest holds
     the final early-stopping state: ``best_val`` is the very float of its evaluation in ``evals``."""
-    from distill.runtime.train.checkpoint import complete
+    from distill.runtime.train.checkpoint import LOOP_STATE, LoopState, complete
 
     found = complete(checkpoints)
     if not found:
         return None
-    state = json.loads((found[-1] / "loop.json").read_text())
-    if not state["stopped"]:
-        return Kept(state["step"], False)
+    state = LoopState.read(found[-1] / LOOP_STATE)
+    if not state.stopped:
+        return Kept(state.step, False)
     # the first evaluation at the best value: a later equal one did not improve on it
-    best = next(e["step"] for e in state["evals"] if e["val_loss"] == state["best_val"])
-    return Kept(best, True)
+    best = next(e["step"] for e in state.evals if e["val_loss"] == state.best_val)
+    return Kept(int(best), True)
 
 
-def read_records(metrics: Path) -> list[dict[str, Any]]:
+def read_records(metrics: Path) -> list[MetricRecord]:
     """metrics.jsonl's records; none when the file is missing."""
-    if not metrics.is_file():
-        return []
-    return [json.loads(line) for line in metrics.read_text("utf-8").splitlines() if line.strip()]
+    return read_lines(metrics, MetricRecord) if metrics.is_file() else []
 
 
 def _objective_is_ce(train: list[dict[str, Any]]) -> bool:

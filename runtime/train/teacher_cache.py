@@ -15,16 +15,17 @@ world-th shard and all ranks then read them all (the folder is shared).
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from distill.compiler.fsutil import write_atomic, write_atomic_with
+from distill.compiler.fsutil import write_atomic_with
+from distill.compiler.records.record import Record, RecordError
 from distill.runtime.placement import Placement
 from distill.runtime.progress import Progress
 from distill.runtime.ranks import barrier, ranks
@@ -60,6 +61,32 @@ def cache_key(teacher_key: str, examples: Sequence[Encoded], k: int, temperature
                      stable_id([(e.id, e.input_ids, e.labels) for e in examples]))
 
 
+CACHE_META = "meta.json"
+
+
+@dataclass(frozen=True)
+class CacheMeta(Record):
+    """``meta.json`` of the cache: what its shards hold (the content key, top-k, temperature,
+    rows and rows per shard); shards of any other cache are thrown away."""
+
+    KIND: ClassVar[str] = "teacher-cache"
+    VERSION: ClassVar[int] = 1
+
+    key: str
+    k: int
+    temperature: float
+    examples: int
+    shard: int
+
+
+def _found(path: Path) -> CacheMeta | None:
+    """The cache's meta.json, or None when there is none or it cannot be read (another version)."""
+    try:
+        return CacheMeta.read(path)
+    except RecordError:
+        return None
+
+
 def build_cache(teacher: Any, head: Head | None, examples: Sequence[Encoded], pad_id: int, micro: int, k: int,
                 temperature: float, folder: Path, teacher_key: str, placement: Placement,
                 progress: Progress | None = None) -> TopKCache:
@@ -68,12 +95,11 @@ def build_cache(teacher: Any, head: Head | None, examples: Sequence[Encoded], pa
     ``progress("teacher logits", rows, total)`` follows rank 0's rows (shards found done count)."""
     key = cache_key(teacher_key, examples, k, temperature)
     rank, world = ranks()
-    meta = folder / "meta.json"
-    if rank == 0 and (not meta.is_file() or json.loads(meta.read_text()).get("key") != key):
+    meta = CacheMeta(key=key, k=k, temperature=temperature, examples=len(examples), shard=SHARD)
+    if rank == 0 and _found(folder / CACHE_META) != meta:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        write_atomic(meta, json.dumps({"key": key, "k": k, "temperature": temperature, "examples": len(examples),
-                                       "shard": SHARD}, sort_keys=True) + "\n")
+        meta.write(folder / CACHE_META)
     barrier()
     shards = [(folder / f"shard-{n:05d}.safetensors", examples[start:start + SHARD])
               for n, start in enumerate(range(0, len(examples), SHARD))]

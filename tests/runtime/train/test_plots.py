@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from distill.runtime.train.checkpoint import LoopState
 from distill.runtime.train.plots import CE_AXIS, Kept, draw_loss, kept_step, loss_curve
 
 KD_RECORDS = [{"step": 1, "loss": 5.5, "ce": 5.0, "kl": 0.5}, {"step": 2, "loss": 4.25, "ce": 4.0, "kl": 0.25},
@@ -19,7 +20,7 @@ def loop_state(checkpoints: Path, step: int, **state: Any) -> None:
     """A finished checkpoint's loop.json, as checkpoint.save writes it (weights are not read)."""
     folder = checkpoints / f"step-{step:08d}"
     folder.mkdir(parents=True)
-    (folder / "loop.json").write_text(json.dumps({"step": step, "epoch": 0, "micro": 0, "bad_evals": 0, **state}))
+    LoopState(step=step, **state).write(folder / "loop.json")
 
 
 def legend(figure: Any) -> list[str]:
