@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from distill.compiler.digest import digest_file
 from distill.compiler.errors import DistillError
@@ -20,6 +20,8 @@ from distill.compiler.records.record import read_json
 from distill.compiler.spec import GgufTarget, OnnxTarget
 
 Target = OnnxTarget | GgufTarget
+# The deploy target a backend takes (contravariant: a backend of ONNX targets is asked for ONNX only).
+TargetT = TypeVar("TargetT", OnnxTarget, GgufTarget, contravariant=True)
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,10 @@ class VerificationError(RuntimeError):
         self.report = report
 
 
-class Backend(Protocol):
-    """What a deployment backend provides."""
+class Backend(Protocol[TargetT]):
+    """What a deployment backend provides, for its kind of deploy target."""
 
-    def export(self, model_dir: Path, target: Target, out_dir: Path) -> Artifact:
+    def export(self, model_dir: Path, target: TargetT, out_dir: Path) -> Artifact:
         """Export the saved model at ``model_dir`` into ``out_dir`` (atomically: verified before
         it appears there); raises :class:`VerificationError` when verification fails."""
         ...

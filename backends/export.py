@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import get_args, get_type_hints
+from typing import Literal, cast, get_args, get_type_hints
 
 from distill.backends.base import Artifact, Check, VerificationError, foreign_code
 from distill.backends.registry import get_backend
 from distill.compiler.errors import DistillError, ExitCode, UsageError
 from distill.compiler.records.manifest import MANIFEST, Manifest
 from distill.compiler.records.record import read_json
-from distill.compiler.spec import GgufTarget, OnnxTarget
+from distill.compiler.spec import GgufQuant, GgufTarget, OnnxTarget
 
 
 def _quants(target: type[OnnxTarget] | type[GgufTarget], default: str) -> tuple[str, ...]:
@@ -40,9 +40,10 @@ def parse_target(text: str) -> OnnxTarget | GgufTarget:
     if unknown or (kind == "onnx" and len(quants) > 1):
         raise UsageError(f"--to {text}: {kind} quantizations are {', '.join(_QUANTS[kind])}"
                          + (" (one at a time)" if kind == "onnx" else ""))
+    # Each quant is one of the spec's Literal values: checked against _QUANTS above.
     if kind == "gguf":
-        return GgufTarget(quant=tuple(dict.fromkeys(quants)))  # type: ignore[arg-type]
-    return OnnxTarget(quant=quants[0])  # type: ignore[arg-type]
+        return GgufTarget(quant=cast("tuple[GgufQuant, ...]", tuple(dict.fromkeys(quants))))
+    return OnnxTarget(quant=cast("Literal['none', 'int8']", quants[0]))
 
 
 def check_model_dir(model_dir: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from distill.backends.gguf_writer import THREADS
+from distill.compiler.records.record import read_json
 
 if TYPE_CHECKING:
     from llama_cpp.llama_types import ChatCompletionRequestMessage
@@ -41,24 +42,24 @@ def run_llama_cpp(path: Path, ids: Any, tokenizer: dict[str, Any] | None) -> tup
     import numpy as np
 
     with tempfile.TemporaryDirectory() as folder:
-        request, answer = Path(folder) / "request.json", Path(folder) / "answer.npz"
+        request, answer, facts = Path(folder) / "request.json", Path(folder) / "answer.npz", Path(folder) / "facts.json"
         request.write_text(json.dumps({"ids": ids.tolist(), "tokenizer": tokenizer}))
         env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(THREADS)}
         done = subprocess.run([sys.executable, "-m", "distill.backends.gguf_child", str(path),
-                               str(request), str(answer)],
+                               str(request), str(answer), str(facts)],
                               capture_output=True, text=True, env=env, timeout=600, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"llama.cpp child exited {done.returncode}: "
                                f"{done.stderr.strip()[-400:]}")
         with np.load(answer) as data:
-            return data["logits"], json.loads(str(data["facts"]))
+            return data["logits"], read_json(facts)
 
 
-def _child(path: str, request: str, answer: str) -> None:
+def _child(path: str, request: str, answer: str, facts_file: str) -> None:
     import llama_cpp
     import numpy as np
 
-    job = json.loads(Path(request).read_text())
+    job = read_json(Path(request))
     # 64 tokens of context: the probe rows are 16 long and the forced generations a few tokens.
     llm = llama_cpp.Llama(model_path=path, n_ctx=64, n_batch=64, logits_all=True,
                           n_threads=THREADS, verbose=False)
@@ -68,7 +69,8 @@ def _child(path: str, request: str, answer: str) -> None:
         llm.eval(row)
         logits.append(np.array(llm.scores[: len(row)], dtype=np.float32))
     facts = _tokenizer_facts(llm, job["tokenizer"]) if job["tokenizer"] else {}
-    np.savez(answer, logits=np.stack(logits), facts=json.dumps(facts))
+    np.savez(answer, logits=np.stack(logits))
+    Path(facts_file).write_text(json.dumps(facts))
 
 
 def _tokenizer_facts(llm: Any, job: dict[str, Any]) -> dict[str, Any]:
@@ -143,4 +145,4 @@ def _stops(llm: Any, stop_ids: list[int]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    _child(*sys.argv[1:4])
+    _child(*sys.argv[1:5])

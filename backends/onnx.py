@@ -221,7 +221,8 @@ def _switching_rope(module: Any) -> Any:
 def _recipe_check(recipe: Int8Recipe, failed: list[tuple[Int8Recipe, VerifyReport]]) -> Check:
     """The passing ``int8_recipe`` check: which recipe was kept, and why the ones before failed."""
     before = "; ".join(f"{r.name} failed {_failures(report)}" for r, report in failed)
-    return Check("int8_recipe", True, f"{recipe.name}: {recipe.summary}" + (f" (tried first: {before})" if before else ""))
+    tried = f" (tried first: {before})" if before else ""
+    return Check("int8_recipe", True, f"{recipe.name}: {recipe.summary}{tried}")
 
 
 def _no_recipe_held(failed: list[tuple[Int8Recipe, VerifyReport]]) -> VerifyReport:

@@ -6,15 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from distill.backends.base import Backend
+from distill.compiler.spec import GgufTarget, OnnxTarget
 
 
-def _onnx() -> Backend:
+def _onnx() -> Backend[OnnxTarget]:
     from distill.backends.onnx import OnnxBackend
 
     return OnnxBackend()
 
 
-def _gguf() -> Backend:
+def _gguf() -> Backend[GgufTarget]:
     from distill.backends.gguf import GgufBackend
 
     return GgufBackend()
@@ -24,7 +25,7 @@ def _gguf() -> Backend:
 BACKENDS: dict[str, Any] = {"onnx": _onnx, "gguf": _gguf}
 
 
-def get_backend(kind: str) -> Backend:
+def get_backend(kind: str) -> Backend[Any]:
     """The backend registered under ``kind``.
 
     Raises:

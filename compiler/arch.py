@@ -123,18 +123,6 @@ def _mlm_head_params(arch: Architecture) -> int:
     return h * h + h + 2 * h + v
 
 
-def head_of(config: dict[str, Any]) -> Head:
-    """The head the config's ``architectures`` entry names."""
-    name = (config.get("architectures") or [""])[0]
-    if name.endswith("ForCausalLM") or name.endswith("LMHeadModel"):
-        return "causal-lm"
-    if name.endswith("ForQuestionAnswering"):
-        return "extractive-qa"
-    if name.endswith("ForMaskedLM"):
-        return "masked-lm"
-    return "base"
-
-
 def architecture(config: dict[str, Any]) -> Architecture:
     """Shapes of a supported model from its config.json contents."""
     family = config.get("model_type", "")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ParamSpec
 
 import typer
 
@@ -36,17 +36,17 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout i
 OfflineOption = Annotated[bool, typer.Option(
     "--offline", help="Never contact the hub: resolve models from the local cache only.")]
 
-Command = TypeVar("Command", bound=Callable[..., Any])
+Params = ParamSpec("Params")
 
 
-def reported(command: Command) -> Command:
+def reported(command: Callable[Params, None]) -> Callable[Params, None]:
     """Turn errors raised by ``command`` into messages and exit codes, in this one place; with
     ``--json``, also into the command's JSON shape with ``ok: false`` on stdout."""
 
     @functools.wraps(command)
-    def run(*args: Any, **kwargs: Any) -> Any:
+    def run(*args: Params.args, **kwargs: Params.kwargs) -> None:
         try:
-            return command(*args, **kwargs)
+            command(*args, **kwargs)
         except typer.Exit:
             raise  # the command chose its exit code (130 after Ctrl-C) and said why
         except DistillError as error:
@@ -65,7 +65,7 @@ def reported(command: Command) -> Command:
                 _print_json(_failed(command.__name__, internal, kwargs.get("file")))
             raise typer.Exit(int(ExitCode.INTERNAL)) from None
 
-    return run  # type: ignore[return-value]
+    return run
 
 
 # Every --json output: {"format": "distill.<command>/<JSON_VERSION>", "ok", "error", then the
@@ -85,7 +85,7 @@ def _json_shape(command: str, **fields: Any) -> dict[str, Any]:
             **dict.fromkeys(JSON_KEYS[command]), **fields}
 
 
-def _failed(command: str, error: DistillError, file: Path | None) -> dict[str, Any]:
+def _failed(command: str, error: DistillError, file: object) -> dict[str, Any]:
     diagnostics = [asdict(d) for d in error.diagnostics] if isinstance(error, SpecError) else []
     fields: dict[str, Any] = {"diagnostics": diagnostics} if "diagnostics" in JSON_KEYS[command] else {}
     if file is not None and "file" in JSON_KEYS[command]:

@@ -17,20 +17,24 @@ WORKER = ("-m", "distill.runtime.build.worker")
 ENV_REFERENCE = re.compile(r"^\$[A-Z_][A-Z0-9_]*$")
 
 
-def launch_command(distillfile: str, gpus: int, nodes: int, strategy: str, device: str) -> tuple[str, ...] | None:
-    """The ``accelerate launch`` argv for ``gpus`` x ``nodes`` processes; ``None`` for one process."""
+def launch_command(distillfile: str, gpus: int, nodes: int, stage: str = "train") -> tuple[str, ...] | None:
+    """The ``accelerate launch`` argv that runs ``stage`` in ``gpus`` x ``nodes`` processes; ``None``
+    for one process. ``distill build`` starts its own multi-process stages with this same command
+    (one node, ``runtime/build/stages.py``); the plan shows it for training across nodes.
+
+    No FSDP flags: the worker wraps the student itself when ``hardware.strategy`` says fsdp
+    (``runtime/train/sharding.py``, the plugin's settings), since accelerate's FSDP plugin needs
+    CUDA; a plugin on top would wrap it twice. And one mode flag only: accelerate refuses
+    ``--multi_gpu`` beside ``--use_fsdp`` ("You can only use one of")."""
     processes = gpus * nodes
     if processes <= 1:
         return None
     argv = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", str(nodes)]
     if nodes > 1:
         argv += ["--machine_rank", "$RANK", "--main_process_ip", "$MASTER_ADDR", "--main_process_port", "$MASTER_PORT"]
-    if strategy == "fsdp":
-        argv += ["--use_fsdp", "--fsdp_sharding_strategy", "FULL_SHARD",
-                 "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", "--fsdp_use_orig_params", "true"]
-        if device == "cpu":  # torch refuses sync_module_states for CPU modules (accelerate defaults it on)
-            argv += ["--fsdp_sync_module_states", "false"]
-    return (*argv, *WORKER, distillfile, "train")
+    else:  # a free port (as torchrun --standalone picks), not 29500: two builds on one machine do not collide
+        argv += ["--main_process_port", "0"]
+    return (*argv, *WORKER, distillfile, stage)
 
 
 def with_distillfile(argv: tuple[str, ...], distillfile: str) -> tuple[str, ...]:

@@ -547,8 +547,7 @@ def _assemble(setting: _Setting, choice: _Choice, decisions: list[Decision],
         synthesis_batch=synthesis_batch,
         lora_targets=setting.targets if spec.student.adapter.type != "none" else (),
         kd_top_k=_top_k(spec) if setting.kd_mode == "cached" else None,
-        launch=launch_command("Distillfile", spec.hardware.gpus, spec.hardware.nodes, spec.hardware.strategy,
-                              budget.device))
+        launch=launch_command("Distillfile", spec.hardware.gpus, spec.hardware.nodes))
 
 
 def _estimates(setting: _Setting, choice: _Choice, volume: DataVolume, steps: int) -> Iterator[Estimate]:

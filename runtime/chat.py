@@ -16,10 +16,13 @@ import codecs
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO, cast
 
 from distill.compiler.errors import DistillError, UsageError
 from distill.compiler.records.manifest import MANIFEST, Manifest
+
+if TYPE_CHECKING:
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
 
 Messages = list[dict[str, str]]
 OnText = Callable[[str], None]
@@ -62,7 +65,8 @@ def open_session(path: Path, quant: str | None, settings: Settings) -> Session:
         return GgufSession(path, settings)
     folder = path if path.is_dir() else path.parent
     if not (folder / MANIFEST).is_file():
-        raise UsageError(f"{folder} has no {MANIFEST}", hint="pass a folder written by `distill export` or a .gguf file")
+        raise UsageError(f"{folder} has no {MANIFEST}",
+                         hint="pass a folder written by `distill export` or a .gguf file")
     manifest = Manifest.read(folder / MANIFEST)
     if manifest.kind == "gguf":
         return GgufSession(folder / _gguf_file(manifest, quant, path), settings)
@@ -75,7 +79,7 @@ def open_session(path: Path, quant: str | None, settings: Settings) -> Session:
 
 def _gguf_file(manifest: Manifest, quant: str | None, path: Path) -> str:
     """The file of ``quant`` (default: the first quant the manifest lists)."""
-    files = {entry.quant: entry.path for entry in manifest.files}
+    files = {entry.quant: entry.path for entry in manifest.files if entry.quant is not None}
     if path.is_file():  # a file inside an export folder: that file
         return path.name
     wanted = quant or (manifest.quants or (manifest.quant,))[0]
@@ -155,8 +159,8 @@ class GgufSession:
             self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=0, n_threads=THREADS, seed=settings.seed,
                                        verbose=False)
         except ValueError as error:  # llama.cpp says only "Failed to load model from file"
-            raise UsageError(f"llama.cpp cannot load {path}: {error}",
-                             hint="an architecture or quantization this llama.cpp does not know, or a damaged file") from None
+            raise UsageError(f"llama.cpp cannot load {path}: {error}", hint="an architecture or quantization "
+                             "this llama.cpp does not know, or a damaged file") from None
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise UsageError(f"{path} has no chat template (tokenizer.chat_template)",
@@ -169,12 +173,17 @@ class GgufSession:
         return self.llm._model.token_get_text(token) if token != -1 else ""
 
     def render(self, messages: Messages) -> str:
-        return self.formatter(messages=messages).prompt
+        return self._formatted(messages).prompt
+
+    def _formatted(self, messages: Messages) -> Any:
+        # llama-cpp-python types its messages as TypedDicts of each role; ours are plain dicts of
+        # role and content, which is what those TypedDicts are at run time.
+        return self.formatter(messages=cast("list[ChatCompletionRequestMessage]", messages))
 
     def _prompt_ids(self, messages: Messages) -> list[int]:
         # Tokenized as llama-cpp-python's chat handler does: special tokens parsed, BOS only when
         # the template did not write its own.
-        result = self.formatter(messages=messages)
+        result = self._formatted(messages)
         return self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
 
     def reply(self, messages: Messages, on_text: OnText | None = None) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
@@ -144,9 +143,10 @@ def parse_line(text: str, cls: type[T]) -> T | None:
 
 
 def lines_text(items: Iterable[Any]) -> str:
-    """JSON Lines of dataclasses (or plain data), one per line, as ``read_lines`` reads them."""
-    return "".join(json.dumps(_adapter(type(item)).dump_python(item, mode="json"), ensure_ascii=False) + "\n"
-                   for item in items)
+    """JSON Lines of dataclasses (or plain data), one per line, as ``read_lines`` reads them; keys
+    sorted, so that two runs' files diff line by line."""
+    return "".join(json.dumps(_adapter(type(item)).dump_python(item, mode="json"), ensure_ascii=False,
+                              sort_keys=True) + "\n" for item in items)
 
 
 def _first_error(error: Any) -> str:
@@ -156,8 +156,14 @@ def _first_error(error: Any) -> str:
     return f"{place}: {first['msg']}"
 
 
-@cache
-def _adapter(cls: type) -> TypeAdapter[Any]:
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(cls: Any) -> TypeAdapter[Any]:
+    """pydantic's validator and serializer of ``cls``, built once per type (building one walks the
+    whole dataclass tree)."""
     from pydantic import TypeAdapter
 
-    return TypeAdapter(cls)
+    if cls not in _ADAPTERS:
+        _ADAPTERS[cls] = TypeAdapter(cls)
+    return _ADAPTERS[cls]

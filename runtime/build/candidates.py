@@ -25,8 +25,8 @@ def candidates(planned: Planned, folder: Path, up: Mapping[str, Path], ce_only: 
     found = []
     teacher = model_folder(planned, "teacher", folder, up)
     if teacher is not None:
-        found.append(Candidate("teacher", "hf", teacher, teacher, Placement.of_teacher(plan), plan.teacher_quant or "none",
-                               open_book=spec.eval.teacher == "open_book"))
+        found.append(Candidate("teacher", "hf", teacher, teacher, Placement.of_teacher(plan),
+                               plan.teacher_quant or "none", open_book=spec.eval.teacher == "open_book"))
     found.append(Candidate("student", "hf", student, student, Placement.of(plan)))
     if "untrained" in spec.eval.baselines:
         base = model_folder(planned, "student", folder, up)

@@ -108,9 +108,10 @@ class ReportInputs:
 def write_report(folder: Path, inputs: ReportInputs) -> None:
     """Write README.md, report.json, and the PNGs there is data for, each atomically."""
     training = training_summary(inputs.metrics)
-    has_loss = inputs.loss_png is not None and inputs.loss_png.is_file()
-    if has_loss:
-        data = inputs.loss_png.read_bytes()  # type: ignore[union-attr]
+    loss_png = inputs.loss_png if inputs.loss_png is not None and inputs.loss_png.is_file() else None
+    has_loss = loss_png is not None
+    if loss_png is not None:
+        data = loss_png.read_bytes()
         write_atomic_with(folder / "loss.png", lambda tmp: tmp.write_bytes(data))
     quality = quality_points(inputs.evaluation)
     if quality["points"]:
@@ -342,7 +343,8 @@ def _data(card: dict[str, Any]) -> list[str]:
     lines += ["", f"Rejected: {rejected.get('total', 0)} ({by_stage})."]
     reasons = rejected.get("by_reason") or []
     if reasons:
-        lines += [""] + _table(["stage", "reason", "count"], [[r["stage"], r["reason"], r["count"]] for r in reasons[:10]])
+        rows = [[r["stage"], r["reason"], r["count"]] for r in reasons[:10]]
+        lines += [""] + _table(["stage", "reason", "count"], rows)
         if len(reasons) > 10:
             lines.append(f"... and {len(reasons) - 10} more reasons (report.json has them all).")
     return lines

@@ -21,7 +21,8 @@ from distill.compiler.records.report import REPORT, PlannedPeak, Report, ReportA
 from distill.compiler.records.stage import BuildRecord, FileRecord, StageMeta
 from distill.runtime.build.graph import META, Outcome, Stage, downstream, exclusive, file_stat, run_graph
 from distill.runtime.build.report import StageRun
-from distill.runtime.build.stages import build_stages, plan_data, target_name
+from distill.runtime.build.slices import plan_data
+from distill.runtime.build.stages import build_stages, target_name
 from distill.runtime.progress import Progress
 
 STATE = ".distill"
@@ -137,8 +138,8 @@ def _stage_rows(up: Mapping[str, Path], plan: Plan) -> tuple[StageRun, ...]:
 
 
 def _deployed(planned: Planned, evaluation: Evaluation) -> list[str]:
-    names = [m.name for m in evaluation.models]
-    wanted = [n for n in names if n.split(":")[0] in {target_name(t).split(":")[0] for t in planned.compiled.spec.deploy}]
+    kinds = {target_name(t).split(":")[0] for t in planned.compiled.spec.deploy}
+    wanted = [m.name for m in evaluation.models if m.name.split(":")[0] in kinds]
     return wanted or ["student"]
 
 

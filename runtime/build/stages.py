@@ -1,93 +1,69 @@
-"""The stages of ``distill build`` for one planned Distillfile, each with its whole input slice:
+"""The stages of ``distill build`` for one planned Distillfile:
 
     extract -> synthesize -> train (teacher logits, training, merge) -> export:<target> ...
             -> evaluate -> report
 
-Slices are whole spec sections plus what the plan decided and the digests of the input files
-(docs/design.md, rule 4: never hand-pick fields for a key). Changing ``deploy`` changes only the export keys,
+Each stage's key is its slice of the build (``slices.SLICES``) and it runs on a view of the build
+that holds that slice alone. Changing ``deploy`` changes only the export keys (and evaluation's),
 so a rebuild re-runs the exports and what reads them (evaluation, report), never training.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from distill.compiler.codec import to_data
 from distill.compiler.pipeline import Planned
 from distill.compiler.records.stage import StageMeta
-from distill.compiler.resolve import ResolvedModel
-from distill.compiler.spec import DeployTarget, Loss
+from distill.compiler.spec import DeployTarget
 from distill.runtime.build.graph import META, Stage
+from distill.runtime.build.slices import key_inputs, view
 from distill.runtime.progress import Progress
 
 ERROR_FILE = "DISTILL_WORKER_ERROR"  # where a worker started by `distill build` leaves its error
 CE_ONLY_STAGE = "train:ce_only"  # trains the CE-only baseline (eval.baselines)
 
 
-
 def target_name(target: DeployTarget) -> str:
     """``gguf:Q4_K_M,Q8_0`` or ``onnx:int8``: the ``--to`` form of a deploy entry."""
     if target.gguf is not None:
         return "gguf:" + ",".join(target.gguf.quant)
-    return f"onnx:{target.onnx.quant}"  # type: ignore[union-attr]
-
-
-def model_identity(resolved: ResolvedModel) -> dict[str, Any]:
-    return {"ref": resolved.ref, "kind": resolved.kind, "revision": resolved.revision,
-            "tokenizer": resolved.tokenizer, "files": [asdict(f) for f in resolved.files]}
-
-
-def plan_data(planned: Planned) -> dict[str, Any]:
-    """The plan as the lock records it (time estimates are measured, not decided: left out)."""
-    data = to_data(planned.plan)
-    data.pop("estimates", None)
-    return data
+    assert target.onnx is not None  # the schema makes a deploy entry one of the two
+    return f"onnx:{target.onnx.quant}"
 
 
 def build_stages(planned: Planned, progress: Progress | None, offline: bool = False) -> list[Stage]:
-    spec, models = planned.compiled.spec, planned.models
-    teacher = {"spec": to_data(spec.teacher), "model": model_identity(models["teacher"]) if "teacher" in models else None}
-    student = {"spec": to_data(spec.student), "model": model_identity(models["student"])}
+    spec = planned.compiled.spec
     about = Abouts(planned)
 
-    def training(loss: Loss) -> dict[str, Any]:
-        """A training stage's slice: the student, the teacher and the plan, trained with ``loss``."""
-        return {"student": student, "teacher": teacher, "loss": to_data(loss), "train": to_data(spec.train),
-                "seed": spec.seed, "plan": plan_data(planned)}
+    def key(stage: str, build: Planned = planned) -> Callable[[], dict[str, Any]]:
+        return partial(key_inputs, build, stage)
+
+    def launched(stage: str) -> Callable[[Path, Mapping[str, Path]], dict[str, Any]]:
+        return partial(_here_or_launched, planned, stage, progress=progress, offline=offline)
 
     stages = [
-        Stage("extract", 2, (), lambda: {"sources": to_data(spec.sources), "files": [asdict(f) for f in planned.volume.files],
-                                         "chunk_tokens": spec.data.chunk_tokens, "overlap": spec.data.overlap_tokens,
-                                         "student": student},
-              lambda folder, up: _extract(planned, folder), about.extract),
-        Stage("synthesize", 1, ("extract",), lambda: {"data": to_data(spec.data), "teacher": teacher,
-                                                      "task": spec.student.task, "mask": spec.loss.mask, "seed": spec.seed,
-                                                      "plan": {k: plan_data(planned).get(k) for k in
-                                                               ("device", "teacher_dtype", "precision", "teacher_quant", "synthesis_batch")}},
-              lambda folder, up: _here_or_launched(planned, "synthesize", folder, up, progress, offline), about.synthesize),
-        Stage("train", 1, ("extract", "synthesize"), lambda: training(spec.loss),
-              lambda folder, up: _here_or_launched(planned, "train", folder, up, progress, offline), about.train),
+        Stage("extract", 3, (), key("extract"), partial(_extract, view(planned, "extract")), about.extract),
+        Stage("synthesize", 2, ("extract",), key("synthesize"), launched("synthesize"), about.synthesize),
+        Stage("train", 2, ("extract", "synthesize"), key("train"), launched("train"), about.train),
     ]
     baselines = []
     if "ce_only" in spec.eval.baselines:
         baselines.append(CE_ONLY_STAGE)
-        stages.append(Stage(CE_ONLY_STAGE, 1, ("extract", "synthesize"), lambda: training(ce_only(planned).compiled.spec.loss),
-                            lambda folder, up: _here_or_launched(planned, CE_ONLY_STAGE, folder, up, progress, offline),
-                            about.ce_only))
+        stages.append(Stage(CE_ONLY_STAGE, 2, ("extract", "synthesize"), key("train", ce_only(planned)),
+                            launched(CE_ONLY_STAGE), about.ce_only))
     exports = []
     for target in spec.deploy:
         name = f"export:{target_name(target)}"
         exports.append(name)
-        stages.append(Stage(name, 1, ("train",), lambda t=target: {"target": to_data(t)},
-                            lambda folder, up, t=target: _export(t, folder, up["train"]),
-                            lambda t=target: about.export(t)))
-    stages.append(Stage("evaluate", 2, ("extract", "synthesize", "train", *baselines, *exports),
-                        lambda: {"eval": to_data(spec.eval), "teacher": teacher, "task": spec.student.task,
-                                 "plan": {k: plan_data(planned).get(k) for k in ("device", "dtype", "teacher_dtype")}},
-                        lambda folder, up: _evaluate(planned, folder, up, progress), about.evaluate))
+        stages.append(Stage(name, 1, ("train",), partial(to_data, target), partial(_export, target),
+                            partial(about.export, target)))
+    stages.append(Stage("evaluate", 3, ("extract", "synthesize", "train", *baselines, *exports), key("evaluate"),
+                        partial(_evaluate, view(planned, "evaluate"), progress=progress), about.evaluate))
     return stages
 
 
@@ -114,7 +90,8 @@ class Abouts:
     def train(self) -> str:
         # No step count here: the plan's is estimated before extraction; the bar counts the real steps.
         spec, plan, student = self.planned.compiled.spec, self.planned.plan, self.planned.models["student"]
-        batch = f"{plan.micro_batch} x {plan.accumulation}" + (f" x {plan.processes} processes" if plan.processes > 1 else "")
+        processes = f" x {plan.processes} processes" if plan.processes > 1 else ""
+        batch = f"{plan.micro_batch} x {plan.accumulation}{processes}"
         length = f"at most {spec.train.max_steps} steps" if spec.train.max_steps else f"{spec.train.epochs} epoch(s)"
         teaching = f", teacher logits {plan.kd_mode}" if plan.kd_mode != "none" else ""
         return (f"student {student.ref} on {plan.device} ({plan.dtype}, {plan.precision} compute), "
@@ -129,14 +106,15 @@ class Abouts:
 
     def evaluate(self) -> str:
         spec = self.planned.compiled.spec
-        teacher = ["teacher (open book)" if spec.eval.teacher == "open_book" else "teacher"] * ("teacher" in self.planned.models)
+        asked = "teacher (open book)" if spec.eval.teacher == "open_book" else "teacher"
+        teacher = [asked] * ("teacher" in self.planned.models)
         baselines = [f"student:{name}" for name in spec.eval.baselines]
         models = teacher + ["student", *baselines] + [target_name(t) for t in spec.deploy]
         metrics = ", ".join(spec.eval.metrics) if isinstance(spec.eval.metrics, tuple) else "the task's metrics"
         return f"{', '.join(models)} on the held-out split ({metrics})"
 
 
-def _extract(planned: Planned, folder: Path) -> dict[str, Any]:
+def _extract(planned: Planned, folder: Path, up: Mapping[str, Path]) -> dict[str, Any]:
     from distill.runtime.sources.run import extract_and_chunk
 
     extracted = extract_and_chunk(planned.compiled, planned.models["student"], folder)
@@ -189,18 +167,26 @@ def train_ce_only_in_process(planned: Planned, folder: Path, up: Mapping[str, Pa
 
 
 IN_PROCESS = {"synthesize": synthesize_in_process, "train": train_in_process, CE_ONLY_STAGE: train_ce_only_in_process}
+SLICE_OF = {"synthesize": "synthesize", "train": "train", CE_ONLY_STAGE: "train"}  # the slice a stage runs on
 
 
-def _here_or_launched(planned: Planned, stage: str, folder: Path, up: Mapping[str, Path], progress: Progress | None,
-                      offline: bool) -> dict[str, Any]:
-    """In this process, or, for a multi-process plan, in one worker per process started with
-    torchrun on this machine. Synthesis needs the teacher: with nothing to generate it stays here.
+def run_in_process(planned: Planned, stage: str, folder: Path, up: Mapping[str, Path], progress: Progress | None
+                   ) -> dict[str, Any]:
+    """The stage's work in this process, on its view of the build (each launched worker runs this too)."""
+    return IN_PROCESS[stage](view(planned, SLICE_OF[stage]), folder, up, progress)
+
+
+def _here_or_launched(planned: Planned, stage: str, folder: Path, up: Mapping[str, Path], *,
+                      progress: Progress | None, offline: bool) -> dict[str, Any]:
+    """In this process, or, for a multi-process plan, in one worker per process started on this
+    machine with the plan's launch command (``compiler/launch.py``, one node). Synthesis needs
+    the teacher: with nothing to generate it stays here.
     A multi-node training is started by the cluster's scheduler (``distill launch-cmd``)."""
     import os
 
     stays = stage == "synthesize" and not planned.compiled.spec.data.teacher_writes
     if planned.plan.processes == 1 or "WORLD_SIZE" in os.environ or stays:
-        return IN_PROCESS[stage](planned, folder, up, progress)
+        return run_in_process(planned, stage, folder, up, progress)
     return _launched(planned, stage, folder, offline)
 
 
@@ -210,6 +196,7 @@ def _launched(planned: Planned, stage: str, folder: Path, offline: bool) -> dict
     import sys
 
     from distill.compiler.errors import DistillError, ExitCode
+    from distill.compiler.launch import launch_command
     from distill.compiler.records.stage import WorkerError
 
     hardware = planned.compiled.spec.hardware
@@ -218,8 +205,10 @@ def _launched(planned: Planned, stage: str, folder: Path, offline: bool) -> dict
                            hint=f"`distill launch-cmd {planned.compiled.path}` prints the command; "
                                 "`distill build` then continues after training")
     processes = planned.plan.processes // hardware.nodes  # synthesis of a multi-node plan: this node's share
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               "-m", "distill.runtime.build.worker", str(planned.compiled.path), stage, *(["--offline"] if offline else [])]
+    # The command the plan gives for training across nodes, for this one node: one way to start workers.
+    launch = launch_command(str(planned.compiled.path), processes, 1, stage)
+    assert launch is not None and launch[:2] == ("accelerate", "launch")  # processes > 1 here
+    command = [sys.executable, "-m", "accelerate.commands.launch", *launch[2:], *(["--offline"] * offline)]
     error_file = folder / "worker-error.json"
     error_file.unlink(missing_ok=True)
     if subprocess.run(command, env={**os.environ, ERROR_FILE: str(error_file)}).returncode != 0:
@@ -233,21 +222,22 @@ def _launched(planned: Planned, stage: str, folder: Path, offline: bool) -> dict
     return StageMeta.read(folder / META).summary
 
 
-def _export(target: DeployTarget, folder: Path, train: Path) -> dict[str, Any]:
+def _export(target: DeployTarget, folder: Path, up: Mapping[str, Path]) -> dict[str, Any]:
     import shutil
 
     from distill.backends.export import export_verified
 
     artifact_dir = folder / "artifact"
     shutil.rmtree(artifact_dir, ignore_errors=True)  # a half export from a crash; export_atomically wants none
-    artifact, checks = export_verified(train / "model", target_name(target), artifact_dir)
+    artifact, checks = export_verified(up["train"] / "model", target_name(target), artifact_dir)
     ollama = (artifact.extra or {}).get("ollama") or {}
     return {"kind": artifact.kind, "quant": artifact.quant, "size": artifact.size,
             "checks": [c.name for c in checks if c.passed], "failed": [c.name for c in checks if not c.passed],
             "warnings": [f"Ollama: {ollama['warning']}"] if ollama.get("warning") else []}
 
 
-def _evaluate(planned: Planned, folder: Path, up: Mapping[str, Path], progress: Progress | None) -> dict[str, Any]:
+def _evaluate(planned: Planned, folder: Path, up: Mapping[str, Path], *, progress: Progress | None
+              ) -> dict[str, Any]:
     from distill.runtime.build.candidates import candidates
     from distill.runtime.evaluate import evaluate
 

@@ -1,8 +1,8 @@
 """One process of a multi-process stage: ``python -m distill.runtime.build.worker DISTILLFILE
-STAGE [--offline]`` (STAGE: synthesize, train or train:ce_only), started once per rank by torchrun or
-``accelerate launch`` (which set RANK, WORLD_SIZE, MASTER_ADDR, ...). ``distill build`` starts the
-workers itself on one machine; on a cluster the scheduler starts the training workers on every
-node with the command ``distill launch-cmd`` prints.
+STAGE [--offline]`` (STAGE: synthesize, train or train:ce_only), started once per rank by
+``accelerate launch`` (which sets RANK, WORLD_SIZE, MASTER_ADDR, ...) with the command
+``compiler/launch.py`` makes: ``distill build`` runs it for one machine, and on a cluster the
+scheduler runs it on every node as ``distill launch-cmd`` prints it.
 
 Every rank re-plans the Distillfile (pure and deterministic, so all agree), finds the finished
 stages this one reads under ``.distill/`` and runs the stage in its folder; the main process
@@ -25,7 +25,7 @@ def run(distillfile: Path, stage_name: str, offline: bool) -> None:
     from distill.compiler.fsutil import out_of_space_named
     from distill.compiler.pipeline import plan_file
     from distill.runtime.build.graph import device_peaks, record_finished, stage_folder, stage_key
-    from distill.runtime.build.stages import IN_PROCESS, build_stages
+    from distill.runtime.build.stages import build_stages, run_in_process
 
     planned = plan_file(distillfile, offline=offline)
     PartialState(cpu=planned.plan.device == "cpu")  # join the launcher's process group
@@ -43,7 +43,7 @@ def run(distillfile: Path, stage_name: str, offline: bool) -> None:
     # Device peaks: rank 0's (every rank of a plan runs the same step). A full disk where the
     # writer names no file: the stage's folder.
     with device_peaks() as peaks, out_of_space_named(folders[stage_name]):
-        summary = IN_PROCESS[stage_name](planned, folders[stage_name], folders, None)
+        summary = run_in_process(planned, stage_name, folders[stage_name], folders, None)
     if PartialState().is_main_process:
         stage = stages[stage_name]
         record_finished(stage, keys[stage_name], folders[stage_name], {n: folders[n] for n in stage.needs},

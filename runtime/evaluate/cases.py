@@ -11,14 +11,14 @@ context, truncation="only_second")`` with offsets, so a predicted span maps back
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from distill.compiler.records.record import read_json
+from distill.compiler.records.examples import Example
+from distill.compiler.records.record import read_json, read_lines
 
 Task = Literal["causal-lm", "extractive-qa"]
 # A fixed prompt for latency: every candidate times the same request.
@@ -74,10 +74,9 @@ class Prepared:
     tokenizer: Any
 
 
-def read_records(test: Path, max_examples: int | None) -> list[dict[str, Any]]:
+def read_records(test: Path, max_examples: int | None) -> list[Example]:
     """The test split's records; a seeded sample of ``max_examples`` of them, in file order."""
-    with test.open(encoding="utf-8") as lines:
-        records = [json.loads(line) for line in lines if line.strip()]
+    records = read_lines(test, Example)
     if max_examples is not None and max_examples < len(records):
         keep = sorted(random.Random(SAMPLE_SEED).sample(range(len(records)), max_examples))
         records = [records[i] for i in keep]
@@ -108,7 +107,7 @@ def stop_ids(tokenizer: Any, folder: Path) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
-def prepare(tokenizer_dir: Path, records: Sequence[dict[str, Any]], task: Task, max_len: int,
+def prepare(tokenizer_dir: Path, records: Sequence[Example], task: Task, max_len: int,
             open_book: bool = False) -> Prepared:
     """Encode every record with the tokenizer in ``tokenizer_dir`` (a fast HF tokenizer);
     ``open_book`` puts each question's text before it (:func:`with_context`)."""
@@ -126,16 +125,16 @@ def prepare(tokenizer_dir: Path, records: Sequence[dict[str, Any]], task: Task, 
     return Prepared(tuple(cases), stop_ids(tokenizer, tokenizer_dir), latency, None, tuple(notes), tokenizer)
 
 
-def with_context(record: dict[str, Any]) -> dict[str, Any]:
+def with_context(record: Example) -> Example:
     """The record asked open-book: its first user turn carries the text the question was asked
     about (``OPEN_BOOK``). A record without that text (a document, a closed-book dataset item)
     is returned as it is."""
-    messages = [dict(m) for m in record.get("messages") or []]
+    messages = [dict(m) for m in record.messages]
     first = next((i for i, m in enumerate(messages) if m["role"] == "user"), None)
-    if not record.get("context") or record.get("origin") == "document" or first is None:
+    if not record.context or record.origin == "document" or first is None:
         return record
-    messages[first]["content"] = OPEN_BOOK.format(context=record["context"], question=messages[first]["content"])
-    return {**record, "messages": messages}
+    messages[first]["content"] = OPEN_BOOK.format(context=record.context, question=messages[first]["content"])
+    return replace(record, messages=tuple(messages))
 
 
 def _prompt_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> tuple[int, ...]:
@@ -146,7 +145,7 @@ def _prompt_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> tuple[int
     return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _causal_case(tokenizer: Any, record: dict[str, Any], max_len: int) -> tuple[CausalCase, str | None]:
+def _causal_case(tokenizer: Any, record: Example, max_len: int) -> tuple[CausalCase, str | None]:
     from distill.runtime.train.data import Encoded, encode_causal
 
     try:
@@ -156,22 +155,21 @@ def _causal_case(tokenizer: Any, record: dict[str, Any], max_len: int) -> tuple[
         encoded, reason = None, str(error)
     scored = ((encoded.input_ids, encoded.labels)
               if isinstance(encoded, Encoded) and encoded.labels is not None else None)
-    note = None if scored else f"example {record['id']}: not scored for perplexity ({reason})"
-    messages = list(record.get("messages") or [])
+    note = None if scored else f"example {record.id}: not scored for perplexity ({reason})"
+    messages = list(record.messages)
     while messages and messages[-1]["role"] == "assistant":
         messages.pop()  # the prompt ends before the last assistant turn, which is the reference
     prompt = _prompt_ids(tokenizer, messages) if messages else None
-    return CausalCase(record["id"], scored, prompt, record.get("answer", "")), note
+    return CausalCase(record.id, scored, prompt, record.answer), note
 
 
-def _prepare_qa(tokenizer: Any, records: Sequence[dict[str, Any]], max_len: int) -> Prepared:
+def _prepare_qa(tokenizer: Any, records: Sequence[Example], max_len: int) -> Prepared:
     from distill.runtime.train.data import truncation_restored
 
     cases = []
     with truncation_restored(tokenizer):
         for record in records:
-            cases.append(_qa_case(tokenizer, record["id"], record["question"], record["context"],
-                                  record.get("answer", ""), max_len))
+            cases.append(_qa_case(tokenizer, record.id, record.question, record.context, record.answer, max_len))
         latency = _qa_case(tokenizer, "latency", LATENCY_QUESTION, LATENCY_CONTEXT, "", max_len)
     return Prepared(tuple(cases), (), latency.ids, latency.token_type_ids, (), tokenizer)
 

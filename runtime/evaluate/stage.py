@@ -36,6 +36,7 @@ from distill.compiler.records.evaluation import (
     ModelResult,
     Sample,
 )
+from distill.compiler.records.examples import Example
 from distill.compiler.spec import Eval
 from distill.runtime.evaluate import footprint
 from distill.runtime.evaluate.cases import CausalCase, Prepared, QACase, max_positions, prepare, read_records
@@ -150,14 +151,14 @@ def evaluate(candidates: Sequence[Candidate], test: Path, task: Task, eval_spec:
     return evaluation
 
 
-def samples(records: Sequence[dict[str, Any]], predictions: Sequence[tuple[str, Answer]]) -> tuple[Sample, ...]:
+def samples(records: Sequence[Example], predictions: Sequence[tuple[str, Answer]]) -> tuple[Sample, ...]:
     """The first ``SAMPLES`` test questions that were generated for, each with its reference and
     every model's answer (in candidate order), for a reader to compare."""
     answers: dict[str, dict[str, str]] = {}
     for model, answer in predictions:
         answers.setdefault(answer.id, {})[model] = answer.prediction
-    return tuple(Sample(id=r["id"], question=r.get("question", ""), reference=r.get("answer", ""),
-                        answers=answers[r["id"]]) for r in records if r["id"] in answers)[:SAMPLES]
+    return tuple(Sample(id=r.id, question=r.question, reference=r.answer, answers=answers[r.id])
+                 for r in records if r.id in answers)[:SAMPLES]
 
 
 def _coverage_notes(models: Sequence[ModelResult], wanted: Sequence[str], task: Task) -> list[str]:
@@ -255,7 +256,7 @@ def _measure_causal(runner: Runner, prepared: Prepared, wanted: Sequence[str], m
     cases = [c for c in prepared.cases if isinstance(c, CausalCase)]
     rows = [c.scored for c in cases if c.scored is not None] if "perplexity" in wanted else []
     generates = bool({"token_f1", "rouge_l", "exact_match", "f1"} & set(wanted))
-    prompts = [c for c in cases if c.prompt is not None] if generates else []
+    prompts = [(c, c.prompt) for c in cases if c.prompt is not None] if generates else []
     total = len(rows) + len(prompts)  # one step per scored row, then one per generated answer
     metrics: dict[str, float] = {}
     if rows:
@@ -269,8 +270,8 @@ def _measure_causal(runner: Runner, prepared: Prepared, wanted: Sequence[str], m
     answers: list[Answer] = []
     if not generates:
         return metrics, answers
-    for case in prompts:  # a "document" record asks nothing: it has no prompt
-        ids, _ = runner.generate(case.prompt, max_new_tokens, prepared.stop)
+    for case, prompt in prompts:  # a "document" record asks nothing: it has no prompt
+        ids, _ = runner.generate(prompt, max_new_tokens, prepared.stop)
         text = prepared.tokenizer.decode(ids, skip_special_tokens=True).strip()
         answers.append(Answer(case.id, text, case.reference))
         step(len(rows) + len(answers), total)

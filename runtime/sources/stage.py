@@ -102,14 +102,14 @@ def _extract_file(source: SourceEntry, path: Path, shown: str, sha256: str, corp
         from distill.runtime.sources.normalize import normalize_pages
         from distill.runtime.sources.pdf import extract_pdf
 
-        pages = []
+        extracted: list[Page] = []
         hook = progress(shown) if progress is not None else None
-        for item in extract_pdf(path, shown, sha256, source, hook, scratch=scratch):
-            if isinstance(item, Skipped):
-                _fail_or_skip(source, report, item)
+        for page in extract_pdf(path, shown, sha256, source, hook, scratch=scratch):
+            if isinstance(page, Skipped):
+                _fail_or_skip(source, report, page)
             else:
-                pages.append(item)
-        pages, normalized = normalize_pages(pages)
+                extracted.append(page)
+        pages, normalized = normalize_pages(extracted)
         _count_furniture(shown, normalized, report)
     else:
         from distill.runtime.sources.text import read_text_file

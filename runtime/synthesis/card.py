@@ -8,7 +8,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from distill.runtime.synthesis.examples import Example, Rejection
+from distill.compiler.records.examples import Example
+from distill.runtime.synthesis.examples import Rejection
 from distill.runtime.synthesis.split import SplitName, SplitSummary
 
 # Word-count bins for the length histograms: QA answers run from a few words to a few sentences.

@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from distill.compiler.records.examples import Message
 from distill.runtime.synthesis.parse import Kind
-
-Message = dict[str, str]
 
 _QA = """Read the text below and write {n} question-answer pairs about it.
 {focus}Each question must be answerable from the text alone; each answer must be correct according to the text.

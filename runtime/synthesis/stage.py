@@ -26,6 +26,8 @@ from typing import Any
 from distill.compiler.codec import to_data
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.fsutil import write_atomic
+from distill.compiler.records.examples import Example
+from distill.compiler.records.record import lines_text
 from distill.compiler.spec import Spec
 from distill.runtime.progress import Progress
 from distill.runtime.ranks import barrier, ranks
@@ -34,7 +36,6 @@ from distill.runtime.synthesis.augment import typo_noise
 from distill.runtime.synthesis.card import card_markdown, data_card
 from distill.runtime.synthesis.constrain import reply_schema, schema_text, strings_schema
 from distill.runtime.synthesis.examples import (
-    Example,
     Grounding,
     Rejection,
     asks,
@@ -120,8 +121,8 @@ def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample]
     by_split["train"] += keep(deduplicate(_paraphrases(spec, by_split["train"], paraphrased, rejections), seen),
                                rejections)
     by_split["train"] += _typo_copies(spec, by_split["train"])
-    card = data_card(by_split, rejections, asdict(stats), summarize(groups, assignment, split.val, split.test, by=split.by),
-                     len(chunks), len(dataset))
+    summary = summarize(groups, assignment, split.val, split.test, by=split.by)
+    card = data_card(by_split, rejections, asdict(stats), summary, len(chunks), len(dataset))
     if ranks()[0] == 0:  # every rank computed the same outputs; one writes them
         _write(folder, by_split, rejections, card)
     if not by_split["train"]:
@@ -174,7 +175,8 @@ def _generation_pass(spec: Spec, chunks: Sequence[Chunk], generator: Generator |
     stats.warnings += [w for w in (low_yield_warning(final),) if w]
     # Counted from the replies, not while generating: the same numbers whichever process, or
     # which run before a crash, asked.
-    parsed = [[parse_items(reply, synthesis.kind, synthesis.turns) for reply in attempts] for attempts in replies.values()]
+    parsed = [[parse_items(reply, synthesis.kind, synthesis.turns) for reply in attempts]
+              for attempts in replies.values()]
     stats.requests = sum(len(attempts) for attempts in parsed)
     stats.top_ups = sum(len(asks(attempts)) - 1 for attempts in parsed)
     stats.repairs = stats.requests - len(parsed) - stats.top_ups
@@ -378,7 +380,7 @@ def _paraphrase_pass(spec: Spec, train: Sequence[Example], generator: Generator 
     def generate(ids: list[str]) -> dict[str, str]:
         requests = [Request(f"{i}:paraphrase", tuple(paraphrase_messages(by_id[i].question, n)), schema)
                     for i in ids]
-        return dict(zip(ids, generator.generate(requests), strict=True))  # type: ignore[union-attr]
+        return dict(zip(ids, generator.generate(requests), strict=True))
 
     done, _ = journaled(folder, "paraphrase", _fingerprint(VERSION, fingerprint, n, spec.seed), list(by_id), batch,
                         generate, progress)
@@ -431,11 +433,7 @@ def _typo_copies(spec: Spec, train: Sequence[Example]) -> list[Example]:
 def _write(folder: Path, by_split: dict[SplitName, list[Example]], rejections: Sequence[Rejection],
            card: dict[str, Any]) -> None:
     for name in SPLITS:
-        write_atomic(folder / f"{name}.jsonl", _jsonl(asdict(e) for e in by_split[name]))
-    write_atomic(folder / "rejected.jsonl", _jsonl(asdict(r) for r in rejections))
+        write_atomic(folder / f"{name}.jsonl", lines_text(by_split[name]))
+    write_atomic(folder / "rejected.jsonl", lines_text(rejections))
     write_atomic(folder / "data_card.json", json.dumps(card, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     write_atomic(folder / "DATA_CARD.md", card_markdown(card))
-
-
-def _jsonl(records: Iterable[dict[str, Any]]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)

@@ -25,15 +25,17 @@ Decisions, made here once:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from transformers import PreTrainedTokenizerBase
+
+from distill.compiler.records.examples import Example
+from distill.compiler.records.record import read_lines
 
 IGNORE = -100  # HF's ignore_index for cross-entropy
 Mask = Literal["answer_only", "all"]
@@ -133,12 +135,12 @@ def _truncated(rid: str, ids: list[int], labels: list[int], max_len: int) -> Enc
     return Encoded(rid, tuple(kept_ids), tuple(kept_labels))
 
 
-def encode_causal(record: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase, mask: Mask,
+def encode_causal(record: Example, tokenizer: PreTrainedTokenizerBase, mask: Mask,
                   max_len: int) -> Encoded | Skip:
     """A causal-LM example: a rendered conversation, or a document's text + EOS.
 
     Args:
-        record: one line of ``train.jsonl`` (``Example`` as a dict).
+        record: one line of ``train.jsonl``.
         tokenizer: the student's fast tokenizer, with a chat template for conversations.
         mask: ``answer_only`` learns assistant turns and their end markers; ``all`` every token.
         max_len: tokens kept, from the left.
@@ -147,12 +149,12 @@ def encode_causal(record: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase,
         ValueError: no chat template (conversations), no EOS token (documents), a slow tokenizer, or a
             template that breaks prefix rendering (``answer_only``).
     """
-    rid = record["id"]
-    messages = record.get("messages") or []
+    rid = record.id
+    messages = list(record.messages)
     if not messages:
-        if record.get("origin") != "document":
-            return Skip(rid, f"no messages to learn (origin {record.get('origin')})")
-        return _truncated(rid, *_document(record["context"], tokenizer), max_len)
+        if record.origin != "document":
+            return Skip(rid, f"no messages to learn (origin {record.origin})")
+        return _truncated(rid, *_document(record.context, tokenizer), max_len)
     if mask == "all":
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(NO_TEMPLATE)
@@ -195,7 +197,7 @@ def truncation_restored(tokenizer: PreTrainedTokenizerBase) -> Iterator[None]:
             backend.enable_truncation(**saved)
 
 
-def encode_extractive(record: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase, max_len: int) -> Encoded | Skip:
+def encode_extractive(record: Example, tokenizer: PreTrainedTokenizerBase, max_len: int) -> Encoded | Skip:
     """An extractive-QA example: question + context, with the answer's token positions.
 
     Args:
@@ -203,7 +205,7 @@ def encode_extractive(record: Mapping[str, Any], tokenizer: PreTrainedTokenizerB
         tokenizer: the student's fast tokenizer (a question/context pair tokenizer such as BERT's).
         max_len: tokens kept; only the context is truncated.
     """
-    rid, context, answer, start_char = record["id"], record["context"], record["answer"], record.get("answer_start")
+    rid, context, answer, start_char = record.id, record.context, record.answer, record.answer_start
     _require_fast(tokenizer)
     if start_char is None:
         return Skip(rid, "no answer_start: extractive QA needs the answer's offset in the context")
@@ -212,11 +214,11 @@ def encode_extractive(record: Mapping[str, Any], tokenizer: PreTrainedTokenizerB
         return Skip(rid, f"answer_start {start_char} does not point at the answer in the context")
     # only_second cannot shorten the question: the fast tokenizer raises when the question and the
     # special tokens leave no room for context, so that case is a Skip, found before the call.
-    question = len(tokenizer(record["question"], add_special_tokens=False)["input_ids"])
+    question = len(tokenizer(record.question, add_special_tokens=False)["input_ids"])
     if question + tokenizer.num_special_tokens_to_add(pair=True) >= max_len:
         return Skip(rid, f"question ({question} tokens) leaves no room for the context at max_seq_len {max_len}")
     with truncation_restored(tokenizer):
-        enc = tokenizer(record["question"], context, truncation="only_second", max_length=max_len,
+        enc = tokenizer(record.question, context, truncation="only_second", max_length=max_len,
                         return_offsets_mapping=True)
     ids = list(enc["input_ids"])
     offsets, sequence_ids = [tuple(o) for o in enc["offset_mapping"]], enc.sequence_ids()
@@ -239,17 +241,13 @@ def read_split(path: Path, tokenizer: PreTrainedTokenizerBase, task: Task, mask:
     """
     kept: list[Encoded] = []
     skipped: list[Skip] = []
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            result = (encode_causal(record, tokenizer, mask, max_len) if task == "causal-lm"
-                      else encode_extractive(record, tokenizer, max_len))
-            if isinstance(result, Encoded):
-                kept.append(result)
-            else:
-                skipped.append(result)
+    for record in read_lines(path, Example):
+        result = (encode_causal(record, tokenizer, mask, max_len) if task == "causal-lm"
+                  else encode_extractive(record, tokenizer, max_len))
+        if isinstance(result, Encoded):
+            kept.append(result)
+        else:
+            skipped.append(result)
     return kept, skipped
 
 

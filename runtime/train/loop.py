@@ -303,7 +303,9 @@ def _finish(run: _Run, state: LoopState) -> None:
     if run.accelerator.is_main_process:
         from distill.runtime.train.plots import loss_curve
 
-        loss_curve(run.folder / "metrics.jsonl", run.folder / "loss.png", run.spec.name)
+        # Titled without the build's name: a renamed build keeps its trained student (the name is
+        # not in the train stage's key, runtime/build/slices.py).
+        loss_curve(run.folder / "metrics.jsonl", run.folder / "loss.png", "training loss")
 
 
 class _Metrics:

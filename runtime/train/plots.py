@@ -102,7 +102,7 @@ def draw_loss(records: list[dict[str, Any]], kept: Kept | None, title: str) -> F
     axes.set_ylabel(CE_AXIS)
     axes.set_title(title if kept is not None or not train else f"{title} (kept step not recorded)")
     if lines:
-        axes.legend(lines, [line.get_label() for line in lines], fontsize=8)
+        axes.legend(lines, [str(line.get_label()) for line in lines], fontsize=8)
     figure.tight_layout()
     return figure
 

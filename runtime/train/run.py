@@ -153,7 +153,7 @@ def _probe(train_set: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]
 def _weights(planned: Planned) -> Weights:
     loss, plan = planned.compiled.spec.loss, planned.plan
     kl_active = loss.kl is not None and plan.kd_mode in ("online", "cached")
-    return Weights(ce=loss.ce.weight if loss.ce else 0.0, kl=loss.kl.weight if kl_active else 0.0,  # type: ignore[union-attr]
+    return Weights(ce=loss.ce.weight if loss.ce else 0.0, kl=loss.kl.weight if loss.kl and kl_active else 0.0,
                    temperature=loss.kl.temperature if loss.kl else 1.0,
                    direction=loss.kl.direction if loss.kl else "forward",
                    hidden=loss.hidden.weight if loss.hidden else 0.0,

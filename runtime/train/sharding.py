@@ -1,8 +1,9 @@
 """FSDP for ``hardware.strategy: fsdp``: torch's FullyShardedDataParallel with the settings
 accelerate's plugin uses for ``--use_fsdp --fsdp_sharding_strategy FULL_SHARD
---fsdp_auto_wrap_policy TRANSFORMER_BASED_WRAP --fsdp_use_orig_params true`` (what
-``distill launch-cmd`` passes), applied here directly because accelerate's plugin needs CUDA (with
-``cpu=True`` it silently falls back to DDP; measured). The planner models exactly this wrapping
+--fsdp_auto_wrap_policy TRANSFORMER_BASED_WRAP --fsdp_use_orig_params true``, applied here
+directly because accelerate's plugin needs CUDA (with ``cpu=True`` it silently falls back to DDP;
+measured; launched with ``--use_fsdp`` on a CPU it refuses to start), so ``distill launch-cmd``
+passes no FSDP flag. The planner models exactly this wrapping
 (``compiler/distributed.py``) and ``runtime/train/memtrace.py`` measures it.
 """
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -79,6 +80,10 @@ class CacheMeta(Record):
     shard: int
 
 
+def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    save_file(tensors, str(path))
+
+
 def _found(path: Path) -> CacheMeta | None:
     """The cache's meta.json, or None when there is none or it cannot be read (another version)."""
     try:
@@ -116,12 +121,14 @@ def build_cache(teacher: Any, head: Head | None, examples: Sequence[Encoded], pa
         if not path.is_file():  # each rank computes its share of the shards
             computed = _shard_rows(teacher, head, shard, pad_id, micro, k, temperature, placement, advance)
             tensors = {f"{i}.{part}": t for i, parts in computed.items() for part, t in zip(PARTS, parts, strict=True)}
-            write_atomic_with(path, lambda tmp, t=tensors: save_file(t, str(tmp)))
+            write_atomic_with(path, partial(_save, tensors))
     barrier()
     rows: dict[str, Rows] = {}
     for path, shard in shards:
         loaded = load_file(str(path))
-        rows.update({e.id: tuple(loaded[f"{e.id}.{part}"] for part in PARTS) for e in shard})  # type: ignore[misc]
+        for example in shard:
+            indices, logprobs, tail = (loaded[f"{example.id}.{part}"] for part in PARTS)
+            rows[example.id] = (indices, logprobs, tail)
     return TopKCache(rows)
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import transformers
 
-from distill.compiler.arch import UnsupportedArchitecture, architecture, head_of
+from distill.compiler.arch import Head, UnsupportedArchitecture, architecture
 from tests.conftest import FIXTURE_CONFIGS
 
 FIXTURES = sorted(FIXTURE_CONFIGS.glob("*/config.json"))
@@ -53,6 +53,15 @@ def built_params(config: dict[str, Any], head: str) -> int:
     with torch.device("meta"):
         model = AUTO[head].from_config(cfg)
     return sum(p.numel() for p in model.parameters())
+
+
+def head_of(config: dict[str, Any]) -> Head:
+    """The head the config's ``architectures`` entry names (each fixture names one)."""
+    name = config["architectures"][0]
+    if name.endswith(("ForCausalLM", "LMHeadModel")):
+        return "causal-lm"
+    assert name.endswith("ForMaskedLM"), name
+    return "masked-lm"
 
 
 def test_the_fixture_configs_are_there() -> None:

@@ -4,7 +4,6 @@ export is realistic), a smaller llama teacher on the same tokenizer, and a 3-exa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,8 @@ import pytest
 import torch
 import transformers
 
+from distill.compiler.records.examples import Example
+from distill.compiler.records.record import lines_text
 from distill.runtime.sources.tokenizer import train_byte_bpe
 
 TEXT = ["the quick brown fox jumps over the lazy dog; a model learns what its teacher knows.",
@@ -20,14 +21,16 @@ CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\
           " + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
           "{% endif %}")
 RECORDS = [
-    {"id": "a", "origin": "teacher", "question": "What does the pump do?", "answer": "It moves water.",
-     "messages": [{"role": "user", "content": "What does the pump do?"},
-                  {"role": "assistant", "content": "It moves water."}], "context": "The pump moves water."},
-    {"id": "b", "origin": "teacher", "question": "How long does it run?", "answer": "20 minutes",
-     "messages": [{"role": "user", "content": "How long does it run?"},
-                  {"role": "assistant", "content": "20 minutes"}], "context": "It runs 20 minutes."},
-    {"id": "c", "origin": "document", "question": "", "answer": "", "messages": [],
-     "context": "the quick brown fox jumps over the lazy dog."},
+    Example(id="a", group="g", origin="teacher", question="What does the pump do?", answer="It moves water.",
+            messages=({"role": "user", "content": "What does the pump do?"},
+                      {"role": "assistant", "content": "It moves water."}), context="The pump moves water.",
+            source="guide.md", sha256="0" * 64),
+    Example(id="b", group="g", origin="teacher", question="How long does it run?", answer="20 minutes",
+            messages=({"role": "user", "content": "How long does it run?"},
+                      {"role": "assistant", "content": "20 minutes"}), context="It runs 20 minutes.",
+            source="guide.md", sha256="0" * 64),
+    Example(id="c", group="g", origin="document", question="", answer="", messages=(),
+            context="the quick brown fox jumps over the lazy dog.", source="guide.md", sha256="0" * 64),
 ]
 
 
@@ -62,7 +65,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="package")
 def test_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("split") / "test.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in RECORDS), encoding="utf-8")
+    path.write_text(lines_text(RECORDS), encoding="utf-8")
     return path
 
 

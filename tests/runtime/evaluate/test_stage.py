@@ -11,6 +11,8 @@ import torch
 import transformers
 
 from distill.compiler.records.evaluation import Evaluation
+from distill.compiler.records.examples import Example
+from distill.compiler.records.record import lines_text, read_lines
 from distill.compiler.spec import Eval, Gates
 from distill.runtime.evaluate import Candidate, check_gates, evaluate, stage
 from distill.runtime.placement import Placement
@@ -68,7 +70,7 @@ def test_an_open_book_teacher_reads_each_question_with_its_text(models: dict[str
     candidates = [Candidate("teacher", "hf", models["teacher"], models["teacher"], CPU, open_book=True),
                   Candidate("student", "hf", models["student"], models["student"], CPU)]
     result = evaluate(candidates, test_split, "causal-lm", Eval(), tmp_path, max_new_tokens=MAX_NEW, threads=THREADS)
-    records = [json.loads(line) for line in test_split.read_text().splitlines()]
+    records = read_lines(test_split, Example)
     tokenizer = transformers.AutoTokenizer.from_pretrained(models["teacher"])
     asked = prepare(models["teacher"], records, "causal-lm", 256, open_book=True)
     first = tokenizer.decode(asked.cases[0].prompt)
@@ -128,7 +130,7 @@ def test_extractive_qa_with_onnx(tmp_path: Path) -> None:
     transformers.AutoModelForQuestionAnswering.from_config(config).save_pretrained(bert)
     artifact, _ = export_verified(bert, "onnx:none", tmp_path / "onnx")
     split = tmp_path / "test.jsonl"
-    split.write_text("".join(json.dumps(r) + "\n" for r in RECORDS[:2]))
+    split.write_text(lines_text(RECORDS[:2]))
     candidates = [Candidate("student", "hf", bert, bert, CPU),
                   Candidate("onnx:none", "onnx", artifact.path.parent, bert)]
     result = evaluate(candidates, split, "extractive-qa", Eval(metrics=("exact_match", "f1", "perplexity", "latency")),
@@ -144,4 +146,4 @@ def test_extractive_qa_with_onnx(tmp_path: Path) -> None:
     predictions = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
     by_model = {(p["model"], p["id"]): p["prediction"] for p in predictions}
     assert by_model["student", "a"] == by_model["onnx:none", "a"]
-    assert by_model["student", "a"] in RECORDS[0]["context"]  # a span of the context
+    assert by_model["student", "a"] in RECORDS[0].context  # a span of the context

@@ -5,7 +5,6 @@ one ``random`` students get) for causal LM, a WordPiece wrapped as BERT for extr
 from __future__ import annotations
 
 import dataclasses
-import json
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,9 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import BertTokenizerFast, PreTrainedTokenizerFast
 
+from distill.compiler.records.examples import Example
+from distill.compiler.records.record import lines_text
 from distill.runtime.sources.tokenizer import train_byte_bpe
-from distill.runtime.synthesis.examples import Example
 from distill.runtime.train.data import (
     IGNORE,
     NO_TEMPLATE,
@@ -90,14 +90,14 @@ def bert_tokenizer(**kwargs: Any) -> BertTokenizerFast:
                              sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]", **kwargs)
 
 
-def record(messages: list[dict[str, str]] = CONVERSATION, **fields: Any) -> dict[str, Any]:
-    """A record exactly as the synthesize stage writes it: an ``Example`` through ``asdict``."""
+def record(messages: list[dict[str, str]] = CONVERSATION, **fields: Any) -> Example:
+    """A record as the synthesize stage writes it and training reads it back."""
     user = [m["content"] for m in messages if m["role"] == "user"]
     answers = [m["content"] for m in messages if m["role"] == "assistant"]
     example = Example(id="ex1", group="doc", origin="teacher", messages=tuple(messages),
                       question=user[0] if user else "", answer=answers[-1] if answers else "",
                       context=TEXT, source="manual.md", sha256="0" * 64)
-    return json.loads(json.dumps(dataclasses.asdict(dataclasses.replace(example, **fields))))
+    return dataclasses.replace(example, **fields)
 
 
 def learned_runs(tokenizer: PreTrainedTokenizerFast, encoded: Encoded, learned: bool = True) -> list[str]:
@@ -202,7 +202,7 @@ QUESTION = "Which valve opens first?"
 ANSWER = "The red valve"
 
 
-def qa_record(answer: str = ANSWER, question: str = QUESTION, **fields: Any) -> dict[str, Any]:
+def qa_record(answer: str = ANSWER, question: str = QUESTION, **fields: Any) -> Example:
     fields.setdefault("answer_start", TEXT.index(answer))
     return record([], origin="dataset", question=question, answer=answer, **fields)
 
@@ -271,13 +271,13 @@ def test_collate_extractive_batches_with_and_without_token_type_ids() -> None:
 def test_read_split_encodes_in_file_order_and_reports_skips(tmp_path: Path) -> None:
     records = [record(id="a"), record(CONVERSATION[:2], id="b"), record([], origin="document", id="c")]
     path = tmp_path / "train.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    path.write_text(lines_text(records), encoding="utf-8")
     kept, skipped = read_split(path, causal_tokenizer(), "causal-lm", "answer_only", 512)
     assert [e.id for e in kept] == ["a", "c"]
     assert skipped == [Skip("b", f"no learned token ({_tokens(CONVERSATION[:2])} "
                                  "tokens, none of them learned)")]
     qa = tmp_path / "qa.jsonl"
-    qa.write_text(json.dumps(qa_record()) + "\n" + json.dumps(qa_record(answer_start=None)) + "\n", encoding="utf-8")
+    qa.write_text(lines_text([qa_record(), qa_record(answer_start=None)]), encoding="utf-8")
     kept, skipped = read_split(qa, bert_tokenizer(), "extractive-qa", "all", 128)
     assert len(kept) == 1 and kept[0].start is not None and len(skipped) == 1
 
