@@ -24,7 +24,7 @@ from typing import Any
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.fsutil import write_atomic
 from distill.compiler.plan import Plan
-from distill.compiler.records.lock import Lock, LockedFile, LockedModel
+from distill.compiler.records.lock import Lock, LockedModel
 from distill.compiler.records.record import RecordError
 from distill.compiler.resolve import ResolvedModel
 from distill.compiler.volume import DataVolume
@@ -49,9 +49,9 @@ def lock_path(distillfile: Path) -> Path:
 def build_lock(spec_hash: str, models: dict[str, ResolvedModel], volume: DataVolume, plan: Plan) -> Lock:
     return Lock(
         spec_sha256=spec_hash,
-        sources=tuple(LockedFile(f.path, f.sha256, f.size) for f in volume.files),
+        sources=tuple(volume.files),
         models={role: LockedModel(m.kind, m.ref, m.revision, m.tokenizer,
-                                  tuple(LockedFile(f.path, f.sha256, f.size) for f in m.files))
+                                  tuple(m.files))
                 for role, m in sorted(models.items())},
         settings=settings(plan),
         tools=tool_versions(),

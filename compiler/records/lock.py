@@ -6,16 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from distill.compiler.digest import FileDigest
 from distill.compiler.records.record import Record
-
-
-@dataclass(frozen=True)
-class LockedFile:
-    """A source or model file: its path as shown to the user, sha256 and size in bytes."""
-
-    path: str
-    sha256: str
-    size: int
 
 
 @dataclass(frozen=True)
@@ -27,7 +19,7 @@ class LockedModel:
     ref: str
     revision: str | None
     tokenizer: str | None
-    files: tuple[LockedFile, ...]
+    files: tuple[FileDigest, ...]
 
 
 @dataclass(frozen=True)
@@ -40,7 +32,7 @@ class Lock(Record):
     VERSION: ClassVar[int] = 3
 
     spec_sha256: str
-    sources: tuple[LockedFile, ...]
+    sources: tuple[FileDigest, ...]
     models: dict[str, LockedModel]
     settings: dict[str, Any]
     tools: dict[str, str]

@@ -10,9 +10,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from distill.compiler.digest import FileDigest
 from distill.compiler.errors import UsageError
 from distill.compiler.records.evaluation import Answer, Measurement, Sample
-from distill.compiler.records.lock import LockedFile, LockedModel
+from distill.compiler.records.lock import LockedModel
 from distill.compiler.records.manifest import ArtifactFile, Check
 from distill.compiler.records.record import Record, RecordError, read_json
 from distill.compiler.records.report import GateResult, HeldPeak, PlannedPeak, ReportArtifact, StageRow
@@ -29,7 +30,7 @@ EVALUATION = evaluation([model("student", {"token_f1": 0.5}, size_bytes=1000, pa
                         {"gguf:Q4_K_M": {"token_f1": 0.9}}, notes=["a note"],
                         samples=[Sample("q1", "Why?", "Because.", {"student": "So."})])
 EXAMPLES: list[Record] = [
-    lock(sources=(LockedFile("docs/a.md", "a" * 64, 3),), settings={"micro_batch": 4, "phases": ["a", "b"]},
+    lock(sources=(FileDigest("docs/a.md", "a" * 64, 3),), settings={"micro_batch": 4, "phases": ["a", "b"]},
          models={"student": LockedModel("hub", "org/m", "abc", "tokenizer.json:" + "f" * 64, ())}),
     MANIFEST,
     StageMeta(stage="train", stage_version=3, key="k" * 64, upstream={"extract": "/x"}, seconds=1.5,

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from distill.compiler.digest import FileDigest
 from distill.compiler.records.evaluation import Sample
-from distill.compiler.records.lock import LockedFile, LockedModel
+from distill.compiler.records.lock import LockedModel
 from distill.compiler.records.manifest import ArtifactFile, Check, ExportSource, Manifest
 from distill.compiler.records.report import GateResult, PlannedPeak, Report, ReportArtifact
 from distill.runtime.build.report import (
@@ -29,7 +30,7 @@ from tests.records import evaluation, lock, model
 SOURCE_SHA = "a" * 64
 PLAN = {"device": "cpu", "budget_bytes": 8 * 2**30, "budget_source": "--memory 8GiB",
         "decisions": [{"name": "micro_batch", "value": "4", "why": "total batch 32 = micro 4 x accumulation 8"}]}
-LOCK = lock(sources=(LockedFile("docs/guide.md", SOURCE_SHA, 1234),),
+LOCK = lock(sources=(FileDigest("docs/guide.md", SOURCE_SHA, 1234),),
             models={"student": LockedModel("hub", "org/student", "0123abcd", "bpe", ()),
                     "teacher": LockedModel("hub", "org/teacher", "feedbeef", "bpe", ())},
             settings={"device": "cpu", "micro_batch": 4}, tools={"llama-cpp-python": "0.3.36", "torch": "2.13.0"})
