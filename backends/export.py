@@ -82,12 +82,12 @@ def _check_safetensors(path: Path) -> None:
                          hint="re-save the model with save_pretrained(safe_serialization=True)") from None
 
 
-def export_verified(model_dir: Path, to: str, out: Path | None) -> tuple[Artifact, list[Check]]:
+def export_verified(model_dir: Path, target: OnnxTarget | GgufTarget, out: Path | None
+                    ) -> tuple[Artifact, list[Check]]:
     """Export and verify (the backend verifies before anything reaches ``out``); returns the
     artifact and the checks its manifest records."""
-    target = parse_target(to)
     check_model_dir(model_dir)
-    kind = to.partition(":")[0]
+    kind = "gguf" if isinstance(target, GgufTarget) else "onnx"
     quant = target.quant if isinstance(target.quant, str) else "-".join(target.quant)
     destination = out or Path("dist") / f"{model_dir.resolve().name}-{kind}-{quant}"
     backend = get_backend(kind)

@@ -323,9 +323,9 @@ def export(
 ) -> None:
     """Export a model folder to a deployment format and verify it against the source model."""
     console.quiet_libraries()
-    from distill.backends.export import export_verified
+    from distill.backends.export import export_verified, parse_target
 
-    artifact, checks = export_verified(model_dir, to, out)
+    artifact, checks = export_verified(model_dir, parse_target(to), out)
     for check in checks:
         console.stdout().print(f"  {'ok  ' if check.passed else 'FAIL'} {check.name}: {check.detail}")
     ollama = (artifact.extra or {}).get("ollama") or {}

@@ -229,7 +229,9 @@ def _export(target: DeployTarget, folder: Path, up: Mapping[str, Path]) -> dict[
 
     artifact_dir = folder / "artifact"
     shutil.rmtree(artifact_dir, ignore_errors=True)  # a half export from a crash; export_atomically wants none
-    artifact, checks = export_verified(up["train"] / "model", target_name(target), artifact_dir)
+    backend_target = target.gguf or target.onnx
+    assert backend_target is not None  # the schema makes a deploy entry one of the two
+    artifact, checks = export_verified(up["train"] / "model", backend_target, artifact_dir)
     ollama = (artifact.extra or {}).get("ollama") or {}
     return {"kind": artifact.kind, "quant": artifact.quant, "size": artifact.size,
             "checks": [c.name for c in checks if c.passed], "failed": [c.name for c in checks if not c.passed],

@@ -13,7 +13,7 @@ import pytest
 import torch
 import transformers
 
-from distill.backends.export import export_verified
+from distill.backends.export import export_verified, parse_target
 from distill.compiler.cli import main
 from distill.runtime import chat
 from distill.runtime.sources.tokenizer import train_byte_bpe
@@ -49,8 +49,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def artifacts(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("dist")
-    export_verified(model_dir, "gguf:F16", out / "gguf")
-    export_verified(model_dir, "onnx", out / "onnx")
+    export_verified(model_dir, parse_target("gguf:F16"), out / "gguf")
+    export_verified(model_dir, parse_target("onnx"), out / "onnx")
     return {"gguf": out / "gguf", "onnx": out / "onnx"}
 
 
@@ -85,7 +85,7 @@ def test_once_answers_for_families_optimum_misreads(arch: str, tmp_path: Path,
     """Qwen3 (head_dim != hidden / heads) and GQA Phi-3 chat as the HF model answers: the session
     sizes optimum's first cache from the graph, as verification does."""
     model_dir = save_family(tmp_path / arch, arch, **FAMILIES[arch])
-    export_verified(model_dir, "onnx", tmp_path / "onnx")
+    export_verified(model_dir, parse_target("onnx"), tmp_path / "onnx")
     code, out, err = _chat([str(tmp_path / "onnx"), "--once", "hello", "--max-new-tokens", str(NEW_TOKENS)], capsys)
     assert code == 0, err
     assert out == hf_reply(model_dir, [{"role": "user", "content": "hello"}]) + "\n"

@@ -248,12 +248,13 @@ def test_onnx_snippet_runs_as_printed_on_a_qwen3(inputs: ReportInputs, tmp_path:
     whose first cache optimum alone sizes wrongly."""
     import torch
 
-    from distill.backends.export import export_verified
+    from distill.backends.export import export_verified, parse_target
     from tests.runtime.evaluate.test_runners import FAMILIES, save_family
 
     torch.set_num_threads(2)
     out = tmp_path / "out"
-    export_verified(save_family(tmp_path / "qwen3", "qwen3", **FAMILIES["qwen3"]), "onnx", out / "artifacts" / "onnx")
+    model_dir = save_family(tmp_path / "qwen3", "qwen3", **FAMILIES["qwen3"])
+    export_verified(model_dir, parse_target("onnx"), out / "artifacts" / "onnx")
     manifest = Manifest.read(out / "artifacts" / "onnx" / "manifest.json")
     write_report(out, replace(inputs, artifacts=(ReportArtifact("onnx", "artifacts/onnx", manifest),)))
     card = (out / "README.md").read_text()

@@ -71,7 +71,8 @@ def test_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="package")
 def gguf_f16(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from distill.backends.export import export_verified
+    from distill.backends.export import export_verified, parse_target
 
-    artifact, _ = export_verified(models["student"], "gguf:F16", tmp_path_factory.mktemp("gguf") / "out")
+    out = tmp_path_factory.mktemp("gguf") / "out"
+    artifact, _ = export_verified(models["student"], parse_target("gguf:F16"), out)
     return artifact.path

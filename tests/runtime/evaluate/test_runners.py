@@ -98,9 +98,10 @@ def test_gguf_runner_reports_a_bad_file(tmp_path: Path) -> None:
 
 
 def test_onnx_runner_matches_torch(models: dict[str, Path], cases, hf, tmp_path_factory) -> None:
-    from distill.backends.export import export_verified
+    from distill.backends.export import export_verified, parse_target
 
-    artifact, _ = export_verified(models["student"], "onnx:none", tmp_path_factory.mktemp("onnx") / "out")
+    out = tmp_path_factory.mktemp("onnx") / "out"
+    artifact, _ = export_verified(models["student"], parse_target("onnx:none"), out)
     runner = ort_runner(artifact.path.parent, "causal-lm", threads=THREADS)
     try:
         for want, got in zip(_perplexities(hf, cases), _perplexities(runner, cases), strict=True):
@@ -114,11 +115,11 @@ def test_onnx_runner_matches_torch(models: dict[str, Path], cases, hf, tmp_path_
 @pytest.mark.parametrize("arch", sorted(FAMILIES))
 def test_onnx_families_optimum_misreads_run_in_the_evaluate_runner(arch: str, tmp_path: Path) -> None:
     """The runner the evaluate stage opens runs what verification passed, cache and all."""
-    from distill.backends.export import export_verified
+    from distill.backends.export import export_verified, parse_target
 
     torch.set_num_threads(THREADS)
     model_dir = save_family(tmp_path / arch, arch, **FAMILIES[arch])
-    artifact, _ = export_verified(model_dir, "onnx:none", tmp_path / "out")
+    artifact, _ = export_verified(model_dir, parse_target("onnx:none"), tmp_path / "out")
     family = prepare(model_dir, RECORDS, "causal-lm", 256)
     hf = torch_runner(model_dir, "causal-lm", THREADS, CPU, "student")
     runner = open_runner("onnx", artifact.path.parent, "causal-lm", THREADS, 256, None, "student")

@@ -117,7 +117,7 @@ def test_teacher_with_another_tokenizer(models: dict[str, Path], test_split: Pat
 
 
 def test_extractive_qa_with_onnx(tmp_path: Path) -> None:
-    from distill.backends.export import export_verified
+    from distill.backends.export import export_verified, parse_target
 
     bert = tmp_path / "bert"
     tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=train_byte_bpe(TEXT, 320),
@@ -128,7 +128,7 @@ def test_extractive_qa_with_onnx(tmp_path: Path) -> None:
                                                num_attention_heads=2, vocab_size=len(tokenizer),
                                                max_position_embeddings=128)
     transformers.AutoModelForQuestionAnswering.from_config(config).save_pretrained(bert)
-    artifact, _ = export_verified(bert, "onnx:none", tmp_path / "onnx")
+    artifact, _ = export_verified(bert, parse_target("onnx:none"), tmp_path / "onnx")
     split = tmp_path / "test.jsonl"
     split.write_text(lines_text(RECORDS[:2]))
     candidates = [Candidate("student", "hf", bert, bert, CPU),
