@@ -56,13 +56,13 @@ def run_llama_cpp(path: Path, ids: Any, tokenizer: dict[str, Any] | None) -> tup
 
 
 def _child(path: str, request: str, answer: str, facts_file: str) -> None:
-    import llama_cpp
     import numpy as np
+
+    from distill.backends.llama_cpp import open_llama
 
     job = read_json(Path(request))
     # 64 tokens of context: the probe rows are 16 long and the forced generations a few tokens.
-    llm = llama_cpp.Llama(model_path=path, n_ctx=64, n_batch=64, logits_all=True,
-                          n_threads=THREADS, verbose=False)
+    llm = open_llama(path, 64, THREADS, logits_all=True)
     logits = []
     for row in job["ids"]:
         llm.reset()

@@ -10,6 +10,7 @@ import os
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 # DISTILL_LLAMA_CPP_CONVERTER overrides where setup put them.
 CONVERTER_ENV = "DISTILL_LLAMA_CPP_CONVERTER"
@@ -38,3 +39,19 @@ def converter_missing() -> str | None:
 def installed_converter() -> Path | None:
     """The converter's folder when it is there."""
     return None if converter_missing() else converter_dir()
+
+
+def open_llama(path: Path | str, n_ctx: int, threads: int, *, logits_all: bool = False, seed: int | None = None) -> Any:
+    """llama.cpp's model as verification, evaluation and chat open it: ``n_ctx`` tokens (0: the
+    context the GGUF declares), ``threads`` for generation and prompt batches alike, a batch of at
+    most 512 tokens (llama.cpp's default), quiet. ``logits_all`` keeps every position's logits
+    (perplexity and the logit checks need them, not just the last); ``seed`` samples reproducibly.
+
+    Raises:
+        ValueError: llama.cpp cannot load the file (it says only "Failed to load model from file").
+    """
+    import llama_cpp
+
+    return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=min(n_ctx, 512) if n_ctx else 512,
+                           logits_all=logits_all, n_threads=threads, n_threads_batch=threads, verbose=False,
+                           seed=llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed)

@@ -147,17 +147,16 @@ class GgufSession:
     """llama.cpp in this process, with the chat template stored in the GGUF."""
 
     def __init__(self, path: Path, settings: Settings) -> None:
-        import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         from distill.backends.gguf_writer import THREADS
+        from distill.backends.llama_cpp import open_llama
 
         self.settings = settings
         _check_gguf(path)
         try:
             # n_ctx=0: the context length the GGUF declares.
-            self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=0, n_threads=THREADS, seed=settings.seed,
-                                       verbose=False)
+            self.llm = open_llama(path, 0, THREADS, seed=settings.seed)
         except ValueError as error:  # llama.cpp says only "Failed to load model from file"
             raise UsageError(f"llama.cpp cannot load {path}: {error}", hint="an architecture or quantization "
                              "this llama.cpp does not know, or a damaged file") from None

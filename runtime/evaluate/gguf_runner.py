@@ -17,16 +17,14 @@ import os
 import sys
 from typing import Any, TextIO
 
+from distill.backends.llama_cpp import open_llama
 from distill.runtime.evaluate.metrics import nll_from_logits
 from distill.runtime.evaluate.runners import greedy
 
 
 def _load(path: str, threads: int, n_ctx: int) -> Any:
-    import llama_cpp
-
     # logits_all: perplexity needs the logits of every position of a row, not just the last.
-    return llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=min(n_ctx, 512), logits_all=True,
-                           n_threads=threads, n_threads_batch=threads, verbose=False)
+    return open_llama(path, n_ctx, threads, logits_all=True)
 
 
 def _nll(llm: Any, ids: list[int], labels: list[int]) -> dict[str, Any]:
