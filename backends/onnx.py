@@ -96,11 +96,11 @@ class OnnxBackend:
         kept: dict[str, Any] = {}  # the staged artifact, and for int8 the report that kept its recipe
 
         def build(tmp: Path) -> Artifact:
-            _export_optimum(model_dir, tmp, task)
+            export_optimum(model_dir, tmp, task)
             if target.quant == "int8":
                 kept["artifact"], kept["report"] = self._first_int8_that_holds(tmp, model_dir, task)
             else:
-                kept["artifact"] = _artifact(tmp / MODEL_FILE, target.quant, task)
+                kept["artifact"] = onnx_artifact(tmp / MODEL_FILE, target.quant, task)
             return kept["artifact"]
 
         export_atomically(out_dir, build, lambda staged: kept.get("report") or self.verify(staged, model_dir),
@@ -127,7 +127,7 @@ class OnnxBackend:
                 for stale in folder.glob(f"{MODEL_FILE}*"):
                     stale.unlink()
                 onnx_int8.quantize(source / FP32_GRAPH, folder / MODEL_FILE, recipe, external)
-                artifact = _artifact(folder / MODEL_FILE, "int8", task, recipe.name)
+                artifact = onnx_artifact(folder / MODEL_FILE, "int8", task, recipe.name)
                 report = self.verify(artifact, model_dir)
                 if report.passed:
                     return artifact, VerifyReport((*report.checks, _recipe_check(recipe, failed)))
@@ -166,7 +166,7 @@ def _config(model_dir: Path) -> dict[str, Any]:
     return config
 
 
-def _export_optimum(model_dir: Path, out: Path, task: str) -> None:
+def export_optimum(model_dir: Path, out: Path, task: str) -> None:
     """Trace the very model verification compares against: fp32 with eager attention. optimum's
     own loader takes sdpa, which drops Gemma-2's attention soft-capping (measured: logits 0.11
     from torch at a cap of 0.05)."""
@@ -237,7 +237,7 @@ def _failures(report: VerifyReport) -> str:
     return ", ".join(f"{c.name} {c.detail}" for c in report.failures())
 
 
-def _artifact(path: Path, quant: str, task: str, int8_recipe: str | None = None) -> Artifact:
+def onnx_artifact(path: Path, quant: str, task: str, int8_recipe: str | None = None) -> Artifact:
     import onnx
 
     opset = max(o.version for o in onnx.load(str(path), load_external_data=False).opset_import
@@ -276,7 +276,7 @@ def session_options(threads: int = THREADS) -> Any:
     return options
 
 
-def _probe_ids(vocab_size: int) -> Any:
+def probe_ids(vocab_size: int) -> Any:
     import torch
 
     generator = torch.Generator().manual_seed(PROBE_SEED)
@@ -299,7 +299,7 @@ def _side_by_side(auto_class: Any, artifact: Artifact, model_dir: Path, qa: bool
     probe ids both are fed."""
     reference = load_reference(auto_class, model_dir)
     exported = load_exported(artifact.path.parent, qa=qa, file_name=artifact.path.name)
-    return reference, exported, _probe_ids(reference.config.vocab_size)
+    return reference, exported, probe_ids(reference.config.vocab_size)
 
 
 def model_file(folder: Path) -> str:

@@ -59,11 +59,11 @@ def main() -> None:
 
 
 def _fp32_export(model_dir: Path, out: Path) -> Path:
-    from distill.backends.onnx import MODEL_FILE, _export_optimum, detect_task
+    from distill.backends.onnx import MODEL_FILE, detect_task, export_optimum
 
     if not (out / MODEL_FILE).is_file():
         shutil.rmtree(out, ignore_errors=True)
-        _export_optimum(model_dir, out, detect_task(model_dir))
+        export_optimum(model_dir, out, detect_task(model_dir))
     return out
 
 
@@ -73,12 +73,12 @@ def _reference(model_dir: Path) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM
 
     from distill.backends.base import load_reference
-    from distill.backends.onnx import PROBE_LEN, PROBE_ROWS, _probe_ids
+    from distill.backends.onnx import PROBE_LEN, PROBE_ROWS, probe_ids
 
     model = load_reference(AutoModelForCausalLM, model_dir)
     vocab = model.config.vocab_size
     generator = torch.Generator().manual_seed(HELD_OUT_SEED)
-    batches = {"probe": _probe_ids(vocab),
+    batches = {"probe": probe_ids(vocab),
                "seed1": torch.randint(4, vocab, (PROBE_ROWS, PROBE_LEN), generator=generator)}
     with torch.no_grad():
         logits = {name: model(input_ids=ids).logits for name, ids in batches.items()}
@@ -190,7 +190,7 @@ def _static(source: Path, out: Path) -> None:
 
 def _row(name: str, quantize: Quantize, fp32: Path, model_dir: Path, out: Path,
          reference: dict[str, Any]) -> str:
-    from distill.backends.onnx import MODEL_FILE, _artifact, detect_task
+    from distill.backends.onnx import MODEL_FILE, detect_task, onnx_artifact
     from distill.backends.registry import get_backend
 
     shutil.rmtree(out, ignore_errors=True)
@@ -203,7 +203,7 @@ def _row(name: str, quantize: Quantize, fp32: Path, model_dir: Path, out: Path,
     quantized = time.perf_counter() - start
     numbers = " ".join(f"{diff:16.3f} {top1:6.3f}" for diff, top1 in _parity(out, reference))
     start = time.perf_counter()
-    report = get_backend("onnx").verify(_artifact(out / MODEL_FILE, "int8", detect_task(model_dir)), model_dir)
+    report = get_backend("onnx").verify(onnx_artifact(out / MODEL_FILE, "int8", detect_task(model_dir)), model_dir)
     verified = time.perf_counter() - start
     failed = ", ".join(c.name for c in report.failures())
     return (f"{name:38} {numbers} {_size_mb(out):5.0f} {quantized:7.1f} {verified:8.1f}  "

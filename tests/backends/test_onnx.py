@@ -127,13 +127,13 @@ def _negate_largest_weight(folder: Path) -> None:
 @pytest.mark.parametrize("name", ["llama", "bert"])
 def test_wrong_export_fails_and_leaves_nothing(name: str, quant: str, models: dict,
                                                tmp_path: Path, monkeypatch) -> None:
-    real = onnx_backend._export_optimum
+    real = onnx_backend.export_optimum
 
     def broken(model_dir: Path, out: Path, task: str) -> None:
         real(model_dir, out, task)
         _negate_largest_weight(out)
 
-    monkeypatch.setattr(onnx_backend, "_export_optimum", broken)
+    monkeypatch.setattr(onnx_backend, "export_optimum", broken)
     destination = tmp_path / "deploy" / "model"
     with pytest.raises(VerificationError) as error:
         get_backend("onnx").export(models[name], OnnxTarget(quant), destination)

@@ -117,7 +117,7 @@ def test_longrope_switch_is_in_the_graph(models: dict, tmp_path: Path, monkeypat
     mask = torch.ones_like(ids)
 
     def diff(out: Path) -> float:
-        onnx_backend._export_optimum(models["phi3"], out, onnx_support.CAUSAL)
+        onnx_backend.export_optimum(models["phi3"], out, onnx_support.CAUSAL)
         graph = ORTModelForCausalLM.from_pretrained(out, session_options=onnx_backend.session_options())
         onnx_backend.size_cache_from_graph(graph)
         with torch.no_grad():
