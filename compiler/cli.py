@@ -54,7 +54,7 @@ def reported(command: Callable[Params, None]) -> Callable[Params, None]:
             if kwargs.get("json_output"):
                 _print_json(_failed(command.__name__, error, kwargs.get("file")))
             raise typer.Exit(int(error.exit_code)) from None
-        except Exception as error:  # noqa: BLE001 - the one place that turns crashes into text
+        except Exception as error:  # the one place that turns crashes into text
             if os.environ.get("DISTILL_DEBUG") == "1":
                 raise
             internal = DistillError(f"internal error: {type(error).__name__}: {error}",

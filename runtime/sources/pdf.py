@@ -202,7 +202,7 @@ class _PageExtractor:
         for alternative in alternatives:
             try:
                 text = better_text(text, alternative())
-            except Exception:  # an alternative only improves spacing; pypdf's text stands without it
+            except Exception:  # noqa: BLE001 - an alternative only improves spacing; pypdf's text stands without it
                 continue
             if run_together_share(text) <= RUN_TOGETHER_TRIGGER:
                 break
