@@ -173,10 +173,12 @@ def run_case(path: Path) -> dict[str, Any]:
 
 
 def _stage_row(plan: Any, stage: str, folder: Path) -> dict[str, Any]:
-    meta = json.loads((folder / "meta.json").read_text())
+    from distill.compiler.records.stage import StageMeta
+
+    meta = StageMeta.read(folder / "meta.json")
     predicted = plan.stage_peak(stage)  # the same figure the build's report compares with
-    return {"stage": stage, "seconds": meta["seconds"], "predicted": predicted.bytes if predicted else None,
-            **meta.get("device_peak", {})}
+    return {"stage": stage, "seconds": meta.seconds, "predicted": predicted.bytes if predicted else None,
+            **(meta.device_peak or {})}
 
 
 # --------------------------------------------------------------------------- the matrix
