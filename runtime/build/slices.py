@@ -42,8 +42,9 @@ SLICES = {
                         plan=(*_TEACHER_PLAN, "synthesis_batch"), models=("teacher", "student")),
     "train": Slice(spec=("student", "teacher", "loss", "train", "seed", "hardware"), plan=ALL,
                    models=("teacher", "student")),
-    "evaluate": Slice(spec=("eval", "teacher", "student", "deploy", "seed"), plan=(*_TEACHER_PLAN, "dtype"),
-                      models=("teacher", "student")),
+    # The untrained baseline loads as training loaded the student: its dtype and quantization.
+    "evaluate": Slice(spec=("eval", "teacher", "student", "deploy", "seed"),
+                      plan=(*_TEACHER_PLAN, "dtype", "student_quant"), models=("teacher", "student")),
 }
 
 
