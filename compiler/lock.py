@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from collections.abc import Mapping
 from dataclasses import fields
 from importlib import metadata
 from pathlib import Path
@@ -46,7 +47,7 @@ def lock_path(distillfile: Path) -> Path:
     return distillfile.with_name(distillfile.name + ".lock")
 
 
-def build_lock(spec_hash: str, models: dict[str, ResolvedModel], volume: DataVolume, plan: Plan) -> Lock:
+def build_lock(spec_hash: str, models: Mapping[str, ResolvedModel], volume: DataVolume, plan: Plan) -> Lock:
     return Lock(
         spec_sha256=spec_hash,
         sources=tuple(volume.files),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from distill.compiler.volume import DataVolume, measure_volume, split_findings
 @dataclass(frozen=True)
 class Planned:
     compiled: CompiledSpec
-    models: dict[str, ResolvedModel]
+    models: Mapping[str, ResolvedModel]
     volume: DataVolume
     plan: Plan
 

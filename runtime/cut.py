@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import shutil
 from contextlib import ExitStack
@@ -107,10 +108,7 @@ def _kept_tensors(resolved: ResolvedModel, files: list[Path]) -> list[_Tensor]:
                 if renamed is None:
                     continue
                 view = handle.get_slice(name)
-                elements = 1
-                for size in view.get_shape():
-                    elements *= size
-                kept.append(_Tensor(path, name, renamed, elements * _DTYPE_BYTES[view.get_dtype()]))
+                kept.append(_Tensor(path, name, renamed, math.prod(view.get_shape()) * _DTYPE_BYTES[view.get_dtype()]))
     missing = [layer for layer in resolved.layers if layer not in present]
     if missing:
         raise CutFailed(f"student {resolved.ref}: the teacher's weights hold no tensors named "

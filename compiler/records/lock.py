@@ -3,6 +3,7 @@ writes and checks it)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -44,8 +45,6 @@ class Lock(Record):
 
 
 def _render(value: Any, indent: str) -> str:
-    import json
-
     inner = indent + "  "
     if isinstance(value, dict) and value:
         items = [f"{inner}{json.dumps(key)}: {_render(value[key], inner)}" for key in sorted(value)]

@@ -3,7 +3,8 @@ read, the JSON Schema.
 
 pydantic validates and dumps the stdlib dataclasses and writes their JSON Schemas: it already
 does, with each error's place in the document, what a reader of a nested record needs. It is
-imported in the functions: ``distill plan`` reads no record and starts without it."""
+imported in the functions: a command that reads and writes no record (``distill validate``)
+starts without it."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 HEADER = ("record", "version")
 T = TypeVar("T")
+_REWRITE = "the file was edited or damaged: build again to rewrite it"
 
 
 class RecordError(DistillError):
@@ -73,8 +75,7 @@ class Record:
         try:
             return _adapter(cls).validate_python(body)
         except ValidationError as error:
-            raise RecordError(f"{where}: {cls.KIND} record, {_first_error(error)}",
-                              hint="the file was edited or damaged: build again to rewrite it") from None
+            raise RecordError(f"{where}: {cls.KIND} record, {_first_error(error)}", hint=_REWRITE) from None
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
@@ -126,8 +127,7 @@ def read_lines(path: Path, cls: type[T]) -> list[T]:
         try:
             items.append(adapter.validate_json(line))
         except ValidationError as error:
-            raise RecordError(f"{path}:{number}: {_first_error(error)}",
-                              hint="the file was edited or damaged: build again to rewrite it") from None
+            raise RecordError(f"{path}:{number}: {_first_error(error)}", hint=_REWRITE) from None
     return items
 
 

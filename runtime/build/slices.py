@@ -12,6 +12,7 @@ synthesis (the teacher's generations) reads ``loss.mask`` alone of the loss.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -77,19 +78,25 @@ class Withheld:
     __lt__ = __le__ = __gt__ = __ge__ = __eq__ = __ne__ = __hash__ = __str__ = __format__ = _refuse
 
 
-class SlicedModels(dict[str, Any]):
+class SlicedModels(Mapping[str, Any]):
     """The resolved models by role: which roles exist is the Spec's (``"teacher" in models``);
-    loading one outside the slice raises."""
+    loading one outside the slice raises, by ``[]``, ``get``, ``items`` or ``values`` alike (a
+    Mapping, not a dict: every read goes through ``__getitem__``)."""
 
-    def __init__(self, models: dict[str, Any], stage: str, allowed: tuple[str, ...]) -> None:
-        super().__init__(models)
-        self.stage, self.allowed = stage, allowed
+    def __init__(self, models: Mapping[str, Any], stage: str, allowed: tuple[str, ...]) -> None:
+        self._models, self.stage, self.allowed = models, stage, allowed
 
     def __getitem__(self, role: str) -> Any:
-        if role not in self.allowed:
+        if role in self._models and role not in self.allowed:
             raise OutsideSlice(f"the {self.stage} stage loads the {role} model, which its cache key does not "
                                f"hash: add it to SLICES[{self.stage!r}] in runtime/build/slices.py")
-        return super().__getitem__(role)
+        return self._models[role]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._models)
+
+    def __len__(self) -> int:
+        return len(self._models)
 
 
 def key_inputs(planned: Planned, stage: str) -> dict[str, Any]:

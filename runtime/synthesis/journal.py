@@ -10,7 +10,6 @@ item is generated again.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.compiler.errors import DistillError
-from distill.compiler.records.record import parse_line
+from distill.compiler.records.record import lines_text, parse_line
 
 VERSION = 1
 
@@ -93,8 +92,7 @@ class Journal:
         """Record finished items, all or none of them."""
         if not items:
             return
-        payload = "".join(json.dumps({"key": key, "value": value}, ensure_ascii=False, sort_keys=True) + "\n"
-                          for key, value in items.items()).encode("utf-8")
+        payload = lines_text(Entry(key, value) for key, value in items.items()).encode("utf-8")
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         try:
             written = os.write(fd, payload)
@@ -106,7 +104,6 @@ class Journal:
 
     def _start(self) -> dict[str, Any]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        header = json.dumps({"fingerprint": self.fingerprint, "journal": VERSION}) + "\n"
-        self.path.write_text(header, "utf-8")
+        self.path.write_text(lines_text([Header(VERSION, self.fingerprint)]), "utf-8")
         return {}
 
