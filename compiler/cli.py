@@ -225,16 +225,16 @@ def synthesize(
     extracted = extract_and_chunk(planned.compiled, planned.models["student"], root / ".distill" / "extract")
     with console.progress_bars() as bars:
         card = synthesize_planned(planned, extracted, folder, bars)
-    examples, rejected = card["examples"], card["rejected"]
+    examples, rejected = card.examples, card.rejected
     console.stdout().print(
         f"{examples['train']} train, {examples['val']} val, {examples['test']} test examples from "
-        f"{card['inputs']['chunks']} chunks and {card['inputs']['dataset_examples']} dataset examples; "
-        f"{rejected['total']} rejected ({', '.join(f'{k} {v}' for k, v in rejected['by_stage'].items()) or 'none'})")
-    teacher_yield = card["generation"].get("teacher_yield")
+        f"{card.inputs.chunks} chunks and {card.inputs.dataset_examples} dataset examples; "
+        f"{rejected.total} rejected ({', '.join(f'{k} {v}' for k, v in rejected.by_stage.items()) or 'none'})")
+    teacher_yield = card.generation.teacher_yield
     if teacher_yield:
-        console.stdout().print(f"teacher yield: {teacher_yield['accepted']} of {teacher_yield['requested']} requested "
-                               f"items ({teacher_yield['ratio']:.0%})", markup=False)
-    for warning in card["generation"].get("warnings") or []:
+        console.stdout().print(f"teacher yield: {teacher_yield.accepted} of {teacher_yield.requested} requested "
+                               f"items ({teacher_yield.ratio:.0%})", markup=False)
+    for warning in card.generation.warnings:
         console.stderr().print(console.message_text("", "warning", warning, None))
     console.stdout().print(f"wrote {folder} (data card: {folder / 'DATA_CARD.md'})")
 

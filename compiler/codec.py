@@ -125,7 +125,14 @@ def canonical_json(obj: Any) -> str:
     """Deterministic JSON: sorted keys, no whitespace, defaults written out. Two Distillfiles that
     mean the same thing (key order, comments, `2` vs `2.0`, omitted defaults) give the same text."""
     return json.dumps(to_data(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+                      allow_nan=False, default=_not_data)
+
+
+def _not_data(value: Any) -> Any:
+    """json's hook for a value that is not JSON data. The message formats the value, so a value
+    that refuses to be read (a field a build stage's view withholds) raises its own error, which
+    names the stage and the field, rather than json's TypeError."""
+    raise TypeError(f"{type(value).__name__} is not JSON data: {value}")
 
 
 def spec_hash(obj: Any) -> str:

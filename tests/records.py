@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from distill.compiler.records.data_card import CardInputs, DataCard, Generation, Rejected, SplitCounts
 from distill.compiler.records.evaluation import Decoding, Evaluation, ModelResult, Sample
 from distill.compiler.records.lock import Lock
 from distill.compiler.records.manifest import ExportSource, Manifest
@@ -34,6 +35,16 @@ def manifest(kind: str = "gguf", **fields: Any) -> Manifest:
     empty: dict[str, Any] = {"model": f"model.{kind}", "quant": "F16" if kind == "gguf" else "none", "files": (),
                              "source": ExportSource("/m", "0" * 64), "verification": (), "tools": {}}
     return Manifest(kind=kind, **{**empty, **fields})
+
+
+def data_card(examples: Mapping[str, int], rejected: Rejected | None = None, *, chunks: int = 1,
+              generation: Generation | None = None) -> DataCard:
+    """A data card of teacher examples, ``examples`` per split, and nothing rejected unless said."""
+    return DataCard(inputs=CardInputs(chunks, 0), examples=dict(examples),
+                    origins={name: {"teacher": count} for name, count in examples.items()},
+                    chunks_with_examples=chunks, generation=generation or Generation(),
+                    rejected=rejected or Rejected(0, {}, ()), split=SplitCounts({}, dict(examples), ()),
+                    lengths_words={})
 
 
 def lock(**fields: Any) -> Lock:

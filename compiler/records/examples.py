@@ -9,6 +9,7 @@ from typing import Literal
 
 Message = dict[str, str]  # {"role": ..., "content": ...}
 Origin = Literal["teacher", "paraphrase", "typo", "dataset", "document"]
+SplitName = Literal["train", "val", "test"]  # the files: train.jsonl, val.jsonl, test.jsonl
 
 
 @dataclass(frozen=True)

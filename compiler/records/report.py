@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from distill.compiler.records.data_card import DataCard
 from distill.compiler.records.evaluation import Evaluation
 from distill.compiler.records.lock import Lock
 from distill.compiler.records.manifest import Manifest
@@ -76,7 +77,7 @@ class Report(Record):
 
     # In name order, as a reader scans the file; the measured run facts last.
     artifacts: tuple[ReportArtifact, ...]
-    data_card: dict[str, Any] | None
+    data_card: DataCard | None
     evaluation: Evaluation | None
     gates: tuple[GateResult, ...]
     lock: Lock

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from distill.compiler.fsutil import write_atomic
+from distill.compiler.records.data_card import DataCard
 from distill.compiler.records.evaluation import Evaluation, Measurement
 from distill.compiler.records.lock import Lock
 from distill.compiler.records.manifest import Manifest
@@ -17,7 +18,7 @@ from distill.compiler.records.report import Report
 from distill.compiler.records.stage import BuildRecord, StageMeta, WorkerError
 
 RECORDS: tuple[type[Record], ...] = (Lock, Manifest, StageMeta, BuildRecord, WorkerError, Evaluation, Measurement,
-                                     Report)
+                                     DataCard, Report)
 REGENERATE = "python -m distill.compiler.records.schemas docs/records"
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.compiler.fsutil import write_atomic, write_atomic_with
+from distill.compiler.records.data_card import DataCard
 from distill.compiler.records.evaluation import Evaluation, Sample
 from distill.compiler.records.lock import Lock
 from distill.compiler.records.manifest import Manifest
@@ -82,7 +83,7 @@ class ReportInputs:
         spec: the spec as data (``codec.to_data(spec)``); spec_sha256 its hash.
         lock: Distillfile.lock (sources, models, chosen settings, tools).
         plan: the plan as data (decisions with their arithmetic, phases), time estimates left out.
-        data_card: data_card.json of the synthesize stage; ``{}`` when there was none.
+        data_card: data_card.json of the synthesize stage; None when there was none.
         metrics: training's metrics.jsonl, or None.
         loss_png: training's loss curve, copied as loss.png, or None.
         evaluation: evaluation.json; None when evaluation did not run.
@@ -96,7 +97,7 @@ class ReportInputs:
     spec_sha256: str
     lock: Lock
     plan: dict[str, Any]
-    data_card: dict[str, Any]
+    data_card: DataCard | None
     metrics: Path | None
     loss_png: Path | None
     evaluation: Evaluation | None
@@ -167,7 +168,7 @@ def report(inputs: ReportInputs, training: dict[str, Any] | None) -> Report:
     "timings", the last two keys."""
     return Report(
         name=inputs.name, spec_sha256=inputs.spec_sha256, spec=inputs.spec, lock=inputs.lock, plan=inputs.plan,
-        data_card=inputs.data_card or None, training=training, evaluation=inputs.evaluation, gates=inputs.gates,
+        data_card=inputs.data_card, training=training, evaluation=inputs.evaluation, gates=inputs.gates,
         artifacts=inputs.artifacts, stages=tuple(StageRow(s.stage, s.key, s.predicted_peak) for s in inputs.stages),
         device_peaks={s.stage: _held(s.device_peak, s.predicted_peak) for s in inputs.stages if s.device_peak},
         timings={s.stage: s.seconds for s in inputs.stages})
@@ -327,23 +328,21 @@ def _decisions(plan: dict[str, Any]) -> list[str]:
     return lines + [f"- **{d.get('name')}** = {d.get('value')}: {d.get('why')}" for d in decisions]
 
 
-def _data(card: dict[str, Any]) -> list[str]:
-    if not card:
+def _data(card: DataCard | None) -> list[str]:
+    if card is None:
         return ["## Training data", "", "No data card (the synthesize stage did not run or left none)."]
-    lines = ["## Training data", "", f"From {card['inputs']['chunks']} chunks and "
-             f"{card['inputs']['dataset_examples']} dataset examples.", ""]
+    lines = ["## Training data", "", f"From {card.inputs.chunks} chunks and "
+             f"{card.inputs.dataset_examples} dataset examples.", ""]
     lines += _table(["split", "examples", "by origin"], [
-        [name, count, ", ".join(f"{k} {v}" for k, v in card.get("origins", {}).get(name, {}).items()) or "-"]
-        for name, count in card["examples"].items()])
-    generation = card.get("generation") or {}
-    lines += teacher_yield_lines(generation.get("teacher_yield"))
-    lines += [f"**Warning:** {warning}" for warning in generation.get("warnings") or []]
-    rejected = card.get("rejected") or {}
-    by_stage = ", ".join(f"{k} {v}" for k, v in (rejected.get("by_stage") or {}).items()) or "none"
-    lines += ["", f"Rejected: {rejected.get('total', 0)} ({by_stage})."]
-    reasons = rejected.get("by_reason") or []
+        [name, count, ", ".join(f"{k} {v}" for k, v in card.origins.get(name, {}).items()) or "-"]
+        for name, count in card.examples.items()])
+    lines += teacher_yield_lines(card.generation.teacher_yield)
+    lines += [f"**Warning:** {warning}" for warning in card.generation.warnings]
+    by_stage = ", ".join(f"{k} {v}" for k, v in card.rejected.by_stage.items()) or "none"
+    lines += ["", f"Rejected: {card.rejected.total} ({by_stage})."]
+    reasons = card.rejected.by_reason
     if reasons:
-        rows = [[r["stage"], r["reason"], r["count"]] for r in reasons[:10]]
+        rows = [[r.stage, r.reason, r.count] for r in reasons[:10]]
         lines += [""] + _table(["stage", "reason", "count"], rows)
         if len(reasons) > 10:
             lines.append(f"... and {len(reasons) - 10} more reasons (report.json has them all).")

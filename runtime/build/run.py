@@ -13,10 +13,10 @@ from distill.compiler.codec import to_data
 from distill.compiler.fsutil import link_tree, remove_leftovers, staged_folder
 from distill.compiler.pipeline import Planned, plan_file
 from distill.compiler.plan import Plan
+from distill.compiler.records.data_card import DATA_CARD, DataCard
 from distill.compiler.records.evaluation import EVALUATION, Evaluation
 from distill.compiler.records.lock import Lock
 from distill.compiler.records.manifest import MANIFEST, Manifest
-from distill.compiler.records.record import read_json
 from distill.compiler.records.report import REPORT, PlannedPeak, Report, ReportArtifact
 from distill.compiler.records.stage import BuildRecord, FileRecord, StageMeta
 from distill.runtime.build.graph import META, Outcome, Stage, downstream, exclusive, file_stat, run_graph
@@ -112,7 +112,7 @@ def _report(planned: Planned, lock: Lock, folder: Path, up: Mapping[str, Path]) 
     metrics = up["train"] / "metrics.jsonl"
     inputs = ReportInputs(
         name=spec.name, spec=to_data(spec), spec_sha256=planned.compiled.hash, lock=lock, plan=plan_data(planned),
-        data_card=read_json(up["synthesize"] / "data_card.json"),
+        data_card=DataCard.read(up["synthesize"] / DATA_CARD),
         metrics=metrics if metrics.is_file() else None, loss_png=_existing(up["train"] / "loss.png"),
         evaluation=evaluation, gates=gates, artifacts=tuple(artifacts), stages=_stage_rows(up, planned.plan))
     write_report(folder, inputs)

@@ -129,9 +129,9 @@ def synthesize_in_process(planned: Planned, folder: Path, up: Mapping[str, Path]
     from distill.runtime.synthesis.run import synthesize_planned
 
     card = synthesize_planned(planned, read_extracted(up["extract"]), folder, progress)
-    generation = card["generation"]
-    return {"examples": card["examples"], "rejected": card["rejected"]["total"],
-            "teacher_yield": generation.get("teacher_yield"), "warnings": generation.get("warnings") or []}
+    generation = card.generation
+    return {"examples": card.examples, "rejected": card.rejected.total,
+            "teacher_yield": to_data(generation.teacher_yield), "warnings": generation.warnings}
 
 
 def train_in_process(planned: Planned, folder: Path, up: Mapping[str, Path], progress: Progress | None

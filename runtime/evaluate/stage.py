@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from distill.compiler.codec import to_data
+from distill.compiler.codec import canonical_json, to_data
 from distill.compiler.fsutil import write_atomic
 from distill.compiler.records.evaluation import (
     EVALUATION,
@@ -231,7 +231,7 @@ def _cache_key(candidate: Candidate, task: Task, wanted: Sequence[str], max_new_
     key = [CACHE_VERSION, candidate.kind, digests(Path(candidate.path)), digests(Path(candidate.tokenizer_dir)),
            digests(Path(test)), max_examples, task, list(wanted), max_new_tokens, threads, LATENCY_TOKENS, LATENCY_RUNS,
            to_data(candidate.placement), candidate.quant, candidate.open_book]
-    return hashlib.sha256(json.dumps(key).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(key).encode("utf-8")).hexdigest()
 
 
 def _measure(candidate: Candidate, prepared: Prepared, task: Task, wanted: Sequence[str], max_new_tokens: int,

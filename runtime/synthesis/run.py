@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from distill.compiler.codec import to_data
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.pipeline import Planned
+from distill.compiler.records.data_card import DataCard
 from distill.runtime.progress import Progress
 from distill.runtime.sources.run import Extracted
 from distill.runtime.synthesis.examples import stable_id
@@ -60,7 +60,7 @@ def teacher_key(planned: Planned) -> str:
 
 
 def synthesize_planned(planned: Planned, extracted: Extracted, folder: Path,
-                       progress: Progress | None = None, generator: Generator | None = None) -> dict[str, Any]:
+                       progress: Progress | None = None, generator: Generator | None = None) -> DataCard:
     """Run the stage with the planned teacher (or the given generator) into ``folder``."""
     if generator is None and planned.compiled.spec.data.teacher_writes and extracted.chunks + extracted.corpus.examples:
         generator = teacher_generator(planned, extracted)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 
-SplitName = Literal["train", "val", "test"]
+from distill.compiler.records.examples import SplitName
+
 SPLITS: tuple[SplitName, ...] = ("train", "val", "test")
 _MIN_GROUPS = 3  # below 3 groups, guaranteeing test and val one each would leave train nothing
 _TOLERANCE = 0.5  # achieved fraction more than 50% off the target (relative) is worth a warning

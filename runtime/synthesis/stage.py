@@ -16,16 +16,16 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from distill.compiler.codec import to_data
 from distill.compiler.errors import DistillError, ExitCode
 from distill.compiler.fsutil import write_atomic
+from distill.compiler.records.data_card import DATA_CARD, DataCard, Generation
 from distill.compiler.records.examples import Example
 from distill.compiler.records.record import lines_text
 from distill.compiler.spec import Spec
@@ -72,25 +72,8 @@ class NoTrainingData(DistillError):
     exit_code = ExitCode.NO_DATA
 
 
-@dataclass
-class Stats:
-    """Counts of the generation passes, for the data card."""
-
-    decoding: str = "none"  # data.synthesis.decoding of the requests sent; "none" without a teacher
-    requests: int = 0
-    repairs: int = 0  # requests after a reply that did not parse clean
-    top_ups: int = 0  # requests for a chunk's missing grounded items (stage._follow_up)
-    chunks_repaired: int = 0
-    prose_replies: int = 0  # replies with no JSON items, read as "Question: ... Answer: ..." prose
-    paraphrase_requests: int = 0
-    resumed_chunks: int = 0
-    notes: list[str] = field(default_factory=list)
-    teacher_yield: dict[str, Any] | None = None  # yields.YieldCount.to_json(); None without synthesis
-    warnings: list[str] = field(default_factory=list)
-
-
 def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample], generator: Generator | None,
-               batch: int, folder: Path, teacher_key: str, progress: Progress | None = None) -> dict[str, Any]:
+               batch: int, folder: Path, teacher_key: str, progress: Progress | None = None) -> DataCard:
     """Run the stage into ``folder``; returns the data card.
 
     Args:
@@ -102,7 +85,7 @@ def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample]
     Raises:
         NoTrainingData: after writing the outputs, when the train split is empty.
     """
-    stats = Stats()
+    stats = Generation()
     grounding = Grounding(spec.student.task == "extractive-qa",
                           spec.data.synthesis.min_support if spec.data.synthesis else 0.0)
     replies = _generation_pass(spec, chunks, generator, batch, folder, teacher_key, stats, progress, grounding)
@@ -122,7 +105,7 @@ def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample]
                                rejections)
     by_split["train"] += _typo_copies(spec, by_split["train"])
     summary = summarize(groups, assignment, split.val, split.test, by=split.by)
-    card = data_card(by_split, rejections, asdict(stats), summary, len(chunks), len(dataset))
+    card = data_card(by_split, rejections, stats, summary, len(chunks), len(dataset))
     if ranks()[0] == 0:  # every rank computed the same outputs; one writes them
         _write(folder, by_split, rejections, card)
     if not by_split["train"]:
@@ -138,7 +121,7 @@ def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample]
 
 
 def _generation_pass(spec: Spec, chunks: Sequence[Chunk], generator: Generator | None, batch: int, folder: Path,
-                     teacher_key: str, stats: Stats, progress: Progress | None, grounding: Grounding
+                     teacher_key: str, stats: Generation, progress: Progress | None, grounding: Grounding
                      ) -> dict[str, list[str]]:
     """Replies per chunk id (first attempt, then repairs), from the journal or the teacher; the
     teacher's yield is counted as batches finish and gated (``yields.gate``)."""
@@ -171,7 +154,7 @@ def _generation_pass(spec: Spec, chunks: Sequence[Chunk], generator: Generator |
     for chunk in chunks:
         count_chunk(final, chunk, replies[chunk.id], synthesis, grounding)
     gate(final, synthesis.min_yield, len(chunks))
-    stats.teacher_yield = final.to_json()
+    stats.teacher_yield = final.to_record()
     stats.warnings += [w for w in (low_yield_warning(final),) if w]
     # Counted from the replies, not while generating: the same numbers whichever process, or
     # which run before a crash, asked.
@@ -364,7 +347,7 @@ def _dataset_group(example: QAExample, by: str) -> str:
 
 
 def _paraphrase_pass(spec: Spec, train: Sequence[Example], generator: Generator | None, batch: int, folder: Path,
-                     fingerprint: str, stats: Stats, progress: Progress | None) -> dict[str, str]:
+                     fingerprint: str, stats: Generation, progress: Progress | None) -> dict[str, str]:
     """The teacher's paraphrase reply per train QA example id."""
     n = spec.data.augmentation.paraphrases
     targets = [example for example in train if _paraphrasable(example)]
@@ -431,9 +414,9 @@ def _typo_copies(spec: Spec, train: Sequence[Example]) -> list[Example]:
 
 
 def _write(folder: Path, by_split: dict[SplitName, list[Example]], rejections: Sequence[Rejection],
-           card: dict[str, Any]) -> None:
+           card: DataCard) -> None:
     for name in SPLITS:
         write_atomic(folder / f"{name}.jsonl", lines_text(by_split[name]))
     write_atomic(folder / "rejected.jsonl", lines_text(rejections))
-    write_atomic(folder / "data_card.json", json.dumps(card, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    card.write(folder / DATA_CARD)
     write_atomic(folder / "DATA_CARD.md", card_markdown(card))

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from distill.compiler.errors import DistillError, ExitCode
+from distill.compiler.records.data_card import TeacherYield
 from distill.compiler.spec import Synthesis
 from distill.runtime.sources.records import Chunk
 from distill.runtime.synthesis.examples import Grounding, Rejection, chunk_examples
@@ -65,10 +65,9 @@ class YieldCount:
         """For the progress line: ``yield 12/30 (40%)``."""
         return f"yield {self.accepted}/{self.requested} ({self.ratio:.0%})"
 
-    def to_json(self) -> dict[str, Any]:
-        return {"requested": self.requested, "accepted": self.accepted, "ratio": round(self.ratio, 4),
-                "chunks": self.chunks, "chunks_by_accepted": {str(k): v for k, v in sorted(self.histogram.items())},
-                "lost_by_stage": dict(sorted(self.lost.items()))}
+    def to_record(self) -> TeacherYield:
+        return TeacherYield(self.requested, self.accepted, round(self.ratio, 4), self.chunks,
+                            {str(k): v for k, v in sorted(self.histogram.items())}, dict(sorted(self.lost.items())))
 
 
 def items_per_chunk(synthesis: Synthesis) -> int:

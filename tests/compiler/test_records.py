@@ -12,6 +12,7 @@ import pytest
 
 from distill.compiler.digest import FileDigest
 from distill.compiler.errors import UsageError
+from distill.compiler.records.data_card import Generation, ReasonCount, Rejected, TeacherYield
 from distill.compiler.records.evaluation import Answer, Measurement, Sample
 from distill.compiler.records.lock import LockedModel
 from distill.compiler.records.manifest import ArtifactFile, Check
@@ -19,7 +20,7 @@ from distill.compiler.records.record import Record, RecordError, read_json
 from distill.compiler.records.report import GateResult, HeldPeak, PlannedPeak, ReportArtifact, StageRow
 from distill.compiler.records.schemas import RECORDS, REGENERATE, schema_files
 from distill.compiler.records.stage import BuildRecord, FileRecord, StageMeta, WorkerError
-from tests.records import evaluation, lock, manifest, model, report
+from tests.records import data_card, evaluation, lock, manifest, model, report
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,6 +41,9 @@ EXAMPLES: list[Record] = [
     WorkerError("the teacher is missing", None, 2),
     EVALUATION,
     Measurement({"token_f1": 0.5}, (Answer("q1", "So.", "Because."),)),
+    data_card({"train": 4, "val": 1, "test": 1}, Rejected(1, {"ground": 1}, (ReasonCount("ground", "support N", 1),)),
+              generation=Generation("constrained", requests=3, teacher_yield=TeacherYield(6, 5, 0.8333, 3, {"2": 2},
+                                                                                          {"ground": 1}))),
     report(evaluation=EVALUATION, gates=(GateResult("min_f1", "student", None, 0.5, False, "not measured"),),
            artifacts=(ReportArtifact("gguf", "gguf-Q4_K_M", MANIFEST),),
            stages=(StageRow("train", "k" * 64, PlannedPeak("train: backward", 8)),),

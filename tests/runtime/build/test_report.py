@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from distill.compiler.digest import FileDigest
+from distill.compiler.records.data_card import Generation, ReasonCount, Rejected, TeacherYield
 from distill.compiler.records.evaluation import Sample
 from distill.compiler.records.lock import LockedModel
 from distill.compiler.records.manifest import ArtifactFile, Check, ExportSource, Manifest
@@ -25,7 +26,7 @@ from distill.runtime.build.report import (
     training_summary,
     write_report,
 )
-from tests.records import evaluation, lock, model
+from tests.records import data_card, evaluation, lock, model
 
 SOURCE_SHA = "a" * 64
 PLAN = {"device": "cpu", "budget_bytes": 8 * 2**30, "budget_source": "--memory 8GiB",
@@ -34,11 +35,10 @@ LOCK = lock(sources=(FileDigest("docs/guide.md", SOURCE_SHA, 1234),),
             models={"student": LockedModel("hub", "org/student", "0123abcd", "bpe", ()),
                     "teacher": LockedModel("hub", "org/teacher", "feedbeef", "bpe", ())},
             settings={"device": "cpu", "micro_batch": 4}, tools={"llama-cpp-python": "0.3.36", "torch": "2.13.0"})
-CARD = {"inputs": {"chunks": 12, "dataset_examples": 0}, "examples": {"train": 40, "val": 5, "test": 5},
-        "origins": {"train": {"teacher": 40}, "val": {"teacher": 5}, "test": {"teacher": 5}},
-        "rejected": {"total": 3, "by_stage": {"grounding": 2, "parse": 1},
-                     "by_reason": [{"stage": "grounding", "reason": "support N < N", "count": 2},
-                                   {"stage": "parse", "reason": "not JSON", "count": 1}]}}
+CARD = data_card({"train": 40, "val": 5, "test": 5},
+                 Rejected(3, {"grounding": 2, "parse": 1},
+                          (ReasonCount("grounding", "support N < N", 2), ReasonCount("parse", "not JSON", 1))),
+                 chunks=12)
 EVALUATION = evaluation(
     [model("teacher", {"perplexity": 3.21, "token_f1": 0.812345}, params=1_000_000, size_bytes=4 * 2**20, path="t"),
      model("student", {"perplexity": 4.25, "token_f1": 0.72, "rouge_l": 0.65, "latency_ms": 20.5}, params=250_000,
@@ -110,8 +110,11 @@ def test_report_json_round_trips(inputs: ReportInputs, tmp_path: Path) -> None:
     write_report(tmp_path / "out", inputs)
     text = (tmp_path / "out" / "report.json").read_text()
     data = json.loads(text)
-    assert Report.read(tmp_path / "out" / "report.json") == report(inputs, training_summary(inputs.metrics))
-    assert data["lock"]["models"]["teacher"]["revision"] == "feedbeef" and data["data_card"] == CARD
+    read = Report.read(tmp_path / "out" / "report.json")
+    assert read == report(inputs, training_summary(inputs.metrics)) and read.data_card == CARD
+    assert data["lock"]["models"]["teacher"]["revision"] == "feedbeef"
+    assert data["data_card"]["rejected"]["by_reason"][0] == {"stage": "grounding", "reason": "support N < N",
+                                                             "count": 2}
     assert data["evaluation"]["models"][0]["name"] == "teacher"
     assert data["gates"][1]["passed"] is False and data["artifacts"][0]["manifest"]["model"] == "model-Q4_K_M.gguf"
     assert data["training"]["best_val"] == {"step": 2, "val_loss": 4.4} and data["training"]["steps"] == 4
@@ -137,7 +140,7 @@ def test_cuda_peaks_are_reported_beside_the_plan(inputs: ReportInputs, tmp_path:
 
 
 def test_missing_parts_are_said_to_be_missing(inputs: ReportInputs, tmp_path: Path) -> None:
-    bare = replace(inputs, data_card={}, metrics=None, loss_png=None, evaluation=None, gates=(), artifacts=(),
+    bare = replace(inputs, data_card=None, metrics=None, loss_png=None, evaluation=None, gates=(), artifacts=(),
                    stages=(), lock=lock(), plan={})
     write_report(tmp_path / "out", bare)
     card = (tmp_path / "out" / "README.md").read_text()
@@ -305,12 +308,11 @@ def test_a_built_dist_folder_loads_and_says_what_was_kept(tmp_path: Path, monkey
 
 
 def test_the_teachers_yield_and_a_low_yield_warning_reach_the_card(inputs: ReportInputs, tmp_path: Path) -> None:
-    generation = {"teacher_yield": {"requested": 36, "accepted": 7, "ratio": 0.1944, "chunks": 12,
-                                    "chunks_by_accepted": {"0": 6, "1": 5, "2": 1},
-                                    "lost_by_stage": {"generate": 20, "ground": 9}},
-                  "warnings": ["low teacher yield: 7 of 36 requested items (19%) were usable; see the data card "
-                               "for the reasons"]}
-    write_report(tmp_path / "out", replace(inputs, data_card={**CARD, "generation": generation}))
+    generation = Generation(teacher_yield=TeacherYield(36, 7, 0.1944, 12, {"0": 6, "1": 5, "2": 1},
+                                                       {"generate": 20, "ground": 9}),
+                            warnings=["low teacher yield: 7 of 36 requested items (19%) were usable; see the data "
+                                      "card for the reasons"])
+    write_report(tmp_path / "out", replace(inputs, data_card=replace(CARD, generation=generation)))
     card = (tmp_path / "out" / "README.md").read_text()
     assert ("Teacher yield: 7 of 36 requested items (19%) parsed and were grounded, over 12 chunks (chunks by "
             "usable items: 0: 6, 1: 5, 2: 1; items lost by stage: generate 20, ground 9).") in card

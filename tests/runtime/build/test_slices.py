@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from distill.compiler.codec import canonical_json
 from distill.compiler.pipeline import plan_file
 from distill.runtime.build.graph import stage_key
 from distill.runtime.build.slices import SLICES, OutsideSlice, key_inputs, view
@@ -40,6 +41,14 @@ def test_a_section_field_in_the_slice_is_readable_and_its_siblings_are_not(plann
     assert evaluate.device == planned.plan.device
     with pytest.raises(OutsideSlice, match=r"reads plan\.micro_batch"):
         _ = evaluate.micro_batch + 1
+
+
+def test_a_withheld_value_stored_then_hashed_names_the_field(planned) -> None:
+    """The quickstart's evaluate stage once kept a withheld plan field in a record and hashed it:
+    the canonical JSON a key is made of refuses it by name, not with json's TypeError."""
+    quant = view(planned, "extract").plan.student_quant
+    with pytest.raises(OutsideSlice, match=r"the extract stage reads plan\.student_quant"):
+        canonical_json(["evaluation key", {"quant": quant}])
 
 
 def test_a_model_outside_the_slice_cannot_be_loaded(planned) -> None:

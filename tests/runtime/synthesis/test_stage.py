@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from distill.compiler.records.data_card import DATA_CARD, DataCard, TeacherYield
 from distill.runtime.sources.records import Answer, QAExample
 from distill.runtime.synthesis.generate import Request
 from distill.runtime.synthesis.stage import NoTrainingData, synthesize
@@ -26,7 +27,7 @@ OUTPUTS = ("train.jsonl", "val.jsonl", "test.jsonl", "rejected.jsonl", "data_car
 REPO = Path(__file__).resolve().parents[3]
 
 
-def run(folder: Path, generator: Scripted | None = None, batch: int = 2, **data: object) -> dict:
+def run(folder: Path, generator: Scripted | None = None, batch: int = 2, **data: object) -> DataCard:
     return synthesize(spec(**data), chunks(), [], generator or Scripted(), batch, folder, "scripted")
 
 
@@ -63,8 +64,8 @@ def test_valid_malformed_partial_and_ungrounded_replies(tmp_path: Path) -> None:
     # filter: 1 repair; display: partial every time -> 2 repairs; noise: 2 repairs
     filter_id = next(c.id for c in chunks() if c.source == "filter.md")
     assert [k for k in generator.calls if k.startswith(filter_id)] == [f"{filter_id}:qa:0", f"{filter_id}:qa:1"]
-    assert card["generation"]["repairs"] == 5 and card["generation"]["chunks_repaired"] == 3
-    assert card["rejected"]["total"] == len(rejected) == 4
+    assert card.generation.repairs == 5 and card.generation.chunks_repaired == 3
+    assert card.rejected.total == len(rejected) == 4
 
 
 def test_no_group_straddles_splits_and_augmentations_stay_in_train(tmp_path: Path) -> None:
@@ -182,8 +183,7 @@ def test_all_garbage_stops_with_no_training_data(tmp_path: Path) -> None:
         run(tmp_path, Garbage(), synthesis={"kind": "qa", "pairs_per_chunk": 2, "max_repairs": 2, "min_yield": 0})
     rejected = records(tmp_path, "rejected.jsonl")
     assert len(rejected) == len(QA) and {r["stage"] for r in rejected} == {"generate"}
-    card = json.loads((tmp_path / "data_card.json").read_text())
-    assert card["examples"] == {"train": 0, "val": 0, "test": 0}
+    assert DataCard.read(tmp_path / DATA_CARD).examples == {"train": 0, "val": 0, "test": 0}
     assert "## Rejected: 6" in (tmp_path / "DATA_CARD.md").read_text()
 
 
@@ -258,14 +258,14 @@ def test_an_unusable_teacher_stops_after_its_first_chunks_naming_the_gate(tmp_pa
 
 def test_yield_is_counted_per_chunk_and_overall_and_a_low_one_is_said(tmp_path: Path) -> None:
     card = run(tmp_path)
-    teacher_yield = card["generation"]["teacher_yield"]
+    teacher_yield = card.generation.teacher_yield
     # pump 2, filter 1 (repaired), display 1 of 3 items, noise 0, valve 1 (its second question is
     # its first again), battery 1
-    assert teacher_yield == {"requested": 12, "accepted": 6, "ratio": 0.5, "chunks": 6,
-                             "chunks_by_accepted": {"0": 1, "1": 4, "2": 1},
-                             "lost_by_stage": {"dedup": 1, "generate": 1, "ground": 1, "validate": 1}}
-    assert card["generation"]["warnings"] == []
+    assert teacher_yield == TeacherYield(requested=12, accepted=6, ratio=0.5, chunks=6,
+                                         chunks_by_accepted={"0": 1, "1": 4, "2": 1},
+                                         lost_by_stage={"dedup": 1, "generate": 1, "ground": 1, "validate": 1})
+    assert card.generation.warnings == []
     assert "Teacher yield: 6 of 12 requested items (50%)" in (tmp_path / "DATA_CARD.md").read_text()
     low = run(tmp_path / "low", synthesis={"kind": "qa", "pairs_per_chunk": 6, "max_repairs": 2, "temperature": 0})
-    assert low["generation"]["warnings"] == [
+    assert low.generation.warnings == [
         "low teacher yield: 6 of 36 requested items (17%) were usable; see the data card for the reasons"]

@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from distill.compiler.records.data_card import DataCard
 from distill.runtime.sources.records import Chunk, chunk_id
 from distill.runtime.synthesis.examples import asks
 from distill.runtime.synthesis.generate import Request
@@ -53,7 +54,7 @@ class Focused:
         return json.dumps(items[:count])
 
 
-def run(tmp_path: Path, teacher: Focused, **synthesis: object) -> dict:
+def run(tmp_path: Path, teacher: Focused, **synthesis: object) -> DataCard:
     settings = {"kind": "qa", "pairs_per_chunk": 2, "max_repairs": 2, "min_support": 0.5, "temperature": 0,
                 "min_yield": 0, **synthesis}
     return synthesize(spec(synthesis=settings, augmentation={"paraphrases": 0}, split={"val": 0, "test": 0}),
@@ -68,9 +69,9 @@ def test_a_chunk_short_of_grounded_pairs_is_topped_up_about_new_sentences(tmp_pa
     assert "write 2 question-answer pairs" in first and "write 1 question-answer pairs" in top_up
     named = [set(re.findall(r'^\d+\. "(.*)"$', text, re.M)) for text in (first, top_up)]
     assert len(named[0]) == 2 and len(named[1]) == 1 and not named[0] & named[1]
-    generation = card["generation"]
-    assert (generation["requests"], generation["top_ups"], generation["repairs"]) == (2, 1, 0)
-    assert generation["teacher_yield"]["accepted"] == 2
+    generation = card.generation
+    assert (generation.requests, generation.top_ups, generation.repairs) == (2, 1, 0)
+    assert generation.teacher_yield.accepted == 2
     answers = {json.loads(line)["answer"] for line in (tmp_path / "train.jsonl").read_text().splitlines()}
     assert answers == named[0] - {sorted(named[0], key=MANUAL.index)[-1]} | named[1]
     assert "1 top-ups for missing pairs" in (tmp_path / "DATA_CARD.md").read_text()
@@ -79,10 +80,10 @@ def test_a_chunk_short_of_grounded_pairs_is_topped_up_about_new_sentences(tmp_pa
 def test_greedy_with_no_sentence_left_sends_no_top_up_and_sampling_does(tmp_path: Path) -> None:
     greedy = Focused()
     card = run(tmp_path / "greedy", greedy, pairs_per_chunk=4)  # all four sentences named at once
-    assert len(greedy.requests) == 1 and card["generation"]["top_ups"] == 0
+    assert len(greedy.requests) == 1 and card.generation.top_ups == 0
     sampled = Focused()
     card = run(tmp_path / "sampled", sampled, pairs_per_chunk=4, temperature=0.7)
-    assert len(sampled.requests) == 3 and card["generation"]["top_ups"] == 2  # each seeded apart by its key
+    assert len(sampled.requests) == 3 and card.generation.top_ups == 2  # each seeded apart by its key
     assert all("Ask one question" not in request.messages[0]["content"] for request in sampled.requests[1:])
 
 
@@ -90,8 +91,8 @@ def test_a_resumed_run_reads_the_journal_back_into_the_same_examples(tmp_path: P
     run(tmp_path, Focused())
     again = Focused()
     card = run(tmp_path, again)
-    assert again.requests == [] and card["generation"]["resumed_chunks"] == 1
-    assert card["generation"]["teacher_yield"]["accepted"] == 2
+    assert again.requests == [] and card.generation.resumed_chunks == 1
+    assert card.generation.teacher_yield.accepted == 2
 
 
 def test_asks_group_repairs_with_their_ask_and_start_a_new_one_after_a_clean_reply() -> None:
