@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import transformers
@@ -91,7 +92,8 @@ def test_export_verifies(export, llama: Path) -> None:
     assert report.passed, report.failures()
     names = set(_checks(report))
     for quant in files:
-        assert {f"{quant}.sha256", f"{quant}.tensor_types", f"{quant}.logits_max_abs_diff",
+        closeness = "logits_max_abs_diff" if quant == "F16" else "kl_divergence"  # float vs quantized
+        assert {f"{quant}.sha256", f"{quant}.tensor_types", f"{quant}.{closeness}",
                 f"{quant}.logits_top1_agreement"} <= names
     assert {"tokenization_parity", "chat_template", "eos_stop"} <= names
 
@@ -166,6 +168,44 @@ def test_corrupted_file_fails_verify(export, llama: Path, tmp_path: Path) -> Non
                          export.size, export.extra)
     report = get_backend("gguf").verify(moved, llama)
     assert [c.name for c in report.failures()] == ["Q8_0.sha256"]
+
+
+def test_a_quantized_file_is_held_to_the_distribution_not_to_its_worst_logit() -> None:
+    """A real model's activation outliers make llama.cpp's 8-bit activations move a few logits of
+    a few positions far (SmolLM2 Q4_K_M: 6.6 at scale 34) while every next-token distribution stays
+    close: a quantized file passes on its mean KL divergence; an F16 file is still held to the max
+    diff; logits that are not the model's fail."""
+    rng = np.random.default_rng(0)
+    want = rng.normal(0.0, 6.0, (4, 16, 512)).astype(np.float32)
+    want[..., 7] += 30.0  # one confident token everywhere: scale ~34, as SmolLM2's
+    outlier = want.copy()
+    outlier[0, 1, 100:110] += 6.5  # ten low logits of one position moved far
+    checks = {c.name: c for c in gguf_backend.logits_checks("Q4_K_M", outlier, want)}
+    assert checks["Q4_K_M.kl_divergence"].passed and "max abs diff 6.5" in checks["Q4_K_M.kl_divergence"].detail
+    assert checks["Q4_K_M.logits_top1_agreement"].passed
+    assert not {c.name: c for c in gguf_backend.logits_checks("F16", outlier, want)}["F16.logits_max_abs_diff"].passed
+    garbage = rng.normal(0.0, 6.0, want.shape).astype(np.float32)
+    failed = {c.name for c in gguf_backend.logits_checks("Q4_K_M", garbage, want) if not c.passed}
+    assert failed == {"Q4_K_M.kl_divergence", "Q4_K_M.logits_top1_agreement"}
+    nan = want.copy()
+    nan[2, 3, 4] = np.nan
+    assert not gguf_backend.logits_checks("Q8_0", nan, want)[0].passed
+
+
+def test_mean_kl_is_zero_for_the_same_distribution_and_grows_with_the_difference() -> None:
+    want = np.array([[2.0, 0.0, -1.0]])
+    assert gguf_backend.mean_kl(want, want + 5.0) == pytest.approx(0.0, abs=1e-12)  # softmax ignores a shift
+    p = np.exp(want[0]) / np.exp(want[0]).sum()
+    assert gguf_backend.mean_kl(want, np.zeros_like(want)) == pytest.approx(float((p * np.log(p * 3)).sum()))
+
+
+def test_types_follow_llama_cpps_fallbacks_for_rows_k_quants_cannot_take() -> None:
+    # SmolLM2's rows are 576 wide, not a multiple of 256: Q4_K -> Q5_0, Q6_K -> Q8_0; Q4_0's
+    # output tensor (Q6_K) -> Q8_0.
+    assert gguf_backend.allowed_types("Q4_K_M", 576) == {"Q5_0", "Q5_1", "Q8_0"}
+    assert gguf_backend.allowed_types("Q4_K_M", 1536) == {"Q4_K", "Q5_K", "Q6_K"}
+    assert gguf_backend.allowed_types("Q4_0", 576) == {"Q4_0", "Q4_1", "Q8_0"}
+    assert gguf_backend.allowed_types("Q8_0", 576) == {"Q8_0"}
 
 
 def test_registry() -> None:

@@ -130,7 +130,7 @@ def test_sentencepiece_exports_verified(arch: str, style: str, tmp_path: Path) -
     artifact = get_backend("gguf").export(model, GgufTarget(("Q4_K_M",)), tmp_path / "out")
     checks = _checks(artifact)
     assert all(c["passed"] for c in checks.values())  # export raises otherwise; recorded, too
-    assert set(checks) >= {"F16.logits_max_abs_diff", "Q4_K_M.logits_max_abs_diff", "tokenization_parity",
+    assert set(checks) >= {"F16.logits_max_abs_diff", "Q4_K_M.kl_divergence", "tokenization_parity",
                            "chat_template", "eos_stop"}
     assert checks["F16.logits_top1_agreement"]["detail"].startswith("1.0000")
     assert checks["tokenization_parity"]["detail"].startswith("12/12")
