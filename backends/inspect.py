@@ -124,7 +124,7 @@ def _chat_template(meta: GgufMetadata, adds_bos: bool) -> dict[str, Any]:
     texts = {f"{name}_token": special[1] for name in ("bos", "eos") if (special := _special(meta, name))}
     first = next((line.strip() for line in template.splitlines() if line.strip()), "")
     return {"present": True, "chars": len(template), "first_line": first[:FIRST_LINE_CHARS],
-            "format": chat_format(template, texts, adds_bos)[0]}
+            "format": chat_format(template, texts, adds_bos).format}
 
 
 def print_facts(console: Console, facts: Mapping[str, Any]) -> None:

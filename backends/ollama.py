@@ -10,6 +10,11 @@ character. Otherwise no TEMPLATE, and a warning says so (the export records both
 under ``"ollama"``). Stop strings: the text of every EOS token the model declares, then the format's
 end-of-turn token.
 
+A template that writes a system prompt of its own when a conversation has none (SmolLM2's "You are a
+helpful AI assistant named SmolLM...", Qwen2.5's "You are Qwen...") gets that text as the
+Modelfile's SYSTEM: Ollama puts SYSTEM first when a request's first message is not a system one
+(server/routes.go), which is the template's own condition; the probes are rendered that way too.
+
 BOS: llama.cpp and Ollama put BOS in front of a prompt themselves when the GGUF says
 ``tokenizer.ggml.add_bos_token``, so a TEMPLATE never writes it. What the model gets from Ollama is
 that BOS (when added) followed by the TEMPLATE's rendering, and that is what gets compared with the
@@ -23,7 +28,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from distill.backends.gguf_tokens import CONVERSATION
 from distill.backends.gguf_vocab import adds_bos, eos_ids
@@ -90,11 +95,13 @@ class OllamaChat:
         format: the :data:`FORMATS` name its TEMPLATE renders, or None (no TEMPLATE).
         warning: why there is no TEMPLATE for a model with a chat template, or None.
         stops: the PARAMETER stop strings.
+        system: the SYSTEM prompt: what the chat template writes when a conversation has none.
     """
 
     format: str | None
     warning: str | None
     stops: tuple[str, ...]
+    system: str | None = None
 
     def to_json(self) -> dict[str, str | None]:
         return {"template": self.format, "warning": self.warning}
@@ -106,10 +113,10 @@ def modelfile_name(gguf_name: str) -> str:
 
 def ollama_chat(tokenizer: Any, model_dir: Path) -> OllamaChat:
     """The Modelfile's chat settings for a model folder's GGUF export."""
-    name, warning = chat_format(tokenizer.chat_template, tokenizer.special_tokens_map, adds_bos(tokenizer))
-    ends = FORMATS[name].end_of_turn if name else ()
+    match = chat_format(tokenizer.chat_template, tokenizer.special_tokens_map, adds_bos(tokenizer))
+    ends = FORMATS[match.format].end_of_turn if match.format else ()
     stops = [*tokenizer.convert_ids_to_tokens(eos_ids(model_dir, tokenizer)), *ends]
-    return OllamaChat(name, warning, tuple(dict.fromkeys(stops)))
+    return OllamaChat(match.format, match.warning, tuple(dict.fromkeys(stops)), match.system)
 
 
 def write_modelfile(folder: Path, gguf_name: str, chat: OllamaChat) -> str:
@@ -117,6 +124,8 @@ def write_modelfile(folder: Path, gguf_name: str, chat: OllamaChat) -> str:
     lines = [f"FROM ./{gguf_name}"]
     if chat.format:
         lines.append(f'TEMPLATE """{FORMATS[chat.format].template}"""')
+    if chat.system:
+        lines.append(f'SYSTEM """{chat.system}"""')
     # Ollama's Modelfile parser takes a quoted value verbatim, between the first and the last
     # quote (no escapes; json.dumps would leave "\uff5c" in DeepSeek's EOS), and a quote before
     # white space ends it early, so a stop string with a quote is left out: Ollama still stops at
@@ -127,34 +136,71 @@ def write_modelfile(folder: Path, gguf_name: str, chat: OllamaChat) -> str:
     return name
 
 
-def chat_format(template: str | None, special_tokens: Mapping[str, Any],
-                bos_added: bool) -> tuple[str | None, str | None]:
+class ChatMatch(NamedTuple):
+    """The :data:`FORMATS` name a chat template renders as (None: none), the system prompt it
+    writes by itself (the Modelfile's SYSTEM), and why there is no TEMPLATE."""
+
+    format: str | None
+    system: str | None
+    warning: str | None
+
+
+def chat_format(template: str | None, special_tokens: Mapping[str, Any], bos_added: bool) -> ChatMatch:
     """The :data:`FORMATS` name whose Go template renders every probe as the Jinja ``template``
     does, with ``special_tokens`` (``bos_token``, ``eos_token``, ...) as its variables and BOS
-    prepended when ``bos_added``; else None and a warning. No template: (None, None), since Ollama
-    then sends the bare prompt, which is right for a model that never learnt to chat.
+    prepended when ``bos_added``, given the template's own system prompt as SYSTEM when it writes
+    one; else no format and a warning. No template: no format and no warning, since Ollama then
+    sends the bare prompt, which is right for a model that never learnt to chat.
     """
     if not template:
-        return None, None
+        return ChatMatch(None, None, None)
     try:
         wanted: list[tuple[Chat, str]] = [(chat, _jinja(template, chat, special_tokens)) for chat in PLAIN_PROBES]
     except Exception as error:  # noqa: BLE001 - a chat template is code; any failure is a refusal
-        return None, f"the chat template fails on a plain conversation ({type(error).__name__}: {error}); {NO_TEMPLATE}"
+        return ChatMatch(None, None, f"the chat template fails on a plain conversation ({type(error).__name__}: "
+                                     f"{error}); {NO_TEMPLATE}")
     for chat in SYSTEM_PROBES:
         # A template may refuse system turns (Gemma 2's raises): the format decides where Ollama puts them.
         with contextlib.suppress(Exception):
             wanted.append((chat, _jinja(template, chat, special_tokens)))
     bos = str(special_tokens.get("bos_token") or "") if bos_added else ""
-    matching = {name: [bos + render_go(form.template, ollama_values(chat)) == text for chat, text in wanted]
+    systems = {name: _own_system(form, wanted[0], bos) for name, form in FORMATS.items()}
+    matching = {name: [bos + render_go(form.template, ollama_values(_with_system(chat, systems[name]))) == text
+                       for chat, text in wanted]
                 for name, form in FORMATS.items()}
     found = next((name for name, same in matching.items() if all(same)), None)
     if found:
-        return found, None
+        return ChatMatch(found, systems[found], None)
     # A format that renders the conversations without a system turn says what the template does
     # differently: it drops, moves or rewrites the system prompt.
     near = [name for name, same in matching.items() if all(same[:len(PLAIN_PROBES)])]
     why = f" ({near[0]} except with a system turn)" if near else ""
-    return None, f"the chat template renders none of the formats {', '.join(FORMATS)} exactly{why}; {NO_TEMPLATE}"
+    return ChatMatch(None, None, f"the chat template renders none of the formats {', '.join(FORMATS)} "
+                                 f"exactly{why}; {NO_TEMPLATE}")
+
+
+def _own_system(form: ChatFormat, plain: tuple[Chat, str], bos: str) -> str | None:
+    """The system prompt the template wrote into ``plain`` (a conversation without one, and its
+    Jinja rendering), read at the place ``form`` puts a system prompt; None when it wrote none
+    there, or one a Modelfile cannot quote."""
+    chat, text = plain
+    marker = "\x00"  # in no probe and no template
+    rendered = bos + render_go(form.template, ollama_values([{"role": "system", "content": marker}, *chat]))
+    if rendered.count(marker) != 1:
+        return None
+    before, after = rendered.split(marker)
+    if len(text) <= len(before) + len(after) or not (text.startswith(before) and text.endswith(after)):
+        return None
+    system = text[len(before):len(text) - len(after)]
+    return system if '"""' not in system else None
+
+
+def _with_system(chat: Chat, system: str | None) -> Chat:
+    """``chat`` as Ollama hands it to a TEMPLATE with SYSTEM ``system``: first, unless the chat
+    opens with a system message of its own."""
+    if system is None or (chat and chat[0]["role"] == "system"):
+        return chat
+    return [{"role": "system", "content": system}, *chat]
 
 
 def _jinja(template: str, chat: Chat, special_tokens: Mapping[str, Any]) -> str:

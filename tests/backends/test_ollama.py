@@ -33,7 +33,18 @@ def _template(name: str) -> str:
 
 @pytest.mark.parametrize(("fixture", "bos", "adds_bos", "expected"), FAMILIES)
 def test_each_family_maps_to_its_format(fixture: str, bos: str, adds_bos: bool, expected: str) -> None:
-    assert ollama.chat_format(_template(fixture), {"bos_token": bos, "eos_token": "</s>"}, adds_bos) == (expected, None)
+    assert ollama.chat_format(_template(fixture), {"bos_token": bos, "eos_token": "</s>"}, adds_bos) == (
+        expected, None, None)
+
+
+@pytest.mark.parametrize(("fixture", "system"), [
+    ("smollm2", "You are a helpful AI assistant named SmolLM, trained by Hugging Face"),
+    ("qwen2.5", "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.")])
+def test_a_template_that_writes_its_own_system_prompt_gets_it_as_system(fixture: str, system: str) -> None:
+    """Ollama puts SYSTEM first when a request opens with no system message, as these templates
+    do with their own: ChatML with that SYSTEM renders every probe, with or without a system turn."""
+    assert ollama.chat_format(_template(fixture), {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"},
+                              False) == ("chatml", system, None)
 
 
 def test_the_probes_put_the_system_prompt_where_the_model_expects_it() -> None:
@@ -50,17 +61,17 @@ def test_the_probes_put_the_system_prompt_where_the_model_expects_it() -> None:
 def test_a_bos_the_gguf_does_not_add_fails_the_match() -> None:
     # Llama 3's template writes <|begin_of_text|> itself; if llama.cpp/Ollama did not add it, the
     # model would get a prompt without it, so no TEMPLATE.
-    name, warning = ollama.chat_format(_template("llama3"), {"bos_token": "<|begin_of_text|>"}, False)
+    name, _, warning = ollama.chat_format(_template("llama3"), {"bos_token": "<|begin_of_text|>"}, False)
     assert name is None and "none of the formats" in warning
 
 
 @pytest.mark.parametrize(("fixture", "words"), [
-    ("qwen2.5", "none of the formats chatml, llama3, gemma, phi3, mistral-v3, mistral-v3-tekken exactly;"),
-    ("llama3.2", "none of the formats"),  # a system turn with today's date in every prompt
+    ("llama3.2", "none of the formats chatml, llama3, gemma, phi3, mistral-v3, mistral-v3-tekken exactly "
+                 "(llama3 except with a system turn);"),  # today's date before every system prompt
     ("phi3-mini-2024-04", "exactly (phi3 except with a system turn)")])  # drops system turns
 def test_templates_that_map_to_no_format_get_a_warning(fixture: str, words: str) -> None:
-    name, warning = ollama.chat_format(_template(fixture), {"bos_token": "<s>", "eos_token": "</s>"}, True)
-    assert name is None
+    name, system, warning = ollama.chat_format(_template(fixture), {"bos_token": "<s>", "eos_token": "</s>"}, True)
+    assert name is None and system is None
     assert words in warning and "`ollama show NAME --template`" in warning
 
 
@@ -68,11 +79,11 @@ def test_custom_and_broken_templates() -> None:
     custom = "{% for m in messages %}### {{ m['role'] }}: {{ m['content'] }}\n{% endfor %}### assistant:"
     assert ollama.chat_format(custom, {}, False)[0] is None
     broken = "{{ raise_exception('no chat here') }}"
-    name, warning = ollama.chat_format(broken, {}, False)
+    name, _, warning = ollama.chat_format(broken, {}, False)
     assert name is None
     assert warning.startswith("the chat template fails on a plain conversation (TemplateError: no chat here)")
     # No chat template: Ollama sends the bare prompt, right for a base model; nothing to warn about.
-    assert ollama.chat_format(None, {}, False) == (None, None)
+    assert ollama.chat_format(None, {}, False) == (None, None, None)
 
 
 def test_ollama_values_collate_as_ollama_does() -> None:
@@ -109,6 +120,14 @@ def test_modelfile_parses_as_ollama_reads_it(tmp_path: Path) -> None:
     assert parse_modelfile(tmp_path / name) == [
         ("FROM", "./model-Q4_K_M.gguf"), ("TEMPLATE", ollama.LLAMA3_GO),
         ("PARAMETER", "stop <|end_of_text|>"), ("PARAMETER", "stop <|eot_id|>")]
+
+
+def test_a_default_system_prompt_is_the_modelfiles_system(tmp_path: Path) -> None:
+    chat = ollama.OllamaChat("chatml", None, ("<|im_end|>",), "You are SmolLM.\nBe brief.")
+    ollama.write_modelfile(tmp_path, "model-Q8_0.gguf", chat)
+    assert parse_modelfile(tmp_path / "model-Q8_0.Modelfile") == [
+        ("FROM", "./model-Q8_0.gguf"), ("TEMPLATE", ollama.CHATML_GO), ("SYSTEM", "You are SmolLM.\nBe brief."),
+        ("PARAMETER", "stop <|im_end|>")]
 
 
 def test_no_template_and_unwritable_stops(tmp_path: Path) -> None:
