@@ -85,10 +85,10 @@ def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample]
     Raises:
         NoTrainingData: after writing the outputs, when the train split is empty.
     """
-    stats = Generation()
+    generation = Generation()
     grounding = Grounding(spec.student.task == "extractive-qa",
                           spec.data.synthesis.min_support if spec.data.synthesis else 0.0)
-    replies = _generation_pass(spec, chunks, generator, batch, folder, teacher_key, stats, progress, grounding)
+    replies = _generation_pass(spec, chunks, generator, batch, folder, teacher_key, generation, progress, grounding)
     examples, rejections, pinned = _candidates(spec, chunks, dataset, replies, grounding)
     seen: dict[str, str] = {}
     kept = keep(deduplicate(examples, seen), rejections)
@@ -100,12 +100,12 @@ def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample]
     by_split: dict[SplitName, list[Example]] = {
         name: [e for e in kept if pinned.get(e.id, assignment.get(e.group)) == name] for name in SPLITS}
     paraphrased = _paraphrase_pass(spec, by_split["train"], generator, batch, folder,
-                                   _fingerprint(teacher_key, replies), stats, progress)
+                                   _fingerprint(teacher_key, replies), generation, progress)
     by_split["train"] += keep(deduplicate(_paraphrases(spec, by_split["train"], paraphrased, rejections), seen),
                                rejections)
     by_split["train"] += _typo_copies(spec, by_split["train"])
     summary = summarize(groups, assignment, split.val, split.test, by=split.by)
-    card = data_card(by_split, rejections, stats, summary, len(chunks), len(dataset))
+    card = data_card(by_split, rejections, generation, summary, len(chunks), len(dataset))
     if ranks()[0] == 0:  # every rank computed the same outputs; one writes them
         _write(folder, by_split, rejections, card)
     if not by_split["train"]:
@@ -121,7 +121,7 @@ def synthesize(spec: Spec, chunks: Sequence[Chunk], dataset: Sequence[QAExample]
 
 
 def _generation_pass(spec: Spec, chunks: Sequence[Chunk], generator: Generator | None, batch: int, folder: Path,
-                     teacher_key: str, stats: Generation, progress: Progress | None, grounding: Grounding
+                     teacher_key: str, generation: Generation, progress: Progress | None, grounding: Grounding
                      ) -> dict[str, list[str]]:
     """Replies per chunk id (first attempt, then repairs), from the journal or the teacher; the
     teacher's yield is counted as batches finish and gated (``yields.gate``)."""
@@ -144,27 +144,27 @@ def _generation_pass(spec: Spec, chunks: Sequence[Chunk], generator: Generator |
         gate(running, synthesis.min_yield, len(chunks))
         return running.note()
 
-    done, stats.resumed_chunks = journaled(
+    done, generation.resumed_chunks = journaled(
         folder, "generation", fingerprint, list(by_id), batch,
         lambda ids: _generate_batch([by_id[i] for i in ids], generator, template, n, spec, grounding), progress,
         observe)
-    stats.decoding = synthesis.decoding
+    generation.decoding = synthesis.decoding
     replies = {chunk.id: done[chunk.id] for chunk in chunks}
     final = YieldCount(items_per_chunk(synthesis))
     for chunk in chunks:
         count_chunk(final, chunk, replies[chunk.id], synthesis, grounding)
     gate(final, synthesis.min_yield, len(chunks))
-    stats.teacher_yield = final.to_record()
-    stats.warnings += [w for w in (low_yield_warning(final),) if w]
+    generation.teacher_yield = final.to_record()
+    generation.warnings += [w for w in (low_yield_warning(final),) if w]
     # Counted from the replies, not while generating: the same numbers whichever process, or
     # which run before a crash, asked.
     parsed = [[parse_items(reply, synthesis.kind, synthesis.turns) for reply in attempts]
               for attempts in replies.values()]
-    stats.requests = sum(len(attempts) for attempts in parsed)
-    stats.top_ups = sum(len(asks(attempts)) - 1 for attempts in parsed)
-    stats.repairs = stats.requests - len(parsed) - stats.top_ups
-    stats.chunks_repaired = sum(any(len(ask) > 1 for ask in asks(attempts)) for attempts in parsed)
-    stats.prose_replies = sum(reply.form == "prose" for attempts in parsed for reply in attempts)
+    generation.requests = sum(len(attempts) for attempts in parsed)
+    generation.top_ups = sum(len(asks(attempts)) - 1 for attempts in parsed)
+    generation.repairs = generation.requests - len(parsed) - generation.top_ups
+    generation.chunks_repaired = sum(any(len(ask) > 1 for ask in asks(attempts)) for attempts in parsed)
+    generation.prose_replies = sum(reply.form == "prose" for attempts in parsed for reply in attempts)
     return replies
 
 
@@ -347,7 +347,7 @@ def _dataset_group(example: QAExample, by: str) -> str:
 
 
 def _paraphrase_pass(spec: Spec, train: Sequence[Example], generator: Generator | None, batch: int, folder: Path,
-                     fingerprint: str, stats: Generation, progress: Progress | None) -> dict[str, str]:
+                     fingerprint: str, generation: Generation, progress: Progress | None) -> dict[str, str]:
     """The teacher's paraphrase reply per train QA example id."""
     n = spec.data.augmentation.paraphrases
     targets = [example for example in train if _paraphrasable(example)]
@@ -358,7 +358,7 @@ def _paraphrase_pass(spec: Spec, train: Sequence[Example], generator: Generator 
     by_id = {example.id: example for example in targets}
     decoding, max_new_tokens = reply_budget(spec)
     schema = schema_text(strings_schema(n, max_new_tokens)) if decoding == "constrained" else None
-    stats.decoding = decoding
+    generation.decoding = decoding
 
     def generate(ids: list[str]) -> dict[str, str]:
         requests = [Request(f"{i}:paraphrase", tuple(paraphrase_messages(by_id[i].question, n)), schema)
@@ -367,9 +367,9 @@ def _paraphrase_pass(spec: Spec, train: Sequence[Example], generator: Generator 
 
     done, _ = journaled(folder, "paraphrase", _fingerprint(VERSION, fingerprint, n, spec.seed), list(by_id), batch,
                         generate, progress)
-    stats.paraphrase_requests = len(targets)
+    generation.paraphrase_requests = len(targets)
     if any(example.origin == "teacher" and len(example.messages) > 2 for example in train):
-        stats.notes.append("paraphrases apply to QA pairs; conversations are not paraphrased")
+        generation.notes.append("paraphrases apply to QA pairs; conversations are not paraphrased")
     return {example.id: done[example.id] for example in targets}
 
 
